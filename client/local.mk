@@ -1,0 +1,10 @@
+# client/: engramctl.
+bin_PROGRAMS += engramctl
+engramctl_SOURCES = \
+	%reldir%/ectl.h \
+	%reldir%/conn.c \
+	%reldir%/engramctl.c \
+	daemon/frame.h daemon/frame.c \
+	daemon/paths.h daemon/paths.c
+engramctl_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
+engramctl_LDADD = $(JANSSON_LIBS)

@@ -1,0 +1,177 @@
+/* engramd.h - what the daemon's files share (prefix ed_).
+ *
+ * Threads: one loop thread runs libuv (sockets, timers, signals, replies);
+ * heavy work runs on libuv's thread pool (uv_queue_work), sized by the
+ * `workers` setting.  Work functions never touch a uv handle or a
+ * connection; they hand events back through ed_req_emit(), which is
+ * thread-safe.  The design is in docs/ARCHITECTURE.md.
+ *
+ * Ownership: the server (ed_server, one per process) owns every connection
+ * and the settings; a connection owns its framer and its write queue; a
+ * request (ed_req) holds a reference on its connection until it finishes, so
+ * a connection's memory outlives its socket while work for it is in flight.
+ */
+#ifndef ENGRAM_DAEMON_H
+#define ENGRAM_DAEMON_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdatomic.h>
+#include <jansson.h>
+#include <uv.h>
+#include "paths.h"
+
+/* ---------------------------------------------------------------- settings */
+
+/* Every setting, with its default in ed_settings_init().  Strings are owned
+ * (malloc'd) by the struct and freed by ed_settings_free(). */
+typedef struct ed_settings {
+	char *socket_path;	/* where the socket lives */
+	char *data_dir;		/* models, stores, lock, log */
+	char *config_path;	/* config file read at start, if any */
+	char *log_file;		/* log file; NULL means stderr */
+	char *model;		/* GGUF path; NULL: the default model */
+	int use_syslog;		/* log to syslog instead of a file */
+	int log_level;		/* ED_LOG_* and above are written */
+	int foreground;		/* stay attached to the terminal */
+	size_t max_line;	/* longest request line, bytes */
+	size_t max_output;	/* replies queued per connection before we stop reading it */
+	int max_connections;	/* further clients are refused with an error */
+	int max_inflight;	/* requests in flight per connection */
+	int workers;		/* thread-pool size */
+	int threads;		/* engine compute threads */
+	double shutdown_timeout;/* seconds to wait for work at shutdown */
+} ed_settings;
+
+void ed_settings_init(ed_settings *s);
+void ed_settings_free(ed_settings *s);
+/* Applies one key = value setting; on error writes a message to err.
+ * Returns 0 or -EINVAL. */
+int ed_settings_set(ed_settings *s, const char *key, const char *value,
+		    char *err, size_t errlen);
+/* Reads a config file (key = value lines, '#' comments).  A missing file is
+ * -ENOENT (the caller decides whether that is an error). */
+int ed_config_load(ed_settings *s, const char *path, char *err, size_t errlen);
+/* Fills in socket_path and data_dir from the XDG defaults (paths.h) where
+ * they are unset.  Returns 0 or -ENOMEM. */
+int ed_paths_default(ed_settings *s);
+
+/* ---------------------------------------------------------------- logging */
+
+enum { ED_LOG_DEBUG, ED_LOG_INFO, ED_LOG_WARN, ED_LOG_ERROR };
+
+int ed_log_open(const ed_settings *s);
+int ed_log_reopen(void);	/* SIGHUP: reopen the file, for logrotate */
+void ed_log_close(void);
+void ed_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int ed_log_level_parse(const char *name);
+
+/* ---------------------------------------------------------------- errors */
+
+/* The protocol's error codes.  Documented in docs/PROTOCOL.md; the list only
+ * grows. */
+#define ED_ERROR_MAP(X)                                                  \
+	X(ED_ERR_INVALID_JSON, "invalid_json")                          \
+	X(ED_ERR_INVALID_UTF8, "invalid_utf8")                          \
+	X(ED_ERR_LINE_TOO_LONG, "line_too_long")                        \
+	X(ED_ERR_BAD_REQUEST, "bad_request")                            \
+	X(ED_ERR_UNKNOWN_OP, "unknown_op")                              \
+	X(ED_ERR_MISSING_FIELD, "missing_field")                        \
+	X(ED_ERR_INVALID_ARGUMENT, "invalid_argument")                  \
+	X(ED_ERR_NOT_FOUND, "not_found")                                \
+	X(ED_ERR_BUSY, "busy")                                          \
+	X(ED_ERR_TOO_MANY_REQUESTS, "too_many_requests")                \
+	X(ED_ERR_SHUTTING_DOWN, "shutting_down")                        \
+	X(ED_ERR_CANCELLED, "cancelled")                                \
+	X(ED_ERR_PERMISSION_DENIED, "permission_denied")                \
+	X(ED_ERR_NO_MODEL, "no_model")                                  \
+	X(ED_ERR_INTERNAL, "internal")
+
+typedef enum {
+#define ED__E(name, str) name,
+	ED_ERROR_MAP(ED__E)
+#undef ED__E
+	ED_ERR__COUNT
+} ed_err;
+
+const char *ed_err_code(ed_err e);
+
+/* ---------------------------------------------------------------- server */
+
+typedef struct ed_server ed_server;
+typedef struct ed_conn ed_conn;
+typedef struct ed_req ed_req;
+
+/* A request in flight.  Created by the loop thread when a line parses;
+ * freed by ed_req_finish() after its final event is queued. */
+struct ed_req {
+	ed_server *srv;
+	ed_conn *conn;		/* holds a reference until the request is freed */
+	json_t *msg;		/* the request object (owned) */
+	json_t *id;		/* borrowed from msg */
+	const struct ed_op *op;
+	atomic_int cancelled;	/* set when the client leaves or at shutdown */
+	uv_work_t work;
+	void (*work_fn)(ed_req *);	/* what runs on the worker */
+	/* Set by the work function, read by the loop thread after it: */
+	json_t *result;		/* owned; sent as the "done" event */
+	ed_err err;
+	char errmsg[256];
+	int failed;
+};
+
+typedef struct ed_op {
+	const char *name;
+	/* Runs on the loop thread; must be quick.  NULL for worker ops. */
+	void (*on_loop)(ed_req *req);
+	/* Runs on a worker thread; sets req->result or calls ed_req_fail(). */
+	void (*on_worker)(ed_req *req);
+} ed_op;
+
+/* Looks an op up by name; NULL when unknown. */
+const ed_op *ed_op_find(const char *name);
+
+/* Marks the request failed; the error becomes its final event. Thread-safe
+ * for the request's own worker. */
+void ed_req_fail(ed_req *req, ed_err err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Sends an intermediate event {"id":…,"event":name,…fields}.  Steals
+ * fields.  Callable from the loop thread or the request's worker. */
+void ed_req_emit(ed_req *req, const char *event, json_t *fields);
+/* Loop thread only: sends the final event (done with result, or error) and
+ * frees the request. */
+void ed_req_finish(ed_req *req);
+int ed_req_is_cancelled(const ed_req *req);
+/* Loop thread only, from an op's on_loop: runs fn on a worker thread, then
+ * finishes the request.  fn plays the role of on_worker. */
+void ed_req_defer(ed_req *req, void (*fn)(ed_req *req));
+
+/* ops.c: gives the ops the server they report on. */
+void ed_ops_init(ed_server *srv);
+
+/* Counters that `status` reports. */
+typedef struct ed_stats {
+	uint64_t connections_total;
+	uint64_t requests_total;
+	uint64_t errors_total;
+	int connections;
+	int inflight;
+} ed_stats;
+
+int ed_server_open(ed_server **out, ed_settings *s, uv_loop_t *loop);
+/* Starts listening; the socket path is created with mode 0600. */
+int ed_server_listen(ed_server *srv);
+/* Graceful stop: no new connections or requests; in-flight work is
+ * cancelled, then connections are flushed and closed.  Idempotent. */
+void ed_server_stop(ed_server *srv, const char *why);
+void ed_server_close(ed_server *srv);
+/* Registers a hook that runs on the loop thread when stopping begins (main
+ * closes its signal handles there, so the loop can end). */
+void ed_server_on_stop(ed_server *srv, void (*cb)(void *), void *arg);
+const ed_settings *ed_server_settings(const ed_server *srv);
+void ed_server_stats(const ed_server *srv, ed_stats *st);
+double ed_server_uptime(const ed_server *srv);
+int ed_server_stopping(const ed_server *srv);
+
+#endif

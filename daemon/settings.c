@@ -1,0 +1,212 @@
+/* settings.c - engramd's settings: defaults, the config file, and paths.
+ *
+ * The order of precedence is: defaults < config file < command line.  The
+ * command line is applied last by main.c through the same ed_settings_set(),
+ * so a key means the same thing in both places.
+ */
+#include "config.h"
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "engramd.h"
+
+void ed_settings_init(ed_settings *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->log_level = ED_LOG_INFO;
+	/* Room for a large pasted question; a whole document goes through
+	 * ingest, not through one request line. */
+	s->max_line = 1u << 20;
+	/* A client that stops reading may have this much queued before we stop
+	 * reading its requests; it never holds up anyone else. */
+	s->max_output = 4u << 20;
+	s->max_connections = 1024;
+	s->max_inflight = 64;
+	s->workers = 4;
+	s->threads = 0;			/* 0: one per online core */
+	s->shutdown_timeout = 30.0;
+}
+
+void ed_settings_free(ed_settings *s)
+{
+	free(s->socket_path);
+	free(s->data_dir);
+	free(s->config_path);
+	free(s->log_file);
+	free(s->model);
+	memset(s, 0, sizeof(*s));
+}
+
+static int set_str(char **dst, const char *v)
+{
+	char *d = strdup(v);
+	if (!d)
+		return -ENOMEM;
+	free(*dst);
+	*dst = d;
+	return 0;
+}
+
+/* Parses a decimal integer in [lo, hi], with an optional K/M/G suffix when
+ * unit is set (sizes). */
+static int parse_num(const char *v, long long lo, long long hi, int unit,
+		     long long *out)
+{
+	char *end;
+	errno = 0;
+	long long n = strtoll(v, &end, 10);
+	if (errno || end == v)
+		return -EINVAL;
+	if (unit && *end) {
+		int sh = *end == 'K' || *end == 'k' ? 10 :
+			 *end == 'M' || *end == 'm' ? 20 :
+			 *end == 'G' || *end == 'g' ? 30 : -1;
+		if (sh < 0 || n > (LLONG_MAX >> sh))
+			return -EINVAL;
+		n <<= sh;
+		end++;
+	}
+	if (*end || n < lo || n > hi)
+		return -EINVAL;
+	*out = n;
+	return 0;
+}
+
+static int parse_bool(const char *v, int *out)
+{
+	if (!strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "on"))
+		*out = 1;
+	else if (!strcmp(v, "0") || !strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "off"))
+		*out = 0;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+int ed_settings_set(ed_settings *s, const char *key, const char *v,
+		    char *err, size_t errlen)
+{
+	long long n = 0;
+	int rc = 0;
+
+#define NUM(field, lo, hi, unit)                                       \
+	do {                                                            \
+		if ((rc = parse_num(v, lo, hi, unit, &n)) == 0)         \
+			s->field = n;                                   \
+		else                                                    \
+			snprintf(err, errlen, "%s: expected a number from %lld to %lld, got '%s'", \
+				 key, (long long)(lo), (long long)(hi), v); \
+		return rc;                                              \
+	} while (0)
+
+	if (!strcmp(key, "socket"))
+		return set_str(&s->socket_path, v);
+	if (!strcmp(key, "data_dir"))
+		return set_str(&s->data_dir, v);
+	if (!strcmp(key, "log_file"))
+		return set_str(&s->log_file, v);
+	if (!strcmp(key, "model"))
+		return set_str(&s->model, v);
+	if (!strcmp(key, "max_line"))
+		NUM(max_line, 64, 1LL << 30, 1);
+	if (!strcmp(key, "max_output"))
+		NUM(max_output, 4096, 1LL << 32, 1);
+	if (!strcmp(key, "max_connections"))
+		NUM(max_connections, 1, 65536, 0);
+	if (!strcmp(key, "max_inflight"))
+		NUM(max_inflight, 1, 4096, 0);
+	if (!strcmp(key, "workers"))
+		NUM(workers, 1, 128, 0);
+	if (!strcmp(key, "threads"))
+		NUM(threads, 0, 1024, 0);
+	if (!strcmp(key, "shutdown_timeout"))
+		NUM(shutdown_timeout, 0, 3600, 0);
+	if (!strcmp(key, "syslog")) {
+		if (parse_bool(v, &s->use_syslog) < 0)
+			goto bad_bool;
+		return 0;
+	}
+	if (!strcmp(key, "foreground")) {
+		if (parse_bool(v, &s->foreground) < 0)
+			goto bad_bool;
+		return 0;
+	}
+	if (!strcmp(key, "log_level")) {
+		int l = ed_log_level_parse(v);
+		if (l < 0) {
+			snprintf(err, errlen, "log_level: expected debug, info, warn or error, got '%s'", v);
+			return -EINVAL;
+		}
+		s->log_level = l;
+		return 0;
+	}
+	snprintf(err, errlen, "unknown setting '%s'", key);
+	return -EINVAL;
+bad_bool:
+	snprintf(err, errlen, "%s: expected yes or no, got '%s'", key, v);
+	return -EINVAL;
+#undef NUM
+}
+
+static char *trim(char *p)
+{
+	while (isspace((unsigned char)*p))
+		p++;
+	char *e = p + strlen(p);
+	while (e > p && isspace((unsigned char)e[-1]))
+		*--e = 0;
+	return p;
+}
+
+int ed_config_load(ed_settings *s, const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	char line[4096];
+	int lineno = 0, rc = 0;
+
+	if (!f) {
+		rc = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return rc;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		if (!strchr(line, '\n') && !feof(f)) {
+			snprintf(err, errlen, "%s:%d: line too long", path, lineno);
+			rc = -EINVAL;
+			break;
+		}
+		char *p = trim(line);
+		if (!*p || *p == '#')
+			continue;
+		char *eq = strchr(p, '=');
+		if (!eq) {
+			snprintf(err, errlen, "%s:%d: expected 'key = value'", path, lineno);
+			rc = -EINVAL;
+			break;
+		}
+		*eq = 0;
+		char *key = trim(p), *val = trim(eq + 1), msg[512];
+		if ((rc = ed_settings_set(s, key, val, msg, sizeof(msg))) < 0) {
+			snprintf(err, errlen, "%s:%d: %s", path, lineno, msg);
+			break;
+		}
+	}
+	fclose(f);
+	return rc;
+}
+
+
+int ed_paths_default(ed_settings *s)
+{
+	if (!s->data_dir && !(s->data_dir = ed_paths_data_default()))
+		return -ENOMEM;
+	if (!s->socket_path && !(s->socket_path = ed_paths_socket_default()))
+		return -ENOMEM;
+	return 0;
+}

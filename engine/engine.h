@@ -42,6 +42,26 @@ const char *eng_strerror(int err);
 /* The code's symbolic name ("ENG_EFORMAT"); never NULL. */
 const char *eng_errname(int err);
 
+/* Tensor element types, numbered as in GGUF files (ggml's type ids), so a
+ * value read from a file is used as is.  Ids not listed are refused. */
+typedef enum eng_type {
+	ENG_TYPE_F32  = 0,
+	ENG_TYPE_F16  = 1,
+	ENG_TYPE_Q4_0 = 2,
+	ENG_TYPE_Q4_1 = 3,
+	ENG_TYPE_Q5_0 = 6,
+	ENG_TYPE_Q5_1 = 7,
+	ENG_TYPE_Q8_0 = 8,
+	ENG_TYPE_Q8_1 = 9,	/* activations only, never in a file we load */
+	ENG_TYPE_Q2_K = 10,
+	ENG_TYPE_Q3_K = 11,
+	ENG_TYPE_Q4_K = 12,
+	ENG_TYPE_Q5_K = 13,
+	ENG_TYPE_Q6_K = 14,
+	ENG_TYPE_Q8_K = 15,	/* activations only */
+	ENG_TYPE_BF16 = 30,
+} eng_type;
+
 /* The engine's version string, e.g. "0.1.0"; static storage. */
 const char *eng_version(void);
 

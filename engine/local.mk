@@ -1,5 +1,11 @@
 # engine/: models, tokenizers, forward pass, kernels, sampling.
+# The model and tokenizer files are listed here; the kernels keep their own
+# list in engine/kernels.mk.
 noinst_LIBRARIES += libengine.a
-libengine_a_SOURCES = \
+ENGINE_CORE_SOURCES = \
 	%reldir%/engine.h \
 	%reldir%/errors.c
+ENGINE_KERNEL_SOURCES =
+include engine/kernels.mk
+libengine_a_SOURCES = $(ENGINE_CORE_SOURCES) $(ENGINE_KERNEL_SOURCES)
+libengine_a_CFLAGS = $(AM_CFLAGS) $(XXHASH_CFLAGS)

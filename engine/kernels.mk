@@ -1,0 +1,1 @@
+# engine kernels: quantized formats, matrix products, thread pool.

@@ -1,0 +1,1 @@
+# Suites for engine kernels.

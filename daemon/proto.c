@@ -83,7 +83,7 @@ int ed_proto_parse(const char *line, size_t len, json_t **msg, json_t **id,
 		snprintf(errmsg, errlen, "request contains a NUL byte");
 		return -1;
 	}
-	m = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
+	m = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
 	if (!m) {
 		*err = ED_ERR_INVALID_JSON;
 		snprintf(errmsg, errlen, "invalid JSON at column %d: %s", je.column, je.text);

@@ -4,3 +4,15 @@ TESTS += tests/test_frame
 tests_test_frame_SOURCES = tests/test_frame.c daemon/frame.c daemon/frame.h
 tests_test_frame_CFLAGS = $(TEST_CFLAGS)
 tests_test_frame_LDADD = $(TEST_LIBS)
+
+check_PROGRAMS += tests/test_proto
+TESTS += tests/test_proto
+tests_test_proto_SOURCES = tests/test_proto.c daemon/proto.c daemon/proto.h
+tests_test_proto_CFLAGS = $(TEST_CFLAGS)
+tests_test_proto_LDADD = $(TEST_LIBS)
+
+check_PROGRAMS += tests/test_daemon
+TESTS += tests/test_daemon
+tests_test_daemon_SOURCES = tests/test_daemon.c tests/daemon_harness.c tests/daemon_harness.h
+tests_test_daemon_CFLAGS = $(TEST_CFLAGS)
+tests_test_daemon_LDADD = $(TEST_LIBS)

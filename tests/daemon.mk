@@ -16,3 +16,7 @@ TESTS += tests/test_daemon
 tests_test_daemon_SOURCES = tests/test_daemon.c tests/daemon_harness.c tests/daemon_harness.h
 tests_test_daemon_CFLAGS = $(TEST_CFLAGS)
 tests_test_daemon_LDADD = $(TEST_LIBS)
+
+# Man pages lint clean (mandoc -Tlint).
+TESTS += tests/man_lint.sh
+EXTRA_DIST += tests/man_lint.sh

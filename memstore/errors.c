@@ -14,3 +14,13 @@ const char *ms_strerror(int err)
 		return strerror(-err);
 	return "unknown error";
 }
+
+const char *ms_errname(int err)
+{
+	switch (err) {
+#define MS__NAME(code, name, msg) case code: return #name;
+	MS_ERRNO_MAP(MS__NAME)
+#undef MS__NAME
+	}
+	return "MS_EUNKNOWN";
+}

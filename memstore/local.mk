@@ -2,4 +2,20 @@
 noinst_LIBRARIES += libmemstore.a
 libmemstore_a_SOURCES = \
 	%reldir%/memstore.h \
-	%reldir%/errors.c
+	%reldir%/ms_internal.h \
+	%reldir%/errors.c \
+	%reldir%/codec.c \
+	%reldir%/lmdb.c \
+	%reldir%/catalog.c \
+	%reldir%/store.c
+libmemstore_a_CFLAGS = $(AM_CFLAGS) $(LMDB_CFLAGS) $(SQLITE_CFLAGS) \
+	$(XXHASH_CFLAGS)
+# What a program linking libmemstore.a needs after it.
+MEMSTORE_LIBS = libmemstore.a $(LMDB_LIBS) $(SQLITE_LIBS) $(XXHASH_LIBS)
+
+# bench/memstore: put/get throughput and bytes per token per mode and B.
+# Run as in bench/memstore/README.md.
+noinst_PROGRAMS += bench/memstore/ms_bench
+bench_memstore_ms_bench_SOURCES = bench/memstore/ms_bench.c
+bench_memstore_ms_bench_CFLAGS = $(AM_CFLAGS) $(LMDB_CFLAGS) $(SQLITE_CFLAGS)
+bench_memstore_ms_bench_LDADD = $(MEMSTORE_LIBS)

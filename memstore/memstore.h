@@ -3,10 +3,85 @@
  *
  * Conventions as in engine.h: int returns, 0 on success, a negative
  * MS_E* code on failure; _open/_close pairs; the caller owns what an
- * _open returns.  Design notes: docs/ARCHITECTURE.md.
+ * _open returns.  Design notes: docs/ARCHITECTURE.md and below.
+ *
+ * DESIGN
+ * ======
+ * A store is a directory holding two databases:
+ *
+ *   DIR/kv/data.mdb      LMDB: the KV blocks and everything that must agree
+ *                        with them, in named databases:
+ *     "meta"       "format" -> u32 on-disk format version (MS_FORMAT_VERSION)
+ *     "blocks"     block key (16 B) -> block record (below)
+ *     "prefix"     block key (16 B) -> ms__pfx {refcount, n_tokens, position,
+ *                  parent key}: the prefix index; small so that prefix
+ *                  matching and refcounting never touch block pages
+ *     "chain"      (session id u64 BE, block index u64 BE) -> block key
+ *     "summaries"  (session id u64 BE, block index u64 BE) -> summary record;
+ *                  big-endian keys make one session's summaries one
+ *                  sequential cursor scan, in block order
+ *     "heads"      session id u64 BE -> session head {geometry, fingerprint,
+ *                  n_blocks, n_tokens, key of the last block}
+ *     "tails"      session id u64 BE -> block record holding the last W
+ *                  positions of the sliding-window layers (overwritten)
+ *   DIR/catalog.db       SQLite (WAL, foreign keys, PRAGMA user_version is the
+ *                        schema version, migrated forward at open): sessions,
+ *                        documents, spans, jobs, audit log.
+ *
+ * Block record (little-endian; big-endian hosts are refused at build time):
+ *   72-byte header (struct ms__block_hdr in ms_internal.h, size asserted):
+ *   magic "EGKB", format version, mode, xxh3-64 checksum of every other byte
+ *   of the record, model fingerprint, parent key, first position,
+ *   n_tokens, n_layers, n_kv_heads, head_dim, payload size; then the token
+ *   ids (u32 each); then for each stored layer l, each KV head h, one
+ *   fixed-size section: the keys, then the values (layout per mode at
+ *   ms_mode).  A record whose checksum, magic, version or sizes do not verify
+ *   is reported as MS_ECORRUPT and its bytes are never handed out.
+ *
+ * Block key = XXH3-128 over (model fingerprint 16 B, parent key 16 B (zeros
+ * for the first block), the block's token ids as u32 LE, the position of its
+ * first token as u64 LE).  Equal prefixes in two sessions therefore give
+ * equal keys and the block is stored once; "prefix" holds its refcount =
+ * the number of "chain" entries naming it.  The key does not cover the
+ * encoding mode: a block already present is reused as is (its record says
+ * how to decode it), provided its geometry matches.
+ *
+ * ONE TRUTH (the LMDB and SQLite writes are not one transaction)
+ * --------------------------------------------------------------
+ *  - SQLite is the truth for a session's EXISTENCE and NAME; LMDB is the
+ *    truth for its CONTENT (blocks, chain, head, token count).
+ *  - create: the SQLite row is committed first (state 'active'), then the
+ *    LMDB head (empty).
+ *  - append/pop/tail: one LMDB write transaction puts the block (or bumps
+ *    its refcount), the chain entry, the summary and the advanced head
+ *    together; only after it commits is the SQLite row's n_tokens/head
+ *    updated, which is advisory.
+ *  - delete: the SQLite row is first marked state 'deleting'; then one LMDB
+ *    transaction drops the head, chain, summaries, tail and decrements the
+ *    refcounts (freeing blocks that reach 0); then the row is deleted.
+ *  - RECOVERY (ms_open): rows in state 'deleting' are finished (the LMDB
+ *    part is idempotent); an 'active' row without an LMDB head gets an empty
+ *    one; the advisory n_tokens/head of every row is repaired from LMDB; an
+ *    LMDB head whose session has no row is an orphan and is deleted with its
+ *    chain.  So after a crash at any point the catalog and the blocks agree,
+ *    and the head never names a block that was not committed with it.
+ *
+ * Lifetimes (LMDB style): a block view (ms_block) and a summary handed to an
+ * ms_summary_fn point into the memory map and are valid only until the read
+ * transaction (ms_txn) they came from ends.  While any ms_txn is open the map
+ * cannot be grown: a write that needs a bigger map then fails with MS_EBUSY
+ * (end the read transactions and retry).  Readers never block the writer
+ * otherwise (LMDB MVCC).
+ *
+ * Threads: an ms_store is used by one thread at a time (the daemon's store
+ * thread); an ms_txn may be read from another thread while it lives (the env
+ * is opened with MDB_NOTLS) but must be ended through its store's thread.
  */
 #ifndef ENGRAM_MS_H
 #define ENGRAM_MS_H
+
+#include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -16,7 +91,20 @@ extern "C" {
 #define MS_ERRNO_MAP(X)                                       \
 	X(-1100, MS_EINVAL,  "invalid argument")                 \
 	X(-1101, MS_ENOMEM,  "out of memory")                    \
-	X(-1102, MS_EIO,     "input/output error")
+	X(-1102, MS_EIO,     "input/output error")               \
+	X(-1103, MS_ECORRUPT, "stored record failed verification") \
+	X(-1104, MS_ENOTFOUND, "not found")                       \
+	X(-1105, MS_EEXIST,  "already exists")                   \
+	X(-1106, MS_EFULL,   "disk budget exhausted")             \
+	X(-1107, MS_EBUSY,   "map must grow: read transactions are open") \
+	X(-1108, MS_ENAME,   "invalid name")                     \
+	X(-1109, MS_EMISMATCH, "model fingerprint or geometry mismatch") \
+	X(-1110, MS_EVERSION, "store written by a newer format")  \
+	X(-1111, MS_ELMDB,   "LMDB error")                       \
+	X(-1112, MS_ESQLITE, "SQLite error")                     \
+	X(-1113, MS_ESTATE,  "operation not allowed in this state") \
+	X(-1114, MS_ECHECK,  "store check found inconsistencies") \
+	X(-1115, MS_ERANGE,  "value out of range")
 
 enum {
 #define MS__ENUM(code, name, msg) name = (code),
@@ -26,6 +114,353 @@ enum {
 
 /* A static string describing an error code; never NULL. */
 const char *ms_strerror(int err);
+/* The code's symbolic name ("MS_ECORRUPT"); never NULL. */
+const char *ms_errname(int err);
+
+/* The on-disk block/head/summary format version written by this build.
+ * Records of another version are refused (MS_ECORRUPT for a record,
+ * MS_EVERSION for a whole store of a newer format). */
+#define MS_FORMAT_VERSION 1
+/* The SQLite catalog schema version (PRAGMA user_version). */
+#define MS_SCHEMA_VERSION 1
+
+/* ------------------------------------------------------------------ */
+/* Settings                                                            */
+
+typedef struct ms_settings {
+	size_t map_size_initial;	/* first LMDB map size, bytes */
+	size_t disk_budget;		/* the map never grows beyond this; a
+					 * write that would need more fails
+					 * with MS_EFULL and changes nothing */
+	unsigned max_readers;		/* LMDB reader slots */
+	int sqlite_busy_ms;		/* SQLite busy timeout */
+} ms_settings;
+
+/* Fills every field with its default (see settings.c for the reasons). */
+void ms_settings_init(ms_settings *s);
+
+/* ------------------------------------------------------------------ */
+/* Store                                                               */
+
+typedef struct ms_store ms_store;
+
+/* Opens (creating if needed) the store under DIR, which must exist or be
+ * creatable (mode 0700), and runs recovery (see ONE TRUTH above).
+ * settings may be NULL for defaults.  On success *out is the store, freed
+ * by ms_close.  On failure *out is NULL and, if err is not NULL, a
+ * NUL-terminated message of at most errlen bytes is written there. */
+int ms_open(const char *dir, const ms_settings *settings, ms_store **out,
+	    char *err, size_t errlen);
+/* Closes the store.  Every ms_txn of it must have ended.  NULL is a no-op. */
+void ms_close(ms_store *ms);
+/* The detail message of the last failing call on ms (static until the next
+ * call on ms); never NULL. */
+const char *ms_errmsg(const ms_store *ms);
+
+/* What ms_open's recovery repaired (zero after a clean shutdown). */
+typedef struct ms_recovery {
+	uint64_t deletes_finished;	/* 'deleting' rows completed */
+	uint64_t heads_created;		/* active rows that had no head */
+	uint64_t counts_repaired;	/* advisory n_tokens/head fixed */
+	uint64_t orphans_removed;	/* LMDB heads without a row */
+} ms_recovery;
+void ms_recovery_get(const ms_store *ms, ms_recovery *out);
+
+/* ------------------------------------------------------------------ */
+/* Geometry and encodings                                              */
+
+/* How K and V are stored in a block.  T = tokens of the block, D = head_dim;
+ * each (layer, head) section is, in order:
+ *  MS_MODE_F16: K[T][D] f16, V[T][D] f16 (reference, 4 bytes/element pair).
+ *  MS_MODE_Q8:  the KIVI split.  K per channel over the block: kmin[D] f16,
+ *               kscale[D] f16, K[T][D] u8; V per token: vmin[T] f16,
+ *               vscale[T] f16, V[T][D] u8.  x = min + q * scale.
+ *  MS_MODE_Q4:  as Q8 with 4-bit codes packed two per byte (low nibble
+ *               first), and V scaled per token per group of 32 channels
+ *               (vmin[T][D/32], vscale[T][D/32]) when D % 32 == 0, else per
+ *               token.  D must be even.
+ * Values must be finite with |x| <= 65504 (the f16 range): MS_ERANGE if not.
+ * The effect on logits is not measured yet (no engine): see bench/memstore. */
+typedef enum ms_mode {
+	MS_MODE_F16 = 0,
+	MS_MODE_Q8 = 1,
+	MS_MODE_Q4 = 2,
+} ms_mode;
+
+/* The shape of the blocks of a session.  For Gemma 3 270M: the 3 global
+ * layers (5, 11, 17) are stored, 1 KV head, head_dim 256. */
+typedef struct ms_geom {
+	uint32_t n_layers;	/* layers stored per block, 1..256 */
+	uint32_t n_kv_heads;	/* 1..256 */
+	uint32_t head_dim;	/* 2..4096, even */
+	uint32_t block_tokens;	/* B, 1..4096: tokens per full block */
+	ms_mode mode;
+} ms_geom;
+
+/* The default B, from bench/memstore (Gemma 3 270M, Q8; table in
+ * bench/RESULTS.md): at B = 64 a record costs 1601 B/token against 1564 at
+ * B = 256 (+2.4%) and 1749 at B = 16 (+12%); on disk, with the 72.6
+ * B/token of summaries and page rounding, 1802 against 1605 and 2335.
+ * Retrieval then works at 64-token granularity (Quest pages 16, InfLLM
+ * units 128).  Put throughput is set by the commit (fsync), not by B: use
+ * ms_session_append_n to commit many blocks at once. */
+#define MS_DEFAULT_BLOCK_TOKENS 64
+
+/* Bytes of a block record of n_tokens tokens with geometry g (header,
+ * token ids and payload), or 0 if g is invalid. */
+size_t ms_block_record_size(const ms_geom *g, uint32_t n_tokens);
+
+/* A 128-bit block key. */
+typedef struct ms_key {
+	uint8_t b[16];
+} ms_key;
+
+/* Computes a block key (see DESIGN).  parent NULL means the first block. */
+void ms_block_key(const uint8_t fingerprint[16], const ms_key *parent,
+		  const uint32_t *tokens, uint32_t n_tokens, uint64_t position,
+		  ms_key *out);
+
+/* ------------------------------------------------------------------ */
+/* Sessions (catalog + LMDB head)                                      */
+
+/* Session and job names: [A-Za-z0-9._-]{1,128}, not starting with '.'. */
+int ms_name_valid(const char *name);
+
+typedef struct ms_session_info {
+	int64_t id;			/* never reused */
+	char name[129];
+	uint8_t fingerprint[16];
+	int64_t created;		/* unix seconds */
+	uint64_t n_tokens;		/* from LMDB (the truth) */
+	uint64_t n_blocks;
+	ms_key head;			/* last block; zeros if none */
+	ms_geom geom;
+} ms_session_info;
+
+/* Creates an empty session.  MS_ENAME for a bad name, MS_EEXIST if taken,
+ * MS_EINVAL for a bad geometry.  *id_out (may be NULL) receives its id. */
+int ms_session_create(ms_store *ms, const char *name,
+		      const uint8_t fingerprint[16], const ms_geom *geom,
+		      int64_t *id_out);
+/* Looks a session up by name (MS_ENOTFOUND if none). */
+int ms_session_get(ms_store *ms, const char *name, ms_session_info *out);
+/* All sessions, ordered by name.  *out is malloc'd (free with ms_free),
+ * NULL when *n is 0. */
+int ms_session_list(ms_store *ms, ms_session_info **out, size_t *n);
+int ms_session_rename(ms_store *ms, const char *from, const char *to);
+/* Deletes the session, its spans, tail and chain; blocks no other session
+ * uses are freed in the same LMDB transaction. */
+int ms_session_delete(ms_store *ms, const char *name);
+
+/* Appends one block to session id: n_tokens (1..B) token ids and their K
+ * and V as floats laid out [layer][head][token][head_dim] (n_layers *
+ * n_kv_heads * n_tokens * head_dim floats each).  The previous last block
+ * must be full (B tokens), else MS_ESTATE (pop it and append a longer one).
+ * The block position is the session's n_tokens.  If a block with the same
+ * key exists it is shared (refcount + 1) and k/v are only used for the
+ * summary.  key_out (may be NULL) receives the block key.  When this
+ * returns 0 the block and the new head are durable. */
+int ms_session_append(ms_store *ms, int64_t id, const uint32_t *tokens,
+		      uint32_t n_tokens, const float *k, const float *v,
+		      ms_key *key_out);
+/* Appends n_tokens tokens as consecutive blocks of B (the last one may be
+ * partial) in ONE LMDB transaction: one durable commit instead of one per
+ * block (bench/memstore: a commit costs milliseconds of fsync).  k and v are
+ * [layer][head][n_tokens][head_dim].  The same rules as ms_session_append;
+ * all or nothing.  *n_blocks (may be NULL) receives the blocks appended. */
+#define MS_APPEND_MAX_TOKENS 65536
+int ms_session_append_n(ms_store *ms, int64_t id, const uint32_t *tokens,
+			uint64_t n_tokens, const float *k, const float *v,
+			uint64_t *n_blocks);
+/* Drops the last block of the session (MS_ENOTFOUND if empty). */
+int ms_session_pop(ms_store *ms, int64_t id);
+/* Overwrites the session's tail record: the sliding-window layers' last
+ * positions.  g describes the tail (its n_layers local layers, block_tokens
+ * is ignored, n_tokens up to 65535); position is that of tokens[0]. */
+int ms_tail_put(ms_store *ms, int64_t id, const ms_geom *g, uint64_t position,
+		const uint32_t *tokens, uint32_t n_tokens, const float *k,
+		const float *v);
+
+/* ------------------------------------------------------------------ */
+/* Reading: transactions and zero-copy block views                     */
+
+typedef struct ms_txn ms_txn;
+
+/* Starts a read transaction: a consistent snapshot.  End it with
+ * ms_read_end; views taken from it die with it. */
+int ms_read_begin(ms_store *ms, ms_txn **out);
+void ms_read_end(ms_txn *txn);
+
+/* A verified block record.  rec points into the map: valid only until the
+ * ms_txn it came from ends; never write through it. */
+typedef struct ms_block {
+	const uint8_t *rec;	/* the whole record */
+	size_t len;
+	ms_key key;
+	ms_key parent;
+	uint8_t fingerprint[16];
+	uint64_t position;	/* of its first token */
+	uint32_t n_tokens;
+	ms_geom geom;		/* block_tokens is 0: blocks do not know B */
+} ms_block;
+
+/* Reads and verifies the block with this key: MS_ENOTFOUND, or MS_ECORRUPT
+ * if its checksum or structure is wrong (its bytes are then not exposed). */
+int ms_block_get(ms_txn *txn, const ms_key *key, ms_block *out);
+/* The index-th block of a session. */
+int ms_session_block(ms_txn *txn, int64_t id, uint64_t index, ms_block *out);
+/* The session's tail record (MS_ENOTFOUND if none was put). */
+int ms_tail_get(ms_txn *txn, int64_t id, ms_block *out);
+/* The session head as LMDB has it (the truth) in this snapshot. */
+int ms_session_head(ms_txn *txn, int64_t id, ms_session_info *out);
+
+/* Copies the block's token ids to out[n_tokens]. */
+void ms_block_tokens(const ms_block *b, uint32_t *out);
+/* Dequantizes one (layer, head) of a block into k[n_tokens][head_dim] and
+ * v[n_tokens][head_dim] (either may be NULL). */
+int ms_block_decode(const ms_block *b, uint32_t layer, uint32_t head,
+		    float *k, float *v);
+
+/* Longest cached prefix: computes the chained keys of tokens[0..n) in
+ * blocks of B and counts how many leading blocks exist in the store.  A
+ * trailing partial block counts if it is stored with exactly those tokens.
+ * *n_blocks and *n_tokens_matched receive the match. */
+int ms_prefix_match(ms_txn *txn, const uint8_t fingerprint[16],
+		    const uint32_t *tokens, size_t n, uint32_t block_tokens,
+		    uint64_t *n_blocks, uint64_t *n_tokens_matched);
+
+/* Block summary for retrieval, per stored layer and KV head: per-channel
+ * min, max and mean of the block's keys (computed from the floats given to
+ * ms_session_append, before quantization), f16.  data points into the map
+ * (valid for the txn): [layer][head][3][head_dim] u16 (f16 bits, may be
+ * unaligned: read with ms_f16_load). */
+typedef struct ms_summary {
+	uint64_t index;		/* block index in the session */
+	uint64_t position;
+	uint32_t n_tokens;
+	uint32_t n_layers, n_kv_heads, head_dim;
+	ms_key key;
+	const uint8_t *data;
+} ms_summary;
+/* Called per block in index order; return nonzero to stop (that value is
+ * returned by ms_summary_scan). */
+typedef int (*ms_summary_fn)(void *arg, const ms_summary *s);
+/* One sequential scan over a session's summaries from block index first. */
+int ms_summary_scan(ms_txn *txn, int64_t id, uint64_t first,
+		    ms_summary_fn fn, void *arg);
+/* min/max/mean of channel c of (layer, head) of a summary. */
+void ms_summary_channel(const ms_summary *s, uint32_t layer, uint32_t head,
+			uint32_t c, float *mn, float *mx, float *mean);
+
+/* f16 helpers (round to nearest even; inf/NaN preserved). */
+uint16_t ms_f16_from_f32(float f);
+float ms_f16_to_f32(uint16_t h);
+float ms_f16_load(const uint8_t *p);
+
+/* ------------------------------------------------------------------ */
+/* Maintenance                                                         */
+
+typedef struct ms_stats {
+	uint64_t sessions;	/* LMDB heads */
+	uint64_t blocks;	/* unique blocks stored */
+	uint64_t shared_blocks;	/* blocks with refcount > 1 */
+	uint64_t block_refs;	/* chain entries (sum of refcounts) */
+	uint64_t tokens_stored;	/* sum of unique blocks' tokens */
+	uint64_t block_bytes;	/* sum of block record sizes */
+	uint64_t tails, tail_bytes;
+	uint64_t bytes_on_disk;	/* size of data.mdb */
+	uint64_t map_size;	/* current LMDB map size */
+	uint64_t map_used;	/* (last page + 1) * page size */
+	double bytes_per_token;	/* block_bytes / tokens_stored */
+} ms_stats;
+int ms_stats_get(ms_store *ms, ms_stats *out);
+
+/* fsck: verifies every block's checksum (if deep), that "blocks" and
+ * "prefix" hold the same keys, that each refcount equals the number of
+ * chain entries naming the block, that every chain is contiguous from 0,
+ * parent-linked and ends at its head's key with the head's counts, that
+ * summaries match chains, and that heads and catalog rows agree.
+ * Returns 0 if all holds, MS_ECHECK if not (*problems, may be NULL, gets
+ * the count; ms_errmsg names the first), or another error. */
+int ms_check(ms_store *ms, int deep, uint64_t *problems);
+
+/* Frees what no session reaches: blocks without refs, prefix entries
+ * without blocks, chains/summaries/tails without a head.  *freed (may be
+ * NULL) receives the number of records removed. */
+int ms_gc(ms_store *ms, uint64_t *freed);
+/* ms_gc, then rewrites the LMDB file compactly (mdb_env_copy2 with
+ * MDB_CP_COMPACT to a temporary file, then rename over data.mdb and
+ * reopen).  No ms_txn may be open (MS_EBUSY). */
+int ms_compact(ms_store *ms);
+
+/* ------------------------------------------------------------------ */
+/* Catalog: documents, spans, jobs, audit                              */
+
+typedef struct ms_document {
+	int64_t id;
+	char path[4097];	/* any UTF-8 without NUL, 1..4096 bytes */
+	char content_hash[129];	/* lowercase hex, 1..128 digits */
+	int64_t size, mtime;
+	char kind[33];		/* a name, e.g. "pdf", "docx", "text" */
+} ms_document;
+
+/* Adds a document (id, if set, is ignored) and sets d->id; the same (path,
+ * content_hash) added twice gives the existing id. */
+int ms_document_add(ms_store *ms, ms_document *d);
+int ms_document_get(ms_store *ms, int64_t id, ms_document *out);
+
+/* A span: tokens [tok_start, tok_end) of a session came from a document's
+ * lines [line_start, line_end] and/or page (0 when unknown).  Spans of one
+ * session never overlap (MS_EEXIST otherwise). */
+typedef struct ms_span {
+	int64_t session_id;
+	uint64_t tok_start, tok_end;
+	int64_t document_id;
+	int64_t line_start, line_end, page;
+} ms_span;
+int ms_span_add(ms_store *ms, const ms_span *spans, size_t n);
+/* The span containing token position pos (an index search: log time). */
+int ms_span_lookup(ms_store *ms, int64_t session_id, uint64_t pos,
+		   ms_span *out);
+
+typedef enum ms_job_state {
+	MS_JOB_QUEUED = 0, MS_JOB_RUNNING, MS_JOB_DONE, MS_JOB_FAILED,
+	MS_JOB_CANCELED,
+} ms_job_state;
+typedef struct ms_job {
+	int64_t id;
+	char kind[129];		/* a name */
+	int64_t session_id;	/* 0 if none */
+	ms_job_state state;
+	uint64_t done, total;	/* progress */
+	char error[1024];	/* "" unless failed */
+	int64_t created, updated;
+} ms_job;
+/* Creates a queued job; sets j->id. */
+int ms_job_create(ms_store *ms, ms_job *j);
+/* Updates state, done, total and error of job j->id. */
+int ms_job_update(ms_store *ms, const ms_job *j);
+int ms_job_get(ms_store *ms, int64_t id, ms_job *out);
+/* Jobs, newest first, at most limit (1..10000); *out malloc'd, ms_free. */
+int ms_job_list(ms_store *ms, size_t limit, ms_job **out, size_t *n);
+
+/* An audit record: who asked what of which session, with which model and
+ * settings.  Strings are copied; bounded at 4096 bytes each (MS_ERANGE). */
+typedef struct ms_audit {
+	int64_t id, ts;		/* set by ms_audit_append */
+	char who[129];
+	char action[129];
+	char session[129];	/* name, "" if none: survives deletion */
+	char model[257];
+	char settings[4097];	/* e.g. JSON */
+} ms_audit;
+int ms_audit_append(ms_store *ms, ms_audit *a);
+/* Records of one session ("" or NULL: all), newest first, at most limit. */
+int ms_audit_list(ms_store *ms, const char *session, size_t limit,
+		  ms_audit **out, size_t *n);
+
+/* Frees what a *_list function returned. */
+void ms_free(void *p);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,737 @@
+/* test_ms_store.c - memstore blocks in LMDB: append/read/decode, prefix
+ * sharing and refcounts, delete, pop, tails, summaries, prefix match,
+ * stats, check, gc, compaction, map growth and the disk budget, corrupt
+ * blocks, and recovery from each crash state of the write order. */
+#include "config.h"
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "ms_internal.h"
+#include "ms_synth.h"
+
+#define L 3
+#define H 1
+#define D 256
+#define B 64
+
+static char dir[256];
+static const uint8_t FP[16] = "gemma3-270m-test";
+
+static void setup(void)
+{
+	snprintf(dir, sizeof(dir), "/tmp/ms_store_XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static void teardown(void)
+{
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+static ms_store *open_store(const ms_settings *s)
+{
+	ms_store *ms;
+	char err[256];
+	int rc = ms_open(dir, s, &ms, err, sizeof(err));
+	ck_assert_msg(rc == 0, "ms_open: %s", err);
+	return ms;
+}
+
+static ms_geom geom(ms_mode m)
+{
+	ms_geom g = { L, H, D, B, m };
+	return g;
+}
+
+/* Tokens of "document" doc: token i of it. */
+static void tokens(uint32_t doc, uint64_t start, uint32_t n, uint32_t *out)
+{
+	for (uint32_t i = 0; i < n; i++)
+		out[i] = (uint32_t)(doc * 100000u + start + i);
+}
+
+/* Appends block idx of a document (K/V synthesized from (doc, idx)). */
+static int append(ms_store *ms, int64_t id, uint32_t doc, uint64_t idx,
+		  uint32_t n, ms_key *key)
+{
+	static float k[L * H * B * D], v[L * H * B * D];
+	uint32_t tok[B];
+	tokens(doc, idx * B, n, tok);
+	ms_synth_kv(doc * 1000 + idx, L * H, n, D, k, v);
+	return ms_session_append(ms, id, tok, n, k, v, key);
+}
+
+static void expect_check(ms_store *ms)
+{
+	uint64_t problems = 99;
+	int rc = ms_check(ms, 1, &problems);
+	ck_assert_msg(rc == 0, "check: %s (%llu)", ms_errmsg(ms),
+		      (unsigned long long)problems);
+	ck_assert_uint_eq(problems, 0);
+}
+
+START_TEST(test_append_read)
+{
+	ms_store *ms = open_store(NULL);
+	ms_geom g = geom(MS_MODE_Q8);
+	int64_t id;
+	ck_assert_int_eq(ms_session_create(ms, "s1", FP, &g, &id), 0);
+	ms_key keys[3];
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(append(ms, id, 1, i, B, &keys[i]), 0);
+	ms_session_info info;
+	ck_assert_int_eq(ms_session_get(ms, "s1", &info), 0);
+	ck_assert_uint_eq(info.n_tokens, 3 * B);
+	ck_assert_uint_eq(info.n_blocks, 3);
+	ck_assert_mem_eq(info.head.b, keys[2].b, 16);
+
+	ms_txn *t;
+	ck_assert_int_eq(ms_read_begin(ms, &t), 0);
+	ms_block b;
+	ck_assert_int_eq(ms_session_block(t, id, 1, &b), 0);
+	ck_assert_mem_eq(b.key.b, keys[1].b, 16);
+	ck_assert_mem_eq(b.parent.b, keys[0].b, 16);
+	ck_assert_uint_eq(b.position, B);
+	ck_assert_uint_eq(b.n_tokens, B);
+	ck_assert_mem_eq(b.fingerprint, FP, 16);
+	uint32_t tok[B], want[B];
+	ms_block_tokens(&b, tok);
+	tokens(1, B, B, want);
+	ck_assert_mem_eq(tok, want, sizeof(tok));
+	/* Decoded layer 2 is close to what was appended. */
+	static float k[L * B * D], v[L * B * D], dk[B * D], dv[B * D];
+	ms_synth_kv(1000 + 1, L, B, D, k, v);
+	ck_assert_int_eq(ms_block_decode(&b, 2, 0, dk, dv), 0);
+	double err = 0, mag = 0;
+	for (int i = 0; i < B * D; i++) {
+		err += fabs(dv[i] - v[2 * B * D + i]);
+		mag += fabs(v[2 * B * D + i]);
+	}
+	ck_assert_double_lt(err / mag, 0.02);
+	ck_assert_int_eq(ms_session_block(t, id, 3, &b), MS_ENOTFOUND);
+	ck_assert_int_eq(ms_block_get(t, &keys[2], &b), 0);
+	ms_session_info h;
+	ck_assert_int_eq(ms_session_head(t, id, &h), 0);
+	ck_assert_uint_eq(h.n_blocks, 3);
+	ms_read_end(t);
+	expect_check(ms);
+	ms_close(ms);
+
+	/* Everything survives a reopen. */
+	ms = open_store(NULL);
+	ms_recovery rec;
+	ms_recovery_get(ms, &rec);
+	ck_assert_uint_eq(rec.counts_repaired + rec.heads_created +
+			  rec.orphans_removed + rec.deletes_finished, 0);
+	ck_assert_int_eq(ms_session_get(ms, "s1", &info), 0);
+	ck_assert_uint_eq(info.n_tokens, 3 * B);
+	expect_check(ms);
+	ms_close(ms);
+}
+END_TEST
+
+/* One transaction of many blocks gives the same blocks as one call per
+ * block: the keys match (so they are shared) and so do the bytes. */
+START_TEST(test_append_n)
+{
+	ms_store *ms = open_store(NULL);
+	ms_geom g = geom(MS_MODE_Q8);
+	int64_t a, b;
+	ck_assert_int_eq(ms_session_create(ms, "many", FP, &g, &a), 0);
+	ck_assert_int_eq(ms_session_create(ms, "one", FP, &g, &b), 0);
+	enum { N = 5 * B + 10 };
+	float *k = malloc((size_t)L * N * D * 4), *v = malloc((size_t)L * N * D * 4);
+	float *bk = malloc((size_t)L * B * D * 4), *bv = malloc((size_t)L * B * D * 4);
+	uint32_t tok[N];
+	tokens(11, 0, N, tok);
+	ms_synth_kv(99, L, N, D, k, v);
+	uint64_t nb;
+	ck_assert_int_eq(ms_session_append_n(ms, a, tok, N, k, v, &nb), 0);
+	ck_assert_uint_eq(nb, 6);
+	for (uint32_t off = 0; off < N; off += B) {
+		uint32_t n = N - off < B ? N - off : B;
+		for (uint32_t l = 0; l < L; l++) {
+			memcpy(bk + (size_t)l * n * D, k + ((size_t)l * N + off) * D,
+			       (size_t)n * D * 4);
+			memcpy(bv + (size_t)l * n * D, v + ((size_t)l * N + off) * D,
+			       (size_t)n * D * 4);
+		}
+		ck_assert_int_eq(ms_session_append(ms, b, tok + off, n, bk, bv,
+						   NULL), 0);
+	}
+	ms_stats st;
+	ck_assert_int_eq(ms_stats_get(ms, &st), 0);
+	ck_assert_uint_eq(st.blocks, 6);
+	ck_assert_uint_eq(st.shared_blocks, 6);
+	ms_session_info info;
+	ck_assert_int_eq(ms_session_get(ms, "many", &info), 0);
+	ck_assert_uint_eq(info.n_tokens, N);
+	/* The last block is partial: append_n refuses to extend it. */
+	ck_assert_int_eq(ms_session_append_n(ms, a, tok, B, k, v, NULL), MS_ESTATE);
+	ck_assert_int_eq(ms_session_append_n(ms, a, tok, 0, k, v, NULL), MS_EINVAL);
+	ck_assert_int_eq(ms_session_append_n(ms, a, tok, MS_APPEND_MAX_TOKENS + 1,
+					     k, v, NULL), MS_EINVAL);
+	/* All or nothing: a bad value in the 4th block writes no block. */
+	int64_t c;
+	ck_assert_int_eq(ms_session_create(ms, "bad", FP, &g, &c), 0);
+	k[(size_t)2 * N * D + 3 * B * D + 7] = NAN;	/* layer 2, block 3 */
+	ck_assert_int_eq(ms_session_append_n(ms, c, tok, N, k, v, NULL), MS_ERANGE);
+	ck_assert_int_eq(ms_session_get(ms, "bad", &info), 0);
+	ck_assert_uint_eq(info.n_tokens, 0);
+	expect_check(ms);
+	free(k);
+	free(v);
+	free(bk);
+	free(bv);
+	ms_close(ms);
+}
+END_TEST
+
+START_TEST(test_bad_arguments)
+{
+	ms_store *ms = open_store(NULL);
+	ms_geom g = geom(MS_MODE_F16);
+	int64_t id;
+	ck_assert_int_eq(ms_session_create(ms, "../x", FP, &g, &id), MS_ENAME);
+	g.block_tokens = 0;
+	ck_assert_int_eq(ms_session_create(ms, "x", FP, &g, &id), MS_EINVAL);
+	g.block_tokens = 5000;
+	ck_assert_int_eq(ms_session_create(ms, "x", FP, &g, &id), MS_EINVAL);
+	g = geom(MS_MODE_F16);
+	ck_assert_int_eq(ms_session_create(ms, "x", FP, &g, &id), 0);
+	ck_assert_int_eq(ms_session_create(ms, "x", FP, &g, NULL), MS_EEXIST);
+	/* More tokens than B. */
+	static float k[L * H * 2 * B * D], v[L * H * 2 * B * D];
+	uint32_t tok[2 * B] = { 0 };
+	ck_assert_int_eq(ms_session_append(ms, id, tok, B + 1, k, v, NULL),
+			 MS_EINVAL);
+	ck_assert_int_eq(ms_session_append(ms, id, tok, 0, k, v, NULL), MS_EINVAL);
+	ck_assert_int_eq(ms_session_append(ms, 999, tok, 4, k, v, NULL),
+			 MS_ENOTFOUND);
+	k[5] = NAN;
+	ck_assert_int_eq(ms_session_append(ms, id, tok, 4, k, v, NULL), MS_ERANGE);
+	k[5] = 0;
+	/* A partial block must be popped before appending again. */
+	ck_assert_int_eq(ms_session_append(ms, id, tok, 4, k, v, NULL), 0);
+	ck_assert_int_eq(ms_session_append(ms, id, tok, 4, k, v, NULL), MS_ESTATE);
+	ck_assert_int_eq(ms_session_pop(ms, id), 0);
+	ck_assert_int_eq(ms_session_pop(ms, id), MS_ENOTFOUND);
+	ck_assert_int_eq(ms_session_get(ms, "nope", &(ms_session_info){ 0 }),
+			 MS_ENOTFOUND);
+	expect_check(ms);
+	ms_close(ms);
+	ms_store *bad;
+	ck_assert_int_eq(ms_open("", NULL, &bad, NULL, 0), MS_EINVAL);
+	ck_assert_ptr_null(bad);
+	ck_assert_int_eq(ms_open("/proc/nonexistent/x", NULL, &bad, NULL, 0),
+			 MS_EIO);
+}
+END_TEST
+
+START_TEST(test_sharing_and_delete)
+{
+	ms_store *ms = open_store(NULL);
+	ms_geom g = geom(MS_MODE_Q4);
+	int64_t a, b, c;
+	ck_assert_int_eq(ms_session_create(ms, "a", FP, &g, &a), 0);
+	ck_assert_int_eq(ms_session_create(ms, "b", FP, &g, &b), 0);
+	ck_assert_int_eq(ms_session_create(ms, "c", FP, &g, &c), 0);
+	/* a and b share 4 blocks, then diverge; c is unrelated. */
+	ms_key ka[6], kb[6];
+	for (int i = 0; i < 4; i++) {
+		ck_assert_int_eq(append(ms, a, 1, i, B, &ka[i]), 0);
+		ck_assert_int_eq(append(ms, b, 1, i, B, &kb[i]), 0);
+		ck_assert_mem_eq(ka[i].b, kb[i].b, 16);
+	}
+	ck_assert_int_eq(append(ms, a, 1, 4, B, &ka[4]), 0);
+	ck_assert_int_eq(append(ms, b, 2, 4, B, &kb[4]), 0);
+	ck_assert_int_ne(memcmp(ka[4].b, kb[4].b, 16), 0);
+	/* Same tokens after a different prefix: a different block. */
+	ck_assert_int_eq(append(ms, c, 2, 4, B, NULL), 0);
+	ms_stats st;
+	ck_assert_int_eq(ms_stats_get(ms, &st), 0);
+	ck_assert_uint_eq(st.sessions, 3);
+	ck_assert_uint_eq(st.blocks, 7);
+	ck_assert_uint_eq(st.shared_blocks, 4);
+	ck_assert_uint_eq(st.block_refs, 11);
+	ck_assert_uint_eq(st.tokens_stored, 7 * B);
+	ck_assert_uint_gt(st.bytes_on_disk, 0);
+	ck_assert_uint_ge(st.map_size, st.map_used);
+	ck_assert_double_eq_tol(st.bytes_per_token,
+				(double)ms_block_record_size(&g, B) / B, 1e-9);
+	expect_check(ms);
+
+	/* Prefix match finds 5 blocks of a, and a trailing partial miss. */
+	ms_txn *t;
+	uint32_t tok[5 * B + 10];
+	tokens(1, 0, 5 * B + 10, tok);
+	uint64_t nb, nt;
+	ck_assert_int_eq(ms_read_begin(ms, &t), 0);
+	ck_assert_int_eq(ms_prefix_match(t, FP, tok, 5 * B + 10, B, &nb, &nt), 0);
+	ck_assert_uint_eq(nb, 5);
+	ck_assert_uint_eq(nt, 5 * B);
+	tok[2 * B + 3]++;
+	ck_assert_int_eq(ms_prefix_match(t, FP, tok, 5 * B, B, &nb, &nt), 0);
+	ck_assert_uint_eq(nb, 2);
+	uint8_t fp2[16] = { 1 };
+	ck_assert_int_eq(ms_prefix_match(t, fp2, tok, 5 * B, B, &nb, &nt), 0);
+	ck_assert_uint_eq(nb, 0);
+	ms_read_end(t);
+
+	ck_assert_int_eq(ms_session_delete(ms, "a"), 0);
+	ck_assert_int_eq(ms_stats_get(ms, &st), 0);
+	ck_assert_uint_eq(st.blocks, 6);	/* a's own block 4 is gone */
+	ck_assert_uint_eq(st.shared_blocks, 0);
+	ck_assert_int_eq(ms_read_begin(ms, &t), 0);
+	ms_block blk;
+	ck_assert_int_eq(ms_block_get(t, &ka[4], &blk), MS_ENOTFOUND);
+	ck_assert_int_eq(ms_block_get(t, &ka[0], &blk), 0);
+	ck_assert_int_eq(ms_session_block(t, a, 0, &blk), MS_ENOTFOUND);
+	ms_read_end(t);
+	expect_check(ms);
+	ck_assert_int_eq(ms_session_delete(ms, "b"), 0);
+	ck_assert_int_eq(ms_session_delete(ms, "b"), MS_ENOTFOUND);
+	ck_assert_int_eq(ms_session_delete(ms, "c"), 0);
+	ck_assert_int_eq(ms_stats_get(ms, &st), 0);
+	ck_assert_uint_eq(st.blocks, 0);
+	ck_assert_uint_eq(st.sessions, 0);
+	expect_check(ms);
+	/* Compaction shrinks the file and keeps the store usable. */
+	uint64_t before = st.bytes_on_disk;
+	ck_assert_int_eq(ms_compact(ms), 0);
+	ck_assert_int_eq(ms_stats_get(ms, &st), 0);
+	ck_assert_uint_lt(st.bytes_on_disk, before);
+	ck_assert_int_eq(ms_session_create(ms, "d", FP, &g, &a), 0);
+	ck_assert_int_eq(append(ms, a, 1, 0, B, NULL), 0);
+	expect_check(ms);
+	ms_close(ms);
+}
+END_TEST
+
+START_TEST(test_rename_keeps_blocks)
+{
+	ms_store *ms = open_store(NULL);
+	ms_geom g = geom(MS_MODE_F16);
+	int64_t id;
+	ck_assert_int_eq(ms_session_create(ms, "old", FP, &g, &id), 0);
+	ck_assert_int_eq(append(ms, id, 3, 0, B, NULL), 0);
+	ck_assert_int_eq(ms_session_rename(ms, "old", "new.name"), 0);
+	ck_assert_int_eq(ms_session_rename(ms, "old", "x"), MS_ENOTFOUND);
+	ck_assert_int_eq(ms_session_rename(ms, "new.name", ".x"), MS_ENAME);
+	ms_session_info info;
+	ck_assert_int_eq(ms_session_get(ms, "new.name", &info), 0);
+	ck_assert_int_eq(info.id, id);
+	ck_assert_uint_eq(info.n_tokens, B);
+	ck_assert_int_eq(ms_session_create(ms, "other", FP, &g, NULL), 0);
+	ck_assert_int_eq(ms_session_rename(ms, "other", "new.name"), MS_EEXIST);
+	ms_session_info *list;
+	size_t n;
+	ck_assert_int_eq(ms_session_list(ms, &list, &n), 0);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_str_eq(list[0].name, "new.name");
+	ck_assert_uint_eq(list[0].n_tokens, B);
+	ck_assert_str_eq(list[1].name, "other");
+	ck_assert_int_eq(list[1].geom.head_dim, D);
+	ms_free(list);
+	expect_check(ms);
+	ms_close(ms);
+}
+END_TEST
+
+struct sumscan {
+	uint64_t n;
+	const float *k;	/* block 0's keys, [L][B][D] */
+	int bounds_ok;
+};
+
+static int on_summary(void *arg, const ms_summary *s)
+{
+	struct sumscan *sc = arg;
+	if (s->index != sc->n || s->n_tokens != B || s->head_dim != D)
+		return 7;
+	if (s->index == 0) {
+		for (uint32_t l = 0; l < L; l++)
+			for (uint32_t c = 0; c < D; c++) {
+				float mn, mx, mean;
+				ms_summary_channel(s, l, 0, c, &mn, &mx, &mean);
+				double sum = 0;
+				for (int i = 0; i < B; i++) {
+					float x = sc->k[((size_t)l * B + i) * D + c];
+					sc->bounds_ok &= x >= mn && x <= mx;
+					sum += x;
+				}
+				sc->bounds_ok &= fabs(sum / B - mean) <=
+						 fabs(mean) * 1e-3 + 1e-3;
+			}
+	}
+	sc->n++;
+	return 0;
+}
+
+START_TEST(test_summaries_and_tail)
+{
+	ms_store *ms = open_store(NULL);
+	ms_geom g = geom(MS_MODE_Q8);
+	int64_t id, other;
+	ck_assert_int_eq(ms_session_create(ms, "s", FP, &g, &id), 0);
+	ck_assert_int_eq(ms_session_create(ms, "t", FP, &g, &other), 0);
+	for (int i = 0; i < 5; i++)
+		ck_assert_int_eq(append(ms, id, 4, i, B, NULL), 0);
+	ck_assert_int_eq(append(ms, other, 5, 0, B, NULL), 0);
+	static float k[L * B * D], v[L * B * D];
+	ms_synth_kv(4000, L, B, D, k, v);
+	struct sumscan sc = { 0, k, 1 };
+	ms_txn *t;
+	ck_assert_int_eq(ms_read_begin(ms, &t), 0);
+	ck_assert_int_eq(ms_summary_scan(t, id, 0, on_summary, &sc), 0);
+	ck_assert_uint_eq(sc.n, 5);	/* only this session's, in order */
+	ck_assert(sc.bounds_ok);
+	sc.n = 3;
+	ck_assert_int_eq(ms_summary_scan(t, id, 3, on_summary, &sc), 0);
+	ck_assert_uint_eq(sc.n, 5);
+	ck_assert_int_eq(ms_tail_get(t, id, &(ms_block){ 0 }), MS_ENOTFOUND);
+	ms_read_end(t);
+
+	/* Tail: 15 local layers, last 100 positions, overwritten. */
+	ms_geom tg = { 15, 1, D, 0, MS_MODE_F16 };
+	size_t n = 15 * 100 * D;
+	float *tk = malloc(n * 4), *tv = malloc(n * 4);
+	uint32_t tok[100];
+	tokens(4, 220, 100, tok);
+	ms_synth_kv(77, 15, 100, D, tk, tv);
+	ck_assert_int_eq(ms_tail_put(ms, id, &tg, 220, tok, 100, tk, tv), 0);
+	ck_assert_int_eq(ms_tail_put(ms, id, &tg, 220, tok, 100, tk, tv), 0);
+	ck_assert_int_eq(ms_tail_put(ms, 12345, &tg, 0, tok, 100, tk, tv),
+			 MS_ENOTFOUND);
+	ck_assert_int_eq(ms_read_begin(ms, &t), 0);
+	ms_block b;
+	ck_assert_int_eq(ms_tail_get(t, id, &b), 0);
+	ck_assert_uint_eq(b.n_tokens, 100);
+	ck_assert_uint_eq(b.position, 220);
+	ck_assert_uint_eq(b.geom.n_layers, 15);
+	float *dk = malloc(100 * D * 4);
+	ck_assert_int_eq(ms_block_decode(&b, 14, 0, dk, NULL), 0);
+	for (int i = 0; i < 100 * D; i++)
+		ck_assert_float_eq_tol(dk[i], tk[14 * 100 * D + i],
+				       fabsf(tk[14 * 100 * D + i]) * 1e-3f + 1e-6f);
+	ms_read_end(t);
+	ms_stats st;
+	ck_assert_int_eq(ms_stats_get(ms, &st), 0);
+	ck_assert_uint_eq(st.tails, 1);
+	expect_check(ms);
+	ck_assert_int_eq(ms_session_delete(ms, "s"), 0);
+	ck_assert_int_eq(ms_stats_get(ms, &st), 0);
+	ck_assert_uint_eq(st.tails, 0);
+	expect_check(ms);
+	free(tk);
+	free(tv);
+	free(dk);
+	ms_close(ms);
+}
+END_TEST
+
+START_TEST(test_map_growth_and_budget)
+{
+	ms_settings s;
+	ms_settings_init(&s);
+	s.map_size_initial = 1 << 20;
+	s.disk_budget = 8 << 20;
+	ms_store *ms = open_store(&s);
+	ms_geom g = geom(MS_MODE_F16);	/* 197 KB a block */
+	int64_t id;
+	ck_assert_int_eq(ms_session_create(ms, "grow", FP, &g, &id), 0);
+	int i, rc = 0;
+	for (i = 0; i < 100 && rc == 0; i++)
+		rc = append(ms, id, 6, i, B, NULL);
+	/* The map grew past 1 MiB, then the budget stopped it cleanly. */
+	ck_assert_int_eq(rc, MS_EFULL);
+	ck_assert_int_gt(i, 10);
+	ms_stats st;
+	ck_assert_int_eq(ms_stats_get(ms, &st), 0);
+	ck_assert_uint_eq(st.map_size, 8 << 20);
+	ck_assert_uint_eq(st.blocks, (uint64_t)(i - 1));
+	expect_check(ms);
+	ms_session_info info;
+	ck_assert_int_eq(ms_session_get(ms, "grow", &info), 0);
+	ck_assert_uint_eq(info.n_blocks, (uint64_t)(i - 1));
+	/* Deleting frees space for new blocks (LMDB reuses free pages). */
+	ck_assert_int_eq(ms_session_delete(ms, "grow"), 0);
+	ck_assert_int_eq(ms_session_create(ms, "again", FP, &g, &id), 0);
+	ck_assert_int_eq(append(ms, id, 6, 0, B, NULL), 0);
+	expect_check(ms);
+	ms_close(ms);
+}
+END_TEST
+
+START_TEST(test_growth_blocked_by_reader)
+{
+	ms_settings s;
+	ms_settings_init(&s);
+	s.map_size_initial = 1 << 20;
+	ms_store *ms = open_store(&s);
+	ms_geom g = geom(MS_MODE_F16);
+	int64_t id;
+	ck_assert_int_eq(ms_session_create(ms, "r", FP, &g, &id), 0);
+	ms_txn *t;
+	ck_assert_int_eq(ms_read_begin(ms, &t), 0);
+	int rc = 0, i;
+	for (i = 0; i < 20 && rc == 0; i++)
+		rc = append(ms, id, 7, i, B, NULL);
+	ck_assert_int_eq(rc, MS_EBUSY);
+	ms_read_end(t);
+	ck_assert_int_eq(append(ms, id, 7, i - 1, B, NULL), 0);
+	expect_check(ms);
+	ms_close(ms);
+}
+END_TEST
+
+/* Flips a byte of a stored block through a raw LMDB write. */
+static void corrupt_block(ms_store *ms, const ms_key *key, size_t at)
+{
+	MDB_txn *txn;
+	ck_assert_int_eq(mdb_txn_begin(ms->env, NULL, 0, &txn), 0);
+	MDB_val k = { 16, (void *)key->b }, v;
+	ck_assert_int_eq(mdb_get(txn, ms->db_blocks, &k, &v), 0);
+	uint8_t *copy = malloc(v.mv_size);
+	memcpy(copy, v.mv_data, v.mv_size);
+	copy[at % v.mv_size] ^= 1;
+	MDB_val nv = { v.mv_size, copy };
+	ck_assert_int_eq(mdb_put(txn, ms->db_blocks, &k, &nv, 0), 0);
+	ck_assert_int_eq(mdb_txn_commit(txn), 0);
+	free(copy);
+}
+
+START_TEST(test_corrupt_block)
+{
+	ms_store *ms = open_store(NULL);
+	ms_geom g = geom(MS_MODE_Q8);
+	int64_t id;
+	ms_key key;
+	ck_assert_int_eq(ms_session_create(ms, "c", FP, &g, &id), 0);
+	ck_assert_int_eq(append(ms, id, 8, 0, B, NULL), 0);
+	ck_assert_int_eq(append(ms, id, 8, 1, B, &key), 0);
+	corrupt_block(ms, &key, 5000);
+	ms_txn *t;
+	ms_block b = { 0 };
+	ck_assert_int_eq(ms_read_begin(ms, &t), 0);
+	ck_assert_int_eq(ms_session_block(t, id, 1, &b), MS_ECORRUPT);
+	ck_assert_ptr_null(b.rec);	/* nothing handed out */
+	ck_assert_int_eq(ms_session_block(t, id, 0, &b), 0);
+	ms_read_end(t);
+	uint64_t problems;
+	ck_assert_int_eq(ms_check(ms, 1, &problems), MS_ECHECK);
+	ck_assert_uint_eq(problems, 1);
+	ck_assert_int_eq(ms_check(ms, 0, &problems), 0);	/* shallow */
+	ms_close(ms);
+}
+END_TEST
+
+/* Crash states of ONE TRUTH, made by hand, repaired by ms_open. */
+START_TEST(test_recovery)
+{
+	ms_store *ms = open_store(NULL);
+	ms_geom g = geom(MS_MODE_Q8);
+	int64_t a, b, c, d;
+	ck_assert_int_eq(ms_session_create(ms, "a", FP, &g, &a), 0);
+	ck_assert_int_eq(ms_session_create(ms, "b", FP, &g, &b), 0);
+	ck_assert_int_eq(ms_session_create(ms, "c", FP, &g, &c), 0);
+	ck_assert_int_eq(ms_session_create(ms, "d", FP, &g, &d), 0);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(append(ms, a, 1, i, B, NULL), 0);
+		ck_assert_int_eq(append(ms, b, 1, i, B, NULL), 0);
+		ck_assert_int_eq(append(ms, c, 2, i, B, NULL), 0);
+	}
+	/* a: crashed after the LMDB commit, before the catalog update.
+	 * b: crashed in the middle of a delete.  c: its row vanished
+	 * (orphan head).  d: crashed between row insert and head put. */
+	ck_assert_int_eq(sqlite3_exec(ms->db,
+		"UPDATE sessions SET n_tokens = 5 WHERE name = 'a';"
+		"UPDATE sessions SET state = 'deleting' WHERE name = 'b';"
+		"DELETE FROM sessions WHERE name = 'c';", NULL, NULL, NULL), 0);
+	MDB_txn *txn;
+	uint8_t kd[8];
+	ms__sid(kd, d);
+	MDB_val k = { 8, kd };
+	ck_assert_int_eq(mdb_txn_begin(ms->env, NULL, 0, &txn), 0);
+	ck_assert_int_eq(mdb_del(txn, ms->db_heads, &k, NULL), 0);
+	ck_assert_int_eq(mdb_txn_commit(txn), 0);
+	uint64_t problems;
+	ck_assert_int_eq(ms_check(ms, 0, &problems), MS_ECHECK);
+	ck_assert_uint_ge(problems, 3);
+	ms_close(ms);
+
+	ms = open_store(NULL);
+	ms_recovery rec;
+	ms_recovery_get(ms, &rec);
+	ck_assert_uint_eq(rec.deletes_finished, 1);
+	ck_assert_uint_eq(rec.orphans_removed, 1);
+	ck_assert_uint_eq(rec.heads_created, 1);
+	ck_assert_uint_ge(rec.counts_repaired, 1);
+	ms_session_info info;
+	ck_assert_int_eq(ms_session_get(ms, "a", &info), 0);
+	ck_assert_uint_eq(info.n_tokens, 3 * B);
+	ck_assert_int_eq(ms_session_get(ms, "b", &info), MS_ENOTFOUND);
+	ck_assert_int_eq(ms_session_get(ms, "d", &info), 0);
+	ck_assert_uint_eq(info.n_tokens, 0);
+	ms_stats st;
+	ck_assert_int_eq(ms_stats_get(ms, &st), 0);
+	ck_assert_uint_eq(st.sessions, 2);
+	ck_assert_uint_eq(st.blocks, 3);	/* a's; b's shared ones unref'd */
+	expect_check(ms);
+	/* d is usable. */
+	ck_assert_int_eq(append(ms, d, 9, 0, B, NULL), 0);
+	expect_check(ms);
+	ms_close(ms);
+}
+END_TEST
+
+START_TEST(test_gc_orphans)
+{
+	ms_store *ms = open_store(NULL);
+	ms_geom g = geom(MS_MODE_Q4);
+	int64_t a;
+	ck_assert_int_eq(ms_session_create(ms, "a", FP, &g, &a), 0);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(append(ms, a, 1, i, B, NULL), 0);
+	/* Drop the head behind the store's back: chain, summaries and blocks
+	 * become unreachable. */
+	MDB_txn *txn;
+	uint8_t kb[8];
+	ms__sid(kb, a);
+	MDB_val k = { 8, kb };
+	ck_assert_int_eq(mdb_txn_begin(ms->env, NULL, 0, &txn), 0);
+	ck_assert_int_eq(mdb_del(txn, ms->db_heads, &k, NULL), 0);
+	ck_assert_int_eq(mdb_txn_commit(txn), 0);
+	uint64_t freed;
+	ck_assert_int_eq(ms_gc(ms, &freed), 0);
+	ck_assert_uint_eq(freed, 3 + 3);	/* chain + summaries */
+	/* The refcounts still name the removed chain: gc frees blocks only
+	 * when refcount 0; ms_check reports the rest. */
+	ms_stats st;
+	ck_assert_int_eq(ms_stats_get(ms, &st), 0);
+	ck_assert_uint_eq(st.blocks, 3);
+	uint64_t problems;
+	ck_assert_int_eq(ms_check(ms, 0, &problems), MS_ECHECK);
+	ms_close(ms);
+}
+END_TEST
+
+START_TEST(test_format_version)
+{
+	ms_store *ms = open_store(NULL);
+	MDB_txn *txn;
+	uint32_t ver = MS_FORMAT_VERSION + 1;
+	MDB_val k = { 6, (void *)"format" }, v = { 4, &ver };
+	ck_assert_int_eq(mdb_txn_begin(ms->env, NULL, 0, &txn), 0);
+	ck_assert_int_eq(mdb_put(txn, ms->db_meta, &k, &v, 0), 0);
+	ck_assert_int_eq(mdb_txn_commit(txn), 0);
+	ms_close(ms);
+	char err[256];
+	ck_assert_int_eq(ms_open(dir, NULL, &ms, err, sizeof(err)), MS_EVERSION);
+	ck_assert_ptr_nonnull(strstr(err, "format"));
+}
+END_TEST
+
+/* Fault injection on the catalog: with SQLite refusing writes, creating a
+ * session fails cleanly, and appends still commit (the catalog count is
+ * advisory) and are reconciled at the next open. */
+START_TEST(test_catalog_write_fault)
+{
+	ms_store *ms = open_store(NULL);
+	ms_geom g = geom(MS_MODE_Q8);
+	int64_t id;
+	ck_assert_int_eq(ms_session_create(ms, "s", FP, &g, &id), 0);
+	ck_assert_int_eq(sqlite3_exec(ms->db, "PRAGMA query_only = ON", NULL,
+				      NULL, NULL), 0);
+	ck_assert_int_eq(ms_session_create(ms, "t", FP, &g, NULL), MS_ESQLITE);
+	ck_assert_ptr_nonnull(strstr(ms_errmsg(ms), "readonly"));
+	ck_assert_int_eq(append(ms, id, 12, 0, B, NULL), 0);
+	ck_assert_int_eq(append(ms, id, 12, 1, B, NULL), 0);
+	ck_assert_int_eq(ms_session_delete(ms, "s"), MS_ESQLITE);
+	uint64_t problems;
+	ck_assert_int_eq(ms_check(ms, 0, &problems), MS_ECHECK);	/* count */
+	ms_close(ms);
+	ms = open_store(NULL);
+	ms_recovery rec;
+	ms_recovery_get(ms, &rec);
+	ck_assert_uint_eq(rec.counts_repaired, 1);
+	ms_session_info info;
+	ck_assert_int_eq(ms_session_get(ms, "s", &info), 0);
+	ck_assert_uint_eq(info.n_tokens, 2 * B);
+	ck_assert_int_eq(ms_session_get(ms, "t", &info), MS_ENOTFOUND);
+	expect_check(ms);
+	ms_close(ms);
+}
+END_TEST
+
+/* A read transaction is a snapshot: writes after it began are invisible
+ * to it, and its zero-copy views stay valid and unchanged meanwhile. */
+START_TEST(test_snapshot_isolation)
+{
+	ms_store *ms = open_store(NULL);
+	ms_geom g = geom(MS_MODE_F16);
+	int64_t id;
+	ck_assert_int_eq(ms_session_create(ms, "snap", FP, &g, &id), 0);
+	ck_assert_int_eq(append(ms, id, 13, 0, B, NULL), 0);
+	ms_txn *t;
+	ck_assert_int_eq(ms_read_begin(ms, &t), 0);
+	ms_block b;
+	ck_assert_int_eq(ms_session_block(t, id, 0, &b), 0);
+	uint8_t *copy = malloc(b.len);
+	memcpy(copy, b.rec, b.len);
+	/* The writer is not blocked by the open reader. */
+	for (int i = 1; i < 4; i++)
+		ck_assert_int_eq(append(ms, id, 13, i, B, NULL), 0);
+	ck_assert_int_eq(ms_session_pop(ms, id), 0);
+	ck_assert_int_eq(ms_session_pop(ms, id), 0);
+	ck_assert_int_eq(ms_session_pop(ms, id), 0);
+	ck_assert_int_eq(ms_session_pop(ms, id), 0);	/* block 0 freed */
+	ck_assert_mem_eq(b.rec, copy, b.len);
+	ms_session_info h;
+	ck_assert_int_eq(ms_session_head(t, id, &h), 0);
+	ck_assert_uint_eq(h.n_blocks, 1);
+	ck_assert_int_eq(ms_session_block(t, id, 1, &b), MS_ENOTFOUND);
+	ms_read_end(t);
+	ck_assert_int_eq(ms_read_begin(ms, &t), 0);
+	ck_assert_int_eq(ms_session_head(t, id, &h), 0);
+	ck_assert_uint_eq(h.n_blocks, 0);
+	ck_assert_int_eq(ms_session_block(t, id, 0, &b), MS_ENOTFOUND);
+	ms_read_end(t);
+	free(copy);
+	expect_check(ms);
+	ms_close(ms);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("ms_store");
+	TCase *tc = tcase_create("store");
+	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_append_read);
+	tcase_add_test(tc, test_append_n);
+	tcase_add_test(tc, test_bad_arguments);
+	tcase_add_test(tc, test_sharing_and_delete);
+	tcase_add_test(tc, test_rename_keeps_blocks);
+	tcase_add_test(tc, test_summaries_and_tail);
+	tcase_add_test(tc, test_map_growth_and_budget);
+	tcase_add_test(tc, test_growth_blocked_by_reader);
+	tcase_add_test(tc, test_corrupt_block);
+	tcase_add_test(tc, test_recovery);
+	tcase_add_test(tc, test_gc_orphans);
+	tcase_add_test(tc, test_format_version);
+	tcase_add_test(tc, test_catalog_write_fault);
+	tcase_add_test(tc, test_snapshot_isolation);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,4 +1,5 @@
-/* errors.c - text for the ingest module's error codes (ING_ERRNO_MAP). */
+/* errors.c - text and names for the ingest module's error codes
+ * (ING_ERRNO_MAP in ingest.h). */
 #include "config.h"
 #include <string.h>
 #include "ingest.h"
@@ -13,4 +14,14 @@ const char *ing_strerror(int err)
 	if (err < 0 && err > -1000)
 		return strerror(-err);
 	return "unknown error";
+}
+
+const char *ing_errname(int err)
+{
+	switch (err) {
+#define ING__NAME(code, name, msg) case code: return #name;
+	ING_ERRNO_MAP(ING__NAME)
+#undef ING__NAME
+	}
+	return "ING_UNKNOWN";
 }

@@ -65,6 +65,306 @@ typedef enum eng_type {
 /* The engine's version string, e.g. "0.1.0"; static storage. */
 const char *eng_version(void);
 
+/* ------------------------------------------------------------------------
+ * Tensor types
+ *
+ * Quantized types store elements in blocks: eng_type_block_size() elements
+ * take eng_type_size() bytes.  A row of n elements (n a multiple of the block
+ * size) takes n / block_size * type_size bytes.
+ * ------------------------------------------------------------------------ */
+
+/* Elements per block of type t; 0 for an id that is not a known type. */
+size_t eng_type_block_size(int t);
+/* Bytes per block of type t; 0 for an id that is not a known type. */
+size_t eng_type_size(int t);
+/* The type's name as ggml spells it ("Q4_K"); "?" for an unknown id.
+ * Static storage. */
+const char *eng_type_name(int t);
+
+/* ------------------------------------------------------------------------
+ * GGUF files
+ *
+ * eng_gguf_open() maps a GGUF file (versions 2 and 3, little-endian) read
+ * only and checks all of it before returning: every count, length, offset
+ * and size is checked against the file size, so that no later lookup can
+ * read outside the map.  Nothing is allocated in proportion to a count read
+ * from the file unless the count has first been bounded by the bytes left
+ * in the file.  A refused file gives ENG_EFORMAT (or ENG_EUNSUP for a
+ * version or type id we do not know, ENG_EIO for a file that cannot be
+ * read) and a message in err naming the offset and the key or tensor.
+ *
+ * An eng_gguf is immutable once open: any number of threads may read it at
+ * once.  Every pointer it hands out (names, strings, array and tensor data)
+ * points into the map or into the eng_gguf and stays valid until
+ * eng_gguf_close().  Strings in GGUF are not NUL-terminated: they come with
+ * a length.  Keys and tensor names are the exception: the reader copies them
+ * and NUL-terminates them.  Data pointers into the map need not be aligned
+ * for their element type except tensor data (aligned to the file's
+ * general.alignment, 32 by default, relative to the file start): read array
+ * elements with memcpy.
+ * ------------------------------------------------------------------------ */
+
+typedef struct eng_gguf eng_gguf;
+
+/* Metadata value types, numbered as in GGUF files. */
+typedef enum eng_gguf_vtype {
+	ENG_GGUF_UINT8   = 0,
+	ENG_GGUF_INT8    = 1,
+	ENG_GGUF_UINT16  = 2,
+	ENG_GGUF_INT16   = 3,
+	ENG_GGUF_UINT32  = 4,
+	ENG_GGUF_INT32   = 5,
+	ENG_GGUF_FLOAT32 = 6,
+	ENG_GGUF_BOOL    = 7,
+	ENG_GGUF_STRING  = 8,
+	ENG_GGUF_ARRAY   = 9,
+	ENG_GGUF_UINT64  = 10,
+	ENG_GGUF_INT64   = 11,
+	ENG_GGUF_FLOAT64 = 12,
+} eng_gguf_vtype;
+
+/* Arrays may nest (an array of arrays); deeper nesting is refused. */
+#define ENG_GGUF_MAX_DEPTH 8
+/* At most this many dimensions per tensor (as ggml). */
+#define ENG_GGUF_MAX_DIMS 4
+
+/* One tensor's description.  name is NUL-terminated; data points into the
+ * map (n_bytes long, aligned to the file's alignment). ne[i] for i >= n_dims
+ * is 1.  ne[0] is the fastest-varying (row) dimension, as in ggml. */
+typedef struct eng_gguf_tensor {
+	const char *name;
+	eng_type    type;
+	uint32_t    n_dims;
+	uint64_t    ne[ENG_GGUF_MAX_DIMS];
+	uint64_t    n_elements;
+	uint64_t    offset;	/* from the start of the file */
+	uint64_t    n_bytes;
+	const void *data;
+} eng_gguf_tensor;
+
+/* Open and check the GGUF file at path.  On success *out is the caller's,
+ * to be given back with eng_gguf_close().  On failure *out is NULL and, if
+ * err is not NULL, err holds a NUL-terminated message (truncated to errlen). */
+int eng_gguf_open(const char *path, eng_gguf **out, char *err, size_t errlen);
+/* The same over a buffer the caller owns; the buffer must stay valid and
+ * unchanged until eng_gguf_close().  Used by tests and the fuzzer. */
+int eng_gguf_open_mem(const void *data, size_t size, eng_gguf **out,
+    char *err, size_t errlen);
+/* Unmap and free; NULL is a no-op. */
+void eng_gguf_close(eng_gguf *g);
+
+/* The format version (2 or 3), the data alignment, and the whole file as
+ * mapped (for hashing). */
+uint32_t eng_gguf_version(const eng_gguf *g);
+uint32_t eng_gguf_alignment(const eng_gguf *g);
+const void *eng_gguf_bytes(const eng_gguf *g, size_t *size);
+
+/* Metadata: keys are numbered 0 .. eng_gguf_kv_count()-1 in file order. */
+size_t eng_gguf_kv_count(const eng_gguf *g);
+/* Index of key, or -1 if absent. */
+long eng_gguf_find_key(const eng_gguf *g, const char *key);
+/* The key's name (NUL-terminated) and value type; NULL / -1 for a bad index. */
+const char *eng_gguf_kv_key(const eng_gguf *g, size_t idx);
+int eng_gguf_kv_type(const eng_gguf *g, size_t idx);
+
+/* Typed getters by key.  Return 0, ENG_ENOKEY if the key is absent,
+ * ENG_EFORMAT if it holds another kind of value, ENG_ERANGE if an integer
+ * does not fit.  Integer getters accept any integer type whose value fits;
+ * eng_gguf_get_f32 accepts FLOAT32 and FLOAT64. */
+int eng_gguf_get_u32(const eng_gguf *g, const char *key, uint32_t *out);
+int eng_gguf_get_i64(const eng_gguf *g, const char *key, int64_t *out);
+int eng_gguf_get_f32(const eng_gguf *g, const char *key, float *out);
+int eng_gguf_get_bool(const eng_gguf *g, const char *key, int *out);
+/* A STRING value: *s points into the map, *len bytes, not NUL-terminated. */
+int eng_gguf_get_str(const eng_gguf *g, const char *key, const char **s,
+    size_t *len);
+/* An ARRAY value: element type and count; *data points at the first
+ * element in the map (for arrays of scalars: count packed little-endian
+ * elements, possibly unaligned).  For arrays of STRING use
+ * eng_gguf_arr_str(); arrays of ARRAY are checked but not indexable. */
+int eng_gguf_get_arr(const eng_gguf *g, const char *key, int *elem_type,
+    uint64_t *count, const void **data);
+/* Element i of the string array under key. */
+int eng_gguf_arr_str(const eng_gguf *g, const char *key, uint64_t i,
+    const char **s, size_t *len);
+
+/* Tensors, numbered in file order. */
+size_t eng_gguf_tensor_count(const eng_gguf *g);
+const eng_gguf_tensor *eng_gguf_tensor_at(const eng_gguf *g, size_t idx);
+/* By name; NULL if absent. */
+const eng_gguf_tensor *eng_gguf_tensor_find(const eng_gguf *g,
+    const char *name);
+
+/* ------------------------------------------------------------------------
+ * Tokenizers (eng_vocab)
+ *
+ * Built from a GGUF's tokenizer.ggml.* metadata; ids equal llama.cpp's
+ * (src/llama-vocab.cpp) byte for byte.  Two kinds:
+ *  - "llama": SentencePiece-style BPE over scores with <0xNN> byte fallback
+ *    (Gemma 3, Llama 2): spaces become U+2581, a space is prefixed to each
+ *    text fragment that follows a special token or the start when
+ *    tokenizer.ggml.add_space_prefix says so (default true).
+ *  - "gpt2": byte-level BPE with merges (Llama 3, Qwen 2.5) and the
+ *    pre-tokenizer named by tokenizer.ggml.pre: llama-bpe/llama3, qwen2,
+ *    default.
+ * Token attributes come from tokenizer.ggml.token_type.  CONTROL tokens are
+ * matched in text only with ENG_TOK_PARSE_SPECIAL; USER_DEFINED tokens are
+ * always matched (as llama.cpp does).
+ *
+ * An eng_vocab borrows the eng_gguf it was built from (token strings are
+ * read from the map): close the vocab before the gguf.  It is immutable:
+ * any number of threads may tokenize at once.
+ * ------------------------------------------------------------------------ */
+
+typedef struct eng_vocab eng_vocab;
+
+/* Token attributes (llama.cpp's llama_token_attr bits). */
+#define ENG_TOKATTR_UNDEFINED    0
+#define ENG_TOKATTR_UNKNOWN      (1 << 0)
+#define ENG_TOKATTR_UNUSED       (1 << 1)
+#define ENG_TOKATTR_NORMAL       (1 << 2)
+#define ENG_TOKATTR_CONTROL      (1 << 3)
+#define ENG_TOKATTR_USER_DEFINED (1 << 4)
+#define ENG_TOKATTR_BYTE         (1 << 5)
+
+/* eng_tokenize() flags. */
+#define ENG_TOK_ADD_SPECIAL   1	/* add BOS/EOS as the model asks */
+#define ENG_TOK_PARSE_SPECIAL 2	/* match CONTROL tokens in the text */
+
+enum { ENG_VOCAB_SPM = 1, ENG_VOCAB_BPE = 2 };
+
+int eng_vocab_open(const eng_gguf *g, eng_vocab **out, char *err,
+    size_t errlen);
+void eng_vocab_close(eng_vocab *v);
+
+int eng_vocab_kind(const eng_vocab *v);	/* ENG_VOCAB_SPM or _BPE */
+uint32_t eng_vocab_size(const eng_vocab *v);
+/* Special ids, -1 when the model has none. */
+int32_t eng_vocab_bos(const eng_vocab *v);
+int32_t eng_vocab_eos(const eng_vocab *v);
+int32_t eng_vocab_eot(const eng_vocab *v);	/* <end_of_turn> etc. */
+int eng_vocab_add_bos(const eng_vocab *v);
+int eng_vocab_add_eos(const eng_vocab *v);
+/* The token's text as stored (not unescaped) and its attribute bits;
+ * ENG_EINVAL for an id out of range.  *s lives as long as v. */
+int eng_vocab_token(const eng_vocab *v, int32_t id, const char **s,
+    size_t *len, int *attr);
+/* Id of the token whose text is exactly s[0..len), or -1. */
+int32_t eng_vocab_find(const eng_vocab *v, const char *s, size_t len);
+
+/* Tokenize text[0..len) (any bytes; invalid UTF-8 is handled as
+ * llama.cpp does).  On success *ids is a malloc'ed array of *n ids that the
+ * caller free()s (NULL when *n is 0).  Inputs over 256 MiB give ENG_ERANGE. */
+int eng_tokenize(const eng_vocab *v, const char *text, size_t len,
+    int flags, int32_t **ids, size_t *n);
+
+/* The bytes token id stands for (llama_token_to_piece with lstrip 0):
+ * CONTROL/UNKNOWN tokens give nothing unless special is set; byte tokens
+ * give their byte; SPM pieces have U+2581 turned back into spaces; BPE
+ * pieces are byte-decoded.  Writes at most cap bytes to buf and sets *len
+ * to the piece's full length: if *len > cap, call again with a bigger
+ * buffer.  ENG_EINVAL for a bad id. */
+int eng_token_to_piece(const eng_vocab *v, int32_t id, int special,
+    char *buf, size_t cap, size_t *len);
+
+/* Streaming detokenizer: fed one id at a time, hands back text that ends on
+ * a UTF-8 character boundary, holding back the start of a character whose
+ * remaining bytes may come with the next token (byte tokens <0xNN> of one
+ * character).  Bytes that can never form a valid character are passed on
+ * as they are.  One decoder per stream; not thread-safe. */
+typedef struct eng_detok eng_detok;
+int eng_detok_open(const eng_vocab *v, int special, eng_detok **out);
+void eng_detok_close(eng_detok *d);
+/* Feed id; *text (*len bytes, possibly 0) is valid until the next call on
+ * d. */
+int eng_detok_push(eng_detok *d, int32_t id, const char **text, size_t *len);
+/* End of stream: hand back whatever is held. */
+int eng_detok_flush(eng_detok *d, const char **text, size_t *len);
+
+/* ------------------------------------------------------------------------
+ * Models
+ *
+ * eng_model_open() opens a GGUF, reads the hyperparameters of a supported
+ * architecture (gemma3, llama, qwen2), builds its tokenizer and computes its
+ * fingerprint: XXH3-128 (xxHash's XXH3_128bits, seed 0) over every byte of
+ * the file, metadata and tensor data alike, as 32 lowercase hex digits
+ * (the canonical big-endian form, as `xxhsum -H2` prints it).  Any other
+ * architecture gives ENG_EUNSUP, a missing required key ENG_ENOKEY; err
+ * names the architecture or key.
+ * ------------------------------------------------------------------------ */
+
+typedef enum eng_arch {
+	ENG_ARCH_GEMMA3 = 1,
+	ENG_ARCH_LLAMA  = 2,
+	ENG_ARCH_QWEN2  = 3,
+} eng_arch;
+
+typedef enum eng_rope_scaling {
+	ENG_ROPE_SCALING_NONE   = 0,
+	ENG_ROPE_SCALING_LINEAR = 1,
+	ENG_ROPE_SCALING_YARN   = 2,
+	ENG_ROPE_SCALING_LLAMA3 = 3,
+} eng_rope_scaling;
+
+typedef struct eng_hparams {
+	eng_arch arch;
+	uint32_t n_layer;	/* {arch}.block_count */
+	uint32_t n_embd;	/* {arch}.embedding_length */
+	uint32_t n_head;	/* {arch}.attention.head_count */
+	uint32_t n_head_kv;	/* .head_count_kv, default n_head */
+	uint32_t head_dim_k;	/* .key_length, default n_embd / n_head */
+	uint32_t head_dim_v;	/* .value_length, default head_dim_k */
+	uint32_t n_ff;		/* {arch}.feed_forward_length */
+	uint32_t n_ctx_train;	/* {arch}.context_length */
+	uint32_t n_vocab;	/* tokenizer.ggml.tokens length */
+	uint32_t n_rot;		/* {arch}.rope.dimension_count, default head_dim_k */
+	float    rms_eps;	/* .attention.layer_norm_rms_epsilon */
+	float    rope_base;	/* {arch}.rope.freq_base (global layers) */
+	float    rope_base_local;	/* gemma3 local layers: 1e4 (fixed); else = rope_base */
+	uint32_t sliding_window;	/* gemma3: .attention.sliding_window; else 0 */
+	uint32_t swa_pattern;	/* gemma3: 6 (fixed): layer il is global iff
+				 * (il + 1) % swa_pattern == 0; else 0 = all global */
+	eng_rope_scaling rope_scaling;	/* {arch}.rope.scaling.type */
+	float    rope_scale_factor;	/* .rope.scaling.factor, 1 if none */
+	uint32_t rope_orig_ctx;		/* .rope.scaling.original_context_length */
+	int      has_rope_freqs;	/* a rope_freqs.weight tensor (llama3) */
+} eng_hparams;
+
+/* One tensor type and how many tensors use it. */
+typedef struct eng_type_count {
+	eng_type type;
+	uint32_t n_tensors;
+} eng_type_count;
+
+/* What `engramctl model` shows.  Strings are NUL-terminated and live as
+ * long as the model. */
+typedef struct eng_model_info {
+	const char *name;	/* general.name, "" if absent */
+	const char *arch;	/* general.architecture */
+	uint64_t    n_params;	/* sum of tensor element counts */
+	uint32_t    n_ctx_train;
+	uint32_t    n_vocab;
+	size_t      n_types;	/* entries used in types[] */
+	eng_type_count types[16];	/* by type id, ascending */
+	char        fingerprint[33];	/* XXH3-128, hex */
+	uint64_t    file_size;
+} eng_model_info;
+
+typedef struct eng_model eng_model;
+
+int eng_model_open(const char *path, eng_model **out, char *err,
+    size_t errlen);
+/* The same over a GGUF the caller has opened: the model takes ownership of
+ * g (and closes it in eng_model_close, or at once on failure). */
+int eng_model_open_gguf(eng_gguf *g, eng_model **out, char *err,
+    size_t errlen);
+void eng_model_close(eng_model *m);
+/* Borrowed, valid until eng_model_close(). */
+const eng_hparams *eng_model_hparams(const eng_model *m);
+const eng_model_info *eng_model_info_get(const eng_model *m);
+const eng_gguf *eng_model_gguf(const eng_model *m);
+const eng_vocab *eng_model_vocab(const eng_model *m);
+
 #ifdef __cplusplus
 }
 #endif

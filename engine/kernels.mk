@@ -1,1 +1,1 @@
-# engine kernels: quantized formats, matrix products, thread pool.
+# kernels.mk: filled in by its module.

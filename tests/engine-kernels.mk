@@ -1,1 +1,1 @@
-# Suites for engine kernels.
+# engine-kernels.mk: filled in by its module.

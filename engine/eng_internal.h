@@ -1,0 +1,43 @@
+/* eng_internal.h - helpers shared by the engine's files; not part of the API.
+ *
+ * Everything here is prefixed eng__ and may change with the files using it.
+ */
+#ifndef ENGRAM_ENG_INTERNAL_H
+#define ENGRAM_ENG_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine.h"
+
+/* Bugs abort with file:line; runtime failures return codes. */
+#define ENG_ASSERT(x) \
+	do { if (!(x)) eng__assert_fail(#x, __FILE__, __LINE__); } while (0)
+void eng__assert_fail(const char *expr, const char *file, int line)
+    __attribute__((noreturn));
+
+/* Write a message into err[0..errlen) (if err is not NULL) and return code. */
+int eng__err(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* 64-bit XXH3 of a byte string (for hash tables). */
+uint64_t eng__hash64(const void *p, size_t n);
+
+/* Unicode properties used by the BPE pre-tokenizers (engine/unicode_data.c,
+ * generated from Python's unicodedata, Unicode 14).  Bits as llama.cpp's
+ * unicode_cpt_flags: one general-category bit (UNDEFINED for unassigned
+ * code points) plus WHITESPACE for the White_Space property. */
+#define ENG__U_UNDEFINED   0x001
+#define ENG__U_NUMBER      0x002
+#define ENG__U_LETTER      0x004
+#define ENG__U_SEPARATOR   0x008
+#define ENG__U_MARK        0x010
+#define ENG__U_PUNCT       0x020
+#define ENG__U_SYMBOL      0x040
+#define ENG__U_CONTROL     0x080
+#define ENG__U_WHITESPACE  0x100
+/* Flags of code point cp; ENG__U_UNDEFINED past U+10FFFF. */
+unsigned eng__unicode_flags(uint32_t cp);
+
+#endif /* ENGRAM_ENG_INTERNAL_H */

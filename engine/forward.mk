@@ -1,0 +1,1 @@
+# forward.mk: filled in by its module.

@@ -1,0 +1,1 @@
+# engine-forward.mk: filled in by its module.

@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 #include "ectl.h"
+#include "text.h"
 
 /* Replies can carry whole documents; bound them all the same. */
 #define ECTL_MAX_REPLY (256u << 20)
@@ -129,12 +130,10 @@ static int next_event(ectl_conn *c, json_t **ev)
 	return 0;
 }
 
-int ectl_call(ectl_conn *c, json_t *req, ectl_event_cb cb, void *arg)
+/* Writes req as one line; returns 0 or an exit status. */
+static int send_line(ectl_conn *c, json_t *req)
 {
-	json_int_t id = ++c->next_id;
-	json_object_set_new(req, "id", json_integer(id));
 	char *line = json_dumps(req, JSON_COMPACT);
-	json_decref(req);
 	if (!line)
 		return ECTL_EXIT_USAGE;
 	size_t n = strlen(line);
@@ -147,6 +146,59 @@ int ectl_call(ectl_conn *c, json_t *req, ectl_event_cb cb, void *arg)
 		fprintf(stderr, "engramctl: cannot send to engramd: %s\n", strerror(-rc));
 		return ECTL_EXIT_UNREACHABLE;
 	}
+	return 0;
+}
+
+static int wait_final(ectl_conn *c, json_int_t id, ectl_event_cb cb, void *arg);
+
+int ectl_call(ectl_conn *c, json_t *req, ectl_event_cb cb, void *arg)
+{
+	json_int_t id = ++c->next_id;
+	json_object_set_new(req, "id", json_integer(id));
+	int rc = send_line(c, req);
+	json_decref(req);
+	return rc ? rc : wait_final(c, id, cb, arg);
+}
+
+/* Raw bytes per part: 192 KiB encode to 256 KiB of base64, well under
+ * engramd's default line limit of 1 MiB. */
+#define ECTL_PART (192u << 10)
+
+int ectl_call_input(ectl_conn *c, json_t *req, const char *input, size_t len,
+		    ectl_event_cb cb, void *arg)
+{
+	json_int_t id = ++c->next_id;
+	int rc = 0;
+
+	json_object_set_new(req, "id", json_integer(id));
+	if (len <= ECTL_PART && ed_utf8_valid(input, len) && !memchr(input, 0, len)) {
+		json_object_set_new(req, "text", json_stringn(input, len));
+		rc = send_line(c, req);
+		json_decref(req);
+		return rc ? rc : wait_final(c, id, cb, arg);
+	}
+	char *b = malloc(ed_b64_encoded_len(ECTL_PART) + 1);
+	if (!b) {
+		json_decref(req);
+		return ECTL_EXIT_ERROR;
+	}
+	size_t off = 0;
+	do {
+		size_t k = len - off < ECTL_PART ? len - off : ECTL_PART;
+		ed_b64_encode((const unsigned char *)input + off, k, b);
+		json_object_set_new(req, "data", json_stringn(b, ed_b64_encoded_len(k)));
+		json_object_set_new(req, "more", json_boolean(off + k < len));
+		rc = send_line(c, req);
+		off += k;
+	} while (rc == 0 && off < len);
+	free(b);
+	json_decref(req);
+	return rc ? rc : wait_final(c, id, cb, arg);
+}
+
+static int wait_final(ectl_conn *c, json_int_t id, ectl_event_cb cb, void *arg)
+{
+	int rc;
 	for (;;) {
 		json_t *ev;
 		if ((rc = next_event(c, &ev)) != 0)

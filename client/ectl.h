@@ -43,7 +43,52 @@ void ectl_close(ectl_conn *c);
  * broke, INTERRUPTED on SIGINT. */
 int ectl_call(ectl_conn *c, json_t *req, ectl_event_cb cb, void *arg);
 
+/* The same, for a request with an input of any size and any bytes: sent
+ * as "text" when it is short UTF-8, else as base64 "data" in parts
+ * ("more": true) that engramd joins (docs/PROTOCOL.md). */
+int ectl_call_input(ectl_conn *c, json_t *req, const char *input, size_t len,
+		    ectl_event_cb cb, void *arg);
+
 /* Set by the SIGINT handler. */
 extern volatile int ectl_interrupted;
+
+/* ---------------------------------------------------------------- commands */
+
+typedef struct ectl_ctx {
+	const char *socket;
+	int json;		/* print events as JSON lines */
+	ectl_conn conn;
+} ectl_ctx;
+
+typedef struct ectl_command {
+	const char *name;
+	const char *args;	/* usage after the name */
+	const char *summary;
+	const char *help;	/* longer text for COMMAND --help */
+	/* argv[0] is the command's name; returns an exit status. */
+	int (*run)(ectl_ctx *x, int argc, char **argv);
+} ectl_command;
+
+/* The tables, each ending with a NULL name (cmd_*.c). */
+extern const ectl_command ectl_cmds_daemon[];
+extern const ectl_command ectl_cmds_model[];
+extern const ectl_command ectl_cmds_session[];
+
+/* output.c: prints an event as a JSON line (--json) or, for an error
+ * event, as "engramctl: code: message" on stderr.  An ectl_event_cb. */
+int ectl_print_event(void *arg, json_t *ev);
+/* Connects, sends req (stolen), prints its events with ectl_print_event,
+ * and keeps the final "done" event in *done (NULL if none; the caller
+ * decrefs; done may be NULL).  Returns an exit status. */
+int ectl_request(ectl_ctx *x, json_t *req, json_t **done);
+/* Usage error unless the command got no arguments. */
+int ectl_no_args(int argc, char **argv, const char *name);
+/* arg itself, or all of standard input for "-": *buf malloc'd, the caller
+ * frees it.  Returns 0 or an exit status. */
+int ectl_read_input(const char *arg, char **buf, size_t *len);
+/* Field accessors that never fail: "-" and 0 when absent. */
+const char *ectl_jstr(json_t *o, const char *k);
+long long ectl_jint(json_t *o, const char *k);
+void ectl_print_duration(double seconds);
 
 #endif

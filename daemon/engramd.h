@@ -37,6 +37,7 @@ typedef struct ed_settings {
 	int foreground;		/* stay attached to the terminal */
 	size_t max_line;	/* longest request line, bytes */
 	size_t max_output;	/* replies queued per connection before we stop reading it */
+	size_t max_input;	/* one request's input, all parts together */
 	int max_connections;	/* further clients are refused with an error */
 	int max_inflight;	/* requests in flight per connection */
 	int workers;		/* thread-pool size */
@@ -111,6 +112,8 @@ struct ed_req {
 	json_t *msg;		/* the request object (owned) */
 	json_t *id;		/* borrowed from msg */
 	const struct ed_op *op;
+	unsigned char *input;	/* "text"/"data", parts joined (owned), or NULL */
+	size_t input_len;
 	atomic_int cancelled;	/* set when the client leaves or at shutdown */
 	uv_work_t work;
 	void (*work_fn)(ed_req *);	/* what runs on the worker */
@@ -149,6 +152,16 @@ void ed_req_defer(ed_req *req, void (*fn)(ed_req *req));
 
 /* ops.c: gives the ops the server they report on. */
 void ed_ops_init(ed_server *srv);
+
+/* ops_model.c: the model, loaded once before the socket opens and
+ * read-only after.  settings->model: a path, "none", or NULL for
+ * <data_dir>/models/ + the default model's file name. */
+int ed_model_load(const ed_settings *s, char *err, size_t errlen);
+void ed_model_unload(void);
+json_t *ed_model_brief(void);	/* for status: new reference, or null */
+/* The loaded model (borrowed, read-only), or NULL. */
+const struct eng_model *ed_model(void);
+extern const ed_op ed_ops_model[];	/* ends with a NULL name */
 
 /* Counters that `status` reports. */
 typedef struct ed_stats {

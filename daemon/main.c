@@ -24,7 +24,8 @@ static const char usage_text[] =
 "  -d, --data-dir DIR     data directory (default $XDG_DATA_HOME/engram, or\n"
 "                         ~/.local/share/engram)\n"
 "  -c, --config FILE      config file (default $XDG_CONFIG_HOME/engram/engramd.conf)\n"
-"  -m, --model PATH       GGUF model file\n"
+"  -m, --model PATH       GGUF model file, or 'none' (default: the default\n"
+"                         model in DATA_DIR/models/)\n"
 "  -f, --foreground       do not detach; log to stderr unless --log-file\n"
 "      --log-file FILE    log to FILE (reopened on SIGHUP)\n"
 "      --log-level LEVEL  debug, info, warn or error (default info)\n"
@@ -326,6 +327,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "engramd: cannot open log %s: %s\n", s.log_file, strerror(errno));
 		goto fail;
 	}
+	char err[1024];
+	if (ed_model_load(&s, err, sizeof(err)) < 0) {
+		fprintf(stderr, "engramd: %s\n", err);
+		ed_log(ED_LOG_ERROR, "%s", err);
+		goto fail;
+	}
 	if (ed_server_open(&srv, &s, loop) < 0 || ed_server_listen(srv) < 0) {
 		fprintf(stderr, "engramd: cannot listen on %s (see the log)\n", s.socket_path);
 		goto fail;
@@ -340,6 +347,7 @@ int main(int argc, char **argv)
 	uv_run(loop, UV_RUN_DEFAULT);
 
 	ed_server_close(srv);
+	ed_model_unload();
 	ed_log(ED_LOG_INFO, "stopped");
 	uv_loop_close(loop);
 	ed_log_close();

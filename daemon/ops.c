@@ -57,13 +57,13 @@ static void op_status(ed_req *r)
 	ed_stats st;
 
 	ed_server_stats(ops.srv, &st);
-	r->result = json_pack("{s:s,s:i,s:f,s:s,s:s,s:n,s:{s:i,s:I,s:I,s:I},s:i,s:b}",
+	r->result = json_pack("{s:s,s:i,s:f,s:s,s:s,s:o,s:{s:i,s:I,s:I,s:I},s:i,s:b}",
 		"version", PACKAGE_VERSION,
 		"pid", (int)getpid(),
 		"uptime_s", ed_server_uptime(ops.srv),
 		"data_dir", s->data_dir,
 		"socket", s->socket_path,
-		"model",
+		"model", ed_model_brief(),
 		"counts",
 		  "connections", st.connections,
 		  "connections_total", (json_int_t)st.connections_total,
@@ -94,5 +94,8 @@ const ed_op *ed_op_find(const char *name)
 	for (size_t i = 0; i < sizeof(op_table) / sizeof(op_table[0]); i++)
 		if (!strcmp(op_table[i].name, name))
 			return &op_table[i];
+	for (const ed_op *op = ed_ops_model; op->name; op++)
+		if (!strcmp(op->name, name))
+			return op;
 	return NULL;
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "proto.h"
+#include "text.h"
 
 static const char *err_codes[] = {
 #define ED__S(name, str) str,
@@ -15,44 +16,6 @@ static const char *err_codes[] = {
 const char *ed_err_code(ed_err e)
 {
 	return (unsigned)e < ED_ERR__COUNT ? err_codes[e] : "internal";
-}
-
-/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing past
- * U+10FFFF. */
-int ed_utf8_valid(const char *str, size_t n)
-{
-	const unsigned char *s = (const unsigned char *)str, *e = s + n;
-
-	while (s < e) {
-		unsigned c = *s;
-		if (c < 0x80) {
-			s++;
-			continue;
-		}
-		int k;
-		unsigned lo = 0x80, hi = 0xBF;
-		if (c >= 0xC2 && c <= 0xDF)
-			k = 1;
-		else if (c >= 0xE0 && c <= 0xEF) {
-			k = 2;
-			if (c == 0xE0) lo = 0xA0;
-			if (c == 0xED) hi = 0x9F;
-		} else if (c >= 0xF0 && c <= 0xF4) {
-			k = 3;
-			if (c == 0xF0) lo = 0x90;
-			if (c == 0xF4) hi = 0x8F;
-		} else
-			return 0;
-		if (e - s <= k)
-			return 0;
-		if (s[1] < lo || s[1] > hi)
-			return 0;
-		for (int i = 2; i <= k; i++)
-			if ((s[i] & 0xC0) != 0x80)
-				return 0;
-		s += k + 1;
-	}
-	return 1;
 }
 
 static int is_blank(const char *s, size_t n)

@@ -7,9 +7,6 @@
 #include <jansson.h>
 #include "engramd.h"
 
-/* Returns 1 when the line is valid, complete UTF-8, else 0. */
-int ed_utf8_valid(const char *s, size_t n);
-
 /* Parses one request line (without its '\n').
  * Returns 0 with *msg (owned by the caller), *id (borrowed from *msg) and
  * *op set; 1 for a blank line (nothing to answer); -1 with *err and errmsg

@@ -37,6 +37,7 @@
 #include "engramd.h"
 #include "frame.h"
 #include "proto.h"
+#include "text.h"
 
 enum conn_state { CONN_OPEN, CONN_PAUSED, CONN_DRAINING, CONN_CLOSED };
 
@@ -54,6 +55,11 @@ struct ed_conn {
 	int nreqs, capreqs;
 	ed_conn *prev, *next;		/* server's list */
 	int pumping;			/* inside conn_pump or on_read */
+	/* A request's input sent in parts ("more": true), see conn_input(). */
+	json_t *up_id;			/* the id being uploaded, or NULL */
+	json_t *skip_id;		/* an upload refused: drop its parts */
+	unsigned char *up_buf;		/* owned */
+	size_t up_len, up_cap;
 	size_t held_len;		/* bytes in held not yet framed */
 	char rbuf[64 * 1024];		/* libuv reads here */
 	char held[64 * 1024];		/* unframed input kept while paused */
@@ -106,6 +112,9 @@ static void conn_unref(ed_conn *c)
 		return;
 	ed_frame_free(&c->frame);
 	free(c->reqs);
+	free(c->up_buf);
+	json_decref(c->up_id);
+	json_decref(c->skip_id);
 	free(c);
 }
 
@@ -308,12 +317,133 @@ static void on_work_done(uv_work_t *w, int status)
 }
 
 /* Starts one parsed request. */
+static void upload_reset(ed_conn *c)
+{
+	json_decref(c->up_id);
+	c->up_id = NULL;
+	free(c->up_buf);
+	c->up_buf = NULL;
+	c->up_len = c->up_cap = 0;
+}
+
+static int upload_append(ed_conn *c, const void *p, size_t n)
+{
+	if (c->up_len + n > c->up_cap) {
+		size_t cap = c->up_cap ? c->up_cap : 65536;
+		while (cap < c->up_len + n)
+			cap *= 2;
+		unsigned char *b = realloc(c->up_buf, cap);
+		if (!b)
+			return -ENOMEM;
+		c->up_buf = b;
+		c->up_cap = cap;
+	}
+	memcpy(c->up_buf + c->up_len, p, n);
+	c->up_len += n;
+	return 0;
+}
+
+/* A request's input is its "text" (a UTF-8 string) or "data" (base64 of
+ * any bytes).  Input larger than a line is sent in parts: every line but
+ * the last has "more": true and the same id; engramd joins the parts, up
+ * to max_input bytes, and runs the request once the last arrives.
+ * Returns 1 when the request is complete (*buf, *len: owned input, or
+ * NULL), 0 when more parts are expected or the line was dropped, -1 after
+ * answering with an error. */
+static int conn_input(ed_conn *c, json_t *msg, json_t *id, unsigned char **buf, size_t *len)
+{
+	json_t *more = json_object_get(msg, "more");
+	json_t *text = json_object_get(msg, "text"), *data = json_object_get(msg, "data");
+	const char *why = NULL;
+	ed_err code = ED_ERR_INVALID_ARGUMENT;
+
+	*buf = NULL;
+	*len = 0;
+	if (c->skip_id && json_equal(c->skip_id, id)) {
+		if (!json_is_true(more)) {
+			json_decref(c->skip_id);
+			c->skip_id = NULL;
+		}
+		return 0;
+	}
+	if (more && !json_is_boolean(more))
+		why = "'more' must be true or false";
+	else if (text && data)
+		why = "give 'text' or 'data', not both";
+	else if (text && !json_is_string(text))
+		why = "'text' must be a string";
+	else if (data && !json_is_string(data))
+		why = "'data' must be a base64 string";
+	if (!why && c->up_id && !json_equal(c->up_id, id)) {
+		why = "another request's input is still being sent on this connection";
+		code = ED_ERR_BAD_REQUEST;
+	}
+	if (why) {
+		upload_reset(c);
+		conn_write_error(c, id, code, why);
+		return -1;
+	}
+	size_t n = text ? json_string_length(text) : data ? json_string_length(data) : 0;
+	unsigned char *piece = malloc(n + 1);
+	long k = n;
+	if (!piece)
+		goto nomem;
+	if (text)
+		memcpy(piece, json_string_value(text), n);
+	else if (data && (k = ed_b64_decode(json_string_value(data), n, piece)) < 0) {
+		free(piece);
+		upload_reset(c);
+		conn_write_error(c, id, ED_ERR_INVALID_ARGUMENT, "'data' is not valid base64");
+		return -1;
+	}
+	if (c->up_len + k > c->srv->settings->max_input) {
+		char m[128];
+		free(piece);
+		upload_reset(c);
+		snprintf(m, sizeof(m), "input larger than max_input (%zu bytes)", c->srv->settings->max_input);
+		conn_write_error(c, id, ED_ERR_INVALID_ARGUMENT, m);
+		if (json_is_true(more))
+			c->skip_id = json_incref(id);
+		return -1;
+	}
+	if (!json_is_true(more) && !c->up_id) {
+		*buf = (text || data) ? piece : (free(piece), NULL);
+		*len = k;
+		return 1;
+	}
+	if (upload_append(c, piece, k) < 0) {
+		free(piece);
+		goto nomem;
+	}
+	free(piece);
+	if (!c->up_id)
+		c->up_id = json_incref(id);
+	if (json_is_true(more))
+		return 0;
+	*buf = c->up_buf;
+	*len = c->up_len;
+	c->up_buf = NULL;
+	upload_reset(c);
+	return 1;
+nomem:
+	upload_reset(c);
+	conn_write_error(c, id, ED_ERR_INTERNAL, "out of memory");
+	return -1;
+}
+
 static void conn_dispatch(ed_conn *c, json_t *msg, json_t *id, const ed_op *op)
 {
 	ed_server *srv = c->srv;
-	ed_req *r = calloc(1, sizeof(*r));
+	unsigned char *input;
+	size_t input_len;
 
+	if (conn_input(c, msg, id, &input, &input_len) <= 0) {
+		json_decref(msg);
+		return;
+	}
+	ed_req *r = calloc(1, sizeof(*r));
 	if (!r || conn_track(c, r) < 0) {
+		free(input);
 		free(r);
 		conn_write_error(c, id, ED_ERR_INTERNAL, "out of memory");
 		json_decref(msg);
@@ -324,6 +454,8 @@ static void conn_dispatch(ed_conn *c, json_t *msg, json_t *id, const ed_op *op)
 	r->msg = msg;
 	r->id = id;
 	r->op = op;
+	r->input = input;
+	r->input_len = input_len;
 	c->refs++;
 	c->inflight++;
 	srv->stats.inflight++;
@@ -533,6 +665,7 @@ void ed_req_finish(ed_req *r)
 	json_decref(ev);
 	json_decref(r->result);
 	json_decref(r->msg);
+	free(r->input);
 	conn_untrack(c, r);
 	c->inflight--;
 	srv->stats.inflight--;

@@ -25,6 +25,9 @@ void ed_settings_init(ed_settings *s)
 	/* A client that stops reading may have this much queued before we stop
 	 * reading its requests; it never holds up anyone else. */
 	s->max_output = 4u << 20;
+	/* A request's text may come in parts (docs/PROTOCOL.md); this bounds
+	 * what one request can make engramd hold. */
+	s->max_input = 256u << 20;
 	s->max_connections = 1024;
 	s->max_inflight = 64;
 	s->workers = 4;
@@ -116,6 +119,8 @@ int ed_settings_set(ed_settings *s, const char *key, const char *v,
 		NUM(max_line, 64, 1LL << 30, 1);
 	if (!strcmp(key, "max_output"))
 		NUM(max_output, 4096, 1LL << 32, 1);
+	if (!strcmp(key, "max_input"))
+		NUM(max_input, 4096, 1LL << 34, 1);
 	if (!strcmp(key, "max_connections"))
 		NUM(max_connections, 1, 65536, 0);
 	if (!strcmp(key, "max_inflight"))

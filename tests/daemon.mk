@@ -7,7 +7,7 @@ tests_test_frame_LDADD = $(TEST_LIBS)
 
 check_PROGRAMS += tests/test_proto
 TESTS += tests/test_proto
-tests_test_proto_SOURCES = tests/test_proto.c daemon/proto.c daemon/proto.h
+tests_test_proto_SOURCES = tests/test_proto.c daemon/proto.c daemon/proto.h daemon/text.c daemon/text.h
 tests_test_proto_CFLAGS = $(TEST_CFLAGS)
 tests_test_proto_LDADD = $(TEST_LIBS)
 
@@ -20,3 +20,11 @@ tests_test_daemon_LDADD = $(TEST_LIBS)
 # Man pages lint clean (mandoc -Tlint).
 TESTS += tests/man_lint.sh
 EXTRA_DIST += tests/man_lint.sh
+
+# The model through engramd (needs ENGRAM_TEST_MODEL, set by scripts/test).
+check_PROGRAMS += tests/test_model_ops
+TESTS += tests/test_model_ops
+tests_test_model_ops_SOURCES = tests/test_model_ops.c tests/daemon_harness.c \
+	tests/daemon_harness.h daemon/text.c daemon/text.h
+tests_test_model_ops_CFLAGS = $(TEST_CFLAGS) $(XXHASH_CFLAGS)
+tests_test_model_ops_LDADD = libengine.a $(TEST_LIBS) $(XXHASH_LIBS) $(LIBM)

@@ -59,6 +59,9 @@ void th_start(th_daemon *d, const char *const *extra)
 	/* An empty config keeps the user's own engramd.conf out of tests. */
 	argv[n++] = "--config";
 	argv[n++] = "/dev/null";
+	/* No model unless the test names one (a later --model wins). */
+	argv[n++] = "--model";
+	argv[n++] = "none";
 	for (int i = 0; extra && extra[i] && n < 62; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;

@@ -408,17 +408,19 @@ START_TEST(test_second_daemon_refused)
 	th_dirs(&other);
 	/* Same data dir, other socket: the lock refuses it. */
 	char cmd[2048];
-	snprintf(cmd, sizeof(cmd), "'%s' -f --config /dev/null -s '%s' -d '%s' 2>'%s/err'",
+	snprintf(cmd, sizeof(cmd), "'%s' -f --config /dev/null --model none -s '%s' -d '%s' 2>'%s/err'",
 		 getenv("ENGRAMD"), other.sock, D.data, other.dir);
 	int st = system(cmd);
 	ck_assert_int_eq(WEXITSTATUS(st), 1);
 	snprintf(cmd, sizeof(cmd), "grep -q 'in use by another engramd (pid %d)' '%s/err'", D.pid, other.dir);
 	ck_assert_msg(system(cmd) == 0, "no clear message about the lock");
 	/* Same socket, other data dir: refused, and the live socket kept. */
-	snprintf(cmd, sizeof(cmd), "'%s' -f --config /dev/null -s '%s' -d '%s' --log-file '%s/log' 2>/dev/null",
-		 getenv("ENGRAMD"), D.sock, other.data, other.dir);
+	snprintf(cmd, sizeof(cmd), "'%s' -f --config /dev/null --model none -s '%s' -d '%s' --log-file '%s/log' 2>'%s/err2'",
+		 getenv("ENGRAMD"), D.sock, other.data, other.dir, other.dir);
 	st = system(cmd);
 	ck_assert_int_eq(WEXITSTATUS(st), 1);
+	snprintf(cmd, sizeof(cmd), "grep -q 'another engramd is listening' '%s/log'", other.dir);
+	ck_assert_msg(system(cmd) == 0, "no clear message about the socket in use");
 	json_t *ev = th_roundtrip(D.sock, "{\"id\":1,\"op\":\"ping\"}");
 	ck_assert(json_is_true(json_object_get(ev, "pong")));
 	json_decref(ev);
@@ -590,7 +592,7 @@ START_TEST(test_detach_and_default_paths)
 	th_dirs(&D);
 	char cmd[2048], env_rt[400], env_data[400];
 	snprintf(cmd, sizeof(cmd),
-		 "XDG_RUNTIME_DIR='%s' XDG_DATA_HOME='%s/xdg' '%s' --config /dev/null",
+		 "XDG_RUNTIME_DIR='%s' XDG_DATA_HOME='%s/xdg' '%s' --config /dev/null --model none",
 		 D.dir, D.dir, getenv("ENGRAMD"));
 	ck_assert_int_eq(system(cmd), 0);
 	snprintf(env_rt, sizeof(env_rt), "XDG_RUNTIME_DIR=%s", D.dir);

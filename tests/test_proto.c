@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "proto.h"
+#include "text.h"
 
 /* The op table is the daemon's; here one op stands in for it. */
 static const ed_op fake_ping = { "ping", NULL, NULL };
@@ -113,6 +114,41 @@ START_TEST(test_events)
 }
 END_TEST
 
+START_TEST(test_base64)
+{
+	static const struct { const char *raw, *b64; } t[] = {
+		{ "", "" }, { "f", "Zg==" }, { "fo", "Zm8=" }, { "foo", "Zm9v" },
+		{ "foob", "Zm9vYg==" }, { "fooba", "Zm9vYmE=" }, { "foobar", "Zm9vYmFy" },
+		{ "\xff\xfe\x00\x01", "//4AAQ==" },
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		size_t n = i == 7 ? 4 : strlen(t[i].raw);
+		char enc[64] = { 0 };
+		unsigned char dec[64];
+		ck_assert_uint_eq(ed_b64_encoded_len(n), strlen(t[i].b64));
+		ed_b64_encode((const unsigned char *)t[i].raw, n, enc);
+		ck_assert_str_eq(enc, t[i].b64);
+		ck_assert_int_eq(ed_b64_decode(t[i].b64, strlen(t[i].b64), dec), (long)n);
+		ck_assert_int_eq(memcmp(dec, t[i].raw, n), 0);
+	}
+	static const char *bad[] = { "Z", "Zg=", "Zg", "Z===", "Zh==", "Zm9=", "Zm8!", "=Zm8", "Zg==Zg==", "Z=g=" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		unsigned char dec[64];
+		ck_assert_msg(ed_b64_decode(bad[i], strlen(bad[i]), dec) == -1, "accepted %s", bad[i]);
+	}
+	/* Every byte value round-trips at every length mod 3. */
+	unsigned char all[256], back[256];
+	char enc[400];
+	for (int i = 0; i < 256; i++)
+		all[i] = (unsigned char)i;
+	for (size_t n = 250; n <= 256; n++) {
+		ed_b64_encode(all, n, enc);
+		ck_assert_int_eq(ed_b64_decode(enc, ed_b64_encoded_len(n), back), (long)n);
+		ck_assert_int_eq(memcmp(all, back, n), 0);
+	}
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("proto");
@@ -120,6 +156,7 @@ int main(void)
 	tcase_add_test(tc, test_utf8);
 	tcase_add_test(tc, test_parse);
 	tcase_add_test(tc, test_events);
+	tcase_add_test(tc, test_base64);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

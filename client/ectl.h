@@ -73,6 +73,7 @@ typedef struct ectl_command {
 extern const ectl_command ectl_cmds_daemon[];
 extern const ectl_command ectl_cmds_model[];
 extern const ectl_command ectl_cmds_session[];
+extern const ectl_command ectl_cmds_generate[];
 
 /* output.c: prints an event as a JSON line (--json) or, for an error
  * event, as "engramctl: code: message" on stderr.  An ectl_event_cb. */

@@ -26,7 +26,8 @@ static const ectl_command help_cmds[] = {
 
 /* Every command table, in the order help lists them. */
 static const ectl_command *const tables[] = {
-	ectl_cmds_daemon, ectl_cmds_model, ectl_cmds_session, help_cmds,
+	ectl_cmds_daemon, ectl_cmds_model, ectl_cmds_generate, ectl_cmds_session,
+	help_cmds,
 };
 #define N_TABLES (sizeof(tables) / sizeof(tables[0]))
 

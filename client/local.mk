@@ -7,6 +7,7 @@ engramctl_SOURCES = \
 	%reldir%/cmd_daemon.c \
 	%reldir%/cmd_model.c \
 	%reldir%/cmd_session.c \
+	%reldir%/cmd_generate.c \
 	%reldir%/engramctl.c \
 	daemon/frame.h daemon/frame.c \
 	daemon/text.h daemon/text.c \

@@ -38,6 +38,7 @@ typedef struct ed_settings {
 	size_t max_line;	/* longest request line, bytes */
 	size_t max_output;	/* replies queued per connection before we stop reading it */
 	size_t max_input;	/* one request's input, all parts together */
+	size_t disk_budget;	/* the store's LMDB map never grows past this; 0: memstore's default */
 	int max_connections;	/* further clients are refused with an error */
 	int max_inflight;	/* requests in flight per connection */
 	int workers;		/* thread-pool size */
@@ -162,6 +163,19 @@ json_t *ed_model_brief(void);	/* for status: new reference, or null */
 /* The loaded model (borrowed, read-only), or NULL. */
 const struct eng_model *ed_model(void);
 extern const ed_op ed_ops_model[];	/* ends with a NULL name */
+
+/* store.c: the memstore, opened at start (recovery runs then) under
+ * <data_dir>/store.  One mutex guards it: lock, use, unlock. */
+struct ms_store;
+int ed_store_open(const ed_settings *s, char *err, size_t errlen);
+void ed_store_close(void);
+struct ms_store *ed_store_lock(void);
+void ed_store_unlock(void);
+
+/* Further op tables, each ending with a NULL name: sessions, ingest jobs
+ * and the store (ops_session.c); generation (ops_generate.c). */
+extern const ed_op ed_ops_session[];
+extern const ed_op ed_ops_generate[];
 
 /* Counters that `status` reports. */
 typedef struct ed_stats {

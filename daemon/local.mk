@@ -11,7 +11,11 @@ engramd_SOURCES = \
 	%reldir%/server.c \
 	%reldir%/ops.c \
 	%reldir%/ops_model.c \
+	%reldir%/ops_session.c \
+	%reldir%/ops_generate.c \
+	%reldir%/store.c \
 	%reldir%/main.c
-engramd_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) $(JANSSON_CFLAGS) $(XXHASH_CFLAGS)
-engramd_LDADD = libengine.a \
+engramd_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) $(JANSSON_CFLAGS) $(XXHASH_CFLAGS) \
+	$(LMDB_CFLAGS) $(SQLITE_CFLAGS)
+engramd_LDADD = libingest.a $(INGEST_LIBS) $(MEMSTORE_LIBS) libengine.a \
 	$(LIBUV_LIBS) $(JANSSON_LIBS) $(XXHASH_LIBS) $(LIBM)

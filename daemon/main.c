@@ -333,6 +333,11 @@ int main(int argc, char **argv)
 		ed_log(ED_LOG_ERROR, "%s", err);
 		goto fail;
 	}
+	if (ed_store_open(&s, err, sizeof(err)) < 0) {
+		fprintf(stderr, "engramd: %s\n", err);
+		ed_log(ED_LOG_ERROR, "%s", err);
+		goto fail;
+	}
 	if (ed_server_open(&srv, &s, loop) < 0 || ed_server_listen(srv) < 0) {
 		fprintf(stderr, "engramd: cannot listen on %s (see the log)\n", s.socket_path);
 		goto fail;
@@ -347,6 +352,7 @@ int main(int argc, char **argv)
 	uv_run(loop, UV_RUN_DEFAULT);
 
 	ed_server_close(srv);
+	ed_store_close();
 	ed_model_unload();
 	ed_log(ED_LOG_INFO, "stopped");
 	uv_loop_close(loop);
@@ -357,6 +363,8 @@ int main(int argc, char **argv)
 	return 0;
 fail:
 	report_ready(1);
+	ed_store_close();
+	ed_model_unload();
 	if (srv) {
 		ed_server_close(srv);
 	}

@@ -87,15 +87,19 @@ static const ed_op op_table[] = {
 	{ "ping", op_ping, NULL },
 	{ "status", op_status, NULL },
 	{ "shutdown", op_shutdown, NULL },
+	{ NULL, NULL, NULL },
+};
+
+/* Every op table; each ends with a NULL name. */
+static const ed_op *const tables[] = {
+	op_table, ed_ops_model, ed_ops_session, ed_ops_generate,
 };
 
 const ed_op *ed_op_find(const char *name)
 {
-	for (size_t i = 0; i < sizeof(op_table) / sizeof(op_table[0]); i++)
-		if (!strcmp(op_table[i].name, name))
-			return &op_table[i];
-	for (const ed_op *op = ed_ops_model; op->name; op++)
-		if (!strcmp(op->name, name))
-			return op;
+	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
+		for (const ed_op *op = tables[t]; op->name; op++)
+			if (!strcmp(op->name, name))
+				return op;
 	return NULL;
 }

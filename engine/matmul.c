@@ -1,0 +1,229 @@
+/* matmul.c - matrix products of a quantized weight matrix with a batch of
+ * f32 activations (eng_matmul).
+ *
+ * Plan of a call: (1) quantize every token of x once to the weight's dot
+ * type, tokens split among threads; (2) split the rows into chunks handed
+ * out through an atomic counter (threads that get more CPU take more
+ * chunks: the machine is shared); per chunk, walk the tokens ENG_NT_MAX at
+ * a time and call the nt-token dot kernel on each row.
+ *
+ * Decode (one token) is bound by memory: each weight byte is read once, so
+ * chunks are only sized for balance.  Prefill reuses weights: a chunk is a
+ * panel of rows small enough (PANEL_BYTES) to stay in L1/L2 while every
+ * token group streams past; tile kernels multiply ENG_TILE_ROWS rows by
+ * ENG_NT_MAX tokens in registers, and from REPACK_MIN_TOKENS tokens on a
+ * q4_0/q5_0 panel is unpacked to q8_0 blocks once (per-thread buffer after
+ * the activations in the scratch) so the bit fiddling is not repeated for
+ * every token group.
+ */
+#include "config.h"
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include "kernels.h"
+
+#define PANEL_BYTES (48 * 1024)	/* weight panel kept hot during prefill */
+#define CHUNKS_PER_THREAD 8	/* decode granularity, for balance */
+/* From this many tokens on, q4_0/q5_0 panels are unpacked to q8_0 once and
+ * shared by all tokens (the unpacking then costs a few percent at most). */
+#define REPACK_MIN_TOKENS 32
+
+struct mm_task {
+	const eng_qmat *w;
+	eng_vec_dot_fn dot;
+	eng_tile_fn tile;	/* NULL: rows one by one */
+	eng_repack_fn repack;	/* non-NULL: panels unpacked to q8_0 first */
+	void *rbuf;		/* per thread rbuf_bytes for unpacked panels */
+	size_t rbuf_bytes;
+	size_t rrow;		/* bytes of an unpacked row */
+	eng_type dt;
+	const float *x;		/* n_tokens x n_cols */
+	const void *act;	/* quantized x, act_stride bytes per token */
+	void *qbuf;		/* where x is quantized (NULL: act = x) */
+	size_t act_stride;
+	float *out;
+	int64_t n_tokens;
+	int64_t chunk_rows;
+	int64_t n_chunks;
+	_Atomic int64_t next;
+};
+
+static void quantize_task(void *arg, int ith, int nth)
+{
+	struct mm_task *k = arg;
+	for (int64_t t = ith; t < k->n_tokens; t += nth)
+		eng_quantize_row(k->dt, k->x + t * k->w->n_cols,
+				 (char *)k->qbuf + (size_t)t * k->act_stride,
+				 k->w->n_cols);
+}
+
+static void dot_task(void *arg, int ith, int nth)
+{
+	struct mm_task *k = arg;
+	const eng_qmat *w = k->w;
+	(void)nth;
+	for (;;) {
+		int64_t c = atomic_fetch_add_explicit(&k->next, 1, memory_order_relaxed);
+		if (c >= k->n_chunks)
+			return;
+		int64_t r0 = c * k->chunk_rows, r1 = r0 + k->chunk_rows;
+		if (r1 > w->n_rows)
+			r1 = w->n_rows;
+		/* rows r0..r1 of the panel: in place, or unpacked once here */
+		const char *base = (const char *)w->data + (size_t)r0 * w->row_stride;
+		size_t stride = w->row_stride;
+		if (k->repack) {
+			char *buf = (char *)k->rbuf + (size_t)ith * k->rbuf_bytes;
+			for (int64_t r = r0; r < r1; r++)
+				k->repack((const char *)w->data + (size_t)r * w->row_stride,
+					  buf + (size_t)(r - r0) * k->rrow, w->n_cols);
+			base = buf;
+			stride = k->rrow;
+		}
+		for (int64_t t0 = 0; t0 < k->n_tokens; t0 += ENG_NT_MAX) {
+			int nt = k->n_tokens - t0 < ENG_NT_MAX ? (int)(k->n_tokens - t0)
+							      : ENG_NT_MAX;
+			const char *a = (const char *)k->act + (size_t)t0 * k->act_stride;
+			float *o = k->out + t0 * w->n_rows;
+			int64_t r = r0;
+			if (k->tile && nt == ENG_NT_MAX)
+				for (; r + ENG_TILE_ROWS <= r1; r += ENG_TILE_ROWS)
+					k->tile(w->n_cols, base + (size_t)(r - r0) * stride,
+						stride, a, k->act_stride, o + r,
+						(size_t)w->n_rows);
+			for (; r < r1; r++)
+				k->dot(w->n_cols, base + (size_t)(r - r0) * stride,
+				       a, k->act_stride, o + r, (size_t)w->n_rows, nt);
+		}
+	}
+}
+
+/* Checks w and sizes; fills the activation format and row size. */
+static int check_args(const float *out, const eng_qmat *w, const float *x,
+		      int64_t n_tokens, const eng_type_traits **dtr,
+		      size_t *act_stride)
+{
+	if (!out || !w || !x || !w->data || n_tokens < 1 || w->n_rows < 1)
+		return ENG_EINVAL;
+	const eng_type_traits *tr = eng_type_traits_get(w->type);
+	if (!tr || !tr->has_dot)
+		return ENG_EINVAL;
+	size_t wrow;
+	int rc = eng_row_bytes(w->type, w->n_cols, &wrow);
+	if (rc)
+		return rc;
+	/* blocks are read through their structs: keep them aligned (2 bytes
+	 * for the half-led blocks, 4 for f32) */
+	size_t align = w->type == ENG_TYPE_F32 ? 4 : 2;
+	if (w->row_stride < wrow || w->row_stride % align ||
+	    (uintptr_t)w->data % align)
+		return ENG_EINVAL;
+	*dtr = eng_type_traits_get(tr->dot_type);
+	rc = eng_row_bytes(tr->dot_type, w->n_cols, act_stride);
+	if (rc)
+		return rc;
+	if ((uint64_t)n_tokens > SIZE_MAX / *act_stride ||
+	    (uint64_t)n_tokens > SIZE_MAX / sizeof(float) / (uint64_t)w->n_rows ||
+	    (uint64_t)w->n_rows > SIZE_MAX / w->row_stride)
+		return ENG_ERANGE;
+	return 0;
+}
+
+int eng_matmul(float *out, const eng_qmat *w, const float *x,
+	       int64_t n_tokens, eng_pool *pool)
+{
+	const eng_type_traits *dtr;
+	size_t act_stride;
+	int rc = check_args(out, w, x, n_tokens, &dtr, &act_stride);
+	if (rc)
+		return rc;
+	eng_type dt = eng_type_traits_get(w->type)->dot_type;
+	eng_type kt = w->type;	/* the type the kernels see */
+	eng_simd lv = eng_simd_active();
+	int nth = eng_pool_threads(pool);
+	struct mm_task k = {
+		.w = w, .dt = dt, .x = x, .out = out, .n_tokens = n_tokens,
+		.act_stride = act_stride,
+		.repack = n_tokens >= REPACK_MIN_TOKENS ? eng_repack_q8_0_get(w->type, lv) : NULL,
+	};
+	if (k.repack) {
+		kt = ENG_TYPE_Q8_0;
+		eng_row_bytes(kt, w->n_cols, &k.rrow);	/* cannot fail: same blocks */
+	}
+	k.dot = eng_vec_dot_get(kt, lv);
+	k.tile = n_tokens >= ENG_NT_MAX ? eng_tile_get(kt, lv) : NULL;
+	/* prefill panels: rows that fit PANEL_BYTES, whole tiles of rows */
+	int64_t panel = PANEL_BYTES / (int64_t)(k.repack ? k.rrow : w->row_stride);
+	int64_t fair = (w->n_rows + nth - 1) / nth;
+	if (panel > fair)
+		panel = fair;
+	panel -= panel % ENG_TILE_ROWS;
+	if (panel < ENG_TILE_ROWS)
+		panel = ENG_TILE_ROWS;
+	if (k.repack)
+		k.rbuf_bytes = ((size_t)panel * k.rrow + 63) & ~(size_t)63;
+	void *tmp = NULL;
+	if (dt == ENG_TYPE_F32) {
+		k.act = x;	/* float weights take x as it is */
+	} else {
+		size_t abytes = ((size_t)n_tokens * act_stride + 63) & ~(size_t)63;
+		if (k.rbuf_bytes > (SIZE_MAX - abytes) / (size_t)nth)
+			return ENG_ERANGE;
+		size_t need = abytes + (size_t)nth * k.rbuf_bytes;
+		k.qbuf = pool ? eng__pool_scratch(pool, need) : (tmp = malloc(need));
+		if (!k.qbuf)
+			return ENG_ENOMEM;
+		k.act = k.qbuf;
+		k.rbuf = (char *)k.qbuf + abytes;
+		if (n_tokens > 1)
+			eng_pool_run(pool, quantize_task, &k);
+		else
+			quantize_task(&k, 0, 1);
+	}
+
+	if (n_tokens == 1) {
+		int64_t want = (int64_t)nth * CHUNKS_PER_THREAD;
+		k.chunk_rows = (w->n_rows + want - 1) / want;
+		if (k.chunk_rows < 16)
+			k.chunk_rows = 16;
+	} else {
+		k.chunk_rows = panel;
+	}
+	k.n_chunks = (w->n_rows + k.chunk_rows - 1) / k.chunk_rows;
+	atomic_init(&k.next, 0);
+	if (nth > 1 && k.n_chunks > 1)
+		eng_pool_run(pool, dot_task, &k);
+	else
+		dot_task(&k, 0, 1);
+	free(tmp);
+	return 0;
+}
+
+int eng_matmul_ref(float *out, const eng_qmat *w, const float *x,
+		   int64_t n_tokens)
+{
+	const eng_type_traits *dtr;
+	size_t act_stride;
+	int rc = check_args(out, w, x, n_tokens, &dtr, &act_stride);
+	if (rc)
+		return rc;
+	eng_type dt = eng_type_traits_get(w->type)->dot_type;
+	eng_vec_dot_fn dot = eng_vec_dot_get(w->type, ENG_SIMD_SCALAR);
+	void *q = malloc(act_stride);
+	if (!q)
+		return ENG_ENOMEM;
+	for (int64_t t = 0; t < n_tokens; t++) {
+		const float *xt = x + t * w->n_cols;
+		switch (dt) {
+		case ENG_TYPE_Q8_0: eng_quantize_row_q8_0_ref(xt, q, w->n_cols); break;
+		case ENG_TYPE_Q8_1: eng_quantize_row_q8_1_ref(xt, q, w->n_cols); break;
+		case ENG_TYPE_Q8_K: eng_quantize_row_q8_K_ref(xt, q, w->n_cols); break;
+		default: memcpy(q, xt, act_stride); break;
+		}
+		for (int64_t r = 0; r < w->n_rows; r++)
+			dot(w->n_cols, (const char *)w->data + (size_t)r * w->row_stride,
+			    q, act_stride, out + t * w->n_rows + r, 1, 1);
+	}
+	free(q);
+	return 0;
+}

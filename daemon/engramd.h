@@ -201,4 +201,38 @@ void ed_server_stats(const ed_server *srv, ed_stats *st);
 double ed_server_uptime(const ed_server *srv);
 int ed_server_stopping(const ed_server *srv);
 
+/* jobs.c: ingest jobs.  A job runs on the thread pool (uv_queue_work) and
+ * outlives the request that started it; its row in the catalog's jobs
+ * table follows its state.  Requests may follow a job: they get `progress`
+ * events about every 250 ms and, when it ends, its summary as their final
+ * event.  At shutdown running jobs are cancelled.  Loop thread only. */
+typedef struct ed_job_args {
+	int64_t session_id;
+	const char *session;		/* name; copied */
+	const char *const *roots;	/* absolute paths; copied */
+	size_t n_roots;
+} ed_job_args;
+/* Starts an ingest job for r's server; *id receives its id.  On failure
+ * returns -1 with *err and msg set (busy: the session has a running job). */
+int ed_job_start(ed_req *r, const ed_job_args *a, int64_t *id, ed_err *err,
+		 char *msg, size_t msglen);
+/* r follows job id until it ends (r is then finished with the summary or
+ * the job's error).  A follower whose client leaves is finished as
+ * cancelled; the job goes on.  Returns 0, or -1 when the job is not
+ * running (r untouched). */
+int ed_job_follow(int64_t id, ed_req *r);
+/* A job as JSON (new reference): state, progress, summary and, when full,
+ * its whole skipped/failed report; NULL when no such job exists. */
+json_t *ed_job_describe(int64_t id, int full);
+/* The newest jobs (at most limit), as a JSON array (new reference). */
+json_t *ed_jobs_list(size_t limit);
+/* Asks job id to stop.  0: asked; 1: it had already ended; -1: no such
+ * job. */
+int ed_job_cancel(int64_t id);
+/* The running job of a session, or 0. */
+int64_t ed_job_of_session(int64_t session_id);
+/* A file path as a JSON string (new reference): as is when it is UTF-8,
+ * else with '?' for each non-ASCII byte.  Any thread. */
+json_t *ed_json_path(const char *path);
+
 #endif

@@ -14,6 +14,7 @@ engramd_SOURCES = \
 	%reldir%/ops_session.c \
 	%reldir%/ops_generate.c \
 	%reldir%/store.c \
+	%reldir%/jobs.c \
 	%reldir%/main.c
 engramd_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) $(JANSSON_CFLAGS) $(XXHASH_CFLAGS) \
 	$(LMDB_CFLAGS) $(SQLITE_CFLAGS)

@@ -48,6 +48,17 @@ static const char *const migrations[] = {
 	" ts INTEGER NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL,"
 	" session TEXT NOT NULL, model TEXT NOT NULL, settings TEXT NOT NULL);"
 	"CREATE INDEX audit_by_session ON audit(session, id);",
+	/* 1 -> 2: a session's token stream (ingest's output, before prefill)
+	 * in chunks of MS_STREAM_CHUNK ids, and its ingest manifest.  Every
+	 * chunk but the last is full (stream.c). */
+	"CREATE TABLE stream("
+	" session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,"
+	" chunk INTEGER NOT NULL,"
+	" tokens BLOB NOT NULL,"
+	" PRIMARY KEY(session_id, chunk)) WITHOUT ROWID;"
+	"CREATE TABLE manifests("
+	" session_id INTEGER PRIMARY KEY REFERENCES sessions(id) ON DELETE CASCADE,"
+	" data BLOB NOT NULL);",
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 static_assert(N_MIGRATIONS == MS_SCHEMA_VERSION, "one migration per version");

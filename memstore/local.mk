@@ -7,6 +7,7 @@ libmemstore_a_SOURCES = \
 	%reldir%/codec.c \
 	%reldir%/lmdb.c \
 	%reldir%/catalog.c \
+	%reldir%/stream.c \
 	%reldir%/store.c
 libmemstore_a_CFLAGS = $(AM_CFLAGS) $(LMDB_CFLAGS) $(SQLITE_CFLAGS) \
 	$(XXHASH_CFLAGS)

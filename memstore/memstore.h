@@ -122,7 +122,7 @@ const char *ms_errname(int err);
  * MS_EVERSION for a whole store of a newer format). */
 #define MS_FORMAT_VERSION 1
 /* The SQLite catalog schema version (PRAGMA user_version). */
-#define MS_SCHEMA_VERSION 1
+#define MS_SCHEMA_VERSION 2
 
 /* ------------------------------------------------------------------ */
 /* Settings                                                            */
@@ -461,6 +461,64 @@ int ms_audit_list(ms_store *ms, const char *session, size_t limit,
 
 /* Frees what a *_list function returned. */
 void ms_free(void *p);
+
+/* ------------------------------------------------------------------ */
+/* Token stream and manifest (catalog; stream.c)                       */
+
+/* A session's token stream: the token ids ingest produced, in order,
+ * before (and independently of) prefill.  Stored in the catalog in chunks
+ * of MS_STREAM_CHUNK ids (int32 little-endian); every chunk but the last
+ * is full, so the length is read from the last chunk alone.  Deleting the
+ * session deletes its stream and manifest. */
+#define MS_STREAM_CHUNK 4096
+/* The longest stream, in tokens (and the bound on one append). */
+#define MS_STREAM_MAX ((uint64_t)1 << 40)
+
+/* Appends ids[0..n) to session id's stream in one SQLite transaction (all
+ * or nothing).  MS_ENOTFOUND if there is no such session, MS_ERANGE past
+ * MS_STREAM_MAX.  n may be 0. */
+int ms_stream_append(ms_store *ms, int64_t id, const int32_t *ids, size_t n);
+/* The stream's length in tokens (0 for a session without one). */
+int ms_stream_length(ms_store *ms, int64_t id, uint64_t *n);
+/* Copies up to n ids from position start into out[0..n); *got receives
+ * how many (fewer at the end of the stream, 0 past it). */
+int ms_stream_read(ms_store *ms, int64_t id, uint64_t start, size_t n,
+		   int32_t *out, size_t *got);
+/* Cuts the stream to its first n tokens (a no-op when it is shorter). */
+int ms_stream_truncate(ms_store *ms, int64_t id, uint64_t n);
+
+/* Appends spans after every existing span of their session, in one
+ * transaction with one prepared statement (ms_span_add checks each span
+ * against its neighbours, which costs two index probes per span).  The
+ * spans must be of one session, ascending and non-overlapping, and start
+ * at or after the end of its last span (MS_EINVAL otherwise; MS_ENOTFOUND
+ * for an unknown session or document).  All or nothing. */
+int ms_span_append(ms_store *ms, const ms_span *spans, size_t n);
+/* Drops the session's spans at or after token pos; a span straddling pos
+ * is cut short to end there. */
+int ms_span_truncate(ms_store *ms, int64_t session_id, uint64_t pos);
+/* The number of spans of a session and the number of distinct documents
+ * they name. */
+int ms_span_count(ms_store *ms, int64_t session_id, uint64_t *n_spans,
+		  uint64_t *n_docs);
+/* The documents of a session (those its spans name), in stream order,
+ * with the first and last token of each: at most limit (1..100000); *out
+ * malloc'd (ms_free), NULL when *n is 0. */
+typedef struct ms_session_doc {
+	ms_document doc;
+	uint64_t tok_start, tok_end;
+} ms_session_doc;
+int ms_session_docs(ms_store *ms, int64_t session_id, size_t limit,
+		    ms_session_doc **out, size_t *n);
+
+/* The session's manifest: an opaque blob (ingest's ing_manifest_encode
+ * output), at most MS_MANIFEST_MAX bytes (MS_ERANGE).  put replaces it;
+ * get hands a malloc'd copy (ms_free) or MS_ENOTFOUND; del is a no-op when
+ * there is none. */
+#define MS_MANIFEST_MAX ((size_t)1 << 30)
+int ms_manifest_put(ms_store *ms, int64_t id, const void *data, size_t len);
+int ms_manifest_get(ms_store *ms, int64_t id, void **data, size_t *len);
+int ms_manifest_del(ms_store *ms, int64_t id);
 
 #ifdef __cplusplus
 }

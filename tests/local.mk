@@ -14,3 +14,4 @@ include tests/daemon.mk
 include tests/engine.mk
 include tests/memstore.mk
 include tests/ingest.mk
+include tests/session.mk

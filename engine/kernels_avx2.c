@@ -94,19 +94,6 @@ static inline __attribute__((always_inline)) float amax_n(const float *x, int n)
 	return _mm_cvtss_f32(h);
 }
 
-/* roundf (halves away from zero), exactly: trunc, then step away from
- * zero when the dropped fraction (exact in float) is at least one half. */
-static inline __attribute__((always_inline)) __m256i round_away(__m256 v)
-{
-	__m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-	__m256 f = _mm256_sub_ps(v, t);
-	const __m256 nosign = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-	__m256 big = _mm256_cmp_ps(_mm256_and_ps(f, nosign), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
-	__m256 one = _mm256_or_ps(_mm256_set1_ps(1.0f),
-				  _mm256_andnot_ps(nosign, v));	/* +-1 with v's sign */
-	return _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_and_ps(big, one)));
-}
-
 /* 32 int32 in four vectors to 32 int8, in order. */
 static inline __attribute__((always_inline)) __m256i pack32(__m256i a, __m256i b,
 							    __m256i c, __m256i d)
@@ -121,12 +108,14 @@ static void quantize_q8_0(const float *x, void *y, int64_t n)
 {
 	eng_block_q8_0 *b = y;
 	for (int64_t i = 0; i < n / 32; i++, x += 32) {
-		float d = amax_n(x, 32) / 127.0f, id = d ? 1.0f / d : 0.0f;
+		float amax = amax_n(x, 32);
+		float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
 		__m256 m = _mm256_set1_ps(id);
 		__m256i q[4];
 		ENG__UNROLL
-		for (int k = 0; k < 4; k++)
-			q[k] = round_away(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), m));
+		for (int k = 0; k < 4; k++)	/* half to even, as the reference */
+			q[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), m),
+						  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 		b[i].d = eng_f32_to_f16(d);
 		_mm256_storeu_si256((__m256i *)(void *)b[i].qs, pack32(q[0], q[1], q[2], q[3]));
 	}
@@ -138,7 +127,10 @@ static void quantize_q8_K(const float *x, void *y, int64_t n)
 	for (int64_t i = 0; i < n / 256; i++, x += 256) {
 		float amax = amax_n(x, 256);
 		float id = amax ? 127.0f / amax : 0.0f;
-		b[i].d = amax ? amax / 127.0f : 0.0f;
+		/* 1 / (127 / amax), not amax / 127: llama.cpp's reference
+		 * (the one its x86 build uses for Q8_K) stores 1/iscale, and
+		 * the two differ in the last bit for some amax. */
+		b[i].d = amax ? 1.0f / id : 0.0f;
 		const __m256 m = _mm256_set1_ps(id);
 		const __m256 hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
 		ENG__UNROLL

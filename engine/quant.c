@@ -367,14 +367,19 @@ static float amax_of(const float *x, int n)
 	return m;
 }
 
+/* As llama.cpp's x86 build quantizes Q8_0 activations (its AVX2 path, not
+ * ggml's scalar reference): the inverse scale is 127 / amax and products
+ * round half to even.  Matching it makes our logits equal llama.cpp's bit
+ * for bit where the summation order agrees. */
 void eng_quantize_row_q8_0_ref(const float *x, void *y, int64_t n)
 {
 	eng_block_q8_0 *b = y;
 	for (int64_t i = 0; i < n / 32; i++, x += 32) {
-		float d = amax_of(x, 32) / 127.0f, id = d ? 1.0f / d : 0.0f;
+		float amax = amax_of(x, 32);
+		float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
 		b[i].d = eng_f32_to_f16(d);
 		for (int l = 0; l < 32; l++)
-			b[i].qs[l] = (int8_t)roundf(x[l] * id);
+			b[i].qs[l] = (int8_t)nearbyintf(x[l] * id);
 	}
 }
 
@@ -399,7 +404,10 @@ void eng_quantize_row_q8_K_ref(const float *x, void *y, int64_t n)
 	for (int64_t i = 0; i < n / 256; i++, x += 256) {
 		float amax = amax_of(x, 256);
 		float id = amax ? 127.0f / amax : 0.0f;
-		b[i].d = amax ? amax / 127.0f : 0.0f;
+		/* 1 / (127 / amax), not amax / 127: llama.cpp's reference
+		 * (the one its x86 build uses for Q8_K) stores 1/iscale, and
+		 * the two differ in the last bit for some amax. */
+		b[i].d = amax ? 1.0f / id : 0.0f;
 		for (int g = 0; g < 16; g++) {
 			int sum = 0;
 			for (int l = 0; l < 16; l++) {

@@ -478,8 +478,8 @@ const ectl_command ectl_cmds_session[] = {
 	  "Shows a job's state, progress and its full list of skipped and failed files.",
 	  cmd_job },
 	{ "cancel", "JOB", "stop a running job",
-	  "Asks a running job to stop; its session keeps what the job had written\n"
-	  "and the next ingest redoes the rest.", cmd_cancel },
+	  "Asks a running job to stop.  Its session keeps the part of the stream\n"
+	  "before the job's first change; the next ingest resumes from there.", cmd_cancel },
 	{ "sessions", "", "list sessions",
 	  "Lists sessions with their stream tokens, prefilled tokens, documents and\n"
 	  "creation time.", cmd_sessions },

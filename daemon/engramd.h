@@ -213,7 +213,8 @@ typedef struct ed_job_args {
 	size_t n_roots;
 } ed_job_args;
 /* Starts an ingest job for r's server; *id receives its id.  On failure
- * returns -1 with *err and msg set (busy: the session has a running job). */
+ * returns -1 with *err and msg set (busy: the session has a running job,
+ * or workers / 2 jobs (at least 1) are running). */
 int ed_job_start(ed_req *r, const ed_job_args *a, int64_t *id, ed_err *err,
 		 char *msg, size_t msglen);
 /* r follows job id until it ends (r is then finished with the summary or
@@ -229,6 +230,10 @@ json_t *ed_jobs_list(size_t limit);
 /* Asks job id to stop.  0: asked; 1: it had already ended; -1: no such
  * job. */
 int ed_job_cancel(int64_t id);
+/* Once per process, before the first job or session op: marks jobs a
+ * previous engramd left running as interrupted and cuts their sessions'
+ * unmapped tokens.  Later calls do nothing. */
+void ed_jobs_recover(void);
 /* The running job of a session, or 0. */
 int64_t ed_job_of_session(int64_t session_id);
 /* A file path as a JSON string (new reference): as is when it is UTF-8,

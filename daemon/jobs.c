@@ -15,7 +15,9 @@
  *    tokens, then the new manifest are written.  Without a manifest the
  *    next run starts the stream from 0.  A cancelled or failed run cuts
  *    the stream back to where it started writing, so what remains is
- *    mapped; a killed one leaves unmapped tokens the next run replaces.
+ *    mapped, and stores the previous manifest's entries up to there, so
+ *    the next run resumes; a killed one leaves unmapped tokens that
+ *    ed_jobs_recover() cuts off after the restart.
  *  - A job outlives its request: following clients that leave just stop
  *    following.  At shutdown the timer sees ed_server_stopping() and
  *    cancels every running job, so the loop can end.
@@ -29,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include "engine.h"
 #include "engramd.h"
@@ -67,6 +70,7 @@ typedef struct job {
 	uint64_t cut;			/* where (the unchanged prefix's end) */
 	uint64_t tokens_written;
 	int failed_store;		/* a store write failed: the job fails */
+	double store_s;			/* seconds spent writing the store */
 	/* Results, written by the worker, read by the loop after the run. */
 	int rc;
 	ms_job_state final;
@@ -103,8 +107,28 @@ static const char *state_name(ms_job_state s, const char *error)
 	return "unknown";
 }
 
+/* A session whose job was interrupted may hold tokens past its spans (a
+ * kill mid-run, before the spans were written): cut them off, so what
+ * remains is a mapped stream.  Its manifest was dropped when the run
+ * started writing, so the next run redoes the rest. */
+static void repair_session(ms_store *ms, int64_t sid)
+{
+	uint64_t end = 0, len = 0;
+	void *m = NULL;
+	size_t mlen;
+	if (!sid || ms_manifest_get(ms, sid, &m, &mlen) == 0) {
+		ms_free(m);
+		return;		/* a manifest: the run never started writing */
+	}
+	if (ms_span_end(ms, sid, &end) < 0 || ms_stream_length(ms, sid, &len) < 0 || len <= end)
+		return;
+	if (ms_stream_truncate(ms, sid, end) == 0)
+		ed_log(ED_LOG_WARN, "session %lld: %llu unmapped tokens of an interrupted job "
+		       "removed", (long long)sid, (unsigned long long)(len - end));
+}
+
 /* Once per process: rows a previous engramd left running are interrupted. */
-static void jobs_init(void)
+void ed_jobs_recover(void)
 {
 	ms_job *v = NULL;
 	size_t n = 0;
@@ -121,6 +145,7 @@ static void jobs_init(void)
 			if (ms_job_update(ms, &v[i]) == 0)
 				ed_log(ED_LOG_WARN, "job %lld was interrupted by a stop",
 				       (long long)v[i].id);
+			repair_session(ms, v[i].session_id);
 		}
 		ms_free(v);
 	}
@@ -206,6 +231,13 @@ static int sink_tokenize(void *arg, const char *text, size_t len, int32_t *ids,
 	return 0;
 }
 
+static double mono_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec / 1e9;
+}
+
 static void job_store_fail(job *j, const char *what, int rc, ms_store *ms)
 {
 	if (j->failed_store)
@@ -221,11 +253,13 @@ static int sink_flush(job *j)
 {
 	if (!j->npend)
 		return 0;
+	double t0 = mono_s();
 	ms_store *ms = ed_store_lock();
 	int rc = ms ? ms_stream_append(ms, j->session_id, j->pend, j->npend) : MS_EIO;
 	if (rc < 0)
 		job_store_fail(j, "append to the stream", rc, ms);
 	ed_store_unlock();
+	j->store_s += mono_s() - t0;
 	if (rc < 0)
 		return -1;
 	j->tokens_written += j->npend;
@@ -409,6 +443,7 @@ static void job_commit(job *j)
 		j->failed_store = 1;
 		return;
 	}
+	double t0 = mono_s();
 	ms_store *ms = ed_store_lock();
 	if (!ms)
 		job_store_fail(j, "closed", MS_EIO, NULL);
@@ -421,6 +456,35 @@ static void job_commit(job *j)
 	else if ((rc = ms_manifest_put(ms, j->session_id, buf, len)) < 0)
 		job_store_fail(j, "write the manifest", rc, ms);
 	ed_store_unlock();
+	j->store_s += mono_s() - t0;
+	free(buf);
+}
+
+/* After an unfinished run cut the stream at j->cut (the end of the
+ * previous run's unchanged prefix, a document boundary): stores the
+ * previous manifest's entries up to there as the session's manifest. */
+static void keep_prefix_manifest(job *j, ms_store *ms)
+{
+	ing_manifest m = j->prev;	/* a shallow view: entries borrowed */
+	size_t k = 0;
+	uint32_t docs = 0;
+	void *buf = NULL;
+	size_t len = 0;
+	if (!j->prev.n || j->cut <= j->prev.token_base)
+		return;
+	for (; k < j->prev.n; k++) {
+		const ing_manifest_entry *e = &j->prev.v[k];
+		if (e->token_end > j->cut || (e->status == 0 && e->token_start >= j->cut))
+			break;
+		docs += e->status == 0;
+	}
+	m.n = k;
+	m.token_end = j->cut;
+	m.n_docs = docs;
+	if (ing_manifest_encode(&m, &buf, &len) == 0 &&
+	    ms_manifest_put(ms, j->session_id, buf, len) == 0)
+		ed_log(ED_LOG_INFO, "job %lld: %s keeps %zu files, %llu tokens for the next run",
+		       (long long)j->id, j->session, k, (unsigned long long)j->cut);
 	free(buf);
 }
 
@@ -446,13 +510,16 @@ static void job_work(uv_work_t *w)
 	if (j->final == MS_JOB_CANCELED)
 		snprintf(j->error, sizeof(j->error), "cancelled");
 	/* An unfinished run: its tokens have no spans yet; cut them off so
-	 * the session stays a mapped stream (the next run redoes them). */
+	 * the session stays a mapped stream, and keep the previous run's
+	 * manifest for the part that stands, so the next run resumes there. */
 	if (j->final != MS_JOB_DONE && j->emitted) {
 		ms_store *cs = ed_store_lock();
 		if (cs && (ms_stream_truncate(cs, j->session_id, j->cut) < 0 ||
 			   ms_span_truncate(cs, j->session_id, j->cut) < 0))
 			ed_log(ED_LOG_ERROR, "job %lld: cannot cut the stream: %s",
 			       (long long)j->id, ms_errmsg(cs));
+		else if (cs)
+			keep_prefix_manifest(j, cs);
 		ed_store_unlock();
 	}
 	/* The catalog row follows. */
@@ -533,6 +600,7 @@ static json_t *summary_build(job *j)
 	json_t *s = progress_json(j, &j->last);
 	json_t *paths = json_array();
 	json_object_set_new(s, "state", json_string(state_name(j->state, j->error)));
+	json_object_set_new(s, "store_s", json_real(j->store_s));
 	if (j->state == MS_JOB_DONE) {
 		for (size_t i = 0; i < d->n && i < JOB_SUMMARY_LIST; i++)
 			json_array_append_new(paths, json_pack("{s:o,s:s}",
@@ -655,10 +723,20 @@ int ed_job_start(ed_req *r, const ed_job_args *a, int64_t *id, ed_err *err,
 	int64_t other;
 	int rc;
 
-	jobs_init();
+	ed_jobs_recover();
 	if (!m) {
 		*err = ED_ERR_NO_MODEL;
 		snprintf(msg, msglen, "engramd runs without a model (--model none)");
+		return -1;
+	}
+	/* Jobs hold a pool thread each: leave half the pool to requests. */
+	int max_jobs = ed_server_settings(r->srv)->workers / 2;
+	if (max_jobs < 1)
+		max_jobs = 1;
+	if (J.running >= max_jobs) {
+		*err = ED_ERR_BUSY;
+		snprintf(msg, msglen, "%d ingest jobs are running, the most at once "
+			 "(half the 'workers' setting); try again when one ends", J.running);
 		return -1;
 	}
 	if ((other = ed_job_of_session(a->session_id))) {
@@ -775,7 +853,7 @@ static json_t *row_json(const ms_job *row)
 json_t *ed_job_describe(int64_t id, int full)
 {
 	ms_job row;
-	jobs_init();
+	ed_jobs_recover();
 	job *j = job_find(id);
 	if (j) {
 		json_t *o;
@@ -811,7 +889,7 @@ json_t *ed_jobs_list(size_t limit)
 	ms_job *v = NULL;
 	size_t n = 0;
 	json_t *a = json_array();
-	jobs_init();
+	ed_jobs_recover();
 	ms_store *ms = ed_store_lock();
 	int rc = ms ? ms_job_list(ms, limit, &v, &n) : MS_EIO;
 	ed_store_unlock();
@@ -840,7 +918,7 @@ json_t *ed_jobs_list(size_t limit)
 
 int ed_job_cancel(int64_t id)
 {
-	jobs_init();
+	ed_jobs_recover();
 	job *j = job_find(id);
 	if (j) {
 		if (j->state != MS_JOB_RUNNING)

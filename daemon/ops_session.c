@@ -198,6 +198,7 @@ fail:
 static void op_ingest(ed_req *r)
 {
 	const eng_model *m = ed_model();
+	ed_jobs_recover();
 	const char *name;
 	char **roots = NULL;
 	size_t n = 0;
@@ -384,6 +385,7 @@ static void show_worker(ed_req *r)
 static int session_idle(ed_req *r, const char *name)
 {
 	ms_session_info si;
+	ed_jobs_recover();
 	ms_store *ms = ed_store_lock();
 	int rc = ms ? ms_session_get(ms, name, &si) : MS_EIO;
 	if (rc < 0)
@@ -598,17 +600,29 @@ static void gc_worker(ed_req *r)
 	ed_store_unlock();
 }
 
+/* Store ops on a worker, after the one-time job recovery (loop thread). */
+#define LOOP_THEN(name, fn)				\
+	static void name(ed_req *r)			\
+	{						\
+		ed_jobs_recover();			\
+		ed_req_defer(r, fn);			\
+	}
+LOOP_THEN(op_sessions, sessions_worker)
+LOOP_THEN(op_session_show, show_worker)
+LOOP_THEN(op_source, source_worker)
+LOOP_THEN(op_store, store_worker)
+
 const ed_op ed_ops_session[] = {
 	{ "ingest", op_ingest, NULL },
 	{ "jobs", op_jobs, NULL },
 	{ "job", op_job, NULL },
 	{ "cancel", op_cancel, NULL },
-	{ "sessions", NULL, sessions_worker },
-	{ "session_show", NULL, show_worker },
+	{ "sessions", op_sessions, NULL },
+	{ "session_show", op_session_show, NULL },
 	{ "session_rm", op_session_rm, NULL },
 	{ "session_rename", op_session_rename, NULL },
-	{ "source", NULL, source_worker },
-	{ "store", NULL, store_worker },
+	{ "source", op_source, NULL },
+	{ "store", op_store, NULL },
 	{ "gc", NULL, gc_worker },
 	{ NULL, NULL, NULL },
 };

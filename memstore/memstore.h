@@ -497,6 +497,8 @@ int ms_span_append(ms_store *ms, const ms_span *spans, size_t n);
 /* Drops the session's spans at or after token pos; a span straddling pos
  * is cut short to end there. */
 int ms_span_truncate(ms_store *ms, int64_t session_id, uint64_t pos);
+/* One past the last token the session's spans cover (0 without spans). */
+int ms_span_end(ms_store *ms, int64_t session_id, uint64_t *end);
 /* The number of spans of a session and the number of distinct documents
  * they name. */
 int ms_span_count(ms_store *ms, int64_t session_id, uint64_t *n_spans,

@@ -330,6 +330,25 @@ int ms_span_append(ms_store *ms, const ms_span *spans, size_t n)
 	return finish(ms, span_append_locked(ms, spans, n));
 }
 
+int ms_span_end(ms_store *ms, int64_t session_id, uint64_t *end)
+{
+	if (!ms || !end)
+		return MS_EINVAL;
+	sqlite3_stmt *st;
+	int rc = sprep(ms, "SELECT max(tok_end) FROM spans WHERE session_id = ?", &st);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(st, 1, session_id);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		*end = (uint64_t)sqlite3_column_int64(st, 0);	/* NULL reads 0 */
+		rc = 0;
+	} else {
+		rc = sfail(ms, "span end");
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
 int ms_span_count(ms_store *ms, int64_t session_id, uint64_t *n_spans,
 		  uint64_t *n_docs)
 {

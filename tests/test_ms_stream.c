@@ -164,6 +164,11 @@ START_TEST(test_spans)
 	ck_assert_int_eq(ms_span_count(ms, id, &ns, &nd), 0);
 	ck_assert_uint_eq(ns, 4);
 	ck_assert_uint_eq(nd, 2);
+	uint64_t end = 0;
+	ck_assert_int_eq(ms_span_end(ms, id, &end), 0);
+	ck_assert_uint_eq(end, 70);
+	ck_assert_int_eq(ms_span_end(ms, id + 99, &end), 0);
+	ck_assert_uint_eq(end, 0);
 	/* Out of order, overlapping the existing end, or an unknown document:
 	 * refused, and nothing of the batch is kept. */
 	ms_span bad[2] = { { id, 70, 80, d1, 1, 1, 0 }, { id, 75, 90, d1, 1, 1, 0 } };

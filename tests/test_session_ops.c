@@ -237,6 +237,7 @@ static char *big_tree(int n)
 	for (int i = 0; i < n; i++) {
 		snprintf(rel, sizeof(rel), "d%02d/file%04d.c", i % 10, i);
 		c_file(t, rel, 600, i);
+		tu_mtime(t, rel, 1700000000 + i);	/* stream order: file0000 first */
 	}
 	return t;
 }
@@ -488,6 +489,33 @@ START_TEST(test_jobs)
 	ck_assert_int_ge(big_tokens, last_tokens);
 	json_decref(ev);
 
+	/* A run cancelled midway keeps the unchanged prefix (files 0-2) and
+	 * the next run resumes from there. */
+	long long kept_end = -1;
+	json_t *show = rq("{\"id\":1,\"op\":\"session_show\",\"session\":\"big\"}");
+	json_t *e;
+	size_t i;
+	json_array_foreach(json_object_get(show, "document_list"), i, e)
+		if (strstr(jstr(e, "path"), "file0002.c"))
+			kept_end = jint(e, "tok_end");
+	json_decref(show);
+	ck_assert_int_gt(kept_end, 0);
+	c_file(big, "d03/file0003.c", 601, 3);
+	tu_mtime(big, "d03/file0003.c", 1700000000 + 3);
+	long long jr = ingest_detached("big", big);
+	job_wait_tokens(jr, 70000);
+	json_decref(rq("{\"id\":1,\"op\":\"cancel\",\"job\":%lld}", jr));
+	ev = job_wait(jr);
+	ck_assert_str_eq(jstr(ev, "state"), "cancelled");
+	json_decref(ev);
+	ck_assert_int_eq(session_tokens("big", NULL), kept_end);
+	int np;
+	ev = ctl_ingest("big", big, &np);
+	ck_assert_int_eq(jint(ev, "kept_tokens"), kept_end);
+	ck_assert_int_eq(jint(ev, "files_kept"), 3);
+	ck_assert_int_eq(jint(ev, "documents"), 60);
+	json_decref(ev);
+
 	/* A follower that leaves: the job goes on to the end. */
 	tu_writes(big, "d00/new.c", "int added_later;\n");
 	fd = th_connect(D.sock);
@@ -542,6 +570,12 @@ START_TEST(test_jobs)
 	expect_error(rq("{\"id\":1,\"op\":\"ingest\",\"session\":\"big4\",\"paths\":[\"%s\"]}", big),
 		     "busy");
 	expect_error(rq("{\"id\":1,\"op\":\"session_rm\",\"session\":\"big4\"}"), "busy");
+	/* At most workers / 2 jobs at once (--workers 4). */
+	long long job6 = ingest_detached("big5", big);
+	expect_error(rq("{\"id\":1,\"op\":\"ingest\",\"session\":\"big6\",\"paths\":[\"%s\"]}", big),
+		     "busy");
+	json_decref(rq("{\"id\":1,\"op\":\"cancel\",\"job\":%lld}", job6));
+	json_decref(job_wait(job6));
 	json_decref(rq("{\"id\":1,\"op\":\"cancel\",\"job\":%lld}", job5));
 	json_decref(job_wait(job5));
 
@@ -550,8 +584,8 @@ START_TEST(test_jobs)
 	ck_assert_msg(strstr(out, "cancelled") && strstr(out, "done"), "%s", out);
 	free(out);
 	ev = rq("{\"id\":1,\"op\":\"jobs\"}");
-	ck_assert_int_eq(json_array_size(json_object_get(ev, "jobs")), 5);
-	ck_assert_int_eq(jint(json_array_get(json_object_get(ev, "jobs"), 0), "job"), job5);
+	ck_assert_int_eq(json_array_size(json_object_get(ev, "jobs")), 8);
+	ck_assert_int_eq(jint(json_array_get(json_object_get(ev, "jobs"), 0), "job"), job6);
 	json_decref(ev);
 	expect_error(rq("{\"id\":1,\"op\":\"jobs\",\"limit\":0}"), "invalid_argument");
 	/* A clean stop (exit 0: no leak reported by the sanitizers). */
@@ -693,9 +727,15 @@ START_TEST(test_kill9_and_shutdown)
 	ck_assert_int_eq(th_signal_wait(&D, SIGKILL), 128 + SIGKILL);
 	D.pid = 0;
 	start(1);
-	json_t *ev = rq("{\"id\":1,\"op\":\"job\",\"job\":%lld}", job);
+	/* The first op after the restart (any session op) runs the repair. */
+	json_t *ev = rq("{\"id\":1,\"op\":\"sessions\"}");
+	ck_assert_int_eq(jint(json_array_get(json_object_get(ev, "sessions"), 0), "stream_tokens"), 0);
+	json_decref(ev);
+	ev = rq("{\"id\":1,\"op\":\"job\",\"job\":%lld}", job);
 	ck_assert_str_eq(jstr(ev, "state"), "interrupted");
 	json_decref(ev);
+	/* Its unmapped tokens are gone: the session is a mapped stream. */
+	ck_assert_int_eq(session_tokens("k", NULL), 0);
 	int np;
 	json_t *d = ctl_ingest("k", big, &np);
 	ck_assert_str_eq(jstr(d, "state"), "done");

@@ -643,10 +643,15 @@ static void on_tick(uv_timer_t *t)
 		for (size_t i = 0; i < j->nfol;) {
 			ed_req *r = j->fol[i];
 			if (ed_req_is_cancelled(r)) {
-				/* The client left: it stops following; the job goes on. */
+				/* The client left: it stops following; the job goes on
+				 * (unless engramd is stopping). */
 				follower_remove(j, i);
-				ed_req_fail(r, ED_ERR_CANCELLED, "stopped following job %lld; "
-					    "it continues", (long long)j->id);
+				if (ed_server_stopping(j->srv))
+					ed_req_fail(r, ED_ERR_CANCELLED, "engramd is stopping: "
+						    "job %lld is cancelled", (long long)j->id);
+				else
+					ed_req_fail(r, ED_ERR_CANCELLED, "stopped following job "
+						    "%lld; it continues", (long long)j->id);
 				ed_req_finish(r);
 				continue;
 			}

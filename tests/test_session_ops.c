@@ -749,10 +749,27 @@ START_TEST(test_kill9_and_shutdown)
 
 	/* SIGTERM during a job: engramd stops (exit 0), the job is recorded
 	 * as cancelled, and the next run completes the session. */
-	job = ingest_detached("k2", big);
+	int fd = th_connect(D.sock);
+	char line[4400];
+	int k = snprintf(line, sizeof(line), "{\"id\":9,\"op\":\"ingest\",\"session\":\"k2\","
+			 "\"paths\":[\"%s\"]}\n", big);
+	th_send(fd, line, (size_t)k);
+	ev = th_read_json(fd, 20000);
+	ck_assert_str_eq(ev_name(ev), "job");
+	job = jint(ev, "job");
+	json_decref(ev);
 	job_wait_tokens(job, 70000);
 	ck_assert_int_eq(th_signal_wait(&D, SIGTERM), 0);
 	D.pid = 0;
+	/* The follower got its final event: cancelled, because of the stop. */
+	while ((ev = th_read_json(fd, 5000)) && !strcmp(ev_name(ev), "progress"))
+		json_decref(ev);
+	ck_assert_ptr_nonnull(ev);
+	ck_assert_str_eq(th_err_code(ev), "cancelled");
+	ck_assert_msg(strstr(json_string_value(json_object_get(json_object_get(ev, "error"),
+			     "message")), "stopping"), "%s", json_dumps(ev, JSON_COMPACT));
+	json_decref(ev);
+	th_close(fd);
 	start(1);
 	ev = rq("{\"id\":1,\"op\":\"job\",\"job\":%lld}", job);
 	ck_assert_str_eq(jstr(ev, "state"), "cancelled");

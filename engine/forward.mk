@@ -1,1 +1,15 @@
-# forward.mk: filled in by its module.
+# engine forward pass: transformer, KV cache interface, sampling, chat templates.
+# (%reldir% here is engine/, the directory of this fragment.)
+ENGINE_FORWARD_SOURCES += \
+	%reldir%/forward.h \
+	%reldir%/forward.c \
+	%reldir%/kv.c \
+	%reldir%/sample.c \
+	%reldir%/chat.c \
+	%reldir%/generate.c
+
+# Whole-model prefill and decode speed (not run by make check; see
+# bench/engine/README.md).
+noinst_PROGRAMS += bench/engine/prefill_decode
+bench_engine_prefill_decode_SOURCES = bench/engine/prefill_decode.c
+bench_engine_prefill_decode_LDADD = libengine.a $(XXHASH_LIBS)

@@ -1,5 +1,6 @@
 # Suites for engine/: models and tokenizers here, kernels in engine-kernels.mk.
 include tests/engine-kernels.mk
+include tests/engine-forward.mk
 
 ENGINE_TEST_CFLAGS = $(TEST_CFLAGS) $(XXHASH_CFLAGS) \
 	-DENGRAM_TOP_SRCDIR='"$(abs_top_srcdir)"'

@@ -1,0 +1,237 @@
+/* kv.c - the KV cache interface's helpers and its in-memory store.
+ *
+ * Layout of the memory store: per layer and kv head, positions are
+ * contiguous (k[slot][head_dim]), so one head's keys stream through the
+ * attention loop.  A global layer's slot is its position; its buffer grows
+ * by doubling up to n_ctx.  A sliding-window layer's slot is pos % cap,
+ * with cap = window + n_batch: while a step writes n_batch new positions,
+ * the window of its first token (window - 1 older positions) stays intact.
+ * The interface is in forward.h.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "eng_internal.h"
+#include "forward.h"
+#include "kernels.h"
+
+struct kv_layer {
+	char *k;		/* [n_head_kv][cap][head_dim_k] of esz bytes */
+	char *v;		/* [n_head_kv][cap][head_dim_v] */
+	uint32_t cap;		/* slots allocated per head */
+	int ring;		/* 1: slot = pos % cap, cap fixed */
+	uint32_t lo;		/* oldest position still held */
+	uint32_t window;	/* ring: positions a query sees, itself included */
+};
+
+struct kv_mem {
+	eng_kv base;		/* first: eng_kv * is a kv_mem * */
+	size_t esz;		/* bytes per element */
+	struct kv_layer *layers;	/* [n_layer] */
+};
+
+/* Grows l to at least need slots (exactly need when exact: rings). */
+static int mem_layer_reserve(struct kv_mem *m, struct kv_layer *l,
+    uint32_t need, int exact)
+{
+	const eng_kv *b = &m->base;
+	size_t rk = (size_t)b->head_dim_k * m->esz;
+	size_t rv = (size_t)b->head_dim_v * m->esz;
+	uint32_t cap = exact ? need : l->cap ? l->cap : 256;
+	char *nk, *nv;
+
+	if (need <= l->cap)
+		return 0;
+	while (cap < need)
+		cap = cap > b->n_ctx / 2 ? b->n_ctx : cap * 2;
+	if (cap < need)
+		return ENG_ERANGE;
+	nk = malloc((size_t)b->n_head_kv * cap * rk);
+	nv = malloc((size_t)b->n_head_kv * cap * rv);
+	if (!nk || !nv) {
+		free(nk);
+		free(nv);
+		return ENG_ENOMEM;
+	}
+	/* Heads are stored one after another: move each head's rows. */
+	for (uint32_t h = 0; h < b->n_head_kv && l->cap; h++) {
+		memcpy(nk + h * cap * rk, l->k + h * l->cap * rk, l->cap * rk);
+		memcpy(nv + h * cap * rv, l->v + h * l->cap * rv, l->cap * rv);
+	}
+	free(l->k);
+	free(l->v);
+	l->k = nk;
+	l->v = nv;
+	l->cap = cap;
+	return 0;
+}
+
+static void store_row(void *dst, const float *src, uint32_t n, eng_type t)
+{
+	if (t == ENG_TYPE_F32) {
+		memcpy(dst, src, n * sizeof(float));
+		return;
+	}
+	eng_f16 *d = dst;
+	for (uint32_t i = 0; i < n; i++)
+		d[i] = eng_f32_to_f16(src[i]);
+}
+
+static int mem_write(eng_kv *kv, uint32_t layer, uint32_t pos0, uint32_t n,
+    const float *k, const float *v)
+{
+	struct kv_mem *m = (struct kv_mem *)kv;
+	struct kv_layer *l;
+	uint32_t dk = kv->head_dim_k, dv = kv->head_dim_v, nh = kv->n_head_kv;
+	int rc;
+
+	if (layer >= kv->n_layer || !k || !v || n == 0 ||
+	    pos0 > kv->n_ctx || n > kv->n_ctx - pos0)
+		return ENG_EINVAL;
+	l = &m->layers[layer];
+	if (l->ring) {
+		if (n > l->cap)
+			return ENG_ERANGE;
+	} else if ((rc = mem_layer_reserve(m, l, pos0 + n, 0))) {
+		return rc;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t slot = l->ring ? (pos0 + i) % l->cap : pos0 + i;
+		for (uint32_t h = 0; h < nh; h++) {
+			store_row(l->k + ((size_t)h * l->cap + slot) * dk *
+			    m->esz, k + (size_t)i * nh * dk + h * dk, dk,
+			    kv->type);
+			store_row(l->v + ((size_t)h * l->cap + slot) * dv *
+			    m->esz, v + (size_t)i * nh * dv + h * dv, dv,
+			    kv->type);
+		}
+	}
+	/* A ring now holds at most its last cap positions. */
+	if (l->ring && pos0 + n > l->cap && pos0 + n - l->cap > l->lo)
+		l->lo = pos0 + n - l->cap;
+	return 0;
+}
+
+static int mem_view(eng_kv *kv, uint32_t layer, uint32_t kvh, uint32_t pos0,
+    uint32_t n, eng_kv_span *out)
+{
+	const struct kv_mem *m = (const struct kv_mem *)kv;
+	const struct kv_layer *l;
+	uint32_t slot, run;
+
+	if (layer >= kv->n_layer || kvh >= kv->n_head_kv || n == 0 || !out)
+		return ENG_EINVAL;
+	l = &m->layers[layer];
+	if (pos0 < l->lo || pos0 >= l->lo + l->cap || l->cap == 0)
+		return ENG_ERANGE;
+	slot = l->ring ? pos0 % l->cap : pos0;
+	run = l->cap - slot;
+	out->n = n < run ? n : run;
+	out->k_stride = kv->head_dim_k * m->esz;
+	out->v_stride = kv->head_dim_v * m->esz;
+	out->k = l->k + ((size_t)kvh * l->cap + slot) * out->k_stride;
+	out->v = l->v + ((size_t)kvh * l->cap + slot) * out->v_stride;
+	return 0;
+}
+
+static int mem_commit(eng_kv *kv, uint32_t n_pos)
+{
+	struct kv_mem *m = (struct kv_mem *)kv;
+
+	if (n_pos > kv->n_ctx)
+		return ENG_ERANGE;
+	if (n_pos < kv->n_pos) {
+		/* Going back is possible while every ring still holds the
+		 * window behind the new end; slots beyond are just stale. */
+		for (uint32_t il = 0; il < kv->n_layer; il++)
+			if (m->layers[il].ring && m->layers[il].lo >
+			    (n_pos >= m->layers[il].window ?
+			    n_pos - m->layers[il].window + 1 : 0))
+				return ENG_ERANGE;
+	}
+	kv->n_pos = n_pos;
+	return 0;
+}
+
+static void mem_close(eng_kv *kv)
+{
+	struct kv_mem *m = (struct kv_mem *)kv;
+
+	if (m->layers)
+		for (uint32_t il = 0; il < kv->n_layer; il++) {
+			free(m->layers[il].k);
+			free(m->layers[il].v);
+		}
+	free(m->layers);
+	free(m);
+}
+
+static const eng_kv_ops mem_ops = {
+	.write = mem_write,
+	.view = mem_view,
+	.commit = mem_commit,
+	.close = mem_close,
+};
+
+int eng_kv_mem_open(const eng_model *model, uint32_t n_ctx, uint32_t n_batch,
+    eng_type type, eng_kv **out)
+{
+	const eng_hparams *hp;
+	struct kv_mem *m;
+	int rc = ENG_ENOMEM;
+
+	if (!model || !out || n_ctx == 0 || n_batch == 0 ||
+	    (type != ENG_TYPE_F16 && type != ENG_TYPE_F32))
+		return ENG_EINVAL;
+	*out = NULL;
+	hp = eng_model_hparams(model);
+	if (!(m = calloc(1, sizeof *m)))
+		return ENG_ENOMEM;
+	m->base.ops = &mem_ops;
+	m->base.type = type;
+	m->base.n_layer = hp->n_layer;
+	m->base.n_head_kv = hp->n_head_kv;
+	m->base.head_dim_k = hp->head_dim_k;
+	m->base.head_dim_v = hp->head_dim_v;
+	m->base.n_ctx = n_ctx;
+	m->esz = type == ENG_TYPE_F16 ? 2 : 4;
+	if (!(m->layers = calloc(hp->n_layer, sizeof *m->layers)))
+		goto fail;
+	for (uint32_t il = 0; il < hp->n_layer; il++) {
+		struct kv_layer *l = &m->layers[il];
+		int swa = hp->swa_pattern && (il + 1) % hp->swa_pattern != 0;
+		if (swa && hp->sliding_window &&
+		    (uint64_t)hp->sliding_window + n_batch < n_ctx) {
+			l->ring = 1;
+			l->window = hp->sliding_window;
+			if ((rc = mem_layer_reserve(m, l, hp->sliding_window +
+			    n_batch, 1)))
+				goto fail;
+		}
+	}
+	*out = &m->base;
+	return 0;
+fail:
+	mem_close(&m->base);
+	return rc;
+}
+
+void eng_kv_close(eng_kv *kv)
+{
+	if (kv && kv->ops && kv->ops->close)
+		kv->ops->close(kv);
+}
+
+uint32_t eng_kv_length(const eng_kv *kv)
+{
+	return kv ? kv->n_pos : 0;
+}
+
+int eng_kv_truncate(eng_kv *kv, uint32_t n_pos)
+{
+	if (!kv || n_pos > kv->n_pos)
+		return ENG_EINVAL;
+	return kv->ops->commit(kv, n_pos);
+}

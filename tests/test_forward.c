@@ -1,0 +1,1117 @@
+/* test_forward.c - the forward pass on tiny random models written as GGUF
+ * in memory (gemma3 with local and global layers, llama with GQA and
+ * biases, qwen2), against a naive reference written here: weights
+ * dequantized to f32, one token at a time, plain loops.
+ *
+ * What the reference shares with the engine on purpose: activations are
+ * rounded to each weight's dot type before a product (eng_quantize_row_*
+ * then eng_dequant_row_ref) and keys/values to f16 (the cache type), as
+ * llama.cpp does; those are the model's arithmetic, not implementation
+ * details.  Everything else (RoPE angles with pow(), softmax in double,
+ * GELU from tanh without the f16 table) is computed independently, so the
+ * tolerance TOL_REF covers those differences.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "forward.h"
+#include "gguf_writer.h"
+#include "kernels.h"
+
+/* Engine vs naive reference: max |diff| over a logits row, relative to the
+ * row's largest |logit|.  With F16 weights nothing is rounded to 8 bits:
+ * only float order and Gemma's f16 GELU table differ.  With quantized
+ * weights a last-bit difference can flip the 8-bit rounding of an
+ * activation, and such flips (of d/2 each) propagate through the cache:
+ * a few per cent, as between llama.cpp's own batch sizes. */
+#define TOL_REF_F16 2e-3
+#define TOL_REF 0.06
+/* Prefill of N tokens vs N one-token steps, ENG_ATTN_F32: same products,
+ * only float order in multi-token kernels differs; with quantized weights
+ * that can flip an 8-bit rounding now and then (TOL_STEP_Q). */
+#define TOL_STEP 1e-3
+#define TOL_STEP_Q 0.02
+/* ENG_ATTN_LLAMACPP (f16 queries and value accumulator) vs ENG_ATTN_F32. */
+#define TOL_F16ACC 5e-3
+
+#define LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define N_VOCAB 300
+
+/* ------------------------------------------------------------------------
+ * Fixture models
+ * ------------------------------------------------------------------------ */
+
+struct cfg {
+	const char *arch;	/* "gemma3", "llama", "qwen2" */
+	uint32_t n_embd, n_head, n_kv, hd, n_ff, n_layer, window;
+	int biases, tied;
+	float rope_base;
+	int f16;	/* every matrix F16: no activation rounding at all */
+};
+
+static uint64_t rng_state;
+
+static uint32_t rnd(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (uint32_t)(rng_state >> 16);
+}
+
+static float frand(float lo, float hi)
+{
+	return lo + (hi - lo) * (float)(rnd() & 0xffffff) / 16777216.0f;
+}
+
+/* Random blocks of type t for n elements, scales chosen so that values are
+ * about 0.05 in size. */
+static void *rand_tensor(eng_type t, uint64_t n, float scale)
+{
+	size_t bs = eng_type_size(t), be = eng_type_block_size(t);
+	size_t nb = n / be;
+	uint8_t *p = malloc(nb * bs);
+	ck_assert_ptr_nonnull(p);
+	for (size_t i = 0; i < nb * bs; i++)
+		p[i] = (uint8_t)rnd();
+	for (size_t b = 0; b < nb; b++) {
+		uint8_t *blk = p + b * bs;
+		eng_f16 d;
+		switch (t) {
+		case ENG_TYPE_F32:
+			for (size_t i = 0; i < be; i++) {
+				float v = frand(-scale, scale);
+				memcpy(blk + 4 * i, &v, 4);
+			}
+			break;
+		case ENG_TYPE_F16:
+			d = eng_f32_to_f16(frand(-scale, scale));
+			memcpy(blk, &d, 2);
+			break;
+		case ENG_TYPE_Q4_0:
+		case ENG_TYPE_Q5_0:
+		case ENG_TYPE_Q8_0:
+			d = eng_f32_to_f16(scale * frand(0.5f, 1.5f) /
+			    (t == ENG_TYPE_Q4_0 ? 5 : t == ENG_TYPE_Q5_0 ? 10 :
+			    75));
+			memcpy(blk, &d, 2);
+			break;
+		case ENG_TYPE_Q4_K: {
+			eng_block_q4_K *k = (eng_block_q4_K *)blk;
+			k->d = eng_f32_to_f16(scale / 250 * frand(0.5f, 1.5f));
+			k->dmin = eng_f32_to_f16(scale / 60 * frand(0.5f, 1.5f));
+			break;
+		}
+		case ENG_TYPE_Q6_K: {
+			eng_block_q6_K *k = (eng_block_q6_K *)blk;
+			k->d = eng_f32_to_f16(scale / 1500 * frand(0.5f, 1.5f));
+			break;
+		}
+		default:
+			ck_abort_msg("type not in fixture");
+		}
+	}
+	if (t == ENG_TYPE_F16)
+		for (size_t i = 0; i < n; i++) {
+			eng_f16 v = eng_f32_to_f16(frand(-scale, scale));
+			memcpy(p + 2 * i, &v, 2);
+		}
+	return p;
+}
+
+static int all_f16;
+
+static void add_mat(gw *w, void ***keep, size_t *nk, const char *name,
+    eng_type t, uint64_t cols, uint64_t rows)
+{
+	if (all_f16)
+		t = ENG_TYPE_F16;
+	uint64_t ne[2] = { cols, rows };
+	void *d = rand_tensor(t, cols * rows, 0.9f / sqrtf((float)cols) * 2);
+	gw_tensor(w, name, t, 2, ne, d);
+	(*keep)[(*nk)++] = d;
+}
+
+static void add_vec(gw *w, void ***keep, size_t *nk, const char *name,
+    uint64_t n, float lo, float hi)
+{
+	uint64_t ne[1] = { n };
+	float *d = malloc(n * sizeof *d);
+	ck_assert_ptr_nonnull(d);
+	for (uint64_t i = 0; i < n; i++)
+		d[i] = frand(lo, hi);
+	gw_tensor(w, name, ENG_TYPE_F32, 1, ne, d);
+	(*keep)[(*nk)++] = d;
+}
+
+struct fixture {
+	uint8_t *bytes;
+	eng_model *model;
+};
+
+/* Tokens: 0 <unk>, 1 <s>, 2 </s>, 3..258 bytes, then pieces. */
+static uint8_t *build_gguf(const struct cfg *c, size_t *size, int drop)
+{
+	static const char *const extra[] = {
+		"a", "b", "c", "\xe2\x96\x81" "a", "ab", "<start_of_turn>",
+		"<end_of_turn>", "<|start_header_id|>", "<|end_header_id|>",
+		"<|eot_id|>", "<|im_start|>", "<|im_end|>", "hello", "world",
+	};
+	const char *tok[N_VOCAB];
+	char names[N_VOCAB][16];
+	float score[N_VOCAB];
+	int32_t type[N_VOCAB];
+	void **keep = calloc(512, sizeof *keep);
+	size_t nk = 0;
+	gw *w = gw_new(3);
+	char key[128];
+	all_f16 = c->f16;
+	uint8_t *p;
+	int gemma = !strcmp(c->arch, "gemma3");
+	/* Every layer type, and the quantized formats of the real model. */
+	static const eng_type qt[] = { ENG_TYPE_Q5_0, ENG_TYPE_Q8_0,
+	    ENG_TYPE_Q4_0, ENG_TYPE_Q4_K, ENG_TYPE_Q6_K, ENG_TYPE_F16 };
+
+	for (int i = 0; i < N_VOCAB; i++) {
+		snprintf(names[i], sizeof names[i], "<x%d>", i);
+		tok[i] = names[i];
+		type[i] = 1;
+		score[i] = -(float)i;
+	}
+	tok[0] = "<unk>"; type[0] = 2;
+	tok[1] = "<s>"; type[1] = 3;
+	tok[2] = "</s>"; type[2] = 3;
+	for (int i = 0; i < 256; i++) {
+		snprintf(names[3 + i], sizeof names[i], "<0x%02X>", i);
+		type[3 + i] = 6;
+	}
+	for (size_t i = 0; i < LEN(extra); i++) {
+		tok[259 + i] = extra[i];
+		type[259 + i] = extra[i][0] == '<' ? 3 : 1;
+	}
+
+	gw_kv_str(w, "general.architecture", c->arch);
+	gw_kv_str(w, "general.name", "tiny forward fixture");
+#define K(s) (snprintf(key, sizeof key, "%s." s, c->arch), key)
+	gw_kv_u32(w, K("context_length"), 4096);
+	gw_kv_u32(w, K("embedding_length"), c->n_embd);
+	gw_kv_u32(w, K("block_count"), c->n_layer);
+	gw_kv_u32(w, K("feed_forward_length"), c->n_ff);
+	gw_kv_u32(w, K("attention.head_count"), c->n_head);
+	gw_kv_u32(w, K("attention.head_count_kv"), c->n_kv);
+	gw_kv_u32(w, K("attention.key_length"), c->hd);
+	gw_kv_u32(w, K("attention.value_length"), c->hd);
+	gw_kv_f32(w, K("attention.layer_norm_rms_epsilon"), 1e-6f);
+	gw_kv_f32(w, K("rope.freq_base"), c->rope_base);
+	if (gemma)
+		gw_kv_u32(w, K("attention.sliding_window"), c->window);
+#undef K
+	gw_kv_str(w, "tokenizer.ggml.model", "llama");
+	gw_kv_arr_str(w, "tokenizer.ggml.tokens", tok, NULL, N_VOCAB);
+	gw_kv_arr(w, "tokenizer.ggml.scores", ENG_GGUF_FLOAT32, N_VOCAB, score);
+	gw_kv_arr(w, "tokenizer.ggml.token_type", ENG_GGUF_INT32, N_VOCAB,
+	    type);
+	gw_kv_u32(w, "tokenizer.ggml.bos_token_id", 1);
+	gw_kv_u32(w, "tokenizer.ggml.eos_token_id", 2);
+
+	add_mat(w, &keep, &nk, "token_embd.weight", c->f16 ? ENG_TYPE_F16 :
+	    ENG_TYPE_Q8_0, c->n_embd, N_VOCAB);
+	add_vec(w, &keep, &nk, "output_norm.weight", c->n_embd, 0.5f, 1.5f);
+	if (!c->tied)
+		add_mat(w, &keep, &nk, "output.weight", ENG_TYPE_F16,
+		    c->n_embd, N_VOCAB);
+	for (uint32_t il = 0; il < c->n_layer; il++) {
+		uint32_t qd = c->n_head * c->hd, kd = c->n_kv * c->hd;
+		char nm[64];
+		eng_type t = qt[il % LEN(qt)];
+		/* K formats need 256-element rows. */
+		eng_type tk = c->n_embd % 256 ? ENG_TYPE_Q8_0 : t;
+#define N(s) (snprintf(nm, sizeof nm, "blk.%u." s, il), nm)
+		add_vec(w, &keep, &nk, N("attn_norm.weight"), c->n_embd, 0.5f,
+		    1.5f);
+		if (!(drop && il == 1))
+			add_mat(w, &keep, &nk, N("attn_q.weight"), tk,
+			    c->n_embd, qd);
+		add_mat(w, &keep, &nk, N("attn_k.weight"), ENG_TYPE_Q5_0,
+		    c->n_embd, kd);
+		add_mat(w, &keep, &nk, N("attn_v.weight"), ENG_TYPE_Q8_0,
+		    c->n_embd, kd);
+		add_mat(w, &keep, &nk, N("attn_output.weight"),
+		    qd % 256 ? ENG_TYPE_Q4_0 : ENG_TYPE_Q4_K, qd, c->n_embd);
+		if (c->biases) {
+			add_vec(w, &keep, &nk, N("attn_q.bias"), qd, -0.5f, 0.5f);
+			add_vec(w, &keep, &nk, N("attn_k.bias"), kd, -0.5f, 0.5f);
+			add_vec(w, &keep, &nk, N("attn_v.bias"), kd, -0.5f, 0.5f);
+		}
+		add_vec(w, &keep, &nk, N("ffn_norm.weight"), c->n_embd, 0.5f,
+		    1.5f);
+		add_mat(w, &keep, &nk, N("ffn_gate.weight"), tk, c->n_embd,
+		    c->n_ff);
+		add_mat(w, &keep, &nk, N("ffn_up.weight"), ENG_TYPE_Q5_0,
+		    c->n_embd, c->n_ff);
+		add_mat(w, &keep, &nk, N("ffn_down.weight"),
+		    c->n_ff % 256 ? ENG_TYPE_Q8_0 : ENG_TYPE_Q6_K, c->n_ff,
+		    c->n_embd);
+		if (gemma) {
+			add_vec(w, &keep, &nk, N("attn_q_norm.weight"), c->hd,
+			    0.5f, 1.5f);
+			add_vec(w, &keep, &nk, N("attn_k_norm.weight"), c->hd,
+			    0.5f, 1.5f);
+			add_vec(w, &keep, &nk, N("post_attention_norm.weight"),
+			    c->n_embd, 0.5f, 1.5f);
+			add_vec(w, &keep, &nk, N("post_ffw_norm.weight"),
+			    c->n_embd, 0.5f, 1.5f);
+		}
+#undef N
+	}
+	p = gw_finish(w, size);
+	gw_free(w);
+	for (size_t i = 0; i < nk; i++)
+		free(keep[i]);
+	free(keep);
+	return p;
+}
+
+static void fixture_open(struct fixture *fx, const struct cfg *c)
+{
+	eng_gguf *g;
+	size_t size;
+	char err[256];
+	int rc;
+
+	rng_state = 0x9e3779b97f4a7c15ull;
+	fx->bytes = build_gguf(c, &size, 0);
+	rc = eng_gguf_open_mem(fx->bytes, size, &g, err, sizeof err);
+	ck_assert_msg(rc == 0, "gguf: %s", err);
+	rc = eng_model_open_gguf(g, &fx->model, err, sizeof err);
+	ck_assert_msg(rc == 0, "model: %s", err);
+}
+
+static void fixture_close(struct fixture *fx)
+{
+	eng_model_close(fx->model);
+	free(fx->bytes);
+}
+
+static const struct cfg gemma_cfg = {
+	.arch = "gemma3", .n_embd = 256, .n_head = 4, .n_kv = 1, .hd = 64,
+	.n_ff = 512, .n_layer = 7, .window = 8, .tied = 1, .rope_base = 1e6f,
+};
+static const struct cfg llama_cfg = {
+	.arch = "llama", .n_embd = 128, .n_head = 4, .n_kv = 2, .hd = 32,
+	.n_ff = 256, .n_layer = 2, .biases = 1, .rope_base = 1e4f,
+};
+static const struct cfg gemma_f16_cfg = {
+	.arch = "gemma3", .n_embd = 256, .n_head = 4, .n_kv = 1, .hd = 64,
+	.n_ff = 512, .n_layer = 7, .window = 8, .tied = 1, .rope_base = 1e6f,
+	.f16 = 1,
+};
+static const struct cfg llama_f16_cfg = {
+	.arch = "llama", .n_embd = 128, .n_head = 4, .n_kv = 2, .hd = 32,
+	.n_ff = 256, .n_layer = 2, .biases = 1, .rope_base = 1e4f, .f16 = 1,
+};
+static const struct cfg qwen_cfg = {
+	.arch = "qwen2", .n_embd = 256, .n_head = 8, .n_kv = 2, .hd = 32,
+	.n_ff = 512, .n_layer = 3, .biases = 1, .tied = 1, .rope_base = 1e6f,
+};
+
+/* ------------------------------------------------------------------------
+ * The naive reference
+ * ------------------------------------------------------------------------ */
+
+struct rmat {
+	float *w;	/* (rows, cols) */
+	uint64_t rows, cols;
+	eng_type dot;	/* activation rounding */
+};
+
+static struct rmat rm_load(const eng_gguf *g, const char *name)
+{
+	const eng_gguf_tensor *t = eng_gguf_tensor_find(g, name);
+	struct rmat m = { 0 };
+	size_t rb;
+
+	ck_assert_msg(t != NULL, "%s", name);
+	m.rows = t->ne[1];
+	m.cols = t->ne[0];
+	m.dot = eng_type_traits_get(t->type)->dot_type;
+	m.w = malloc(m.rows * m.cols * sizeof(float));
+	ck_assert_int_eq(eng_row_bytes(t->type, (int64_t)m.cols, &rb), 0);
+	for (uint64_t r = 0; r < m.rows; r++)
+		ck_assert_int_eq(eng_dequant_row_ref(t->type,
+		    (const char *)t->data + r * rb, m.w + r * m.cols,
+		    (int64_t)m.cols), 0);
+	return m;
+}
+
+static float *rv_load(const eng_gguf *g, const char *name)
+{
+	const eng_gguf_tensor *t = eng_gguf_tensor_find(g, name);
+	float *v;
+	if (!t)
+		return NULL;
+	v = malloc(t->n_elements * sizeof(float));
+	memcpy(v, t->data, t->n_elements * sizeof(float));
+	return v;
+}
+
+/* y = W x, with x rounded to W's dot type first. */
+static void rm_mul(const struct rmat *m, const float *x, float *y)
+{
+	float *xq = malloc(m->cols * sizeof(float));
+	void *qb = malloc(m->cols * 2 + 1024);
+	switch (m->dot) {
+	case ENG_TYPE_Q8_0:
+		eng_quantize_row_q8_0_ref(x, qb, (int64_t)m->cols);
+		break;
+	case ENG_TYPE_Q8_1:
+		eng_quantize_row_q8_1_ref(x, qb, (int64_t)m->cols);
+		break;
+	case ENG_TYPE_Q8_K:
+		eng_quantize_row_q8_K_ref(x, qb, (int64_t)m->cols);
+		break;
+	default:
+		break;
+	}
+	if (m->dot == ENG_TYPE_F32)
+		memcpy(xq, x, m->cols * sizeof(float));
+	else
+		eng_dequant_row_ref(m->dot, qb, xq, (int64_t)m->cols);
+	for (uint64_t r = 0; r < m->rows; r++) {
+		double s = 0;
+		for (uint64_t c = 0; c < m->cols; c++)
+			s += (double)m->w[r * m->cols + c] * xq[c];
+		y[r] = (float)s;
+	}
+	free(xq);
+	free(qb);
+}
+
+static void r_norm(float *x, const float *w, uint32_t n, float eps)
+{
+	double s = 0;
+	for (uint32_t i = 0; i < n; i++)
+		s += (double)x[i] * x[i];
+	float sc = (float)(1.0 / sqrt(s / n + eps));
+	for (uint32_t i = 0; i < n; i++)
+		x[i] = x[i] * sc * w[i];
+}
+
+static void r_rope(float *v, uint32_t hd, uint32_t pos, float base, int neox)
+{
+	for (uint32_t i = 0; i < hd / 2; i++) {
+		double th = pos * pow(base, -2.0 * i / hd);
+		uint32_t a = neox ? i : 2 * i, b = neox ? i + hd / 2 : 2 * i + 1;
+		float x0 = v[a], x1 = v[b];
+		v[a] = (float)(x0 * cos(th) - x1 * sin(th));
+		v[b] = (float)(x0 * sin(th) + x1 * cos(th));
+	}
+}
+
+static float f16r(float x)
+{
+	return eng_f16_to_f32(eng_f32_to_f16(x));
+}
+
+struct rlayer {
+	struct rmat wq, wk, wv, wo, wg, wu, wd;
+	float *an, *fn, *bq, *bk, *bv, *qn, *kn, *pa, *pf;
+};
+
+/* Logits (n, vocab) of tokens[0..n) from position 0. */
+static float *reference(const eng_model *m, const int32_t *tokens, uint32_t n)
+{
+	const eng_hparams *hp = eng_model_hparams(m);
+	const eng_gguf *g = eng_model_gguf(m);
+	int gemma = hp->arch == ENG_ARCH_GEMMA3;
+	uint32_t D = hp->n_embd, H = hp->n_head, KV = hp->n_head_kv;
+	uint32_t hd = hp->head_dim_k, F = hp->n_ff, V = hp->n_vocab;
+	uint32_t L = hp->n_layer, grp = H / KV;
+	float *logits = malloc((size_t)n * V * sizeof(float));
+	float *kc = malloc((size_t)L * n * KV * hd * sizeof(float));
+	float *vc = malloc((size_t)L * n * KV * hd * sizeof(float));
+	float *x = malloc(D * 4), *xb = malloc(D * 4), *o = malloc(D * 4);
+	float *q = malloc(H * hd * 4), *k = malloc(KV * hd * 4);
+	float *v = malloc(KV * hd * 4), *att = malloc(H * hd * 4);
+	float *gt = malloc(F * 4), *up = malloc(F * 4);
+	double *sc = malloc(n * sizeof(double));
+	struct rmat emb = rm_load(g, "token_embd.weight");
+	struct rmat out = eng_gguf_tensor_find(g, "output.weight") ?
+	    rm_load(g, "output.weight") : emb;
+	float *onorm = rv_load(g, "output_norm.weight");
+	struct rlayer *ly = calloc(L, sizeof *ly);
+	char nm[64];
+
+	for (uint32_t il = 0; il < L; il++) {
+#define LD(s) (snprintf(nm, sizeof nm, "blk.%u." s, il), nm)
+		ly[il].wq = rm_load(g, LD("attn_q.weight"));
+		ly[il].wk = rm_load(g, LD("attn_k.weight"));
+		ly[il].wv = rm_load(g, LD("attn_v.weight"));
+		ly[il].wo = rm_load(g, LD("attn_output.weight"));
+		ly[il].wg = rm_load(g, LD("ffn_gate.weight"));
+		ly[il].wu = rm_load(g, LD("ffn_up.weight"));
+		ly[il].wd = rm_load(g, LD("ffn_down.weight"));
+		ly[il].an = rv_load(g, LD("attn_norm.weight"));
+		ly[il].fn = rv_load(g, LD("ffn_norm.weight"));
+		ly[il].bq = rv_load(g, LD("attn_q.bias"));
+		ly[il].bk = rv_load(g, LD("attn_k.bias"));
+		ly[il].bv = rv_load(g, LD("attn_v.bias"));
+		ly[il].qn = rv_load(g, LD("attn_q_norm.weight"));
+		ly[il].kn = rv_load(g, LD("attn_k_norm.weight"));
+		ly[il].pa = rv_load(g, LD("post_attention_norm.weight"));
+		ly[il].pf = rv_load(g, LD("post_ffw_norm.weight"));
+#undef LD
+	}
+
+	for (uint32_t t = 0; t < n; t++) {
+		memcpy(x, emb.w + (size_t)tokens[t] * D, D * 4);
+		if (gemma)
+			for (uint32_t i = 0; i < D; i++)
+				x[i] *= sqrtf((float)D);
+		for (uint32_t il = 0; il < L; il++) {
+			struct rlayer *y = &ly[il];
+			float *an = y->an, *fn = y->fn, *bq = y->bq, *bk = y->bk;
+			float *bv = y->bv, *qn = y->qn, *kn = y->kn, *pa = y->pa;
+			float *pf = y->pf;
+			int local = gemma && (il + 1) % 6 != 0;
+			float base = local ? 10000.0f : hp->rope_base;
+			uint32_t lo = local && t + 1 > hp->sliding_window ?
+			    t + 1 - hp->sliding_window : 0;
+
+			memcpy(xb, x, D * 4);
+			r_norm(xb, an, D, hp->rms_eps);
+			rm_mul(&y->wq, xb, q);
+			rm_mul(&y->wk, xb, k);
+			rm_mul(&y->wv, xb, v);
+			for (uint32_t i = 0; bq && i < H * hd; i++)
+				q[i] += bq[i];
+			for (uint32_t i = 0; bk && i < KV * hd; i++) {
+				k[i] += bk[i];
+				v[i] += bv[i];
+			}
+			for (uint32_t h = 0; h < H; h++) {
+				if (qn)
+					r_norm(q + h * hd, qn, hd, hp->rms_eps);
+				r_rope(q + h * hd, hd, t, base,
+				    hp->arch != ENG_ARCH_LLAMA);
+			}
+			for (uint32_t h = 0; h < KV; h++) {
+				if (kn)
+					r_norm(k + h * hd, kn, hd, hp->rms_eps);
+				r_rope(k + h * hd, hd, t, base,
+				    hp->arch != ENG_ARCH_LLAMA);
+			}
+			for (uint32_t i = 0; i < KV * hd; i++) {
+				kc[((size_t)il * n + t) * KV * hd + i] = f16r(k[i]);
+				vc[((size_t)il * n + t) * KV * hd + i] = f16r(v[i]);
+			}
+			for (uint32_t h = 0; h < H; h++) {
+				uint32_t g2 = h / grp;
+				double mx = -1e300, sum = 0;
+				for (uint32_t j = lo; j <= t; j++) {
+					const float *kr = kc + ((size_t)il * n + j) *
+					    KV * hd + g2 * hd;
+					double s = 0;
+					for (uint32_t d = 0; d < hd; d++)
+						s += (double)q[h * hd + d] * kr[d];
+					sc[j] = s / sqrt((double)hd);
+					if (sc[j] > mx)
+						mx = sc[j];
+				}
+				for (uint32_t j = lo; j <= t; j++)
+					sum += sc[j] = exp(sc[j] - mx);
+				for (uint32_t d = 0; d < hd; d++) {
+					double a = 0;
+					for (uint32_t j = lo; j <= t; j++)
+						a += sc[j] * vc[((size_t)il * n +
+						    j) * KV * hd + g2 * hd + d];
+					att[h * hd + d] = (float)(a / sum);
+				}
+			}
+			rm_mul(&y->wo, att, o);
+			if (pa)
+				r_norm(o, pa, D, hp->rms_eps);
+			for (uint32_t i = 0; i < D; i++)
+				x[i] += o[i];
+			memcpy(xb, x, D * 4);
+			r_norm(xb, fn, D, hp->rms_eps);
+			rm_mul(&y->wg, xb, gt);
+			rm_mul(&y->wu, xb, up);
+			for (uint32_t i = 0; i < F; i++) {
+				double z = gt[i];
+				double a = gemma ? 0.5 * z * (1 + tanh(
+				    0.7978845608028654 * (z + 0.044715 * z * z * z)))
+				    : z / (1 + exp(-z));
+				gt[i] = (float)(a * up[i]);
+			}
+			rm_mul(&y->wd, gt, o);
+			if (pf)
+				r_norm(o, pf, D, hp->rms_eps);
+			for (uint32_t i = 0; i < D; i++)
+				x[i] += o[i];
+		}
+		memcpy(xb, x, D * 4);
+		r_norm(xb, onorm, D, hp->rms_eps);
+		rm_mul(&out, xb, logits + (size_t)t * V);
+	}
+	for (uint32_t il = 0; il < L; il++) {
+		struct rlayer *y = &ly[il];
+		free(y->wq.w); free(y->wk.w); free(y->wv.w); free(y->wo.w);
+		free(y->wg.w); free(y->wu.w); free(y->wd.w);
+		free(y->an); free(y->fn); free(y->bq); free(y->bk); free(y->bv);
+		free(y->qn); free(y->kn); free(y->pa); free(y->pf);
+	}
+	free(ly);
+	if (out.w != emb.w)
+		free(out.w);
+	free(emb.w); free(onorm); free(kc); free(vc); free(x); free(xb);
+	free(o); free(q); free(k); free(v); free(att); free(gt); free(up);
+	free(sc);
+	return logits;
+}
+
+/* max |a - b| / max |b| over a row. */
+static double row_err(const float *a, const float *b, uint32_t n)
+{
+	double d = 0, m = 1e-6;
+	for (uint32_t i = 0; i < n; i++) {
+		if (fabs(a[i] - b[i]) > d)
+			d = fabs(a[i] - b[i]);
+		if (fabs(b[i]) > m)
+			m = fabs(b[i]);
+	}
+	return d / m;
+}
+
+/* ------------------------------------------------------------------------
+ * Helpers
+ * ------------------------------------------------------------------------ */
+
+static eng_fwd *fwd_open(const eng_model *m, uint32_t n_batch,
+    eng_attn_mode mode)
+{
+	eng_fwd_params p;
+	eng_fwd *f;
+	char err[256];
+	int rc;
+
+	eng_fwd_params_init(&p);
+	p.n_threads = 2;
+	p.n_batch = n_batch;
+	p.attn_mode = mode;
+	rc = eng_fwd_open(m, &p, &f, err, sizeof err);
+	ck_assert_msg(rc == 0, "eng_fwd_open: %s", err);
+	return f;
+}
+
+static void rand_tokens(int32_t *t, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		t[i] = 3 + (int32_t)(rnd() % (N_VOCAB - 3));
+	t[0] = 1;
+}
+
+/* Prefill in steps of n_batch vs one token at a time vs the reference. */
+static void check_model(const struct cfg *c, uint32_t n, uint32_t n_batch)
+{
+	struct fixture fx;
+	eng_fwd *fb, *f1;
+	eng_kv *kb, *k1;
+	const float *lg;
+	float *pre, *ref;
+	int32_t tok[64];
+	double e_step = 0, e_ref = 0;
+
+	ck_assert_uint_le(n, LEN(tok));
+	fixture_open(&fx, c);
+	rand_tokens(tok, n);
+	fb = fwd_open(fx.model, n_batch, ENG_ATTN_F32);
+	f1 = fwd_open(fx.model, n_batch, ENG_ATTN_F32);
+	ck_assert_int_eq(eng_kv_mem_open(fx.model, 256, n_batch, ENG_TYPE_F16,
+	    &kb), 0);
+	ck_assert_int_eq(eng_kv_mem_open(fx.model, 256, n_batch, ENG_TYPE_F16,
+	    &k1), 0);
+	ck_assert_int_eq(eng_fwd_eval(fb, kb, tok, n, 1, &lg, NULL), 0);
+	ck_assert_uint_eq(eng_kv_length(kb), n);
+	pre = malloc((size_t)n * N_VOCAB * sizeof(float));
+	memcpy(pre, lg, (size_t)n * N_VOCAB * sizeof(float));
+	ref = reference(fx.model, tok, n);
+	for (uint32_t t = 0; t < n; t++) {
+		ck_assert_int_eq(eng_fwd_eval(f1, k1, tok + t, 1, 0, &lg, NULL),
+		    0);
+		double es = row_err(pre + (size_t)t * N_VOCAB, lg, N_VOCAB);
+		double er = row_err(pre + (size_t)t * N_VOCAB,
+		    ref + (size_t)t * N_VOCAB, N_VOCAB);
+		if (getenv("FWD_TEST_VERBOSE"))
+			fprintf(stderr, "  t %u step %.2e ref %.2e\n", t, es, er);
+		if (es > e_step)
+			e_step = es;
+		if (er > e_ref)
+			e_ref = er;
+	}
+	fprintf(stderr, "%s: %u tokens, batch %u: step err %.2e, ref err "
+	    "%.2e\n", c->arch, n, n_batch, e_step, e_ref);
+	ck_assert_msg(e_step <= (c->f16 ? TOL_STEP : TOL_STEP_Q),
+	    "prefill vs decode %.3e", e_step);
+	ck_assert_msg(e_ref <= (c->f16 ? TOL_REF_F16 : TOL_REF),
+	    "engine vs reference %.3e", e_ref);
+	free(pre);
+	free(ref);
+	eng_kv_close(kb);
+	eng_kv_close(k1);
+	eng_fwd_close(fb);
+	eng_fwd_close(f1);
+	fixture_close(&fx);
+}
+
+/* ------------------------------------------------------------------------
+ * Tests
+ * ------------------------------------------------------------------------ */
+
+/* 7 layers: 0-4 and 6 local (window 8), 5 global; 24 tokens cross the
+ * window three times; steps of 5 cross it inside a step. */
+START_TEST(gemma3_matches_reference)
+{
+	check_model(&gemma_f16_cfg, 24, 64);
+	check_model(&gemma_f16_cfg, 24, 5);
+	check_model(&gemma_cfg, 24, 64);
+}
+END_TEST
+
+/* GQA (4 query heads on 2 kv heads), biases, NORM rope, untied output. */
+START_TEST(llama_matches_reference)
+{
+	check_model(&llama_f16_cfg, 20, 64);
+	check_model(&llama_f16_cfg, 20, 3);
+	check_model(&llama_cfg, 20, 64);
+}
+END_TEST
+
+/* GQA 8:2, biases, NEOX rope, tied output, K formats. */
+START_TEST(qwen2_matches_reference)
+{
+	check_model(&qwen_cfg, 16, 7);
+}
+END_TEST
+
+/* llama.cpp's f16 accumulation stays close to the f32 path. */
+START_TEST(llamacpp_mode_close_to_f32)
+{
+	struct fixture fx;
+	eng_fwd *fa, *fb;
+	eng_kv *ka, *kb;
+	const float *la, *lb;
+	float *keep;
+	int32_t tok[12];
+	double e;
+
+	fixture_open(&fx, &gemma_f16_cfg);
+	rand_tokens(tok, 12);
+	fa = fwd_open(fx.model, 64, ENG_ATTN_LLAMACPP);
+	fb = fwd_open(fx.model, 64, ENG_ATTN_F32);
+	ck_assert_int_eq(eng_kv_mem_open(fx.model, 64, 64, ENG_TYPE_F16, &ka),
+	    0);
+	ck_assert_int_eq(eng_kv_mem_open(fx.model, 64, 64, ENG_TYPE_F16, &kb),
+	    0);
+	ck_assert_int_eq(eng_fwd_eval(fa, ka, tok, 12, 1, &la, NULL), 0);
+	keep = malloc(12 * N_VOCAB * sizeof(float));
+	memcpy(keep, la, 12 * N_VOCAB * sizeof(float));
+	ck_assert_int_eq(eng_fwd_eval(fb, kb, tok, 12, 1, &lb, NULL), 0);
+	e = 0;
+	for (int t = 0; t < 12; t++) {
+		double x = row_err(keep + t * N_VOCAB, lb + t * N_VOCAB,
+		    N_VOCAB);
+		if (x > e)
+			e = x;
+	}
+	fprintf(stderr, "llama.cpp mode vs f32: %.2e\n", e);
+	ck_assert_msg(e <= TOL_F16ACC, "%.3e", e);
+	/* Token 0 attends to itself only: no accumulation order at all. */
+	ck_assert_msg(row_err(keep, lb, N_VOCAB) < 1e-2, "token 0");
+	free(keep);
+	eng_kv_close(ka);
+	eng_kv_close(kb);
+	eng_fwd_close(fa);
+	eng_fwd_close(fb);
+	fixture_close(&fx);
+}
+END_TEST
+
+/* An F32 cache gives the same logits as F16 within f16 rounding. */
+START_TEST(kv_f32_close_to_f16)
+{
+	struct fixture fx;
+	eng_fwd *f;
+	eng_kv *ka, *kb;
+	const float *l;
+	float *keep;
+	int32_t tok[10];
+
+	fixture_open(&fx, &llama_f16_cfg);
+	rand_tokens(tok, 10);
+	f = fwd_open(fx.model, 16, ENG_ATTN_F32);
+	ck_assert_int_eq(eng_kv_mem_open(fx.model, 32, 16, ENG_TYPE_F16, &ka),
+	    0);
+	ck_assert_int_eq(eng_kv_mem_open(fx.model, 32, 16, ENG_TYPE_F32, &kb),
+	    0);
+	ck_assert_int_eq(eng_fwd_eval(f, ka, tok, 10, 0, &l, NULL), 0);
+	keep = malloc(N_VOCAB * sizeof(float));
+	memcpy(keep, l, N_VOCAB * sizeof(float));
+	ck_assert_int_eq(eng_fwd_eval(f, kb, tok, 10, 0, &l, NULL), 0);
+	ck_assert_msg(row_err(keep, l, N_VOCAB) < TOL_F16ACC,
+	    "f16 vs f32 cache");
+	free(keep);
+	eng_kv_close(ka);
+	eng_kv_close(kb);
+	eng_fwd_close(f);
+	fixture_close(&fx);
+}
+END_TEST
+
+/* The ring of a window layer: old positions are gone, truncation within
+ * the window works, beyond it is refused; global layers keep all. */
+START_TEST(kv_ring_and_truncate)
+{
+	struct fixture fx;
+	eng_fwd *f;
+	eng_kv *kv;
+	eng_kv_span sp;
+	const float *l;
+	float *keep;
+	int32_t tok[40];
+
+	fixture_open(&fx, &gemma_cfg);
+	rand_tokens(tok, 40);
+	f = fwd_open(fx.model, 4, ENG_ATTN_F32);
+	ck_assert_int_eq(eng_kv_mem_open(fx.model, 64, 4, ENG_TYPE_F16, &kv),
+	    0);
+	ck_assert_int_eq(eng_fwd_eval(f, kv, tok, 30, 0, &l, NULL), 0);
+	/* Layer 0 (window 8, ring 12) no longer holds position 0. */
+	ck_assert_int_eq(kv->ops->view(kv, 0, 0, 0, 1, &sp), ENG_ERANGE);
+	ck_assert_int_eq(kv->ops->view(kv, 0, 0, 25, 5, &sp), 0);
+	ck_assert_uint_ge(sp.n, 1);
+	/* Layer 5 is global: everything is there, contiguous. */
+	ck_assert_int_eq(kv->ops->view(kv, 5, 0, 0, 30, &sp), 0);
+	ck_assert_uint_eq(sp.n, 30);
+	/* Drop the last 2 tokens and recompute them: same logits. */
+	keep = malloc(N_VOCAB * sizeof(float));
+	memcpy(keep, l, N_VOCAB * sizeof(float));
+	ck_assert_int_eq(eng_kv_truncate(kv, 28), 0);
+	ck_assert_int_eq(eng_fwd_eval(f, kv, tok + 28, 2, 0, &l, NULL), 0);
+	ck_assert_msg(row_err(l, keep, N_VOCAB) < 1e-5, "recompute");
+	/* Going back 20 positions would need evicted ring slots. */
+	ck_assert_int_eq(eng_kv_truncate(kv, 10), ENG_ERANGE);
+	ck_assert_int_eq(eng_kv_truncate(kv, 31), ENG_EINVAL);
+	free(keep);
+	eng_kv_close(kv);
+	eng_fwd_close(f);
+	fixture_close(&fx);
+}
+END_TEST
+
+START_TEST(eval_bad_input)
+{
+	struct fixture fx;
+	eng_fwd *f;
+	eng_kv *kv;
+	const float *l;
+	int32_t tok[8] = { 1, 5, 6, 7, 8, 9, 10, 11 }, bad[2] = { 1, N_VOCAB };
+	int32_t neg[1] = { -1 };
+	atomic_int cancel;
+
+	fixture_open(&fx, &llama_cfg);
+	f = fwd_open(fx.model, 2, ENG_ATTN_F32);
+	ck_assert_int_eq(eng_kv_mem_open(fx.model, 6, 2, ENG_TYPE_F16, &kv),
+	    0);
+	ck_assert_int_eq(eng_fwd_eval(f, kv, bad, 2, 0, &l, NULL), ENG_EINVAL);
+	ck_assert_int_eq(eng_fwd_eval(f, kv, neg, 1, 0, &l, NULL), ENG_EINVAL);
+	ck_assert_int_eq(eng_fwd_eval(f, kv, tok, 0, 0, &l, NULL), ENG_EINVAL);
+	ck_assert_int_eq(eng_fwd_eval(NULL, kv, tok, 1, 0, &l, NULL),
+	    ENG_EINVAL);
+	ck_assert_int_eq(eng_fwd_eval(f, kv, tok, 7, 0, &l, NULL), ENG_ERANGE);
+	ck_assert_uint_eq(eng_kv_length(kv), 0);
+	atomic_init(&cancel, 1);
+	ck_assert_int_eq(eng_fwd_eval(f, kv, tok, 4, 0, &l, &cancel),
+	    ENG_ECANCELED);
+	ck_assert_uint_eq(eng_kv_length(kv), 0);
+	ck_assert_int_eq(eng_fwd_eval(f, kv, tok, 6, 0, &l, NULL), 0);
+	ck_assert_int_eq(eng_fwd_eval(f, kv, tok, 1, 0, &l, NULL), ENG_ERANGE);
+	eng_kv_close(kv);
+	eng_fwd_close(f);
+	fixture_close(&fx);
+}
+END_TEST
+
+/* A model missing a tensor is refused with its name. */
+START_TEST(open_missing_tensor)
+{
+	eng_gguf *g;
+	eng_model *m;
+	eng_fwd *f = (eng_fwd *)1;
+	uint8_t *bytes;
+	size_t size;
+	char err[256];
+
+	rng_state = 1;
+	bytes = build_gguf(&llama_cfg, &size, 1);
+	ck_assert_int_eq(eng_gguf_open_mem(bytes, size, &g, err, sizeof err),
+	    0);
+	ck_assert_int_eq(eng_model_open_gguf(g, &m, err, sizeof err), 0);
+	ck_assert_int_eq(eng_fwd_open(m, NULL, &f, err, sizeof err),
+	    ENG_EFORMAT);
+	ck_assert_ptr_null(f);
+	ck_assert_msg(strstr(err, "blk.1.attn_q.weight") != NULL, "%s", err);
+	eng_model_close(m);
+	free(bytes);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------
+ * Chat templates and generation
+ * ------------------------------------------------------------------------ */
+
+START_TEST(chat_gemma)
+{
+	struct fixture fx;
+	eng_chat_msg msgs[] = {
+		{ "system", "Be brief." }, { "user", " Hi \n" },
+		{ "assistant", "Hello." }, { "user", "Bye" },
+	};
+	char *s;
+	size_t n;
+
+	fixture_open(&fx, &gemma_cfg);
+	ck_assert_int_eq(eng_chat_apply(fx.model, msgs, 4, 1, &s, &n), 0);
+	ck_assert_str_eq(s, "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n"
+	    "<start_of_turn>model\nHello.<end_of_turn>\n"
+	    "<start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n");
+	ck_assert_uint_eq(n, strlen(s));
+	free(s);
+	msgs[1].role = "tool";
+	ck_assert_int_eq(eng_chat_apply(fx.model, msgs, 4, 1, &s, &n),
+	    ENG_EINVAL);
+	fixture_close(&fx);
+}
+END_TEST
+
+START_TEST(chat_llama3_and_chatml)
+{
+	struct fixture fx;
+	eng_chat_msg msgs[] = { { "system", "S" }, { "user", "U" } };
+	char *s;
+	size_t n;
+
+	fixture_open(&fx, &llama_cfg);
+	ck_assert_int_eq(eng_chat_apply(fx.model, msgs, 2, 1, &s, &n), 0);
+	ck_assert_str_eq(s, "<|start_header_id|>system<|end_header_id|>\n\nS"
+	    "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nU<|eot_id|>"
+	    "<|start_header_id|>assistant<|end_header_id|>\n\n");
+	free(s);
+	fixture_close(&fx);
+	fixture_open(&fx, &qwen_cfg);
+	ck_assert_int_eq(eng_chat_apply(fx.model, msgs + 1, 1, 1, &s, &n), 0);
+	ck_assert_str_eq(s, "<|im_start|>user\nU<|im_end|>\n"
+	    "<|im_start|>assistant\n");
+	free(s);
+	fixture_close(&fx);
+}
+END_TEST
+
+struct sink {
+	char text[4096];
+	size_t n;
+	int calls, stop_after;
+	int32_t ids[512];
+};
+
+static int sink_cb(void *ud, int32_t id, const char *text, size_t len)
+{
+	struct sink *s = ud;
+	if (id >= 0 && s->calls < 512)
+		s->ids[s->calls] = id;
+	s->calls++;
+	ck_assert_uint_lt(s->n + len, sizeof s->text);
+	memcpy(s->text + s->n, text, len);
+	s->n += len;
+	s->text[s->n] = 0;
+	return s->stop_after && s->calls >= s->stop_after;
+}
+
+/* Greedy generation equals argmax over eng_fwd_eval; max_tokens, stop
+ * strings, the callback and cancel all stop it. */
+START_TEST(generate_greedy_and_stops)
+{
+	struct fixture fx;
+	eng_fwd *f;
+	eng_kv *kv;
+	eng_sampler *smp;
+	eng_sampler_params sp;
+	eng_gen_params gp;
+	eng_gen_stats st;
+	struct sink sk;
+	const eng_vocab *voc;
+	int32_t prompt[4] = { 1, 262, 263, 264 }, expect[12], id;
+	const float *l;
+	atomic_int cancel;
+
+	fixture_open(&fx, &gemma_cfg);
+	voc = eng_model_vocab(fx.model);
+	f = fwd_open(fx.model, 8, ENG_ATTN_LLAMACPP);
+	eng_sampler_params_init(&sp);
+	sp.temperature = 0;
+	ck_assert_int_eq(eng_sampler_open(&sp, N_VOCAB, &smp), 0);
+
+	/* Expected ids by hand. */
+	ck_assert_int_eq(eng_kv_mem_open(fx.model, 64, 8, ENG_TYPE_F16, &kv),
+	    0);
+	ck_assert_int_eq(eng_fwd_eval(f, kv, prompt, 4, 0, &l, NULL), 0);
+	for (int i = 0; i < 12; i++) {
+		ck_assert_int_eq(eng_sampler_sample(smp, l, &id), 0);
+		expect[i] = id;
+		ck_assert_int_eq(eng_fwd_eval(f, kv, &id, 1, 0, &l, NULL), 0);
+	}
+	eng_kv_close(kv);
+
+	eng_gen_params_init(&gp);
+	gp.max_tokens = 12;
+	memset(&sk, 0, sizeof sk);
+	ck_assert_int_eq(eng_kv_mem_open(fx.model, 64, 8, ENG_TYPE_F16, &kv),
+	    0);
+	ck_assert_int_eq(eng_generate(f, kv, smp, voc, prompt, 4, &gp, sink_cb,
+	    &sk, NULL, &st), 0);
+	ck_assert_uint_eq(st.n_prompt, 4);
+	/* EOS (id 2) may end it early; every id before matches. */
+	for (uint32_t i = 0; i < st.n_gen && i < 12 && (int)i < sk.calls;
+	    i++)
+		if (expect[i] != 2)
+			ck_assert_int_eq(sk.ids[i], expect[i]);
+	ck_assert(st.stop == ENG_STOP_MAX_TOKENS || st.stop == ENG_STOP_EOS);
+	eng_kv_close(kv);
+
+	/* Callback stop after 3 tokens. */
+	memset(&sk, 0, sizeof sk);
+	sk.stop_after = 3;
+	eng_sampler_reset(smp);
+	ck_assert_int_eq(eng_kv_mem_open(fx.model, 64, 8, ENG_TYPE_F16, &kv),
+	    0);
+	ck_assert_int_eq(eng_generate(f, kv, smp, voc, prompt, 4, &gp, sink_cb,
+	    &sk, NULL, &st), 0);
+	if (st.stop != ENG_STOP_EOS) {
+		ck_assert_int_eq(st.stop, ENG_STOP_CALLBACK);
+		ck_assert_uint_eq(st.n_gen, 3);
+	}
+	eng_kv_close(kv);
+
+	/* Cancel before the first step. */
+	atomic_init(&cancel, 1);
+	ck_assert_int_eq(eng_kv_mem_open(fx.model, 64, 8, ENG_TYPE_F16, &kv),
+	    0);
+	ck_assert_int_eq(eng_generate(f, kv, smp, voc, prompt, 4, &gp, sink_cb,
+	    &sk, &cancel, &st), ENG_ECANCELED);
+	ck_assert_int_eq(st.stop, ENG_STOP_CANCEL);
+	eng_kv_close(kv);
+
+	eng_sampler_close(smp);
+	eng_fwd_close(f);
+	fixture_close(&fx);
+}
+END_TEST
+
+/* A stop string spanning several tokens is cut, never passed on, and text
+ * before it arrives in full. */
+START_TEST(generate_stop_string)
+{
+	struct fixture fx;
+	eng_fwd *f;
+	eng_kv *kv;
+	eng_sampler *smp;
+	eng_sampler_params sp;
+	eng_gen_params gp;
+	eng_gen_stats st;
+	struct sink all, cut;
+	int32_t prompt[3] = { 1, 262, 270 };
+	const eng_vocab *voc;
+
+	fixture_open(&fx, &gemma_cfg);
+	voc = eng_model_vocab(fx.model);
+	f = fwd_open(fx.model, 8, ENG_ATTN_LLAMACPP);
+	eng_sampler_params_init(&sp);
+	sp.temperature = 1.5f;
+	sp.top_k = 0;
+	sp.top_p = 1.0f;
+	sp.min_p = 0;
+	sp.seed = 7;
+	ck_assert_int_eq(eng_sampler_open(&sp, N_VOCAB, &smp), 0);
+	eng_gen_params_init(&gp);
+	gp.max_tokens = 40;
+	gp.special = 1;
+	memset(&all, 0, sizeof all);
+	ck_assert_int_eq(eng_kv_mem_open(fx.model, 128, 8, ENG_TYPE_F16, &kv),
+	    0);
+	ck_assert_int_eq(eng_generate(f, kv, smp, voc, prompt, 3, &gp, sink_cb,
+	    &all, NULL, &st), 0);
+	eng_kv_close(kv);
+	ck_assert_uint_ge(all.n, 6);
+	/* Stop at 3 bytes found from the middle of the full output. */
+	char stop[4];
+	size_t at = all.n / 2;
+	memcpy(stop, all.text + at, 3);
+	stop[3] = 0;
+	char *first = strstr(all.text, stop);
+	ck_assert_ptr_nonnull(first);
+	gp.stop[0] = "\x01never";
+	gp.stop[1] = stop;
+	memset(&cut, 0, sizeof cut);
+	eng_sampler_reset(smp);	/* same seed: same tokens */
+	ck_assert_int_eq(eng_kv_mem_open(fx.model, 128, 8, ENG_TYPE_F16, &kv),
+	    0);
+	ck_assert_int_eq(eng_generate(f, kv, smp, voc, prompt, 3, &gp, sink_cb,
+	    &cut, NULL, &st), 0);
+	ck_assert_int_eq(st.stop, ENG_STOP_STRING);
+	ck_assert_uint_eq(cut.n, (size_t)(first - all.text));
+	ck_assert(memcmp(cut.text, all.text, cut.n) == 0);
+	eng_kv_close(kv);
+	eng_sampler_close(smp);
+	eng_fwd_close(f);
+	fixture_close(&fx);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("forward");
+	TCase *tc = tcase_create("model");
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, gemma3_matches_reference);
+	tcase_add_test(tc, llama_matches_reference);
+	tcase_add_test(tc, qwen2_matches_reference);
+	tcase_add_test(tc, llamacpp_mode_close_to_f32);
+	tcase_add_test(tc, kv_f32_close_to_f16);
+	tcase_add_test(tc, kv_ring_and_truncate);
+	tcase_add_test(tc, eval_bad_input);
+	tcase_add_test(tc, open_missing_tensor);
+	tcase_add_test(tc, chat_gemma);
+	tcase_add_test(tc, chat_llama3_and_chatml);
+	tcase_add_test(tc, generate_greedy_and_stops);
+	tcase_add_test(tc, generate_stop_string);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

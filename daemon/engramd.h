@@ -147,6 +147,8 @@ void ed_req_emit(ed_req *req, const char *event, json_t *fields);
  * frees the request. */
 void ed_req_finish(ed_req *req);
 int ed_req_is_cancelled(const ed_req *req);
+/* The server's settings, for a worker (read-only after start). */
+const ed_settings *ed_req_settings(const ed_req *req);
 /* Loop thread only, from an op's on_loop: runs fn on a worker thread, then
  * finishes the request.  fn plays the role of on_worker. */
 void ed_req_defer(ed_req *req, void (*fn)(ed_req *req));

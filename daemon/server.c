@@ -578,6 +578,11 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 
 /* ------------------------------------------------------------- requests */
 
+const ed_settings *ed_req_settings(const ed_req *r)
+{
+	return r->srv->settings;
+}
+
 int ed_req_is_cancelled(const ed_req *r)
 {
 	return atomic_load(&r->cancelled);

@@ -28,3 +28,11 @@ tests_test_model_ops_SOURCES = tests/test_model_ops.c tests/daemon_harness.c \
 	tests/daemon_harness.h daemon/text.c daemon/text.h
 tests_test_model_ops_CFLAGS = $(TEST_CFLAGS) $(XXHASH_CFLAGS)
 tests_test_model_ops_LDADD = libengine.a $(TEST_LIBS) $(XXHASH_LIBS) $(LIBM)
+
+# generate through engramd (needs ENGRAM_TEST_MODEL).
+check_PROGRAMS += tests/test_generate_ops
+TESTS += tests/test_generate_ops
+tests_test_generate_ops_SOURCES = tests/test_generate_ops.c tests/daemon_harness.c \
+	tests/daemon_harness.h
+tests_test_generate_ops_CFLAGS = $(TEST_CFLAGS) $(XXHASH_CFLAGS)
+tests_test_generate_ops_LDADD = libengine.a $(TEST_LIBS) $(XXHASH_LIBS) $(LIBM)

@@ -20,3 +20,12 @@ TESTS += tests/test_forward_model
 tests_test_forward_model_SOURCES = tests/test_forward_model.c
 tests_test_forward_model_CFLAGS = $(FORWARD_TEST_CFLAGS)
 tests_test_forward_model_LDADD = $(FORWARD_TEST_LIBS)
+
+# llama.cpp's logits and greedy continuations on the default model
+# (tests/golden/forward/), within tolerances justified in the test.
+check_PROGRAMS += tests/test_forward_golden
+TESTS += tests/test_forward_golden
+tests_test_forward_golden_SOURCES = tests/test_forward_golden.c
+tests_test_forward_golden_CFLAGS = $(FORWARD_TEST_CFLAGS)
+tests_test_forward_golden_LDADD = $(FORWARD_TEST_LIBS)
+EXTRA_DIST += tests/golden/forward tests/golden/gen_forward_golden.py

@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "engine.h"
-#include "forward.h"
 #include "engramd.h"
 #include "text.h"
 

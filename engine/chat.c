@@ -1,6 +1,6 @@
 /* chat.c - built-in chat templates (Gemma, Llama 3, ChatML), chosen from
  * the model's architecture and vocabulary rather than by running the
- * Jinja template in tokenizer.chat_template.  API: forward.h.
+ * Jinja template in tokenizer.chat_template.  API: engine.h.
  */
 #include "config.h"
 
@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "eng_internal.h"
-#include "forward.h"
+#include "engine.h"
 
 enum tmpl { TMPL_GEMMA, TMPL_LLAMA3, TMPL_CHATML };
 

@@ -19,7 +19,7 @@
  * flips a rounding and grows (see /work/notes/forward-results.md).
  *
  * Layout: activations are token-major, (n_tokens, width) row after row, as
- * eng_matmul takes and returns them.  API: forward.h.
+ * eng_matmul takes and returns them.  API: engine.h.
  */
 #include "config.h"
 
@@ -38,7 +38,7 @@
 #endif
 
 #include "eng_internal.h"
-#include "forward.h"
+#include "engine.h"
 #include "kernels.h"
 
 /* ------------------------------------------------------------------------

@@ -1,7 +1,6 @@
 # engine forward pass: transformer, KV cache interface, sampling, chat templates.
 # (%reldir% here is engine/, the directory of this fragment.)
 ENGINE_FORWARD_SOURCES += \
-	%reldir%/forward.h \
 	%reldir%/forward.c \
 	%reldir%/kv.c \
 	%reldir%/sample.c \

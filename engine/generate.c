@@ -1,7 +1,7 @@
 /* generate.c - prompt ids in, streamed tokens out: prefill in steps, then
  * sample, detokenize and evaluate one token at a time until a stop
  * condition.  Text that may be the start of a stop string is held back
- * until it is known not to be.  API: forward.h.
+ * until it is known not to be.  API: engine.h.
  */
 #include "config.h"
 
@@ -10,7 +10,7 @@
 #include <time.h>
 
 #include "eng_internal.h"
-#include "forward.h"
+#include "engine.h"
 
 void eng_gen_params_init(eng_gen_params *p)
 {

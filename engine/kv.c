@@ -6,7 +6,7 @@
  * by doubling up to n_ctx.  A sliding-window layer's slot is pos % cap,
  * with cap = window + n_batch: while a step writes n_batch new positions,
  * the window of its first token (window - 1 older positions) stays intact.
- * The interface is in forward.h.
+ * The interface is in engine.h.
  */
 #include "config.h"
 
@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "eng_internal.h"
-#include "forward.h"
+#include "engine.h"
 #include "kernels.h"
 
 struct kv_layer {

@@ -3,7 +3,7 @@
  *
  * The filters work on a candidate list sorted by logit, so each is a cut of
  * a prefix.  Results depend only on the logits, the history and the seed.
- * API: forward.h.
+ * API: engine.h.
  */
 #include "config.h"
 
@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "eng_internal.h"
-#include "forward.h"
+#include "engine.h"
 
 struct cand {
 	float logit;

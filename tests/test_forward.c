@@ -20,7 +20,6 @@
 #include <string.h>
 
 #include "engine.h"
-#include "forward.h"
 #include "gguf_writer.h"
 #include "kernels.h"
 

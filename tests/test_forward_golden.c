@@ -21,7 +21,6 @@
 #include <string.h>
 #include <unistd.h>
 #include "engine.h"
-#include "forward.h"
 
 #define TOL_MAX 2.0
 #define TOL_MEAN 0.5

@@ -19,7 +19,6 @@
 #include <string.h>
 
 #include "engine.h"
-#include "forward.h"
 
 static eng_model *model;
 

@@ -12,7 +12,6 @@
 #include <unistd.h>
 #include "daemon_harness.h"
 #include "engine.h"
-#include "forward.h"
 
 static th_daemon D;
 static const char *model_path;

@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "engine.h"
-#include "forward.h"
 
 #define NV 64
 

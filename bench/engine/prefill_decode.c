@@ -20,7 +20,6 @@
 #include <unistd.h>
 
 #include "engine.h"
-#include "forward.h"
 #include "kernels.h"
 
 static double now_s(void)

@@ -63,7 +63,7 @@ static const char *const migrations[] = {
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 static_assert(N_MIGRATIONS == MS_SCHEMA_VERSION, "one migration per version");
 
-static int sql_fail(ms_store *ms, const char *what)
+int ms__sql_fail(ms_store *ms, const char *what, int on_constraint)
 {
 	int code = sqlite3_errcode(ms->db);
 	int ms_code = MS_ESQLITE;
@@ -76,22 +76,38 @@ static int sql_fail(ms_store *ms, const char *what)
 	else if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
 		ms_code = MS_ECORRUPT;
 	else if (code == SQLITE_CONSTRAINT)
-		ms_code = MS_EEXIST;
+		ms_code = on_constraint;
 	return ms__fail(ms, ms_code, "%s: %s", what, sqlite3_errmsg(ms->db));
+}
+
+int ms__sql_exec(ms_store *ms, const char *sql, int on_constraint)
+{
+	if (sqlite3_exec(ms->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		return ms__sql_fail(ms, sql, on_constraint);
+	return 0;
+}
+
+int ms__sql_prep(ms_store *ms, const char *sql, sqlite3_stmt **st)
+{
+	if (sqlite3_prepare_v2(ms->db, sql, -1, st, NULL) != SQLITE_OK)
+		return ms__sql_fail(ms, "prepare", MS_ESQLITE);
+	return 0;
+}
+
+/* In the catalog a constraint that fails is a name or row already there. */
+static int sql_fail(ms_store *ms, const char *what)
+{
+	return ms__sql_fail(ms, what, MS_EEXIST);
 }
 
 static int exec(ms_store *ms, const char *sql)
 {
-	if (sqlite3_exec(ms->db, sql, NULL, NULL, NULL) != SQLITE_OK)
-		return sql_fail(ms, sql);
-	return 0;
+	return ms__sql_exec(ms, sql, MS_EEXIST);
 }
 
 static int prep(ms_store *ms, const char *sql, sqlite3_stmt **st)
 {
-	if (sqlite3_prepare_v2(ms->db, sql, -1, st, NULL) != SQLITE_OK)
-		return sql_fail(ms, "prepare");
-	return 0;
+	return ms__sql_prep(ms, sql, st);
 }
 
 /* Steps a statement that returns no row and finalizes it. */

@@ -157,4 +157,10 @@ int ms__cat_set_count(ms_store *ms, int64_t id, uint64_t n_tokens,
 /* Number of rows in sessions; and whether a given id has a row. */
 int ms__cat_has_session(ms_store *ms, int64_t id, int *has);
 
+/* catalog.c: SQLite errors as MS_E* codes with the message kept in ms;
+ * on_constraint is the code a failed constraint means to the caller. */
+int ms__sql_fail(ms_store *ms, const char *what, int on_constraint);
+int ms__sql_exec(ms_store *ms, const char *sql, int on_constraint);
+int ms__sql_prep(ms_store *ms, const char *sql, sqlite3_stmt **st);
+
 #endif

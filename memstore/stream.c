@@ -13,35 +13,20 @@
 
 #define CHUNK_BYTES (MS_STREAM_CHUNK * sizeof(int32_t))
 
+/* Here a constraint that fails is a foreign key: no such session. */
 static int sfail(ms_store *ms, const char *what)
 {
-	int code = sqlite3_errcode(ms->db);
-	int ms_code = MS_ESQLITE;
-	if (code == SQLITE_NOMEM)
-		ms_code = MS_ENOMEM;
-	else if (code == SQLITE_FULL)
-		ms_code = MS_EFULL;
-	else if (code == SQLITE_IOERR)
-		ms_code = MS_EIO;
-	else if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
-		ms_code = MS_ECORRUPT;
-	else if (code == SQLITE_CONSTRAINT)
-		ms_code = MS_ENOTFOUND;	/* here: a foreign key, no such session */
-	return ms__fail(ms, ms_code, "%s: %s", what, sqlite3_errmsg(ms->db));
+	return ms__sql_fail(ms, what, MS_ENOTFOUND);
 }
 
 static int sexec(ms_store *ms, const char *sql)
 {
-	if (sqlite3_exec(ms->db, sql, NULL, NULL, NULL) != SQLITE_OK)
-		return sfail(ms, sql);
-	return 0;
+	return ms__sql_exec(ms, sql, MS_ENOTFOUND);
 }
 
 static int sprep(ms_store *ms, const char *sql, sqlite3_stmt **st)
 {
-	if (sqlite3_prepare_v2(ms->db, sql, -1, st, NULL) != SQLITE_OK)
-		return sfail(ms, "prepare");
-	return 0;
+	return ms__sql_prep(ms, sql, st);
 }
 
 static void rollback(ms_store *ms)

@@ -105,6 +105,16 @@ static int ingest_event(void *arg, json_t *ev)
 	return ectl_print_event(o->x, ev);
 }
 
+/* One skipped or failed file: "skipped  path: reason - detail", the
+ * detail left out when it says no more than the reason. */
+static void print_report_entry(json_t *e)
+{
+	const char *reason = ectl_jstr(e, "reason"), *msg = ectl_jstr(e, "message");
+	int extra = *msg && strcmp(msg, reason) && strcmp(msg, "-");
+	printf("  %-8s %s: %s%s%s\n", ectl_jstr(e, "severity"), ectl_jstr(e, "path"),
+	       reason, extra ? " - " : "", extra ? msg : "");
+}
+
 static void print_summary(json_t *d)
 {
 	json_t *ch = json_object_get(d, "changes"), *e;
@@ -123,9 +133,7 @@ static void print_summary(json_t *d)
 	json_array_foreach(json_object_get(ch, "paths"), i, e)
 		printf("  %-8s %s\n", ectl_jstr(e, "change"), ectl_jstr(e, "path"));
 	json_array_foreach(json_object_get(d, "report"), i, e)
-		printf("  %-8s %s: %s%s%s\n", ectl_jstr(e, "severity"), ectl_jstr(e, "path"),
-		       ectl_jstr(e, "reason"), *ectl_jstr(e, "message") ? " - " : "",
-		       ectl_jstr(e, "message"));
+		print_report_entry(e);
 }
 
 /* The final event: the summary (or, detached, the job id). */
@@ -276,9 +284,7 @@ static int cmd_job(ectl_ctx *x, int argc, char **argv)
 			       json_number_value(json_object_get(done, "rate")),
 			       json_number_value(json_object_get(done, "elapsed_s")));
 		json_array_foreach(json_object_get(done, "report"), i, e)
-			printf("  %-8s %s: %s%s%s\n", ectl_jstr(e, "severity"), ectl_jstr(e, "path"),
-			       ectl_jstr(e, "reason"), *ectl_jstr(e, "message") ? " - " : "",
-			       ectl_jstr(e, "message"));
+			print_report_entry(e);
 	}
 	json_decref(done);
 	return rc;

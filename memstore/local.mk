@@ -20,3 +20,12 @@ noinst_PROGRAMS += bench/memstore/ms_bench
 bench_memstore_ms_bench_SOURCES = bench/memstore/ms_bench.c
 bench_memstore_ms_bench_CFLAGS = $(AM_CFLAGS) $(LMDB_CFLAGS) $(SQLITE_CFLAGS)
 bench_memstore_ms_bench_LDADD = $(MEMSTORE_LIBS)
+
+# bench/memstore: effect of the f16/q8/q4 encodings on the model's logits
+# and greedy continuations (golden prompts).  Run as in its README.
+noinst_PROGRAMS += bench/memstore/kv_effect
+bench_memstore_kv_effect_SOURCES = bench/memstore/kv_effect.c
+bench_memstore_kv_effect_CFLAGS = $(AM_CFLAGS) $(LMDB_CFLAGS) \
+	$(SQLITE_CFLAGS) $(JANSSON_CFLAGS)
+bench_memstore_kv_effect_LDADD = $(MEMSTORE_LIBS) libengine.a \
+	$(XXHASH_LIBS) $(JANSSON_LIBS) $(LIBM)

@@ -180,7 +180,9 @@ void ms_recovery_get(const ms_store *ms, ms_recovery *out);
  *               (vmin[T][D/32], vscale[T][D/32]) when D % 32 == 0, else per
  *               token.  D must be even.
  * Values must be finite with |x| <= 65504 (the f16 range): MS_ERANGE if not.
- * The effect on logits is not measured yet (no engine): see bench/memstore. */
+ * Effect on the default model's logits (bench/memstore/kv_effect, golden
+ * prompts of 618-7,680 tokens): Q8 max 0.78, mean 0.13; Q4 max 1.59, mean
+ * 0.25; an f32 cache instead of f16 moves them by up to 1.88 (mean 0.35). */
 typedef enum ms_mode {
 	MS_MODE_F16 = 0,
 	MS_MODE_Q8 = 1,

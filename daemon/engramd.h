@@ -147,6 +147,9 @@ void ed_req_emit(ed_req *req, const char *event, json_t *fields);
  * frees the request. */
 void ed_req_finish(ed_req *req);
 int ed_req_is_cancelled(const ed_req *req);
+/* A boolean argument of the request, def when absent; -1 after failing the
+ * request (invalid_argument) when it is not a boolean. */
+int ed_req_arg_bool(ed_req *req, const char *key, int def);
 /* The server's settings, for a worker (read-only after start). */
 const ed_settings *ed_req_settings(const ed_req *req);
 /* Loop thread only, from an op's on_loop: runs fn on a worker thread, then
@@ -162,6 +165,8 @@ void ed_ops_init(ed_server *srv);
 int ed_model_load(const ed_settings *s, char *err, size_t errlen);
 void ed_model_unload(void);
 json_t *ed_model_brief(void);	/* for status: new reference, or null */
+/* 1 when a model is loaded; else fails req with no_model and returns 0. */
+int ed_model_need(ed_req *req);
 /* The loaded model (borrowed, read-only), or NULL. */
 const struct eng_model *ed_model(void);
 extern const ed_op ed_ops_model[];	/* ends with a NULL name */

@@ -106,12 +106,9 @@ static int parse_args(ed_req *r, gen_args *a)
 	a->sp.repeat_penalty = (float)v;
 	if (arg_num(r, "seed", 0, 9007199254740991.0, 0, 1, &v) < 0) return -1;
 	a->sp.seed = (uint64_t)v;
-	json_t *chat = json_object_get(r->msg, "chat"), *stop = json_object_get(r->msg, "stop");
-	if (chat && !json_is_boolean(chat)) {
-		ed_req_fail(r, ED_ERR_INVALID_ARGUMENT, "'chat' must be true or false");
+	json_t *stop = json_object_get(r->msg, "stop");
+	if ((a->chat = ed_req_arg_bool(r, "chat", 0)) < 0)
 		return -1;
-	}
-	a->chat = json_is_true(chat);
 	if (stop && (!json_is_array(stop) || json_array_size(stop) > ENG_GEN_MAX_STOP - 1)) {
 		ed_req_fail(r, ED_ERR_INVALID_ARGUMENT, "'stop' must be an array of at most %d strings",
 			    ENG_GEN_MAX_STOP - 1);
@@ -250,8 +247,7 @@ out:
 
 static void op_generate(ed_req *r)
 {
-	if (!ed_model()) {
-		ed_req_fail(r, ED_ERR_NO_MODEL, "engramd runs without a model (--model none)");
+	if (!ed_model_need(r)) {
 		ed_req_finish(r);
 	} else if (!r->input) {
 		ed_req_fail(r, ED_ERR_MISSING_FIELD, "missing field 'text' (or 'data'): the prompt");

@@ -70,7 +70,7 @@ json_t *ed_model_brief(void)
 			 "path", M.path, "fingerprint", mi->fingerprint);
 }
 
-static int need_model(ed_req *r)
+int ed_model_need(ed_req *r)
 {
 	if (M.model)
 		return 1;
@@ -80,7 +80,7 @@ static int need_model(ed_req *r)
 
 static void op_model(ed_req *r)
 {
-	if (!need_model(r)) {
+	if (!ed_model_need(r)) {
 		ed_req_finish(r);
 		return;
 	}
@@ -107,20 +107,6 @@ static void op_model(ed_req *r)
 	if (!r->result)
 		ed_req_fail(r, ED_ERR_INTERNAL, "cannot describe the model");
 	ed_req_finish(r);
-}
-
-/* A boolean argument, with its default; -1 (after failing r) when it is
- * present but not a boolean. */
-static int arg_bool(ed_req *r, const char *key, int def)
-{
-	json_t *v = json_object_get(r->msg, key);
-	if (!v)
-		return def;
-	if (!json_is_boolean(v)) {
-		ed_req_fail(r, ED_ERR_INVALID_ARGUMENT, "'%s' must be true or false", key);
-		return -1;
-	}
-	return json_is_true(v);
 }
 
 /* A token's piece as a JSON string, or its bytes as base64 when they are
@@ -155,9 +141,9 @@ static json_t *piece_json(const eng_vocab *v, int32_t id)
 static void tokenize_worker(ed_req *r)
 {
 	const eng_vocab *v = eng_model_vocab(M.model);
-	int add = arg_bool(r, "add_special", 1);
-	int special = add < 0 ? -1 : arg_bool(r, "parse_special", 0);
-	int pieces = special < 0 ? -1 : arg_bool(r, "pieces", 0);
+	int add = ed_req_arg_bool(r, "add_special", 1);
+	int special = add < 0 ? -1 : ed_req_arg_bool(r, "parse_special", 0);
+	int pieces = special < 0 ? -1 : ed_req_arg_bool(r, "pieces", 0);
 	int32_t *ids = NULL;
 	size_t n = 0;
 
@@ -202,7 +188,7 @@ static void detokenize_worker(ed_req *r)
 {
 	const eng_vocab *v = eng_model_vocab(M.model);
 	json_t *ids = json_object_get(r->msg, "ids");
-	int special = arg_bool(r, "special", 0);
+	int special = ed_req_arg_bool(r, "special", 0);
 	char *out = NULL;
 	size_t len = 0, cap = 0;
 	size_t i;
@@ -260,7 +246,7 @@ static void detokenize_worker(ed_req *r)
 
 static void op_tokenize(ed_req *r)
 {
-	if (!need_model(r))
+	if (!ed_model_need(r))
 		ed_req_finish(r);
 	else
 		ed_req_defer(r, tokenize_worker);
@@ -268,7 +254,7 @@ static void op_tokenize(ed_req *r)
 
 static void op_detokenize(ed_req *r)
 {
-	if (!need_model(r))
+	if (!ed_model_need(r))
 		ed_req_finish(r);
 	else
 		ed_req_defer(r, detokenize_worker);

@@ -73,18 +73,6 @@ static int64_t arg_uint(ed_req *r, const char *key, int required, int64_t def)
 	return json_integer_value(v);
 }
 
-static int arg_bool(ed_req *r, const char *key, int def)
-{
-	json_t *v = json_object_get(r->msg, key);
-	if (!v)
-		return def;
-	if (!json_is_boolean(v)) {
-		ed_req_fail(r, ED_ERR_INVALID_ARGUMENT, "'%s' must be true or false", key);
-		return -1;
-	}
-	return json_is_true(v);
-}
-
 /* Maps a memstore error to the protocol's. */
 static void fail_ms(ed_req *r, int rc, ms_store *ms, const char *what)
 {
@@ -205,11 +193,9 @@ static void op_ingest(ed_req *r)
 	int detach;
 	int64_t sid = 0, job;
 
-	if (!m) {
-		ed_req_fail(r, ED_ERR_NO_MODEL, "engramd runs without a model (--model none)");
+	if (!ed_model_need(r))
 		goto out;
-	}
-	if (!(name = arg_name(r, "session")) || (detach = arg_bool(r, "detach", 0)) < 0 ||
+	if (!(name = arg_name(r, "session")) || (detach = ed_req_arg_bool(r, "detach", 0)) < 0 ||
 	    !(roots = ingest_paths(r, &n)))
 		goto out;
 
@@ -498,7 +484,7 @@ static void source_worker(ed_req *r)
 {
 	const char *name = arg_name(r, "session");
 	int64_t pos = name ? arg_uint(r, "pos", 1, 0) : -1;
-	int text = pos >= 0 ? arg_bool(r, "with_text", 0) : -1;
+	int text = pos >= 0 ? ed_req_arg_bool(r, "with_text", 0) : -1;
 	ms_session_info si;
 	ms_span sp;
 	ms_document d;
@@ -580,7 +566,7 @@ static void store_worker(ed_req *r)
 
 static void gc_worker(ed_req *r)
 {
-	int compact = arg_bool(r, "compact", 0);
+	int compact = ed_req_arg_bool(r, "compact", 0);
 	uint64_t freed = 0;
 	if (compact < 0)
 		return;

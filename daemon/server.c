@@ -578,6 +578,18 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 
 /* ------------------------------------------------------------- requests */
 
+int ed_req_arg_bool(ed_req *r, const char *key, int def)
+{
+	json_t *v = json_object_get(r->msg, key);
+	if (!v)
+		return def;
+	if (!json_is_boolean(v)) {
+		ed_req_fail(r, ED_ERR_INVALID_ARGUMENT, "'%s' must be true or false", key);
+		return -1;
+	}
+	return json_is_true(v);
+}
+
 const ed_settings *ed_req_settings(const ed_req *r)
 {
 	return r->srv->settings;

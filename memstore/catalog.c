@@ -105,11 +105,6 @@ static int exec(ms_store *ms, const char *sql)
 	return ms__sql_exec(ms, sql, MS_EEXIST);
 }
 
-static int prep(ms_store *ms, const char *sql, sqlite3_stmt **st)
-{
-	return ms__sql_prep(ms, sql, st);
-}
-
 /* Steps a statement that returns no row and finalizes it. */
 static int step_done(ms_store *ms, sqlite3_stmt *st, const char *what)
 {
@@ -122,7 +117,7 @@ static int step_done(ms_store *ms, sqlite3_stmt *st, const char *what)
 static int migrate(ms_store *ms)
 {
 	sqlite3_stmt *st;
-	int rc = prep(ms, "PRAGMA user_version", &st);
+	int rc = ms__sql_prep(ms, "PRAGMA user_version", &st);
 	if (rc)
 		return rc;
 	int ver = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
@@ -217,7 +212,7 @@ int ms__cat_set_count(ms_store *ms, int64_t id, uint64_t n_tokens,
 		      const uint8_t head[16])
 {
 	sqlite3_stmt *st;
-	int rc = prep(ms, "UPDATE sessions SET n_tokens = ?, head = ? WHERE id = ?",
+	int rc = ms__sql_prep(ms, "UPDATE sessions SET n_tokens = ?, head = ? WHERE id = ?",
 		      &st);
 	if (rc)
 		return rc;
@@ -240,7 +235,7 @@ int ms_session_create(ms_store *ms, const char *name,
 	if (!ms__geom_valid(geom, MS__MAX_B) || geom->block_tokens < 1)
 		return ms__fail(ms, MS_EINVAL, "bad geometry");
 	sqlite3_stmt *st;
-	int rc = prep(ms, "INSERT INTO sessions(name, fingerprint, created, "
+	int rc = ms__sql_prep(ms, "INSERT INTO sessions(name, fingerprint, created, "
 		      "n_layers, n_kv_heads, head_dim, block_tokens, mode) "
 		      "VALUES(?, ?, ?, ?, ?, ?, ?, ?)", &st);
 	if (rc)
@@ -316,7 +311,7 @@ int ms_session_get(ms_store *ms, const char *name, ms_session_info *out)
 	if (!ms_name_valid(name))
 		return ms__fail(ms, MS_ENAME, "bad session name");
 	sqlite3_stmt *st;
-	int rc = prep(ms, "SELECT " SESSION_COLS " FROM sessions WHERE name = ? "
+	int rc = ms__sql_prep(ms, "SELECT " SESSION_COLS " FROM sessions WHERE name = ? "
 		      "AND state = 'active'", &st);
 	if (rc)
 		return rc;
@@ -343,7 +338,7 @@ int ms_session_list(ms_store *ms, ms_session_info **out, size_t *n)
 	*out = NULL;
 	*n = 0;
 	sqlite3_stmt *st;
-	int rc = prep(ms, "SELECT " SESSION_COLS " FROM sessions WHERE state = "
+	int rc = ms__sql_prep(ms, "SELECT " SESSION_COLS " FROM sessions WHERE state = "
 		      "'active' ORDER BY name", &st);
 	if (rc)
 		return rc;
@@ -384,7 +379,7 @@ int ms_session_rename(ms_store *ms, const char *from, const char *to)
 	if (!ms_name_valid(from) || !ms_name_valid(to))
 		return ms__fail(ms, MS_ENAME, "bad session name");
 	sqlite3_stmt *st;
-	int rc = prep(ms, "UPDATE sessions SET name = ? WHERE name = ? AND "
+	int rc = ms__sql_prep(ms, "UPDATE sessions SET name = ? WHERE name = ? AND "
 		      "state = 'active'", &st);
 	if (rc)
 		return rc;
@@ -400,7 +395,7 @@ int ms_session_rename(ms_store *ms, const char *from, const char *to)
 static int session_set_state(ms_store *ms, int64_t id, const char *state)
 {
 	sqlite3_stmt *st;
-	int rc = prep(ms, "UPDATE sessions SET state = ? WHERE id = ?", &st);
+	int rc = ms__sql_prep(ms, "UPDATE sessions SET state = ? WHERE id = ?", &st);
 	if (rc)
 		return rc;
 	sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
@@ -411,7 +406,7 @@ static int session_set_state(ms_store *ms, int64_t id, const char *state)
 static int session_row_delete(ms_store *ms, int64_t id)
 {
 	sqlite3_stmt *st;
-	int rc = prep(ms, "DELETE FROM sessions WHERE id = ?", &st);
+	int rc = ms__sql_prep(ms, "DELETE FROM sessions WHERE id = ?", &st);
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(st, 1, id);
@@ -441,7 +436,7 @@ int ms_session_delete(ms_store *ms, const char *name)
 int ms__cat_has_session(ms_store *ms, int64_t id, int *has)
 {
 	sqlite3_stmt *st;
-	int rc = prep(ms, "SELECT 1 FROM sessions WHERE id = ?", &st);
+	int rc = ms__sql_prep(ms, "SELECT 1 FROM sessions WHERE id = ?", &st);
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(st, 1, id);
@@ -458,7 +453,7 @@ int ms__cat_has_session(ms_store *ms, int64_t id, int *has)
 static int ids_query(ms_store *ms, const char *sql, int64_t **out, size_t *n)
 {
 	sqlite3_stmt *st;
-	int rc = prep(ms, sql, &st);
+	int rc = ms__sql_prep(ms, sql, &st);
 	if (rc)
 		return rc;
 	int64_t *v = NULL;
@@ -491,7 +486,7 @@ static int ids_query(ms_store *ms, const char *sql, int64_t **out, size_t *n)
 static int recover_active(ms_store *ms, int64_t id)
 {
 	sqlite3_stmt *st;
-	int rc = prep(ms, "SELECT " SESSION_COLS " FROM sessions WHERE id = ?",
+	int rc = ms__sql_prep(ms, "SELECT " SESSION_COLS " FROM sessions WHERE id = ?",
 		      &st);
 	if (rc)
 		return rc;
@@ -621,7 +616,7 @@ int ms_document_add(ms_store *ms, ms_document *d)
 	    !ms_name_valid(d->kind) || strlen(d->kind) > 32 || d->size < 0)
 		return ms__fail(ms, MS_EINVAL, "document: bad path, hash or kind");
 	sqlite3_stmt *st;
-	int rc = prep(ms, "INSERT INTO documents(path, content_hash, size, mtime, "
+	int rc = ms__sql_prep(ms, "INSERT INTO documents(path, content_hash, size, mtime, "
 		      "kind) VALUES(?, ?, ?, ?, ?) ON CONFLICT(path, content_hash) "
 		      "DO UPDATE SET size = size RETURNING id", &st);
 	if (rc)
@@ -647,7 +642,7 @@ int ms_document_get(ms_store *ms, int64_t id, ms_document *out)
 	if (!ms || !out)
 		return MS_EINVAL;
 	sqlite3_stmt *st;
-	int rc = prep(ms, "SELECT id, path, content_hash, size, mtime, kind FROM "
+	int rc = ms__sql_prep(ms, "SELECT id, path, content_hash, size, mtime, kind FROM "
 		      "documents WHERE id = ?", &st);
 	if (rc)
 		return rc;
@@ -694,7 +689,7 @@ static int span_floor(ms_store *ms, int64_t sid, uint64_t pos, ms_span *o,
 		      int *found)
 {
 	sqlite3_stmt *st;
-	int rc = prep(ms, "SELECT " SPAN_COLS " FROM spans WHERE session_id = ? "
+	int rc = ms__sql_prep(ms, "SELECT " SPAN_COLS " FROM spans WHERE session_id = ? "
 		      "AND tok_start <= ? ORDER BY tok_start DESC LIMIT 1", &st);
 	if (rc)
 		return rc;
@@ -714,7 +709,7 @@ static int span_starts_in(ms_store *ms, int64_t sid, uint64_t a, uint64_t b,
 			  int *found)
 {
 	sqlite3_stmt *st;
-	int rc = prep(ms, "SELECT 1 FROM spans WHERE session_id = ? AND "
+	int rc = ms__sql_prep(ms, "SELECT 1 FROM spans WHERE session_id = ? AND "
 		      "tok_start >= ? AND tok_start < ? LIMIT 1", &st);
 	if (rc)
 		return rc;
@@ -747,7 +742,7 @@ static int span_add_one(ms_store *ms, const ms_span *s)
 	if (found)
 		return ms__fail(ms, MS_EEXIST, "span overlaps a later span");
 	sqlite3_stmt *st;
-	if ((rc = prep(ms, "INSERT INTO spans(" SPAN_COLS ") VALUES(?, ?, ?, ?, "
+	if ((rc = ms__sql_prep(ms, "INSERT INTO spans(" SPAN_COLS ") VALUES(?, ?, ?, ?, "
 		       "?, ?, ?)", &st)))
 		return rc;
 	sqlite3_bind_int64(st, 1, s->session_id);
@@ -813,7 +808,7 @@ int ms_job_create(ms_store *ms, ms_job *j)
 	if (!job_valid(j))
 		return ms__fail(ms, MS_EINVAL, "job: bad kind or fields");
 	sqlite3_stmt *st;
-	int rc = prep(ms, "INSERT INTO jobs(kind, session_id, state, done, total, "
+	int rc = ms__sql_prep(ms, "INSERT INTO jobs(kind, session_id, state, done, total, "
 		      "error, created, updated) VALUES(?, ?, ?, ?, ?, ?, ?, ?)", &st);
 	if (rc)
 		return rc;
@@ -844,7 +839,7 @@ int ms_job_update(ms_store *ms, const ms_job *j)
 	if (!job_valid(j))
 		return ms__fail(ms, MS_EINVAL, "job: bad fields");
 	sqlite3_stmt *st;
-	int rc = prep(ms, "UPDATE jobs SET state = ?, done = ?, total = ?, "
+	int rc = ms__sql_prep(ms, "UPDATE jobs SET state = ?, done = ?, total = ?, "
 		      "error = ?, updated = ? WHERE id = ?", &st);
 	if (rc)
 		return rc;
@@ -881,7 +876,7 @@ int ms_job_get(ms_store *ms, int64_t id, ms_job *out)
 	if (!ms || !out)
 		return MS_EINVAL;
 	sqlite3_stmt *st;
-	int rc = prep(ms, "SELECT " JOB_COLS " FROM jobs WHERE id = ?", &st);
+	int rc = ms__sql_prep(ms, "SELECT " JOB_COLS " FROM jobs WHERE id = ?", &st);
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(st, 1, id);
@@ -942,7 +937,7 @@ int ms_job_list(ms_store *ms, size_t limit, ms_job **out, size_t *n)
 	*out = NULL;
 	*n = 0;
 	sqlite3_stmt *st;
-	int rc = prep(ms, "SELECT " JOB_COLS " FROM jobs ORDER BY id DESC LIMIT ?",
+	int rc = ms__sql_prep(ms, "SELECT " JOB_COLS " FROM jobs ORDER BY id DESC LIMIT ?",
 		      &st);
 	if (rc)
 		return rc;
@@ -963,7 +958,7 @@ int ms_audit_append(ms_store *ms, ms_audit *a)
 	if (a->session[0] && !ms_name_valid(a->session))
 		return ms__fail(ms, MS_ENAME, "audit: bad session name");
 	sqlite3_stmt *st;
-	int rc = prep(ms, "INSERT INTO audit(ts, who, action, session, model, "
+	int rc = ms__sql_prep(ms, "INSERT INTO audit(ts, who, action, session, model, "
 		      "settings) VALUES(?, ?, ?, ?, ?, ?)", &st);
 	if (rc)
 		return rc;
@@ -1004,7 +999,7 @@ int ms_audit_list(ms_store *ms, const char *session, size_t limit,
 	if (!all && !ms_name_valid(session))
 		return ms__fail(ms, MS_ENAME, "bad session name");
 	sqlite3_stmt *st;
-	int rc = prep(ms, all ?
+	int rc = ms__sql_prep(ms, all ?
 		      "SELECT id, ts, who, action, session, model, settings FROM "
 		      "audit ORDER BY id DESC LIMIT ?1" :
 		      "SELECT id, ts, who, action, session, model, settings FROM "

@@ -24,11 +24,6 @@ static int sexec(ms_store *ms, const char *sql)
 	return ms__sql_exec(ms, sql, MS_ENOTFOUND);
 }
 
-static int sprep(ms_store *ms, const char *sql, sqlite3_stmt **st)
-{
-	return ms__sql_prep(ms, sql, st);
-}
-
 static void rollback(ms_store *ms)
 {
 	sqlite3_exec(ms->db, "ROLLBACK", NULL, NULL, NULL);
@@ -49,7 +44,7 @@ static int run3(ms_store *ms, const char *sql, int nb, int64_t a, int64_t b,
 		int64_t c, const char *what)
 {
 	sqlite3_stmt *st;
-	int rc = sprep(ms, sql, &st);
+	int rc = ms__sql_prep(ms, sql, &st);
 	if (rc)
 		return rc;
 	int64_t v[3] = { a, b, c };
@@ -63,7 +58,7 @@ static int run3(ms_store *ms, const char *sql, int nb, int64_t a, int64_t b,
 static int session_exists(ms_store *ms, int64_t id)
 {
 	sqlite3_stmt *st;
-	int rc = sprep(ms, "SELECT 1 FROM sessions WHERE id = ? AND state = 'active'", &st);
+	int rc = ms__sql_prep(ms, "SELECT 1 FROM sessions WHERE id = ? AND state = 'active'", &st);
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(st, 1, id);
@@ -80,7 +75,7 @@ static int session_exists(ms_store *ms, int64_t id)
 static int last_chunk(ms_store *ms, int64_t id, int64_t *chunk, size_t *count)
 {
 	sqlite3_stmt *st;
-	int rc = sprep(ms, "SELECT chunk, length(tokens) FROM stream WHERE "
+	int rc = ms__sql_prep(ms, "SELECT chunk, length(tokens) FROM stream WHERE "
 		       "session_id = ? ORDER BY chunk DESC LIMIT 1", &st);
 	if (rc)
 		return rc;
@@ -109,7 +104,7 @@ static int put_chunk(ms_store *ms, int64_t id, int64_t chunk, const void *old,
 	if (old_n)
 		memcpy(buf, old, old_n * sizeof(int32_t));
 	memcpy(buf + old_n * sizeof(int32_t), ids, n * sizeof(int32_t));
-	if ((rc = sprep(ms, "INSERT OR REPLACE INTO stream(session_id, chunk, "
+	if ((rc = ms__sql_prep(ms, "INSERT OR REPLACE INTO stream(session_id, chunk, "
 			"tokens) VALUES(?, ?, ?)", &st))) {
 		free(buf);
 		return rc;
@@ -138,7 +133,7 @@ static int append_locked(ms_store *ms, int64_t id, const int32_t *ids, size_t n)
 		/* Fill the partial last chunk first: read it, then rewrite. */
 		sqlite3_stmt *st;
 		size_t k = MS_STREAM_CHUNK - have < n ? MS_STREAM_CHUNK - have : n;
-		if ((rc = sprep(ms, "SELECT tokens FROM stream WHERE session_id = ? "
+		if ((rc = ms__sql_prep(ms, "SELECT tokens FROM stream WHERE session_id = ? "
 				"AND chunk = ?", &st)))
 			return rc;
 		sqlite3_bind_int64(st, 1, id);
@@ -199,7 +194,7 @@ int ms_stream_read(ms_store *ms, int64_t id, uint64_t start, size_t n,
 	if (!n)
 		return 0;
 	sqlite3_stmt *st;
-	int rc = sprep(ms, "SELECT chunk, tokens FROM stream WHERE session_id = ? "
+	int rc = ms__sql_prep(ms, "SELECT chunk, tokens FROM stream WHERE session_id = ? "
 		       "AND chunk >= ? AND chunk <= ? ORDER BY chunk", &st);
 	if (rc)
 		return rc;
@@ -264,7 +259,7 @@ int ms_span_truncate(ms_store *ms, int64_t session_id, uint64_t pos)
 static int span_append_locked(ms_store *ms, const ms_span *v, size_t n)
 {
 	sqlite3_stmt *st;
-	int rc = sprep(ms, "SELECT max(tok_end) FROM spans WHERE session_id = ?", &st);
+	int rc = ms__sql_prep(ms, "SELECT max(tok_end) FROM spans WHERE session_id = ?", &st);
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(st, 1, v[0].session_id);
@@ -275,7 +270,7 @@ static int span_append_locked(ms_store *ms, const ms_span *v, size_t n)
 	}
 	uint64_t end = (uint64_t)sqlite3_column_int64(st, 0);	/* NULL reads 0 */
 	sqlite3_finalize(st);
-	if ((rc = sprep(ms, "INSERT INTO spans(session_id, tok_start, tok_end, "
+	if ((rc = ms__sql_prep(ms, "INSERT INTO spans(session_id, tok_start, tok_end, "
 			"document_id, line_start, line_end, page) VALUES(?, ?, ?, ?, ?, ?, ?)",
 			&st)))
 		return rc;
@@ -320,7 +315,7 @@ int ms_span_end(ms_store *ms, int64_t session_id, uint64_t *end)
 	if (!ms || !end)
 		return MS_EINVAL;
 	sqlite3_stmt *st;
-	int rc = sprep(ms, "SELECT max(tok_end) FROM spans WHERE session_id = ?", &st);
+	int rc = ms__sql_prep(ms, "SELECT max(tok_end) FROM spans WHERE session_id = ?", &st);
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(st, 1, session_id);
@@ -340,7 +335,7 @@ int ms_span_count(ms_store *ms, int64_t session_id, uint64_t *n_spans,
 	if (!ms || !n_spans || !n_docs)
 		return MS_EINVAL;
 	sqlite3_stmt *st;
-	int rc = sprep(ms, "SELECT count(*), count(DISTINCT document_id) FROM "
+	int rc = ms__sql_prep(ms, "SELECT count(*), count(DISTINCT document_id) FROM "
 		       "spans WHERE session_id = ?", &st);
 	if (rc)
 		return rc;
@@ -370,7 +365,7 @@ int ms_session_docs(ms_store *ms, int64_t session_id, size_t limit,
 	*out = NULL;
 	*n = 0;
 	sqlite3_stmt *st;
-	int rc = sprep(ms, "SELECT d.id, d.path, d.content_hash, d.size, d.mtime, "
+	int rc = ms__sql_prep(ms, "SELECT d.id, d.path, d.content_hash, d.size, d.mtime, "
 		       "d.kind, min(s.tok_start) AS a, max(s.tok_end) FROM spans s "
 		       "JOIN documents d ON d.id = s.document_id WHERE s.session_id = ? "
 		       "GROUP BY d.id ORDER BY a LIMIT ?", &st);
@@ -423,7 +418,7 @@ int ms_manifest_put(ms_store *ms, int64_t id, const void *data, size_t len)
 	if (len > MS_MANIFEST_MAX)
 		return ms__fail(ms, MS_ERANGE, "manifest of %zu bytes", len);
 	sqlite3_stmt *st;
-	int rc = sprep(ms, "INSERT OR REPLACE INTO manifests(session_id, data) "
+	int rc = ms__sql_prep(ms, "INSERT OR REPLACE INTO manifests(session_id, data) "
 		       "VALUES(?, ?)", &st);
 	if (rc)
 		return rc;
@@ -441,7 +436,7 @@ int ms_manifest_get(ms_store *ms, int64_t id, void **data, size_t *len)
 	*data = NULL;
 	*len = 0;
 	sqlite3_stmt *st;
-	int rc = sprep(ms, "SELECT data FROM manifests WHERE session_id = ?", &st);
+	int rc = ms__sql_prep(ms, "SELECT data FROM manifests WHERE session_id = ?", &st);
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(st, 1, id);

@@ -224,16 +224,12 @@ int ms__cat_set_count(ms_store *ms, int64_t id, uint64_t n_tokens,
 
 static int session_row_delete(ms_store *ms, int64_t id);
 
-int ms_session_create(ms_store *ms, const char *name,
-		      const uint8_t fingerprint[16], const ms_geom *geom,
-		      int64_t *id_out)
+/* Inserts an active row; *id receives its id.  MS_EEXIST if the name is
+ * taken. */
+static int session_row_insert(ms_store *ms, const char *name,
+			      const uint8_t fingerprint[16], const ms_geom *geom,
+			      int64_t *id)
 {
-	if (!ms || !fingerprint || !geom)
-		return ms__fail(ms, MS_EINVAL, "session create: NULL argument");
-	if (!ms_name_valid(name))
-		return ms__fail(ms, MS_ENAME, "bad session name");
-	if (!ms__geom_valid(geom, MS__MAX_B) || geom->block_tokens < 1)
-		return ms__fail(ms, MS_EINVAL, "bad geometry");
 	sqlite3_stmt *st;
 	int rc = ms__sql_prep(ms, "INSERT INTO sessions(name, fingerprint, created, "
 		      "n_layers, n_kv_heads, head_dim, block_tokens, mode) "
@@ -251,16 +247,39 @@ int ms_session_create(ms_store *ms, const char *name,
 	if ((rc = step_done(ms, st, "insert session")))
 		return rc == MS_EEXIST ?
 		       ms__fail(ms, MS_EEXIST, "session %s exists", name) : rc;
-	int64_t id = sqlite3_last_insert_rowid(ms->db);
+	*id = sqlite3_last_insert_rowid(ms->db);
+	return 0;
+}
+
+/* After the LMDB half of a create or fork failed: without the row there is
+ * nothing to recover.  Best effort (if this fails too, recovery completes
+ * the session at open); the LMDB error's message is kept. */
+static void session_row_undo(ms_store *ms, int64_t id)
+{
+	char keep[sizeof(ms->errmsg)];
+	memcpy(keep, ms->errmsg, sizeof(keep));
+	session_row_delete(ms, id);
+	memcpy(ms->errmsg, keep, sizeof(keep));
+}
+
+int ms_session_create(ms_store *ms, const char *name,
+		      const uint8_t fingerprint[16], const ms_geom *geom,
+		      int64_t *id_out)
+{
+	if (!ms || !fingerprint || !geom)
+		return ms__fail(ms, MS_EINVAL, "session create: NULL argument");
+	if (!ms_name_valid(name))
+		return ms__fail(ms, MS_ENAME, "bad session name");
+	if (!ms__geom_valid(geom, MS__MAX_B) || geom->block_tokens < 1)
+		return ms__fail(ms, MS_EINVAL, "bad geometry");
+	int64_t id;
+	int rc = session_row_insert(ms, name, fingerprint, geom, &id);
+	if (rc)
+		return rc;
 	/* Row first, head second: a crash between leaves a row without a
 	 * head, which recovery completes. */
 	if ((rc = ms__head_create(ms, id, fingerprint, geom))) {
-		/* Best effort: without the row there is nothing to recover;
-		 * if this fails too, recovery creates the head at open. */
-		char keep[sizeof(ms->errmsg)];
-		memcpy(keep, ms->errmsg, sizeof(keep));
-		session_row_delete(ms, id);
-		memcpy(ms->errmsg, keep, sizeof(keep));
+		session_row_undo(ms, id);
 		return rc;
 	}
 	if (id_out)
@@ -431,6 +450,46 @@ int ms_session_delete(ms_store *ms, const char *name)
 	if (rc)
 		return rc;
 	return session_delete_id(ms, info.id);
+}
+
+int ms_session_fork(ms_store *ms, const char *from, const char *to,
+		    int64_t *id_out)
+{
+	if (!ms)
+		return MS_EINVAL;
+	if (!ms_name_valid(from) || !ms_name_valid(to))
+		return ms__fail(ms, MS_ENAME, "bad session name");
+	ms_session_info src;
+	int rc = ms_session_get(ms, from, &src);
+	if (rc)
+		return rc;
+	/* ONE TRUTH: the row with its stream, spans and manifest in one
+	 * SQLite transaction, then the content in one LMDB transaction.  A
+	 * crash between leaves an active row without a head: recovery gives
+	 * it an empty one (an empty but consistent fork). */
+	if ((rc = exec(ms, "BEGIN IMMEDIATE")))
+		return rc;
+	int64_t id;
+	if ((rc = session_row_insert(ms, to, src.fingerprint, &src.geom, &id)) ||
+	    (rc = ms__stream_copy(ms, src.id, id))) {
+		sqlite3_exec(ms->db, "ROLLBACK", NULL, NULL, NULL);
+		return rc;
+	}
+	if ((rc = exec(ms, "COMMIT"))) {
+		sqlite3_exec(ms->db, "ROLLBACK", NULL, NULL, NULL);
+		return rc;
+	}
+	uint64_t n_tokens;
+	uint8_t head[16];
+	if ((rc = ms__session_fork_w(ms, src.id, id, &n_tokens, head))) {
+		session_row_undo(ms, id);
+		return rc;
+	}
+	/* Advisory, as after an append. */
+	ms__cat_set_count(ms, id, n_tokens, head);
+	if (id_out)
+		*id_out = id;
+	return 0;
 }
 
 int ms__cat_has_session(ms_store *ms, int64_t id, int *has)

@@ -445,6 +445,22 @@ int ms_block_decode(const ms_block *b, uint32_t layer, uint32_t head,
 	return 0;
 }
 
+int ms_block_f16(const ms_block *b, uint32_t layer, uint32_t head,
+		 const uint8_t **k, const uint8_t **v)
+{
+	if (!b || !b->rec || !k || !v || layer >= b->geom.n_layers ||
+	    head >= b->geom.n_kv_heads || b->geom.mode != MS_MODE_F16)
+		return MS_EINVAL;
+	size_t sec = ms__section_bytes(b->geom.mode, b->n_tokens,
+				       b->geom.head_dim);
+	const uint8_t *p = b->rec + sizeof(struct ms__block_hdr) +
+			   (size_t)b->n_tokens * 4 +
+			   ((size_t)layer * b->geom.n_kv_heads + head) * sec;
+	*k = p;
+	*v = p + (size_t)b->n_tokens * b->geom.head_dim * 2;
+	return 0;
+}
+
 /* ---- summaries ------------------------------------------------------ */
 
 size_t ms__summary_size(const ms_geom *g)

@@ -384,19 +384,12 @@ int ms__session_drop_w(ms_store *ms, int64_t id)
 	return ms__write(ms, session_drop_w, &id);
 }
 
-/* ---- append / pop / tail -------------------------------------------- */
+/* ---- append / pop / tail / commit / truncate / fork ------------------ */
 
-struct append_arg {
-	int64_t id;
-	const uint32_t *tokens;
-	uint64_t n;		/* tokens in all */
-	uint32_t max_n;		/* refuse more than this (0: no limit) */
-	const float *k, *v;	/* [layer][head][n][head_dim] */
-	ms_key key;		/* of the last block written */
-	uint64_t n_tokens;	/* the session's, after */
-	uint64_t n_blocks;	/* blocks appended */
-	struct ms__head h;
-};
+/* The helpers below work inside the caller's write transaction on a head
+ * read into memory; the caller writes the head back once, last.  Every
+ * public write is one ms__write of one _w function built from them, so it
+ * is all or nothing. */
 
 static void head_geom(const struct ms__head *h, ms_geom *g)
 {
@@ -500,47 +493,161 @@ static int append_piece(ms_store *ms, MDB_txn *txn, int64_t id,
 	return 0;
 }
 
+/* MS_ESTATE unless the session is empty or its last block is full: only
+ * then may blocks follow it. */
+static int last_block_full(ms_store *ms, MDB_txn *txn, const struct ms__head *h)
+{
+	if (!h->n_blocks)
+		return 0;
+	struct ms__pfx p;
+	int rc = pfx_read(ms, txn, h->head_key, &p);
+	if (rc)
+		return rc == MS_ENOTFOUND ?
+		       ms__fail(ms, MS_ECORRUPT, "head block missing") : rc;
+	if (p.n_tokens != h->block_tokens)
+		return ms__fail(ms, MS_ESTATE, "last block is partial (%u "
+				"of %u tokens): pop it first",
+				p.n_tokens, h->block_tokens);
+	return 0;
+}
+
+/* Appends tokens[0..n) with K/V [layer][head][n][head_dim] as blocks of B
+ * (the last may be partial) after the head, which last_block_full has
+ * accepted; advances h in memory.  *n_blocks receives the blocks added. */
+static int blocks_append(ms_store *ms, MDB_txn *txn, int64_t id,
+			 struct ms__head *h, const uint32_t *tokens, uint64_t n,
+			 const float *k, const float *v, uint64_t *n_blocks)
+{
+	ms_geom g;
+	head_geom(h, &g);
+	ms_key parent;
+	memcpy(parent.b, h->head_key, 16);
+	*n_blocks = 0;
+	for (uint64_t off = 0; off < n; off += g.block_tokens) {
+		size_t d = g.head_dim;
+		struct piece pc = {
+			.tokens = tokens + off,
+			.n = (uint32_t)(n - off < g.block_tokens ?
+					n - off : g.block_tokens),
+			.k = k + off * d, .v = v + off * d,
+			.stride = n * d, .pos = h->n_tokens,
+			.parent = h->n_blocks ? &parent : NULL,
+		};
+		int rc = append_piece(ms, txn, id, h, &g, &pc);
+		if (rc)
+			return rc;
+		parent = pc.key;
+		(*n_blocks)++;
+	}
+	return 0;
+}
+
+/* Drops the blocks of index >= keep (chain entries with their references,
+ * freeing blocks that reach 0, and summaries) and moves h back to end at
+ * block keep - 1.  Every block but the last is full (ms_check verifies
+ * it), so the blocks kept hold keep * B tokens. */
+static int blocks_cut(ms_store *ms, MDB_txn *txn, int64_t id,
+		      struct ms__head *h, uint64_t keep)
+{
+	if (keep >= h->n_blocks)
+		return 0;
+	int rc;
+	if ((rc = range_drop(ms, txn, ms->db_chain, id, keep, 1)) ||
+	    (rc = range_drop(ms, txn, ms->db_sums, id, keep, 0)))
+		return rc;
+	h->n_blocks = keep;
+	h->n_tokens = keep * h->block_tokens;
+	memset(h->head_key, 0, 16);
+	if (keep) {
+		struct ms__sidx sk;
+		ms__sidx(&sk, id, keep - 1);
+		MDB_val k = { 16, sk.b }, v;
+		if ((rc = mdb_get(txn, ms->db_chain, &k, &v)) || v.mv_size != 16)
+			return rc ? ms__lmdb(ms, rc, "read chain") :
+			       ms__fail(ms, MS_ECORRUPT, "chain entry size");
+		memcpy(h->head_key, v.mv_data, 16);
+	}
+	return 0;
+}
+
+/* Replaces the session's tail record; g is valid with block_tokens 0. */
+static int tail_write(ms_store *ms, MDB_txn *txn, int64_t id,
+		      const uint8_t fp[16], const ms_geom *g, uint64_t pos,
+		      const uint32_t *tokens, uint32_t n, const float *k,
+		      const float *v)
+{
+	uint8_t kb[8];
+	ms__sid(kb, id);
+	MDB_val key = { 8, kb }, val = { ms_block_record_size(g, n), NULL };
+	int rc = mdb_put(txn, ms->db_tails, &key, &val, MDB_RESERVE);
+	if (rc)
+		return ms__lmdb(ms, rc, "put tail");
+	rc = ms__block_encode(val.mv_data, g, fp, NULL, pos, tokens, n, k, v);
+	return rc ? ms__fail(ms, rc, "encode tail: %s", ms_strerror(rc)) : 0;
+}
+
+static int tail_delete(ms_store *ms, MDB_txn *txn, int64_t id)
+{
+	uint8_t kb[8];
+	ms__sid(kb, id);
+	MDB_val k = { 8, kb };
+	int rc = mdb_del(txn, ms->db_tails, &k, NULL);
+	return rc && rc != MDB_NOTFOUND ? ms__lmdb(ms, rc, "delete tail") : 0;
+}
+
+/* Checks a tail's arguments; *tg receives g with block_tokens 0. */
+static int tail_args(ms_store *ms, const ms_geom *g, const uint32_t *tokens,
+		     uint32_t n, const float *k, const float *v, ms_geom *tg)
+{
+	if (!g || !tokens || !k || !v || n < 1 || n > MS__MAX_TAIL_TOKENS)
+		return ms__fail(ms, MS_EINVAL, "tail: bad argument");
+	*tg = *g;
+	tg->block_tokens = 0;
+	if (!ms__geom_valid(tg, MS__MAX_TAIL_TOKENS))
+		return ms__fail(ms, MS_EINVAL, "tail: bad geometry");
+	return 0;
+}
+
+/* A head read for a write that needs B (a corrupt 0 would divide by 0). */
+static int head_read_b(ms_store *ms, MDB_txn *txn, int64_t id,
+		       struct ms__head *h)
+{
+	int rc = ms__head_read(ms, txn, id, h);
+	if (rc)
+		return rc;
+	if (h->block_tokens < 1 || h->block_tokens > MS__MAX_B)
+		return ms__fail(ms, MS_ECORRUPT, "head of session %lld: block "
+				"size %u", (long long)id, h->block_tokens);
+	return 0;
+}
+
+struct append_arg {
+	int64_t id;
+	const uint32_t *tokens;
+	uint64_t n;		/* tokens in all */
+	uint32_t max_n;		/* refuse more than this (0: no limit) */
+	const float *k, *v;	/* [layer][head][n][head_dim] */
+	ms_key key;		/* the head's after */
+	uint64_t n_tokens;	/* the session's, after */
+	uint64_t n_blocks;	/* blocks appended */
+	struct ms__head h;
+};
+
 static int append_w(ms_store *ms, MDB_txn *txn, void *arg)
 {
 	struct append_arg *a = arg;
 	struct ms__head *h = &a->h;
-	int rc = ms__head_read(ms, txn, a->id, h);
+	int rc = head_read_b(ms, txn, a->id, h);
 	if (rc)
 		return rc;
-	ms_geom g;
-	head_geom(h, &g);
-	if (a->max_n && a->n > g.block_tokens)
+	if (a->max_n && a->n > h->block_tokens)
 		return ms__fail(ms, MS_EINVAL, "%llu tokens > block size %u",
-				(unsigned long long)a->n, g.block_tokens);
-	if (h->n_blocks) {
-		struct ms__pfx p;
-		if ((rc = pfx_read(ms, txn, h->head_key, &p)))
-			return rc == MS_ENOTFOUND ?
-			       ms__fail(ms, MS_ECORRUPT, "head block missing") : rc;
-		if (p.n_tokens != g.block_tokens)
-			return ms__fail(ms, MS_ESTATE, "last block is partial (%u "
-					"of %u tokens): pop it first",
-					p.n_tokens, g.block_tokens);
-	}
-	ms_key parent;
-	memcpy(parent.b, h->head_key, 16);
-	a->n_blocks = 0;
-	for (uint64_t off = 0; off < a->n; off += g.block_tokens) {
-		size_t d = g.head_dim;
-		struct piece pc = {
-			.tokens = a->tokens + off,
-			.n = (uint32_t)(a->n - off < g.block_tokens ?
-					a->n - off : g.block_tokens),
-			.k = a->k + off * d, .v = a->v + off * d,
-			.stride = a->n * d, .pos = h->n_tokens,
-			.parent = h->n_blocks ? &parent : NULL,
-		};
-		if ((rc = append_piece(ms, txn, a->id, h, &g, &pc)))
-			return rc;
-		parent = pc.key;
-		a->n_blocks++;
-	}
-	a->key = parent;
+				(unsigned long long)a->n, h->block_tokens);
+	if ((rc = last_block_full(ms, txn, h)) ||
+	    (rc = blocks_append(ms, txn, a->id, h, a->tokens, a->n, a->k, a->v,
+				&a->n_blocks)))
+		return rc;
+	memcpy(a->key.b, h->head_key, 16);
 	a->n_tokens = h->n_tokens;
 	return head_write(ms, txn, a->id, h);
 }
@@ -585,30 +692,13 @@ static int pop_w(ms_store *ms, MDB_txn *txn, void *arg)
 {
 	struct append_arg *a = arg;
 	struct ms__head *h = &a->h;
-	int rc = ms__head_read(ms, txn, a->id, h);
+	int rc = head_read_b(ms, txn, a->id, h);
 	if (rc)
 		return rc;
 	if (!h->n_blocks)
 		return ms__fail(ms, MS_ENOTFOUND, "session is empty");
-	struct ms__pfx p;
-	if ((rc = pfx_read(ms, txn, h->head_key, &p)))
-		return rc == MS_ENOTFOUND ?
-		       ms__fail(ms, MS_ECORRUPT, "head block missing") : rc;
-	if ((rc = range_drop(ms, txn, ms->db_chain, a->id, h->n_blocks - 1, 1)) ||
-	    (rc = range_drop(ms, txn, ms->db_sums, a->id, h->n_blocks - 1, 0)))
+	if ((rc = blocks_cut(ms, txn, a->id, h, h->n_blocks - 1)))
 		return rc;
-	h->n_blocks--;
-	h->n_tokens -= p.n_tokens;
-	memset(h->head_key, 0, 16);
-	if (h->n_blocks) {
-		struct ms__sidx sk;
-		ms__sidx(&sk, a->id, h->n_blocks - 1);
-		MDB_val k = { 16, sk.b }, v;
-		if ((rc = mdb_get(txn, ms->db_chain, &k, &v)) || v.mv_size != 16)
-			return rc ? ms__lmdb(ms, rc, "read chain") :
-			       ms__fail(ms, MS_ECORRUPT, "chain entry size");
-		memcpy(h->head_key, v.mv_data, 16);
-	}
 	memcpy(a->key.b, h->head_key, 16);
 	a->n_tokens = h->n_tokens;
 	return head_write(ms, txn, a->id, h);
@@ -642,29 +732,225 @@ static int tail_w(ms_store *ms, MDB_txn *txn, void *arg)
 	int rc = ms__head_read(ms, txn, a->id, &h);
 	if (rc)
 		return rc;
-	uint8_t kb[8];
-	ms__sid(kb, a->id);
-	MDB_val k = { 8, kb }, v = { ms_block_record_size(a->g, a->n), NULL };
-	if ((rc = mdb_put(txn, ms->db_tails, &k, &v, MDB_RESERVE)))
-		return ms__lmdb(ms, rc, "put tail");
-	rc = ms__block_encode(v.mv_data, a->g, h.fingerprint, NULL, a->pos,
-			      a->tokens, a->n, a->k, a->v);
-	return rc ? ms__fail(ms, rc, "encode tail: %s", ms_strerror(rc)) : 0;
+	return tail_write(ms, txn, a->id, h.fingerprint, a->g, a->pos,
+			  a->tokens, a->n, a->k, a->v);
 }
 
 int ms_tail_put(ms_store *ms, int64_t id, const ms_geom *g, uint64_t position,
 		const uint32_t *tokens, uint32_t n_tokens, const float *k,
 		const float *v)
 {
-	if (!ms || !g || !tokens || !k || !v || n_tokens < 1 ||
-	    n_tokens > MS__MAX_TAIL_TOKENS)
-		return ms__fail(ms, MS_EINVAL, "tail: bad argument");
-	ms_geom tg = *g;
-	tg.block_tokens = 0;
-	if (!ms__geom_valid(&tg, MS__MAX_TAIL_TOKENS))
-		return ms__fail(ms, MS_EINVAL, "tail: bad geometry");
+	if (!ms)
+		return MS_EINVAL;
+	ms_geom tg;
+	int rc = tail_args(ms, g, tokens, n_tokens, k, v, &tg);
+	if (rc)
+		return rc;
 	struct tail_arg a = { id, &tg, position, tokens, n_tokens, k, v };
 	return ms__write(ms, tail_w, &a);
+}
+
+struct commit_arg {
+	struct append_arg ap;	/* id, tokens, n, k, v in; key, n_* out */
+	uint64_t first;
+	const ms_tail *tail;	/* NULL: leave the tail alone */
+	ms_geom tg;		/* tail->geom with block_tokens 0 */
+};
+
+static int commit_w(ms_store *ms, MDB_txn *txn, void *arg)
+{
+	struct commit_arg *a = arg;
+	struct append_arg *ap = &a->ap;
+	struct ms__head *h = &ap->h;
+	int rc = head_read_b(ms, txn, ap->id, h);
+	if (rc)
+		return rc;
+	/* Blocks restart at the last full-block boundary (a partial last
+	 * block is re-sent by the caller); a tail-only commit adds nothing. */
+	uint64_t want = ap->n ? h->n_tokens - h->n_tokens % h->block_tokens :
+			h->n_tokens;
+	if (a->first != want)
+		return ms__fail(ms, MS_ESTATE, "commit at token %llu: session "
+				"%lld holds %llu tokens, so first must be %llu",
+				(unsigned long long)a->first, (long long)ap->id,
+				(unsigned long long)h->n_tokens,
+				(unsigned long long)want);
+	ap->n_blocks = 0;
+	if (ap->n) {
+		if (h->n_tokens != want &&
+		    (rc = blocks_cut(ms, txn, ap->id, h, h->n_blocks - 1)))
+			return rc;
+		if ((rc = last_block_full(ms, txn, h)) ||
+		    (rc = blocks_append(ms, txn, ap->id, h, ap->tokens, ap->n,
+					ap->k, ap->v, &ap->n_blocks)) ||
+		    (rc = head_write(ms, txn, ap->id, h)))
+			return rc;
+	}
+	if (a->tail && (rc = tail_write(ms, txn, ap->id, h->fingerprint, &a->tg,
+					a->tail->position, a->tail->tokens,
+					a->tail->n_tokens, a->tail->k,
+					a->tail->v)))
+		return rc;
+	memcpy(ap->key.b, h->head_key, 16);
+	ap->n_tokens = h->n_tokens;
+	return 0;
+}
+
+int ms_session_commit(ms_store *ms, int64_t id, uint64_t first,
+		      const uint32_t *tokens, uint64_t n_tokens, const float *k,
+		      const float *v, const ms_tail *tail, uint64_t *n_blocks)
+{
+	if (!ms)
+		return MS_EINVAL;
+	if ((n_tokens && (!tokens || !k || !v)) ||
+	    n_tokens > MS_APPEND_MAX_TOKENS || (!n_tokens && !tail))
+		return ms__fail(ms, MS_EINVAL, "commit: bad argument");
+	struct commit_arg a = {
+		.ap = { .id = id, .tokens = tokens, .n = n_tokens, .k = k,
+			.v = v },
+		.first = first, .tail = tail,
+	};
+	int rc;
+	if (tail && (rc = tail_args(ms, &tail->geom, tail->tokens,
+				    tail->n_tokens, tail->k, tail->v, &a.tg)))
+		return rc;
+	if ((rc = ms__write(ms, commit_w, &a)))
+		return rc;
+	if (n_blocks)
+		*n_blocks = a.ap.n_blocks;
+	if (n_tokens)
+		ms__cat_set_count(ms, id, a.ap.n_tokens, a.ap.key.b);
+	return 0;
+}
+
+static int truncate_w(ms_store *ms, MDB_txn *txn, void *arg)
+{
+	struct append_arg *a = arg;	/* n: the cut; n_blocks: 1 if cut */
+	struct ms__head *h = &a->h;
+	int rc = head_read_b(ms, txn, a->id, h);
+	if (rc)
+		return rc;
+	a->n_blocks = 0;
+	if (a->n >= h->n_tokens)
+		return 0;	/* nothing past the cut: an empty commit */
+	if ((rc = blocks_cut(ms, txn, a->id, h, a->n / h->block_tokens)) ||
+	    (rc = tail_delete(ms, txn, a->id)))
+		return rc;
+	a->n_blocks = 1;
+	memcpy(a->key.b, h->head_key, 16);
+	a->n_tokens = h->n_tokens;
+	return head_write(ms, txn, a->id, h);
+}
+
+int ms_session_truncate(ms_store *ms, int64_t id, uint64_t n_tokens)
+{
+	if (!ms)
+		return MS_EINVAL;
+	struct append_arg a = { .id = id, .n = n_tokens };
+	int rc = ms__write(ms, truncate_w, &a);
+	if (rc)
+		return rc;
+	if (a.n_blocks)
+		ms__cat_set_count(ms, id, a.n_tokens, a.key.b);
+	return 0;
+}
+
+struct fork_arg {
+	int64_t from, to;
+	struct ms__head h;	/* from's, then to's */
+	uint8_t *buf;		/* copies of records (see fork_w) */
+	size_t cap;
+};
+
+/* Copies v into a->buf: a value read in a write transaction may sit in a
+ * dirty page that the next put rewrites, so it is never put from there. */
+static int fork_copy(ms_store *ms, struct fork_arg *a, const MDB_val *v)
+{
+	if (v->mv_size > a->cap) {
+		uint8_t *nb = realloc(a->buf, v->mv_size);
+		if (!nb)
+			return ms__fail(ms, MS_ENOMEM, "fork: %zu bytes",
+					v->mv_size);
+		a->buf = nb;
+		a->cap = v->mv_size;
+	}
+	memcpy(a->buf, v->mv_data, v->mv_size);
+	return 0;
+}
+
+static int fork_w(ms_store *ms, MDB_txn *txn, void *arg)
+{
+	struct fork_arg *a = arg;
+	struct ms__head *h = &a->h;
+	struct ms__head old;
+	int rc = ms__head_read(ms, txn, a->to, &old);
+	if (rc != MS_ENOTFOUND)
+		return rc ? rc : ms__fail(ms, MS_EEXIST, "session %lld already "
+					  "has a head", (long long)a->to);
+	if ((rc = ms__head_read(ms, txn, a->from, h)))
+		return rc;
+	for (uint64_t i = 0; i < h->n_blocks; i++) {
+		struct ms__sidx sf, st;
+		ms__sidx(&sf, a->from, i);
+		ms__sidx(&st, a->to, i);
+		MDB_val kf = { 16, sf.b }, kt = { 16, st.b }, v;
+		if ((rc = mdb_get(txn, ms->db_chain, &kf, &v)) || v.mv_size != 16)
+			return rc ? ms__lmdb(ms, rc, "fork: read chain") :
+			       ms__fail(ms, MS_ECORRUPT, "chain entry size");
+		uint8_t key[16];
+		memcpy(key, v.mv_data, 16);
+		struct ms__pfx p;
+		if ((rc = pfx_read(ms, txn, key, &p)))
+			return rc == MS_ENOTFOUND ? ms__fail(ms, MS_ECORRUPT,
+				"fork: block %llu missing",
+				(unsigned long long)i) : rc;
+		p.refcount++;
+		MDB_val pk = { 16, key }, pv = { sizeof(p), &p };
+		v.mv_size = 16;
+		v.mv_data = key;
+		if ((rc = mdb_put(txn, ms->db_prefix, &pk, &pv, 0)) ||
+		    (rc = mdb_put(txn, ms->db_chain, &kt, &v, 0)))
+			return ms__lmdb(ms, rc, "fork: put chain");
+		if ((rc = mdb_get(txn, ms->db_sums, &kf, &v)))
+			return rc == MDB_NOTFOUND ? ms__fail(ms, MS_ECORRUPT,
+				"fork: summary %llu missing",
+				(unsigned long long)i) :
+			       ms__lmdb(ms, rc, "fork: read summary");
+		if ((rc = fork_copy(ms, a, &v)))
+			return rc;
+		v.mv_data = a->buf;
+		if ((rc = mdb_put(txn, ms->db_sums, &kt, &v, 0)))
+			return ms__lmdb(ms, rc, "fork: put summary");
+	}
+	uint8_t kf[8], kt[8];
+	ms__sid(kf, a->from);
+	ms__sid(kt, a->to);
+	MDB_val tk = { 8, kf }, tv;
+	rc = mdb_get(txn, ms->db_tails, &tk, &tv);
+	if (rc == 0) {
+		if ((rc = fork_copy(ms, a, &tv)))
+			return rc;
+		tk.mv_data = kt;
+		tv.mv_data = a->buf;
+		if ((rc = mdb_put(txn, ms->db_tails, &tk, &tv, 0)))
+			return ms__lmdb(ms, rc, "fork: put tail");
+	} else if (rc != MDB_NOTFOUND) {
+		return ms__lmdb(ms, rc, "fork: read tail");
+	}
+	return head_write(ms, txn, a->to, h);
+}
+
+int ms__session_fork_w(ms_store *ms, int64_t from, int64_t to,
+		       uint64_t *n_tokens, uint8_t head[16])
+{
+	struct fork_arg a = { .from = from, .to = to };
+	int rc = ms__write(ms, fork_w, &a);
+	free(a.buf);
+	if (rc)
+		return rc;
+	*n_tokens = a.h.n_tokens;
+	memcpy(head, a.h.head_key, 16);
+	return 0;
 }
 
 /* ---- reading -------------------------------------------------------- */

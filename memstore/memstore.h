@@ -56,6 +56,21 @@
  *    its refcount), the chain entry, the summary and the advanced head
  *    together; only after it commits is the SQLite row's n_tokens/head
  *    updated, which is advisory.
+ *  - commit (ms_session_commit): the pop of a partial last block, the new
+ *    blocks, their chain entries and summaries, the tail and the head are
+ *    ONE LMDB write transaction, so after a crash the tail read back is
+ *    always the one committed with the head it was written for.  truncate
+ *    likewise cuts blocks and deletes the tail in one transaction.  The
+ *    catalog row is updated afterwards (advisory), as for append.
+ *  - fork: the new row (state 'active') together with copies of the
+ *    source's stream chunks, spans and manifest is ONE SQLite transaction;
+ *    then one LMDB transaction writes the head, the chain (the same block
+ *    keys, refcount + 1 each), the summaries and the tail.  A crash between
+ *    the two leaves an active row without a head: recovery gives it an
+ *    empty one, so the fork exists, empty but consistent (its stream,
+ *    spans and manifest are there; its KV is not) and can be prefilled
+ *    again or deleted.  If the LMDB transaction fails without a crash the
+ *    row is deleted again (its stream, spans and manifest cascade).
  *  - delete: the SQLite row is first marked state 'deleting'; then one LMDB
  *    transaction drops the head, chain, summaries, tail and decrements the
  *    refcounts (freeing blocks that reach 0); then the row is deleted.
@@ -283,6 +298,79 @@ int ms_tail_put(ms_store *ms, int64_t id, const ms_geom *g, uint64_t position,
 		const uint32_t *tokens, uint32_t n_tokens, const float *k,
 		const float *v);
 
+/* A session's tail as ms_session_commit takes it: what ms_tail_put's
+ * arguments are, in one struct.  geom gives its n_layers, n_kv_heads,
+ * head_dim and mode (block_tokens is ignored); position is that of
+ * tokens[0]; n_tokens is 1..65535; k and v are [layer][head][n_tokens]
+ * [head_dim] floats each.  Every pointer is the caller's, read only during
+ * the call. */
+typedef struct ms_tail {
+	ms_geom geom;
+	uint64_t position;
+	const uint32_t *tokens;
+	uint32_t n_tokens;
+	const float *k, *v;
+} ms_tail;
+
+/* One step of a prefill, in ONE LMDB write transaction (see ONE TRUTH):
+ * appends blocks and replaces the tail together, so that after a crash the
+ * tail always belongs to the head it was committed with.
+ *
+ * first is the position of tokens[0] and must be the session's n_tokens
+ * rounded down to a multiple of B, else MS_ESTATE (ms_errmsg says which
+ * value was expected):
+ *  - if the last block is full (or the session is empty), first ==
+ *    n_tokens and the blocks follow it;
+ *  - if the last block is partial, first is its position: that block is
+ *    popped in the same transaction (its reference dropped, the block
+ *    freed if no other session uses it) and tokens/k/v must start with its
+ *    tokens and K/V again, followed by the new ones.
+ * tokens[0..n_tokens) with k and v laid out [layer][head][n_tokens]
+ * [head_dim] (the session's geometry) are then appended as blocks of B,
+ * the last possibly partial, exactly as by ms_session_append_n (sharing,
+ * refcounts, summaries; n_tokens at most MS_APPEND_MAX_TOKENS).
+ * n_tokens may be 0 (tokens, k, v may then be NULL): nothing is popped or
+ * appended, first must equal the session's n_tokens, and only the tail is
+ * replaced.
+ * tail (may be NULL: the tail record is left alone) then replaces the
+ * tail record; it is stored with the session's fingerprint.  memstore does
+ * not relate tail->position to the blocks; the caller keeps
+ * tail->position + tail->n_tokens equal to the session's new n_tokens if
+ * it needs that (engram's prefill does).  n_tokens 0 with tail NULL is
+ * MS_EINVAL.
+ * All or nothing: on any error (MS_ESTATE, MS_ERANGE for a non-finite or
+ * out-of-f16-range value in the blocks or the tail, MS_EFULL, MS_EINVAL
+ * for a bad tail geometry, MS_ENOTFOUND for no such session, ...) neither
+ * blocks, head nor tail change.  When this returns 0 all of it is durable;
+ * *n_blocks (may be NULL) receives the blocks appended, the re-sent one
+ * included.  The catalog's advisory count is then updated. */
+int ms_session_commit(ms_store *ms, int64_t id, uint64_t first,
+		      const uint32_t *tokens, uint64_t n_tokens, const float *k,
+		      const float *v, const ms_tail *tail, uint64_t *n_blocks);
+
+/* Cuts the session's KV back to before position n_tokens, in one LMDB
+ * transaction: keeps the blocks that lie entirely below n_tokens, drops
+ * the others (their references, summaries and chain entries; blocks no
+ * other session uses are freed) and deletes the tail record (it described
+ * the old end).  The session then holds floor(n_tokens / B) * B tokens.
+ * If n_tokens >= the session's length nothing changes (0).  For "the
+ * token stream changed at position n_tokens: throw away the KV past it";
+ * the stream and spans are the caller's (ms_stream_truncate,
+ * ms_span_truncate). */
+int ms_session_truncate(ms_store *ms, int64_t id, uint64_t n_tokens);
+
+/* Creates session `to` as a copy of session `from` that shares its KV by
+ * reference: the same fingerprint and geometry, the same blocks (each
+ * block's refcount + 1, nothing re-encoded), copies of its summaries and
+ * tail, and copies of its token stream, spans (naming the same document
+ * rows) and manifest.  The write order is in ONE TRUTH.  Afterwards the
+ * two are independent: appending to, truncating or deleting either never
+ * changes the other (a block is freed when its last reference goes).
+ * MS_ENAME for a bad name, MS_ENOTFOUND if from does not exist, MS_EEXIST
+ * if to is taken.  *id_out (may be NULL) receives the new id. */
+int ms_session_fork(ms_store *ms, const char *from, const char *to,
+		    int64_t *id_out);
+
 /* ------------------------------------------------------------------ */
 /* Reading: transactions and zero-copy block views                     */
 
@@ -322,6 +410,13 @@ void ms_block_tokens(const ms_block *b, uint32_t *out);
  * v[n_tokens][head_dim] (either may be NULL). */
 int ms_block_decode(const ms_block *b, uint32_t layer, uint32_t head,
 		    float *k, float *v);
+
+/* Zero-copy access to an MS_MODE_F16 block: *k and *v point at the
+ * (layer, head) section's keys and values, n_tokens rows of head_dim f16
+ * (2-byte aligned: the record starts on a page of the map), valid as
+ * b->rec is.  MS_EINVAL for another mode. */
+int ms_block_f16(const ms_block *b, uint32_t layer, uint32_t head,
+		 const uint8_t **k, const uint8_t **v);
 
 /* Longest cached prefix: computes the chained keys of tokens[0..n) in
  * blocks of B and counts how many leading blocks exist in the store.  A

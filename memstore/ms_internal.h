@@ -147,6 +147,11 @@ int ms__session_drop(ms_store *ms, MDB_txn *txn, int64_t id);
 int ms__head_create(ms_store *ms, int64_t id, const uint8_t fp[16],
 		    const ms_geom *g);
 int ms__session_drop_w(ms_store *ms, int64_t id);
+/* The LMDB half of ms_session_fork, one write transaction: to (which must
+ * have no head) gets from's head, chain (refcount + 1 per entry),
+ * summaries and tail.  *n_tokens and head receive to's, for the catalog. */
+int ms__session_fork_w(ms_store *ms, int64_t from, int64_t to,
+		       uint64_t *n_tokens, uint8_t head[16]);
 
 /* catalog.c */
 int ms__cat_open(ms_store *ms);
@@ -156,6 +161,10 @@ int ms__cat_set_count(ms_store *ms, int64_t id, uint64_t n_tokens,
 		      const uint8_t head[16]);
 /* Number of rows in sessions; and whether a given id has a row. */
 int ms__cat_has_session(ms_store *ms, int64_t id, int *has);
+
+/* stream.c: inside the caller's SQLite transaction, copies session from's
+ * stream chunks, spans (documents are shared rows) and manifest to to. */
+int ms__stream_copy(ms_store *ms, int64_t from, int64_t to);
 
 /* catalog.c: SQLite errors as MS_E* codes with the message kept in ms;
  * on_constraint is the code a failed constraint means to the caller. */

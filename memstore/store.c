@@ -330,15 +330,40 @@ static int check_owned(ms_store *ms, MDB_txn *txn, const MDB_val *k,
 	return 0;
 }
 
+/* A tail: owned by a head, with a readable header whose geometry gives
+ * the record's size and the head's fingerprint; deep: its checksum. */
 static int check_tail(ms_store *ms, MDB_txn *txn, const MDB_val *k,
 		      const MDB_val *v, void *arg)
 {
 	struct check *c = arg;
 	check_owned(ms, txn, k, v, arg);
+	long long id = k->mv_size >= 8 ? (long long)ms__sid_get(k->mv_data) : -1;
+	struct ms__block_hdr bh;
+	if (v->mv_size < sizeof(bh)) {
+		problem(ms, c, "tail of session %lld: short record", id, 0);
+		return 0;
+	}
+	memcpy(&bh, v->mv_data, sizeof(bh));
+	ms_geom g = { bh.n_layers, bh.n_kv_heads, bh.head_dim, 0,
+		      (ms_mode)bh.mode };
+	if (bh.magic != MS__BLOCK_MAGIC || bh.version != MS_FORMAT_VERSION ||
+	    ms_block_record_size(&g, bh.n_tokens) != v->mv_size) {
+		problem(ms, c, "tail of session %lld: bad header or geometry",
+			id, 0);
+		return 0;
+	}
+	struct ms__head h;
+	MDB_val hk = { 8, k->mv_data }, hv;
+	if (k->mv_size == 8 && !mdb_get(txn, ms->db_heads, &hk, &hv) &&
+	    hv.mv_size == sizeof(h)) {
+		memcpy(&h, hv.mv_data, sizeof(h));
+		if (memcmp(h.fingerprint, bh.fingerprint, 16))
+			problem(ms, c, "tail of session %lld: another model's",
+				id, 0);
+	}
 	ms_block b;
 	if (c->deep && ms__block_parse(v->mv_data, v->mv_size, NULL, &b))
-		problem(ms, c, "tail of session %lld corrupt",
-			(long long)ms__sid_get(k->mv_data), 0);
+		problem(ms, c, "tail of session %lld corrupt", id, 0);
 	return 0;
 }
 

@@ -238,6 +238,26 @@ int ms_stream_truncate(ms_store *ms, int64_t id, uint64_t n)
 	return finish(ms, rc);
 }
 
+/* ---- fork ----------------------------------------------------------- */
+
+int ms__stream_copy(ms_store *ms, int64_t from, int64_t to)
+{
+	int rc;
+	if ((rc = run3(ms, "INSERT INTO stream(session_id, chunk, tokens) "
+		       "SELECT ?1, chunk, tokens FROM stream WHERE session_id = ?2",
+		       2, to, from, 0, "fork stream")) ||
+	    (rc = run3(ms, "INSERT INTO spans(session_id, tok_start, tok_end, "
+		       "document_id, line_start, line_end, page) SELECT ?1, "
+		       "tok_start, tok_end, document_id, line_start, line_end, "
+		       "page FROM spans WHERE session_id = ?2", 2, to, from, 0,
+		       "fork spans")) ||
+	    (rc = run3(ms, "INSERT INTO manifests(session_id, data) SELECT ?1, "
+		       "data FROM manifests WHERE session_id = ?2", 2, to, from,
+		       0, "fork manifest")))
+		return rc;
+	return 0;
+}
+
 /* ---- spans ---------------------------------------------------------- */
 
 int ms_span_truncate(ms_store *ms, int64_t session_id, uint64_t pos)

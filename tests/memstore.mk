@@ -26,3 +26,11 @@ TESTS += tests/ms_crash
 tests_ms_crash_SOURCES = tests/ms_crash.c
 tests_ms_crash_CFLAGS = $(MS_TEST_CFLAGS)
 tests_ms_crash_LDADD = $(MS_TEST_LIBS)
+
+# Prefill-facing session calls: commit (blocks + tail in one transaction),
+# truncate, fork.
+check_PROGRAMS += tests/test_ms_session
+TESTS += tests/test_ms_session
+tests_test_ms_session_SOURCES = tests/test_ms_session.c
+tests_test_ms_session_CFLAGS = $(MS_TEST_CFLAGS)
+tests_test_ms_session_LDADD = $(MS_TEST_LIBS)

@@ -40,4 +40,32 @@ uint64_t eng__hash64(const void *p, size_t n);
 /* Flags of code point cp; ENG__U_UNDEFINED past U+10FFFF. */
 unsigned eng__unicode_flags(uint32_t cp);
 
+/* Sparse attention plan of one layer and kv head for one step
+ * (engine/sparse.c).  n_ranges == 0 means dense: each query attends
+ * lo..p.  Otherwise ranges are in position order, the last one open (it
+ * runs to the query's own position); shift is how far the range is moved
+ * towards the query (see eng_sparse_params). */
+struct eng__range {
+	uint32_t pos0, n;	/* n unused for the open (last) range */
+	uint32_t shift;
+};
+struct eng__plan {
+	struct eng__range *ranges;	/* owned, grown as needed */
+	uint32_t n_ranges;
+	size_t cap;
+	float *scores;		/* owned scratch: one per candidate block */
+	uint32_t *pick;		/* owned scratch: selected block indices */
+	size_t scores_cap, pick_cap;
+	float *qbar;		/* owned scratch: (group, head_dim) */
+	size_t qbar_cap;
+};
+/* Plans a step of n_tok queries at pos0.. on a global layer.  q holds the
+ * group's query heads of each token: token t head h at
+ * q[t*q_row + h*hd] (already rotated and scaled).  0, or ENG_ENOMEM or the
+ * store's error. */
+int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
+    eng_kv *kv, uint32_t layer, uint32_t kvh, const float *q, size_t q_row,
+    uint32_t group, uint32_t hd, uint32_t n_tok, uint32_t pos0);
+void eng__plan_free(struct eng__plan *pl);
+
 #endif /* ENGRAM_ENG_INTERNAL_H */

@@ -414,6 +414,15 @@ typedef struct eng_kv_ops {
 	 * held.  Callers loop until they have the range they need. */
 	int (*view)(eng_kv *kv, uint32_t layer, uint32_t kvh, uint32_t pos0,
 	    uint32_t n, eng_kv_span *out);
+	/* Optional (NULL: the store keeps no summaries; attention is then
+	 * always dense).  Per-channel min and max of the keys of the
+	 * complete blocks of block_tokens positions of a layer and kv head
+	 * (block b covers positions b*block_tokens ..): *kmin and *kmax are
+	 * [*n_blocks][head_dim_k] f32, *n_blocks the committed complete
+	 * blocks, valid as span views are.  Read from the caller's thread
+	 * between write() and commit(). */
+	int (*summary)(eng_kv *kv, uint32_t layer, uint32_t kvh,
+	    const float **kmin, const float **kmax, uint32_t *n_blocks);
 	/* Sets the sequence length to n_pos: after a step (n_pos grows), or
 	 * to drop positions n_pos.. (ENG_ERANGE if the store can no longer
 	 * serve a sequence of that length, e.g. a ring that was overwritten).
@@ -433,6 +442,7 @@ struct eng_kv {
 	uint32_t head_dim_v;
 	uint32_t n_ctx;		/* most positions the store accepts */
 	uint32_t n_pos;		/* committed length of the sequence */
+	uint32_t block_tokens;	/* summary granularity; 0: no summaries */
 };
 
 /* An in-memory cache for model m: up to n_ctx positions, type F16 or F32.
@@ -442,6 +452,13 @@ struct eng_kv {
  * the eng_fwd's (or larger).  Free with eng_kv_close. */
 int eng_kv_mem_open(const eng_model *m, uint32_t n_ctx, uint32_t n_batch,
     eng_type type, eng_kv **out);
+/* Makes an in-memory cache keep per-block key summaries of its global
+ * layers (blocks of block_tokens, 1..4096), so that sparse attention can
+ * run on it.  Call before the first step. */
+int eng_kv_mem_summaries(eng_kv *kv, uint32_t block_tokens);
+/* A copy of an in-memory cache (a branch point: the copy goes on
+ * independently).  ENG_EINVAL for another kind of store. */
+int eng_kv_mem_clone(const eng_kv *src, eng_kv **out);
 /* Frees any store through its ops; NULL is a no-op. */
 void eng_kv_close(eng_kv *kv);
 /* Committed length. */
@@ -471,13 +488,35 @@ typedef enum eng_attn_mode {
 	ENG_ATTN_F32 = 1,
 } eng_attn_mode;
 
+/* Block-sparse attention (engine/sparse.c).  On a layer that attends over
+ * the whole context, once the context is longer than dense_max and the
+ * cache keeps summaries (eng_kv.block_tokens), the queries of a step attend
+ * to the first `sink` positions, the last `local` ones before the step (and
+ * the step itself, causally) and the top_k blocks whose summaries score
+ * highest for the step's mean query (Quest's bound: sum over channels of
+ * max(q*min, q*max), the highest of the group's heads).  Retrieved blocks
+ * are PACKED: each keeps its rotated keys, and the query is rotated back so
+ * that the sink and the blocks, in order, appear to lie just before the
+ * local window.  Every distance the model sees is then at most
+ * sink + top_k*B + local + n_batch, inside its trained context however long
+ * the session; when every block is selected the placement is the identity
+ * and the result equals dense attention exactly. */
+typedef struct eng_sparse_params {
+	uint32_t top_k;		/* blocks retrieved per step; 0: always dense */
+	uint32_t sink;		/* first positions always attended */
+	uint32_t local;		/* recent positions always attended */
+	uint32_t dense_max;	/* contexts up to this are attended densely */
+} eng_sparse_params;
+
 typedef struct eng_fwd_params {
 	int n_threads;		/* pool size; <= 0: one per online CPU */
 	uint32_t n_batch;	/* tokens per step (ubatch); default 512 */
 	eng_attn_mode attn_mode;	/* default ENG_ATTN_LLAMACPP */
+	eng_sparse_params sparse;	/* default: top_k 0 (dense) */
 } eng_fwd_params;
 
-/* Defaults: n_threads 0 (all CPUs), n_batch 512, ENG_ATTN_LLAMACPP. */
+/* Defaults: n_threads 0 (all CPUs), n_batch 512, ENG_ATTN_LLAMACPP,
+ * dense attention. */
 void eng_fwd_params_init(eng_fwd_params *p);
 
 /* Checks that every tensor the architecture needs is present with the
@@ -488,6 +527,23 @@ int eng_fwd_open(const eng_model *m, const eng_fwd_params *p, eng_fwd **out,
 void eng_fwd_close(eng_fwd *f);
 uint32_t eng_fwd_n_batch(const eng_fwd *f);
 uint32_t eng_fwd_n_vocab(const eng_fwd *f);
+/* Changes the sparse-attention settings of f (between calls). */
+void eng_fwd_set_sparse(eng_fwd *f, const eng_sparse_params *sp);
+
+/* What the last token of the last step attended on the global layers:
+ * eng_fwd_record(f, 1) turns recording on (it costs one extra pass of that
+ * token's attention per global layer).  eng_fwd_attended() then gives the
+ * blocks (of the cache's block_tokens, or 64) with the most attention mass,
+ * averaged over global layers and query heads, heaviest first, at most cap
+ * of them; *n_keys receives the positions that token attended per global
+ * layer and head (averaged). */
+typedef struct eng_attn_block {
+	uint32_t pos0, n;	/* positions of the block */
+	float weight;		/* share of the attention, 0..1 */
+} eng_attn_block;
+void eng_fwd_record(eng_fwd *f, int on);
+int eng_fwd_attended(const eng_fwd *f, eng_attn_block *out, uint32_t cap,
+    uint32_t *n_out, uint64_t *n_keys);
 
 /* Runs tokens[0..n) at positions kv->n_pos .. kv->n_pos+n-1, in steps of
  * at most n_batch tokens, storing their keys and values in kv and

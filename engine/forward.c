@@ -72,6 +72,7 @@ struct attn_scratch {
 	float *scores;		/* (group, n_keys) */
 	float *acc;		/* (group, hd_v) */
 	float *qrow;		/* (group, hd_k) f32, or f16 queries */
+	float *qrot;		/* (group, hd_k) queries of a shifted range */
 };
 
 struct eng_fwd {
@@ -119,6 +120,23 @@ struct eng_fwd {
 	float (*kq_dot_f16)(uint32_t n, const eng_f16 *k, const eng_f16 *q);
 	eng_vec_dot_fn kdot;	/* key (cache type) . f32 query rows */
 	eng_type kdot_type;
+
+	/* Sparse attention: settings, and one plan per kv head of the
+	 * global layer being computed, with its ranges' rotation tables. */
+	eng_sparse_params sparse;
+	struct eng__plan *plans;	/* (n_head_kv) */
+	float *rot;		/* (n_head_kv, rot_ranges, n_rot) */
+	size_t rot_cap;		/* floats */
+	uint32_t rot_ranges;
+
+	/* Recording what the last token attended (eng_fwd_record). */
+	int rec_on;
+	float *rec_w;		/* attention mass per block */
+	size_t rec_cap;		/* blocks */
+	uint32_t rec_B, rec_end;	/* block size; end of the context */
+	double rec_keys;	/* sum of keys attended */
+	uint32_t rec_count;	/* (layer, kv head) pairs recorded */
+	uint32_t rec_group;
 };
 
 /* ------------------------------------------------------------------------
@@ -462,10 +480,89 @@ struct attn_job {
 	uint32_t pos0;		/* position of token 0 of the step */
 	uint32_t n;		/* tokens in the step */
 	uint32_t window;	/* 0: causal over everything */
+	const struct eng__plan *plans;	/* (n_head_kv) or NULL: dense */
 	int f16acc;		/* use attn_one_f16acc */
 	_Atomic uint32_t next;	/* next work item */
 	atomic_int rc;
 };
+
+/* The ranges of positions token position p attends for kv head g: the
+ * plan's, or one open range from the window's start. */
+static uint32_t attn_ranges(const struct attn_job *j, uint32_t g, uint32_t p,
+    const struct eng__range **rg, struct eng__range *one)
+{
+	if (j->plans && j->plans[g].n_ranges) {
+		*rg = j->plans[g].ranges;
+		return j->plans[g].n_ranges;
+	}
+	one->pos0 = j->window && p + 1 > j->window ? p + 1 - j->window : 0;
+	one->n = 0;
+	one->shift = 0;
+	*rg = one;
+	return 1;
+}
+
+/* One past the last position of range r of nr (the last is open). */
+static uint32_t range_end(const struct eng__range *rg, uint32_t r,
+    uint32_t nr, uint32_t p)
+{
+	return r + 1 == nr ? p + 1 : rg[r].pos0 + rg[r].n;
+}
+
+/* The group's queries as range r sees them: rotated back by the range's
+ * shift (R(-s) q: the keys then look s positions later), else q itself. */
+static const float *range_query(const struct attn_job *j,
+    struct attn_scratch *s, uint32_t g, const struct eng__range *rg,
+    uint32_t r, const float *q)
+{
+	const eng_fwd *f = j->f;
+	const eng_hparams *hp = &f->hp;
+	uint32_t hdk = hp->head_dim_k, group = hp->n_head / hp->n_head_kv;
+	uint32_t half = hp->n_rot / 2;
+	const float *c;
+
+	if (!rg[r].shift)
+		return q;
+	c = f->rot + ((size_t)g * f->rot_ranges + r) * hp->n_rot;
+	for (uint32_t h = 0; h < group; h++) {
+		const float *x = q + (size_t)h * hdk;
+		float *y = s->qrot + (size_t)h * hdk;
+		memcpy(y, x, hdk * sizeof(float));
+		for (uint32_t i = 0; i < half; i++) {
+			uint32_t a = f->rope_neox ? i : 2 * i;
+			uint32_t b = f->rope_neox ? i + half : 2 * i + 1;
+			float cs = c[2 * i], sn = c[2 * i + 1];
+			y[a] = x[a] * cs + x[b] * sn;
+			y[b] = x[b] * cs - x[a] * sn;
+		}
+	}
+	return s->qrot;
+}
+
+/* One key/value row of the online softmax below, for the group's heads:
+ * running maxima M, sums S, f16 accumulators acc; sc is scratch. */
+static void f16acc_row(const eng_fwd *f, uint32_t group, const eng_f16 *kr,
+    const eng_f16 *vr, const eng_f16 *q16, eng_f16 *acc, float *M, float *S,
+    float *sc)
+{
+	uint32_t hdk = f->hp.head_dim_k, hdv = f->hp.head_dim_v;
+
+	for (uint32_t h = 0; h < group; h++)
+		sc[h] = f->kq_dot_f16(hdk, kr, q16 + (size_t)h * hdk);
+	for (uint32_t h = 0; h < group; h++) {
+		float x = sc[h] * f->attn_scale, ms = 1.0f, vs = 1.0f;
+		eng_f16 *ah = acc + (size_t)h * hdv;
+		if (x > M[h]) {
+			ms = expf(M[h] - x);
+			M[h] = x;
+			f->scale_f16(hdv, ah, ms);
+		} else {
+			vs = expf(x - M[h]);
+		}
+		f->mad_f16(hdv, ah, vr, vs);
+		S[h] = S[h] * ms + vs;
+	}
+}
 
 /* llama.cpp's CPU flash attention for steps of fewer than 64 queries
  * (ggml_compute_forward_flash_attn_ext_f16_one_chunk): Q rounded to f16,
@@ -479,48 +576,36 @@ static int attn_one_f16acc(struct attn_job *j, struct attn_scratch *s,
 	uint32_t hdk = hp->head_dim_k, hdv = hp->head_dim_v;
 	uint32_t group = hp->n_head / hp->n_head_kv;
 	uint32_t p = j->pos0 + t;
-	uint32_t lo = j->window && p + 1 > j->window ? p + 1 - j->window : 0;
 	const float *q = f->q + ((size_t)t * hp->n_head + g * group) * hdk;
 	float *out = f->att + ((size_t)t * hp->n_head + g * group) * hdv;
 	eng_f16 *acc = (eng_f16 *)s->acc;	/* (group, hdv) f16 */
 	float *M = s->scores, *S = s->scores + group, *sc = S + group;
+	eng_f16 *q16 = (eng_f16 *)s->qrow;	/* (group, hdk) f16 */
+	const struct eng__range *rg;
+	struct eng__range one;
+	uint32_t nr = attn_ranges(j, g, p, &rg, &one);
 	eng_kv_span sp;
 	int rc;
 
-	eng_f16 *q16 = (eng_f16 *)s->qrow;	/* (group, hdk) f16 */
-	for (size_t i = 0; i < (size_t)group * hdk; i++)
-		q16[i] = eng_f32_to_f16(q[i]);
 	memset(acc, 0, (size_t)group * hdv * sizeof(eng_f16));
 	for (uint32_t h = 0; h < group; h++) {
 		M[h] = -INFINITY;
 		S[h] = 0.0f;
 	}
-	for (uint32_t pos = lo; pos <= p; pos += sp.n) {
-		if ((rc = j->kv->ops->view(j->kv, j->layer, g, pos, p + 1 - pos,
-		    &sp)))
-			return rc;
-		for (uint32_t i = 0; i < sp.n; i++) {
-			const eng_f16 *kr = (const eng_f16 *)((const char *)
-			    sp.k + i * sp.k_stride);
-			const eng_f16 *vr = (const eng_f16 *)((const char *)sp.v +
-			    i * sp.v_stride);
-			for (uint32_t h = 0; h < group; h++)
-				sc[h] = f->kq_dot_f16(hdk, kr,
-				    q16 + (size_t)h * hdk);
-			for (uint32_t h = 0; h < group; h++) {
-				float x = sc[h] * f->attn_scale, ms = 1.0f;
-				float vs = 1.0f;
-				eng_f16 *ah = acc + (size_t)h * hdv;
-				if (x > M[h]) {
-					ms = expf(M[h] - x);
-					M[h] = x;
-					f->scale_f16(hdv, ah, ms);
-				} else {
-					vs = expf(x - M[h]);
-				}
-				f->mad_f16(hdv, ah, vr, vs);
-				S[h] = S[h] * ms + vs;
-			}
+	for (uint32_t r = 0; r < nr; r++) {
+		uint32_t e = range_end(rg, r, nr, p);
+		const float *qr = range_query(j, s, g, rg, r, q);
+		for (size_t i = 0; i < (size_t)group * hdk; i++)
+			q16[i] = eng_f32_to_f16(qr[i]);
+		for (uint32_t pos = rg[r].pos0; pos < e; pos += sp.n) {
+			if ((rc = j->kv->ops->view(j->kv, j->layer, g, pos,
+			    e - pos, &sp)))
+				return rc;
+			for (uint32_t i = 0; i < sp.n; i++)
+				f16acc_row(f, group, (const eng_f16 *)
+				    ((const char *)sp.k + i * sp.k_stride),
+				    (const eng_f16 *)((const char *)sp.v +
+				    i * sp.v_stride), q16, acc, M, S, sc);
 		}
 	}
 	for (uint32_t h = 0; h < group; h++) {
@@ -532,36 +617,44 @@ static int attn_one_f16acc(struct attn_job *j, struct attn_scratch *s,
 	return 0;
 }
 
-static int attn_one(struct attn_job *j, struct attn_scratch *s, uint32_t t,
-    uint32_t g)
+/* Softmax probabilities of token t's group of heads over its ranges into
+ * s->scores, (group, *nk) row after row, ranges one after another. */
+static int attn_probs(struct attn_job *j, struct attn_scratch *s, uint32_t t,
+    uint32_t g, uint32_t *nk_out)
 {
 	eng_fwd *f = j->f;
 	const eng_hparams *hp = &f->hp;
-	uint32_t hdk = hp->head_dim_k, hdv = hp->head_dim_v;
-	uint32_t group = hp->n_head / hp->n_head_kv;
+	uint32_t hdk = hp->head_dim_k, group = hp->n_head / hp->n_head_kv;
 	uint32_t p = j->pos0 + t;
-	uint32_t lo = j->window && p + 1 > j->window ? p + 1 - j->window : 0;
-	uint32_t nk = p + 1 - lo;
 	const float *q = f->q + ((size_t)t * hp->n_head + g * group) * hdk;
-	float *out = f->att + ((size_t)t * hp->n_head + g * group) * hdv;
+	const struct eng__range *rg;
+	struct eng__range one;
+	uint32_t nr = attn_ranges(j, g, p, &rg, &one), nk = 0, at = 0;
 	eng_kv_span sp;
 	int rc;
 
-	/* Scores: (group, nk), row h at s->scores + h * nk. */
-	for (uint32_t pos = lo; pos <= p; pos += sp.n) {
-		if ((rc = j->kv->ops->view(j->kv, j->layer, g, pos, p + 1 - pos,
-		    &sp)))
-			return rc;
-		for (uint32_t i = 0; i < sp.n; i++) {
-			const char *kr = (const char *)sp.k + i * sp.k_stride;
-			for (uint32_t h0 = 0; h0 < group; h0 += ENG_NT_MAX) {
-				int nt = group - h0 < ENG_NT_MAX ?
-				    (int)(group - h0) : ENG_NT_MAX;
-				f->kdot(hdk, kr, q + (size_t)h0 * hdk,
-				    hdk * sizeof(float),
-				    s->scores + (size_t)h0 * nk + (pos - lo + i),
-				    nk, nt);
+	for (uint32_t r = 0; r < nr; r++)
+		nk += range_end(rg, r, nr, p) - rg[r].pos0;
+	for (uint32_t r = 0; r < nr; r++) {
+		uint32_t e = range_end(rg, r, nr, p);
+		const float *qr = range_query(j, s, g, rg, r, q);
+		for (uint32_t pos = rg[r].pos0; pos < e; pos += sp.n) {
+			if ((rc = j->kv->ops->view(j->kv, j->layer, g, pos,
+			    e - pos, &sp)))
+				return rc;
+			for (uint32_t i = 0; i < sp.n; i++) {
+				const char *kr = (const char *)sp.k +
+				    i * sp.k_stride;
+				for (uint32_t h0 = 0; h0 < group;
+				    h0 += ENG_NT_MAX) {
+					int nt = group - h0 < ENG_NT_MAX ?
+					    (int)(group - h0) : ENG_NT_MAX;
+					f->kdot(hdk, kr, qr + (size_t)h0 * hdk,
+					    hdk * sizeof(float), s->scores +
+					    (size_t)h0 * nk + at + i, nk, nt);
+				}
 			}
+			at += sp.n;
 		}
 	}
 	/* Softmax per head, in f32. */
@@ -580,21 +673,132 @@ static int attn_one(struct attn_job *j, struct attn_scratch *s, uint32_t t,
 		for (uint32_t i = 0; i < nk; i++)
 			sc[i] *= inv;
 	}
-	/* Weighted sum of values: each value converted once for the group. */
+	*nk_out = nk;
+	return 0;
+}
+
+/* Two-pass f32 attention of token t, kv head g: probabilities, then the
+ * weighted sum of values, each value converted once for the group. */
+static int attn_one(struct attn_job *j, struct attn_scratch *s, uint32_t t,
+    uint32_t g)
+{
+	eng_fwd *f = j->f;
+	const eng_hparams *hp = &f->hp;
+	uint32_t hdv = hp->head_dim_v, group = hp->n_head / hp->n_head_kv;
+	uint32_t p = j->pos0 + t, nk, at = 0;
+	float *out = f->att + ((size_t)t * hp->n_head + g * group) * hdv;
+	const struct eng__range *rg;
+	struct eng__range one;
+	uint32_t nr = attn_ranges(j, g, p, &rg, &one);
+	eng_kv_span sp;
+	int rc;
+
+	if ((rc = attn_probs(j, s, t, g, &nk)))
+		return rc;
 	memset(s->acc, 0, (size_t)group * hdv * sizeof(float));
-	for (uint32_t pos = lo; pos <= p; pos += sp.n) {
-		if ((rc = j->kv->ops->view(j->kv, j->layer, g, pos, p + 1 - pos,
-		    &sp)))
-			return rc;
-		for (uint32_t i = 0; i < sp.n; i += VACC_ROWS) {
-			uint32_t n8 = sp.n - i < VACC_ROWS ? sp.n - i :
-			    VACC_ROWS;
-			f->vacc(hdv, s->acc, group, s->scores + pos - lo + i,
-			    nk, (const char *)sp.v + i * sp.v_stride,
-			    sp.v_stride, n8, j->kv->type == ENG_TYPE_F16);
+	for (uint32_t r = 0; r < nr; r++) {
+		uint32_t e = range_end(rg, r, nr, p);
+		for (uint32_t pos = rg[r].pos0; pos < e; pos += sp.n) {
+			if ((rc = j->kv->ops->view(j->kv, j->layer, g, pos,
+			    e - pos, &sp)))
+				return rc;
+			for (uint32_t i = 0; i < sp.n; i += VACC_ROWS) {
+				uint32_t n8 = sp.n - i < VACC_ROWS ?
+				    sp.n - i : VACC_ROWS;
+				f->vacc(hdv, s->acc, group, s->scores + at + i,
+				    nk, (const char *)sp.v + i * sp.v_stride,
+				    sp.v_stride, n8,
+				    j->kv->type == ENG_TYPE_F16);
+			}
+			at += sp.n;
 		}
 	}
 	memcpy(out, s->acc, (size_t)group * hdv * sizeof(float));
+	return 0;
+}
+
+/* Adds where the step's last token put its attention on this layer to the
+ * record: probability mass per block of rec_B positions. */
+static int attn_record(struct attn_job *j)
+{
+	eng_fwd *f = j->f;
+	const eng_hparams *hp = &f->hp;
+	uint32_t group = hp->n_head / hp->n_head_kv, t = j->n - 1;
+	uint32_t p = j->pos0 + t, nblk = p / f->rec_B + 1;
+	struct attn_scratch *s = &f->ts[0];
+	int rc;
+
+	if (nblk > f->rec_cap) {
+		float *w = realloc(f->rec_w, nblk * sizeof(float));
+		if (!w)
+			return ENG_ENOMEM;
+		memset(w + f->rec_cap, 0, (nblk - f->rec_cap) * sizeof(float));
+		f->rec_w = w;
+		f->rec_cap = nblk;
+	}
+	for (uint32_t g = 0; g < hp->n_head_kv; g++) {
+		const struct eng__range *rg;
+		struct eng__range one;
+		uint32_t nr = attn_ranges(j, g, p, &rg, &one), nk, at = 0;
+		if ((rc = attn_probs(j, s, t, g, &nk)))
+			return rc;
+		for (uint32_t r = 0; r < nr; r++) {
+			uint32_t e = range_end(rg, r, nr, p);
+			for (uint32_t pos = rg[r].pos0; pos < e; pos++, at++)
+				for (uint32_t h = 0; h < group; h++)
+					f->rec_w[pos / f->rec_B] +=
+					    s->scores[(size_t)h * nk + at];
+		}
+		f->rec_keys += nk;
+		f->rec_count++;
+	}
+	f->rec_group = group;
+	f->rec_end = p + 1;
+	return 0;
+}
+
+/* Plans sparse attention of global layer il for this step: a plan per kv
+ * head and the rotation table of every shifted range.  *plans stays NULL
+ * when the step attends densely. */
+static int attn_plan(eng_fwd *f, eng_kv *kv, uint32_t il, uint32_t n,
+    uint32_t pos0, const struct eng__plan **plans)
+{
+	const eng_hparams *hp = &f->hp;
+	uint32_t group = hp->n_head / hp->n_head_kv, hdk = hp->head_dim_k;
+	uint32_t maxr = 0;
+	size_t need;
+	int rc;
+
+	*plans = NULL;
+	if (!f->sparse.top_k || !kv->block_tokens || !kv->ops->summary)
+		return 0;
+	for (uint32_t g = 0; g < hp->n_head_kv; g++) {
+		if ((rc = eng__sparse_plan(&f->plans[g], &f->sparse, kv, il, g,
+		    f->q + (size_t)g * group * hdk,
+		    (size_t)hp->n_head * hdk, group, hdk, n, pos0)))
+			return rc;
+		if (f->plans[g].n_ranges > maxr)
+			maxr = f->plans[g].n_ranges;
+	}
+	if (!maxr)
+		return 0;
+	need = (size_t)hp->n_head_kv * maxr * (hp->n_rot ? hp->n_rot : 2);
+	if (need > f->rot_cap) {
+		float *r = realloc(f->rot, need * sizeof(float));
+		if (!r)
+			return ENG_ENOMEM;
+		f->rot = r;
+		f->rot_cap = need;
+	}
+	f->rot_ranges = maxr;
+	for (uint32_t g = 0; g < hp->n_head_kv; g++)
+		for (uint32_t r = 0; r < f->plans[g].n_ranges; r++)
+			if (f->plans[g].ranges[r].shift)
+				rope_table(f->rot + ((size_t)g * maxr + r) *
+				    hp->n_rot, f->plans[g].ranges[r].shift, 1,
+				    hp->n_rot, hp->rope_base, f->freq_scale,
+				    f->rope_freqs);
+	*plans = f->plans;
 	return 0;
 }
 
@@ -629,7 +833,8 @@ static int attn_reserve(eng_fwd *f, size_t n_keys)
 		return 0;
 	if (n_keys < 1024)
 		n_keys = 1024;
-	per = group * n_keys + group * hp->head_dim_v + group * hp->head_dim_k;
+	per = group * n_keys + group * hp->head_dim_v +
+	    2 * group * hp->head_dim_k;
 	per = (per + 15) & ~(size_t)15;
 	if (!(mem = malloc(nth * per * sizeof(float))))
 		return ENG_ENOMEM;
@@ -640,6 +845,7 @@ static int attn_reserve(eng_fwd *f, size_t n_keys)
 		f->ts[i].scores = b;
 		f->ts[i].acc = b + group * n_keys;
 		f->ts[i].qrow = f->ts[i].acc + group * hp->head_dim_v;
+		f->ts[i].qrot = f->ts[i].qrow + group * hp->head_dim_k;
 	}
 	f->ts_keys = n_keys;
 	return 0;
@@ -655,6 +861,32 @@ static int mm(eng_fwd *f, float *out, const eng_qmat *w, const float *x,
 	return eng_matmul(out, w, x, n, f->pool);
 }
 
+/* Attention of layer il for the step: plan (sparse, global layers), the
+ * work items on the pool, then the record of the last token if asked. */
+static int attention(eng_fwd *f, eng_kv *kv, uint32_t il, uint32_t n,
+    uint32_t pos0)
+{
+	const struct fwd_layer *L = &f->layers[il];
+	struct attn_job job = {
+		.f = f, .kv = kv, .layer = il, .pos0 = pos0, .n = n,
+		.window = L->swa ? f->hp.sliding_window : 0,
+		.f16acc = kv->type == ENG_TYPE_F16 &&
+		    f->attn_mode == ENG_ATTN_LLAMACPP && n < 64,
+	};
+	int rc;
+
+	if (!L->swa && (rc = attn_plan(f, kv, il, n, pos0, &job.plans)))
+		return rc;
+	atomic_init(&job.next, 0);
+	atomic_init(&job.rc, 0);
+	eng_pool_run(f->pool, attn_task, &job);
+	if ((rc = atomic_load(&job.rc)))
+		return rc;
+	if (f->rec_on && !L->swa)
+		return attn_record(&job);
+	return 0;
+}
+
 /* Runs tokens[0..n) at positions pos0.. (n <= n_batch) through the model,
  * writing keys and values of every layer into kv.  If logits is not NULL,
  * it receives the logits of the last n_out tokens of the step
@@ -668,6 +900,14 @@ static int forward(eng_fwd *f, eng_kv *kv, const int32_t *tokens,
 	uint32_t qdim = nh * hdk, kdim = nkv * hdk, vdim = nkv * hdv;
 	float *x = f->x;	/* (n, dim) */
 	int rc;
+
+	if (f->rec_on) {
+		f->rec_B = kv->block_tokens ? kv->block_tokens : 64;
+		if (f->rec_w)
+			memset(f->rec_w, 0, f->rec_cap * sizeof(float));
+		f->rec_keys = 0;
+		f->rec_count = 0;
+	}
 
 	/* Token embeddings, (n, dim), times sqrt(dim) for Gemma. */
 	for (uint32_t t = 0; t < n; t++) {
@@ -721,21 +961,8 @@ static int forward(eng_fwd *f, eng_kv *kv, const int32_t *tokens,
 		 * them back in the cache's type, this step's included. */
 		if ((rc = kv->ops->write(kv, il, pos0, n, f->k, f->v)))
 			return rc;
-		{
-			struct attn_job job = {
-				.f = f, .kv = kv, .layer = il, .pos0 = pos0,
-				.n = n, .window = L->swa ? hp->sliding_window
-				    : 0,
-				.f16acc = kv->type == ENG_TYPE_F16 &&
-				    f->attn_mode == ENG_ATTN_LLAMACPP &&
-				    n < 64,
-			};
-			atomic_init(&job.next, 0);
-			atomic_init(&job.rc, 0);
-			eng_pool_run(f->pool, attn_task, &job);
-			if ((rc = atomic_load(&job.rc)))
-				return rc;
-		}
+		if ((rc = attention(f, kv, il, n, pos0)))
+			return rc;
 		/* att (n, nh*hdv) -> xb2 (n, dim) */
 		if ((rc = mm(f, f->xb2, &L->wo, f->att, n)))
 			return rc;
@@ -981,6 +1208,7 @@ void eng_fwd_params_init(eng_fwd_params *p)
 	p->n_threads = 0;
 	p->n_batch = 512;
 	p->attn_mode = ENG_ATTN_LLAMACPP;
+	memset(&p->sparse, 0, sizeof p->sparse);
 }
 
 int eng_fwd_open(const eng_model *m, const eng_fwd_params *pp, eng_fwd **out,
@@ -1019,6 +1247,7 @@ int eng_fwd_open(const eng_model *m, const eng_fwd_params *pp, eng_fwd **out,
 	f->hp = *hp;
 	f->n_batch = p.n_batch;
 	f->attn_mode = p.attn_mode;
+	f->sparse = p.sparse;
 	pthread_once(&gelu_once, gelu_table_init);
 
 	/* Architecture facts (llama.cpp: llama_model_rope_type, graphs). */
@@ -1080,7 +1309,8 @@ int eng_fwd_open(const eng_model *m, const eng_fwd_params *pp, eng_fwd **out,
 	f->hb2 = malloc(B * hp->n_ff * sizeof(float));
 	f->rope = malloc(2 * B * (hp->n_rot ? hp->n_rot : 2) * sizeof(float));
 	f->ts = calloc((size_t)eng_pool_threads(f->pool), sizeof *f->ts);
-	if (!f->x || !f->xb || !f->xb2 || !f->q || !f->k || !f->v ||
+	f->plans = calloc(hp->n_head_kv, sizeof *f->plans);
+	if (!f->plans || !f->x || !f->xb || !f->xb2 || !f->q || !f->k || !f->v ||
 	    !f->att || !f->hb || !f->hb2 || !f->rope || !f->ts) {
 		rc = ENG_ENOMEM;
 		goto fail;
@@ -1142,6 +1372,12 @@ void eng_fwd_close(eng_fwd *f)
 	free(f->logits);
 	free(f->ts);
 	free(f->ts_mem);
+	if (f->plans)
+		for (uint32_t g = 0; g < f->hp.n_head_kv; g++)
+			eng__plan_free(&f->plans[g]);
+	free(f->plans);
+	free(f->rot);
+	free(f->rec_w);
 	free(f);
 }
 
@@ -1153,4 +1389,61 @@ uint32_t eng_fwd_n_batch(const eng_fwd *f)
 uint32_t eng_fwd_n_vocab(const eng_fwd *f)
 {
 	return f ? f->hp.n_vocab : 0;
+}
+
+void eng_fwd_set_sparse(eng_fwd *f, const eng_sparse_params *sp)
+{
+	if (f && sp)
+		f->sparse = *sp;
+}
+
+void eng_fwd_record(eng_fwd *f, int on)
+{
+	if (f)
+		f->rec_on = !!on;
+}
+
+/* The heaviest blocks of the record, heaviest first (ties: earlier block
+ * first); selection by repeated scans, cap is small. */
+int eng_fwd_attended(const eng_fwd *f, eng_attn_block *out, uint32_t cap,
+    uint32_t *n_out, uint64_t *n_keys)
+{
+	uint32_t nblk, prev_b = UINT32_MAX;
+	float prev_w = INFINITY, norm;
+
+	if (!f || !n_out || (cap && !out))
+		return ENG_EINVAL;
+	*n_out = 0;
+	if (n_keys)
+		*n_keys = 0;
+	if (!f->rec_count || !f->rec_w)
+		return 0;
+	nblk = (f->rec_end + f->rec_B - 1) / f->rec_B;
+	if (nblk > f->rec_cap)
+		nblk = (uint32_t)f->rec_cap;
+	norm = 1.0f / ((float)f->rec_count * (float)f->rec_group);
+	while (*n_out < cap) {
+		uint32_t best = UINT32_MAX;
+		for (uint32_t b = 0; b < nblk; b++) {
+			float w = f->rec_w[b];
+			/* Strictly after (prev_w, prev_b) in the order. */
+			if (w <= 0.0f || w > prev_w ||
+			    (w == prev_w && b <= prev_b))
+				continue;
+			if (best == UINT32_MAX || w > f->rec_w[best])
+				best = b;
+		}
+		if (best == UINT32_MAX)
+			break;
+		out[*n_out].pos0 = best * f->rec_B;
+		out[*n_out].n = f->rec_end - best * f->rec_B < f->rec_B ?
+		    f->rec_end - best * f->rec_B : f->rec_B;
+		out[*n_out].weight = f->rec_w[best] * norm;
+		(*n_out)++;
+		prev_w = f->rec_w[best];
+		prev_b = best;
+	}
+	if (n_keys)
+		*n_keys = (uint64_t)(f->rec_keys / f->rec_count + 0.5);
+	return 0;
 }

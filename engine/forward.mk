@@ -3,6 +3,7 @@
 ENGINE_FORWARD_SOURCES += \
 	%reldir%/forward.c \
 	%reldir%/kv.c \
+	%reldir%/sparse.c \
 	%reldir%/sample.c \
 	%reldir%/chat.c \
 	%reldir%/generate.c
@@ -12,3 +13,9 @@ ENGINE_FORWARD_SOURCES += \
 noinst_PROGRAMS += bench/engine/prefill_decode
 bench_engine_prefill_decode_SOURCES = bench/engine/prefill_decode.c
 bench_engine_prefill_decode_LDADD = libengine.a $(XXHASH_LIBS)
+
+# Passkey recall, dense and block-sparse (not run by make check; see
+# bench/needle/README.md).
+noinst_PROGRAMS += bench/needle/needle
+bench_needle_needle_SOURCES = bench/needle/needle.c
+bench_needle_needle_LDADD = libengine.a $(XXHASH_LIBS) $(LIBM)

@@ -24,6 +24,10 @@ struct kv_layer {
 	int ring;		/* 1: slot = pos % cap, cap fixed */
 	uint32_t lo;		/* oldest position still held */
 	uint32_t window;	/* ring: positions a query sees, itself included */
+	/* Summaries (global layers, when asked): per kv head, blocks of
+	 * block_tokens positions, [n_head_kv][sum_cap][head_dim_k] each. */
+	float *smin, *smax;
+	uint32_t n_sum, sum_cap;	/* blocks summarized; room for */
 };
 
 struct kv_mem {
@@ -65,6 +69,105 @@ static int mem_layer_reserve(struct kv_mem *m, struct kv_layer *l,
 	l->k = nk;
 	l->v = nv;
 	l->cap = cap;
+	return 0;
+}
+
+/* Makes room for need block summaries in a global layer. */
+static int mem_sum_reserve(struct kv_mem *m, struct kv_layer *l,
+    uint32_t need)
+{
+	const eng_kv *b = &m->base;
+	size_t hd = b->head_dim_k, cap = l->sum_cap ? l->sum_cap : 64;
+	float *mn, *mx;
+
+	if (need <= l->sum_cap)
+		return 0;
+	while (cap < need)
+		cap *= 2;
+	mn = malloc((size_t)b->n_head_kv * cap * hd * sizeof(float));
+	mx = malloc((size_t)b->n_head_kv * cap * hd * sizeof(float));
+	if (!mn || !mx) {
+		free(mn);
+		free(mx);
+		return ENG_ENOMEM;
+	}
+	for (uint32_t h = 0; h < b->n_head_kv && l->n_sum; h++) {
+		memcpy(mn + h * cap * hd, l->smin + h * l->sum_cap * hd,
+		    l->n_sum * hd * sizeof(float));
+		memcpy(mx + h * cap * hd, l->smax + h * l->sum_cap * hd,
+		    l->n_sum * hd * sizeof(float));
+	}
+	free(l->smin);
+	free(l->smax);
+	l->smin = mn;
+	l->smax = mx;
+	l->sum_cap = (uint32_t)cap;
+	return 0;
+}
+
+static float load_elem(const char *row, uint32_t i, eng_type t)
+{
+	if (t == ENG_TYPE_F32)
+		return ((const float *)row)[i];
+	return eng_f16_to_f32(((const eng_f16 *)row)[i]);
+}
+
+/* Summarizes the global layers' complete blocks below n_pos. */
+static int mem_summarize(struct kv_mem *m, uint32_t n_pos)
+{
+	const eng_kv *b = &m->base;
+	uint32_t B = b->block_tokens, hd = b->head_dim_k;
+	size_t rk = (size_t)hd * m->esz;
+	int rc;
+
+	for (uint32_t il = 0; il < b->n_layer; il++) {
+		struct kv_layer *l = &m->layers[il];
+		if (l->ring)
+			continue;
+		if (l->n_sum > n_pos / B)
+			l->n_sum = n_pos / B;
+		if ((rc = mem_sum_reserve(m, l, n_pos / B)))
+			return rc;
+		for (; (l->n_sum + 1) * B <= n_pos; l->n_sum++)
+			for (uint32_t h = 0; h < b->n_head_kv; h++) {
+				float *mn = l->smin + ((size_t)h * l->sum_cap +
+				    l->n_sum) * hd;
+				float *mx = l->smax + ((size_t)h * l->sum_cap +
+				    l->n_sum) * hd;
+				for (uint32_t t = 0; t < B; t++) {
+					const char *row = l->k + ((size_t)h *
+					    l->cap + l->n_sum * B + t) * rk;
+					for (uint32_t c = 0; c < hd; c++) {
+						float x = load_elem(row, c,
+						    b->type);
+						if (!t || x < mn[c])
+							mn[c] = x;
+						if (!t || x > mx[c])
+							mx[c] = x;
+					}
+				}
+			}
+	}
+	return 0;
+}
+
+static int mem_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
+    const float **kmin, const float **kmax, uint32_t *n_blocks)
+{
+	const struct kv_mem *m = (const struct kv_mem *)kv;
+	const struct kv_layer *l;
+
+	if (!kv->block_tokens || layer >= kv->n_layer ||
+	    kvh >= kv->n_head_kv || !kmin || !kmax || !n_blocks)
+		return ENG_EINVAL;
+	l = &m->layers[layer];
+	if (l->ring)
+		return ENG_EINVAL;
+	*kmin = l->smin ? l->smin + (size_t)kvh * l->sum_cap *
+	    kv->head_dim_k : NULL;
+	*kmax = l->smax ? l->smax + (size_t)kvh * l->sum_cap *
+	    kv->head_dim_k : NULL;
+	*n_blocks = l->n_sum;
 	return 0;
 }
 
@@ -151,6 +254,11 @@ static int mem_commit(eng_kv *kv, uint32_t n_pos)
 			    n_pos - m->layers[il].window + 1 : 0))
 				return ENG_ERANGE;
 	}
+	if (kv->block_tokens) {
+		int rc = mem_summarize(m, n_pos);
+		if (rc)
+			return rc;
+	}
 	kv->n_pos = n_pos;
 	return 0;
 }
@@ -163,6 +271,8 @@ static void mem_close(eng_kv *kv)
 		for (uint32_t il = 0; il < kv->n_layer; il++) {
 			free(m->layers[il].k);
 			free(m->layers[il].v);
+			free(m->layers[il].smin);
+			free(m->layers[il].smax);
 		}
 	free(m->layers);
 	free(m);
@@ -171,6 +281,7 @@ static void mem_close(eng_kv *kv)
 static const eng_kv_ops mem_ops = {
 	.write = mem_write,
 	.view = mem_view,
+	.summary = mem_summary,
 	.commit = mem_commit,
 	.close = mem_close,
 };
@@ -216,6 +327,62 @@ int eng_kv_mem_open(const eng_model *model, uint32_t n_ctx, uint32_t n_batch,
 fail:
 	mem_close(&m->base);
 	return rc;
+}
+
+int eng_kv_mem_clone(const eng_kv *src, eng_kv **out)
+{
+	const struct kv_mem *m = (const struct kv_mem *)src;
+	struct kv_mem *c;
+
+	if (!src || !out || src->ops != &mem_ops)
+		return ENG_EINVAL;
+	*out = NULL;
+	if (!(c = calloc(1, sizeof *c)))
+		return ENG_ENOMEM;
+	*c = *m;
+	if (!(c->layers = calloc(src->n_layer, sizeof *c->layers))) {
+		free(c);
+		return ENG_ENOMEM;
+	}
+	for (uint32_t il = 0; il < src->n_layer; il++) {
+		const struct kv_layer *l = &m->layers[il];
+		struct kv_layer *d = &c->layers[il];
+		size_t kb = (size_t)src->n_head_kv * l->cap * src->head_dim_k *
+		    m->esz;
+		size_t vb = (size_t)src->n_head_kv * l->cap * src->head_dim_v *
+		    m->esz;
+		size_t sb = (size_t)src->n_head_kv * l->sum_cap *
+		    src->head_dim_k * sizeof(float);
+		*d = *l;
+		d->k = d->v = NULL;
+		d->smin = d->smax = NULL;
+		if ((l->k && !(d->k = malloc(kb))) ||
+		    (l->v && !(d->v = malloc(vb))) ||
+		    (l->smin && !(d->smin = malloc(sb))) ||
+		    (l->smax && !(d->smax = malloc(sb)))) {
+			mem_close(&c->base);
+			return ENG_ENOMEM;
+		}
+		if (l->k)
+			memcpy(d->k, l->k, kb);
+		if (l->v)
+			memcpy(d->v, l->v, vb);
+		if (l->smin)
+			memcpy(d->smin, l->smin, sb);
+		if (l->smax)
+			memcpy(d->smax, l->smax, sb);
+	}
+	*out = &c->base;
+	return 0;
+}
+
+int eng_kv_mem_summaries(eng_kv *kv, uint32_t block_tokens)
+{
+	if (!kv || kv->ops != &mem_ops || block_tokens == 0 ||
+	    block_tokens > 4096 || kv->n_pos)
+		return ENG_EINVAL;
+	kv->block_tokens = block_tokens;
+	return 0;
 }
 
 void eng_kv_close(eng_kv *kv)

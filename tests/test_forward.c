@@ -814,6 +814,122 @@ START_TEST(kv_ring_and_truncate)
 }
 END_TEST
 
+/* Decodes tok[0..n) one by one with sparse settings sp (B = 4) and
+ * returns every position's logits. */
+static float *decode_all(const struct fixture *fx, const int32_t *tok,
+    uint32_t n, const eng_sparse_params *sp, eng_attn_mode mode)
+{
+	eng_fwd *f = fwd_open(fx->model, 8, mode);
+	eng_kv *kv;
+	const float *l;
+	float *out = malloc((size_t)n * N_VOCAB * sizeof(float));
+
+	ck_assert_ptr_nonnull(out);
+	eng_fwd_set_sparse(f, sp);
+	ck_assert_int_eq(eng_kv_mem_open(fx->model, 256, 8, ENG_TYPE_F16,
+	    &kv), 0);
+	ck_assert_int_eq(eng_kv_mem_summaries(kv, 4), 0);
+	for (uint32_t t = 0; t < n; t++) {
+		ck_assert_int_eq(eng_fwd_eval(f, kv, tok + t, 1, 0, &l, NULL),
+		    0);
+		memcpy(out + (size_t)t * N_VOCAB, l, N_VOCAB * sizeof(float));
+	}
+	eng_kv_close(kv);
+	eng_fwd_close(f);
+	return out;
+}
+
+/* Sparse attention that selects every candidate block equals dense
+ * attention bit for bit (the ranges path with identity placement); with
+ * fewer blocks it differs, stays finite, and attends to what it says. */
+START_TEST(sparse_all_blocks_equals_dense)
+{
+	static const eng_attn_mode modes[] = { ENG_ATTN_F32,
+	    ENG_ATTN_LLAMACPP };
+	struct fixture fx;
+	int32_t tok[120];
+	eng_sparse_params dense = { 0 };
+	/* Candidates at position p: blocks of 4 in [4, floor((p-8)/4)*4). */
+	eng_sparse_params sp = { .top_k = 10, .sink = 4, .local = 8 };
+
+	fixture_open(&fx, &gemma_f16_cfg);
+	rand_tokens(tok, LEN(tok));
+	for (size_t m = 0; m < LEN(modes); m++) {
+		float *a = decode_all(&fx, tok, LEN(tok), &dense, modes[m]);
+		float *b = decode_all(&fx, tok, LEN(tok), &sp, modes[m]);
+		uint32_t equal = 0, differ = 0;
+		for (uint32_t t = 0; t < LEN(tok); t++) {
+			uint32_t last = t > 8 ? (t - 8) / 4 : 0;
+			int same = memcmp(a + (size_t)t * N_VOCAB,
+			    b + (size_t)t * N_VOCAB, N_VOCAB * sizeof(float))
+			    == 0;
+			for (uint32_t i = 0; i < N_VOCAB; i++)
+				ck_assert(isfinite(b[(size_t)t * N_VOCAB + i]));
+			if (last < 1 + 10 + 1 || last - 1 <= 10) {
+				/* 10 or fewer candidates: all chosen. */
+				ck_assert_msg(same, "mode %zu pos %u differs",
+				    m, t);
+				equal++;
+			} else {
+				differ += !same;
+			}
+		}
+		ck_assert_uint_ge(equal, 40);
+		ck_assert_uint_ge(differ, 40);
+		free(a);
+		free(b);
+	}
+	fixture_close(&fx);
+}
+END_TEST
+
+/* The record of what the last token attended: sink, chosen blocks and
+ * local run, weights summing to 1. */
+START_TEST(sparse_record)
+{
+	struct fixture fx;
+	int32_t tok[100];
+	eng_sparse_params sp = { .top_k = 3, .sink = 4, .local = 8 };
+	eng_attn_block blk[64];
+	uint32_t nb;
+	uint64_t nk;
+	eng_fwd *f;
+	eng_kv *kv;
+	const float *l;
+	double sum = 0;
+
+	fixture_open(&fx, &gemma_f16_cfg);
+	rand_tokens(tok, LEN(tok));
+	f = fwd_open(fx.model, 16, ENG_ATTN_F32);
+	eng_fwd_set_sparse(f, &sp);
+	ck_assert_int_eq(eng_kv_mem_open(fx.model, 256, 16, ENG_TYPE_F16,
+	    &kv), 0);
+	ck_assert_int_eq(eng_kv_mem_summaries(kv, 4), 0);
+	ck_assert_int_eq(eng_fwd_attended(f, blk, LEN(blk), &nb, &nk), 0);
+	ck_assert_uint_eq(nb, 0);
+	eng_fwd_record(f, 1);
+	ck_assert_int_eq(eng_fwd_eval(f, kv, tok, 96, 0, &l, NULL), 0);
+	ck_assert_int_eq(eng_fwd_eval(f, kv, tok + 96, 1, 0, &l, NULL), 0);
+	ck_assert_int_eq(eng_fwd_attended(f, blk, LEN(blk), &nb, &nk), 0);
+	/* Position 96: sink [0,4), 3 blocks of 4, local from 88 to 96. */
+	ck_assert_uint_eq(nk, 4 + 3 * 4 + 9);
+	ck_assert_uint_le(nb, 1 + 3 + 3);
+	ck_assert_uint_ge(nb, 3);
+	for (uint32_t i = 0; i < nb; i++) {
+		ck_assert(blk[i].weight > 0 && blk[i].weight <= 1);
+		ck_assert(i == 0 || blk[i].weight <= blk[i - 1].weight);
+		ck_assert_uint_eq(blk[i].pos0 % 4, 0);
+		sum += blk[i].weight;
+	}
+	ck_assert_msg(fabs(sum - 1.0) < 1e-3, "weights sum to %f", sum);
+	ck_assert_int_eq(eng_fwd_attended(f, blk, 2, &nb, &nk), 0);
+	ck_assert_uint_eq(nb, 2);
+	eng_kv_close(kv);
+	eng_fwd_close(f);
+	fixture_close(&fx);
+}
+END_TEST
+
 START_TEST(eval_bad_input)
 {
 	struct fixture fx;
@@ -1094,6 +1210,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, llamacpp_mode_close_to_f32);
 	tcase_add_test(tc, kv_f32_close_to_f16);
 	tcase_add_test(tc, kv_ring_and_truncate);
+	tcase_add_test(tc, sparse_all_blocks_equals_dense);
+	tcase_add_test(tc, sparse_record);
 	tcase_add_test(tc, eval_bad_input);
 	tcase_add_test(tc, open_missing_tensor);
 	tcase_add_test(tc, chat_gemma);

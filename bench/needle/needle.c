@@ -1,0 +1,282 @@
+/* needle.c - passkey recall of engram's attention at a given context
+ * length: a haystack (repeated filler, or real text read from files), one
+ * line "The pass key is NNNNN. Remember it. NNNNN is the pass key." at
+ * each of D depths, then the question, framed as `engramctl ask` frames
+ * it (one user turn: the context, "\n\nWhat is the pass key?", the
+ * model's turn).  Greedy answer of up to 16 tokens; correct when it holds
+ * the five digits.  Dense and block-sparse attention (eng_sparse_params)
+ * run on the same sequences.  See bench/needle/README.md.
+ *
+ * The prefix before the needle is shared between depths: it is computed
+ * once and the cache cloned at each depth (eng_kv_mem_clone).
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "engine.h"
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void die(const char *msg, int rc)
+{
+	fprintf(stderr, "needle: %s (%s)\n", msg, rc ? eng_strerror(rc) : "");
+	exit(1);
+}
+
+/* Appends files under path (regular files, sorted by name, recursing)
+ * to *buf while it is shorter than want bytes. */
+static void slurp(const char *path, char **buf, size_t *len, size_t want)
+{
+	struct stat st;
+	if (*len >= want || stat(path, &st) < 0)
+		return;
+	if (S_ISDIR(st.st_mode)) {
+		struct dirent **ents;
+		int n = scandir(path, &ents, NULL, alphasort);
+		for (int i = 0; i < n; i++) {
+			char sub[4096];
+			if (ents[i]->d_name[0] != '.') {
+				snprintf(sub, sizeof sub, "%s/%s", path,
+				    ents[i]->d_name);
+				slurp(sub, buf, len, want);
+			}
+			free(ents[i]);
+		}
+		free(ents);
+		return;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size > (16 << 20))
+		return;
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return;
+	*buf = realloc(*buf, *len + st.st_size + 2);
+	size_t got = fread(*buf + *len, 1, st.st_size, f);
+	fclose(f);
+	/* Text files only: a NUL byte means binary. */
+	if (memchr(*buf + *len, 0, got))
+		return;
+	*len += got;
+	(*buf)[(*len)++] = '\n';
+}
+
+struct run {
+	eng_fwd *f;
+	eng_kv *kv;		/* the shared prefix */
+	uint32_t pos;		/* its length */
+	int ok;
+	double secs;
+};
+
+static int32_t *tok(const eng_vocab *v, const char *s, int flags, size_t *n)
+{
+	int32_t *ids = NULL;
+	int rc = eng_tokenize(v, s, strlen(s), flags, &ids, n);
+	if (rc)
+		die("tokenize", rc);
+	return ids;
+}
+
+/* Greedy answer to seq (the branch after the prefix) on a clone. */
+static int answer(struct run *r, const eng_vocab *v, const int32_t *seq,
+    uint32_t n, const char *key, char *out, size_t outlen)
+{
+	eng_kv *kv;
+	const float *l;
+	uint32_t nv = eng_fwd_n_vocab(r->f);
+	size_t len = 0;
+	int rc;
+
+	if ((rc = eng_kv_mem_clone(r->kv, &kv)))
+		die("clone", rc);
+	if ((rc = eng_fwd_eval(r->f, kv, seq, n, 0, &l, NULL)))
+		die("eval", rc);
+	out[0] = 0;
+	for (int i = 0; i < 16; i++) {
+		int32_t best = 0;
+		for (uint32_t t = 1; t < nv; t++)
+			if (l[t] > l[best])
+				best = t;
+		if (best == eng_vocab_eos(v) || best == eng_vocab_eot(v))
+			break;
+		size_t k = 0;
+		if (eng_token_to_piece(v, best, 0, out + len, outlen - len - 1,
+		    &k) == 0 && k < outlen - len - 1)
+			len += k;
+		out[len] = 0;
+		if ((rc = eng_fwd_eval(r->f, kv, &best, 1, 0, &l, NULL)))
+			die("eval", rc);
+	}
+	eng_kv_close(kv);
+	return strstr(out, key) != NULL;
+}
+
+int main(int argc, char **argv)
+{
+	const char *model = NULL, *hay = "filler";
+	uint32_t length = 8192, depths = 20, threads = 2;
+	eng_sparse_params sp = { .top_k = 32, .sink = 64, .local = 1024,
+	    .dense_max = 4096 };
+	int dense = 1, sparse = 1, verbose = 0;
+	char err[256];
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
+		if (!strcmp(a, "--model")) model = v, i++;
+		else if (!strcmp(a, "--length")) length = atoi(v), i++;
+		else if (!strcmp(a, "--depths")) depths = atoi(v), i++;
+		else if (!strcmp(a, "--haystack")) hay = v, i++;
+		else if (!strcmp(a, "--threads")) threads = atoi(v), i++;
+		else if (!strcmp(a, "--top-k")) sp.top_k = atoi(v), i++;
+		else if (!strcmp(a, "--sink")) sp.sink = atoi(v), i++;
+		else if (!strcmp(a, "--local")) sp.local = atoi(v), i++;
+		else if (!strcmp(a, "--dense-max")) sp.dense_max = atoi(v), i++;
+		else if (!strcmp(a, "--sparse-only")) dense = 0;
+		else if (!strcmp(a, "--dense-only")) sparse = 0;
+		else if (!strcmp(a, "-v")) verbose = 1;
+		else {
+			fprintf(stderr, "usage: needle --model GGUF [--length N] "
+			    "[--depths D] [--haystack filler|PATH] [--threads T] "
+			    "[--top-k K] [--sink S] [--local W] [--dense-max M] "
+			    "[--sparse-only|--dense-only] [-v]\n");
+			return 2;
+		}
+	}
+	if (!model || length < 256 || depths < 1)
+		die("--model, --length >= 256 and --depths >= 1 are needed", 0);
+
+	eng_model *m;
+	int rc;
+	if ((rc = eng_model_open(model, &m, err, sizeof err)))
+		die(err, rc);
+	const eng_vocab *v = eng_model_vocab(m);
+
+	/* The framing of a session and of a question (ops_ask.c). */
+	size_t n_pre, n_q, n_h;
+	int32_t *pre = tok(v, "<start_of_turn>user\n",
+	    ENG_TOK_ADD_SPECIAL | ENG_TOK_PARSE_SPECIAL, &n_pre);
+	int32_t *q = tok(v, "\n\nWhat is the pass key?<end_of_turn>\n"
+	    "<start_of_turn>model\n", ENG_TOK_PARSE_SPECIAL, &n_q);
+
+	char *text = NULL;
+	size_t tlen = 0;
+	if (!strcmp(hay, "filler")) {
+		static const char f[] = "The grass is green. The sky is blue. "
+		    "The sun is yellow. Here we go. There and back again. ";
+		size_t want = (size_t)length * 6;
+		text = malloc(want + sizeof f);
+		while (tlen < want) {
+			memcpy(text + tlen, f, sizeof f - 1);
+			tlen += sizeof f - 1;
+		}
+	} else {
+		slurp(hay, &text, &tlen, (size_t)length * 8);
+	}
+	int32_t *h = NULL;
+	if (!text || (rc = eng_tokenize(v, text, tlen, 0, &h, &n_h)))
+		die("haystack", rc);
+	free(text);
+
+	struct run runs[2] = { { 0 }, { 0 } };
+	int use[2] = { dense, sparse };
+	for (int k = 0; k < 2; k++) {
+		eng_fwd_params p;
+		eng_fwd_params_init(&p);
+		p.n_threads = (int)threads;
+		p.attn_mode = ENG_ATTN_F32;
+		if (k == 1)
+			p.sparse = sp;
+		if (use[k] && (rc = eng_fwd_open(m, &p, &runs[k].f, err,
+		    sizeof err)))
+			die(err, rc);
+	}
+
+	srand(12345);
+	printf("# length %u, haystack %s, %u depths, sparse top_k %u sink %u "
+	    "local %u dense_max %u\n", length, hay, depths, sp.top_k, sp.sink,
+	    sp.local, sp.dense_max);
+	for (int k = 0; k < 2; k++) {
+		if (!use[k])
+			continue;
+		if ((rc = eng_kv_mem_open(m, length + 64, 512, ENG_TYPE_F16,
+		    &runs[k].kv)) || (rc = eng_kv_mem_summaries(runs[k].kv,
+		    64)) || (rc = eng_fwd_eval(runs[k].f, runs[k].kv, pre,
+		    (uint32_t)n_pre, 0, NULL, NULL)))
+			die("prefix", rc);
+		runs[k].pos = (uint32_t)n_pre;
+	}
+	for (uint32_t di = 0; di < depths; di++) {
+		char needle[128], key[8], out[256];
+		size_t n_n;
+		snprintf(key, sizeof key, "%05d", 10000 + rand() % 90000);
+		snprintf(needle, sizeof needle, "\nThe pass key is %s. Remember "
+		    "it. %s is the pass key.\n", key, key);
+		int32_t *nd = tok(v, needle, 0, &n_n);
+		size_t body = length - n_pre - n_q - n_n;
+		if (body > n_h)
+			die("haystack too short for this length", 0);
+		uint32_t at = depths > 1 ? (uint32_t)((double)body * di /
+		    (depths - 1)) : (uint32_t)(body / 2);
+		/* branch: haystack [at, body), needle first, question last */
+		size_t nb = n_n + (body - at) + n_q;
+		int32_t *br = malloc(nb * sizeof *br);
+		memcpy(br, nd, n_n * sizeof *br);
+		memcpy(br + n_n, h + at, (body - at) * sizeof *br);
+		memcpy(br + n_n + (body - at), q, n_q * sizeof *br);
+		printf("depth %5.1f%% (token %u):", 100.0 * di /
+		    (depths > 1 ? depths - 1 : 1), (unsigned)(n_pre + at));
+		for (int k = 0; k < 2; k++) {
+			struct run *r = &runs[k];
+			if (!use[k])
+				continue;
+			double t0 = now_s();
+			uint32_t want = (uint32_t)(n_pre + at);
+			if (want > r->pos && (rc = eng_fwd_eval(r->f, r->kv,
+			    h + (r->pos - n_pre), want - r->pos, 0, NULL,
+			    NULL)))
+				die("prefix", rc);
+			r->pos = want;
+			int hit = answer(r, v, br, (uint32_t)nb, key, out,
+			    sizeof out);
+			r->ok += hit;
+			r->secs += now_s() - t0;
+			printf("  %s %s", k ? "sparse" : "dense", hit ? "ok" :
+			    "MISS");
+			if (verbose || !hit) {
+				for (char *c = out; *c; c++)
+					if (*c == '\n')
+						*c = ' ';
+				printf(" [%s]", out);
+			}
+		}
+		printf("\n");
+		fflush(stdout);
+		free(br);
+		free(nd);
+	}
+	for (int k = 0; k < 2; k++)
+		if (use[k])
+			printf("%s: %d/%u = %.1f%% in %.0f s\n", k ? "sparse" :
+			    "dense", runs[k].ok, depths, 100.0 * runs[k].ok /
+			    depths, runs[k].secs);
+	for (int k = 0; k < 2; k++) {
+		eng_kv_close(runs[k].kv);
+		eng_fwd_close(runs[k].f);
+	}
+	free(h);
+	free(pre);
+	free(q);
+	eng_model_close(m);
+	return 0;
+}

@@ -1,0 +1,199 @@
+/* sparse.c - which blocks of a long context a step attends: the first
+ * positions (attention sinks), the recent past, and the top-k blocks by
+ * Quest's bound over the per-block key min/max the store keeps; and where
+ * they are placed (packed before the local window; see eng_sparse_params
+ * in engine.h).
+ *
+ * Invariants of a plan with ranges: ranges are disjoint and ascending;
+ * every closed range lies below the open (local) one, which starts at a
+ * block boundary L0 <= pos0; shifts are >= 0 and a range moved by its
+ * shift still ends at or before the start of the next range, so packed
+ * positions keep the order of true ones.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eng_internal.h"
+#include "engine.h"
+
+/* Grows the array whose pointer is at pp (any object pointer type: copied
+ * with memcpy, not aliased) to hold need elements of esz bytes. */
+static int grow(void *pp, size_t *cap, size_t need, size_t esz)
+{
+	void *p, *np;
+
+	if (need <= *cap)
+		return 0;
+	if (need < 64)
+		need = 64;
+	memcpy(&p, pp, sizeof p);
+	if (!(np = realloc(p, need * esz)))
+		return ENG_ENOMEM;
+	memcpy(pp, &np, sizeof np);
+	*cap = need;
+	return 0;
+}
+
+static int push_range(struct eng__plan *pl, uint32_t pos0, uint32_t n,
+    uint32_t shift)
+{
+	struct eng__range *r;
+	int rc;
+
+	/* Adjacent runs moved by the same amount stay one run. */
+	if (pl->n_ranges) {
+		r = &pl->ranges[pl->n_ranges - 1];
+		if (r->pos0 + r->n == pos0 && r->shift == shift) {
+			r->n += n;
+			return 0;
+		}
+	}
+	if ((rc = grow(&pl->ranges, &pl->cap, pl->n_ranges + 1,
+	    sizeof *pl->ranges)))
+		return rc;
+	pl->ranges[pl->n_ranges++] = (struct eng__range){ pos0, n, shift };
+	return 0;
+}
+
+/* Quest's bound for one block: the highest over the group's heads of
+ * sum_c max(q_c*min_c, q_c*max_c). */
+static float block_score(const float *qbar, uint32_t group, uint32_t hd,
+    const float *mn, const float *mx)
+{
+	float best = -INFINITY;
+
+	for (uint32_t h = 0; h < group; h++) {
+		const float *q = qbar + (size_t)h * hd;
+		float s = 0.0f;
+		for (uint32_t c = 0; c < hd; c++) {
+			float a = q[c] * mn[c], b = q[c] * mx[c];
+			s += a > b ? a : b;
+		}
+		if (s > best)
+			best = s;
+	}
+	return best;
+}
+
+/* Min-heap of block indices by score: the k best seen so far. */
+static void heap_sift(uint32_t *h, uint32_t n, uint32_t i, const float *sc)
+{
+	for (;;) {
+		uint32_t l = 2 * i + 1, m = i;
+		if (l < n && sc[h[l]] < sc[h[m]])
+			m = l;
+		if (l + 1 < n && sc[h[l + 1]] < sc[h[m]])
+			m = l + 1;
+		if (m == i)
+			return;
+		uint32_t t = h[i];
+		h[i] = h[m];
+		h[m] = t;
+		i = m;
+	}
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
+    eng_kv *kv, uint32_t layer, uint32_t kvh, const float *q, size_t q_row,
+    uint32_t group, uint32_t hd, uint32_t n_tok, uint32_t pos0)
+{
+	uint32_t B = kv->block_tokens, nb, first, last, n_cand, k;
+	const float *kmin, *kmax;
+	int rc;
+
+	pl->n_ranges = 0;
+	if (!sp->top_k || !B || !kv->ops->summary ||
+	    (uint64_t)pos0 + n_tok <= sp->dense_max)
+		return 0;
+	/* Candidates: whole blocks after the sink, before the local run. */
+	first = (sp->sink + B - 1) / B;
+	last = pos0 > sp->local ? (pos0 - sp->local) / B : 0;
+	if (last <= first || last - first < sp->top_k)
+		return 0;	/* fewer candidates than picks: dense */
+	if ((rc = kv->ops->summary(kv, layer, kvh, &kmin, &kmax, &nb)))
+		return rc;
+	if (nb < last)
+		return ENG_ERANGE;	/* the store lags the sequence */
+	n_cand = last - first;
+	k = sp->top_k;
+	if ((rc = grow(&pl->qbar, &pl->qbar_cap, (size_t)group * hd,
+	    sizeof(float))) ||
+	    (rc = grow(&pl->scores, &pl->scores_cap, n_cand,
+	    sizeof(float))) ||
+	    (rc = grow(&pl->pick, &pl->pick_cap, k,
+	    sizeof(uint32_t))))
+		return rc;
+
+	/* The step's mean query per head (InfLLM scores a chunk this way). */
+	memset(pl->qbar, 0, (size_t)group * hd * sizeof(float));
+	for (uint32_t t = 0; t < n_tok; t++)
+		for (uint32_t h = 0; h < group; h++) {
+			const float *qr = q + t * q_row + (size_t)h * hd;
+			float *o = pl->qbar + (size_t)h * hd;
+			for (uint32_t c = 0; c < hd; c++)
+				o[c] += qr[c];
+		}
+	for (size_t i = 0; i < (size_t)group * hd; i++)
+		pl->qbar[i] /= (float)n_tok;
+
+	for (uint32_t i = 0; i < n_cand; i++) {
+		size_t b = first + i;
+		pl->scores[i] = block_score(pl->qbar, group, hd,
+		    kmin + b * hd, kmax + b * hd);
+		/* A NaN never wins. */
+		if (pl->scores[i] != pl->scores[i])
+			pl->scores[i] = -INFINITY;
+	}
+	for (uint32_t i = 0; i < k; i++)
+		pl->pick[i] = i;
+	for (uint32_t i = k / 2; i-- > 0;)
+		heap_sift(pl->pick, k, i, pl->scores);
+	for (uint32_t i = k; i < n_cand; i++)
+		if (pl->scores[i] > pl->scores[pl->pick[0]]) {
+			pl->pick[0] = i;
+			heap_sift(pl->pick, k, 0, pl->scores);
+		}
+	qsort(pl->pick, k, sizeof *pl->pick, cmp_u32);
+
+	/* Packed placement: block j of the k chosen ends up at
+	 * L0 - (k - j)*B, the sink just before them. */
+	{
+		uint32_t L0 = last * B, sink_end = first * B;
+		uint32_t packed0 = L0 - k * B - sink_end;
+		if (sink_end && (rc = push_range(pl, 0, sink_end, packed0)))
+			return rc;
+		for (uint32_t j = 0; j < k; j++) {
+			uint32_t p0 = (first + pl->pick[j]) * B;
+			uint32_t eff = L0 - (k - j) * B;
+			if ((rc = push_range(pl, p0, B, eff - p0)))
+				return rc;
+		}
+		/* The open local range is never merged into the last block:
+		 * give it a distinct entry. */
+		if ((rc = grow(&pl->ranges, &pl->cap,
+		    pl->n_ranges + 1, sizeof *pl->ranges)))
+			return rc;
+		pl->ranges[pl->n_ranges++] = (struct eng__range){ L0, 0, 0 };
+	}
+	return 0;
+}
+
+void eng__plan_free(struct eng__plan *pl)
+{
+	if (!pl)
+		return;
+	free(pl->ranges);
+	free(pl->scores);
+	free(pl->pick);
+	free(pl->qbar);
+	memset(pl, 0, sizeof *pl);
+}

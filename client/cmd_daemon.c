@@ -45,6 +45,13 @@ static int cmd_status(ectl_ctx *x, int argc, char **argv)
 		printf("  requests     %lld served, %lld errors, %lld in flight\n",
 		       ectl_jint(counts, "requests_total"), ectl_jint(counts, "errors_total"),
 		       ectl_jint(done, "inflight"));
+		json_t *j;
+		size_t i;
+		json_array_foreach(json_object_get(done, "jobs"), i, j)
+			printf("  job %-8lld %s %s, %s: %lld/%lld, %.1f tok/s\n", ectl_jint(j, "job"),
+			       ectl_jstr(j, "kind"), ectl_jstr(j, "session"), ectl_jstr(j, "state"),
+			       ectl_jint(j, "done"), ectl_jint(j, "total"),
+			       json_number_value(json_object_get(j, "rate")));
 	}
 	json_decref(done);
 	return rc;

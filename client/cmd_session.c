@@ -1,5 +1,6 @@
-/* cmd_session.c - engramctl commands about sessions, ingest jobs and the
- * store: ingest, jobs, job, cancel, sessions, session, source, store, gc.
+/* cmd_session.c - engramctl commands about sessions, their jobs and the
+ * store: ingest, prefill, jobs, job, cancel, sessions, session, source,
+ * store, gc.
  * The ops are in docs/PROTOCOL.md; exit statuses as in ectl.h. */
 #include "config.h"
 #include <errno.h>
@@ -49,30 +50,35 @@ static int parse_uint(const char *cmd, const char *what, const char *s, long lon
 	return 0;
 }
 
-/* ---------------------------------------------------------------- ingest */
+/* ------------------------------------------------------- following a job */
 
-struct ingest_out {
+/* ingest and prefill start a job and, unless detached, follow it: a
+ * progress line (redrawn on a terminal, every PLAIN_PROGRESS_S otherwise),
+ * then the job's summary.  Ctrl-C stops following; the job goes on. */
+struct follow;
+/* Writes the progress line for event ev into line. */
+typedef void (*follow_line_fn)(struct follow *o, json_t *ev, char *line, size_t cap);
+/* Prints the final event of a job followed to its end. */
+typedef void (*follow_summary_fn)(json_t *done);
+
+struct follow {
 	ectl_ctx *x;
-	long long job;
+	follow_line_fn line;
+	follow_summary_fn summary;
+	long long job;		/* from the "job" event; 0 before it */
 	int tty;
 	double last_plain;
 	int drew;		/* a progress line is on screen (TTY) */
 };
 
-static void progress_line(struct ingest_out *o, json_t *ev)
+static void follow_progress(struct follow *o, json_t *ev)
 {
-	char tok[32], rate[32], line[256];
-	human(tok, sizeof(tok), (double)ectl_jint(ev, "tokens"));
-	human(rate, sizeof(rate), json_number_value(json_object_get(ev, "rate")));
-	int n = snprintf(line, sizeof(line), "job %lld: %lld/%lld files, %lld kept, %lld skipped, "
-			 "%lld failed, %s tokens, %s tok/s, %.0fs",
-			 o->job, ectl_jint(ev, "files_done"), ectl_jint(ev, "files_seen"),
-			 ectl_jint(ev, "files_kept"), ectl_jint(ev, "files_skipped"),
-			 ectl_jint(ev, "files_failed"), tok, rate,
-			 json_number_value(json_object_get(ev, "elapsed_s")));
-	json_t *eta = json_object_get(ev, "eta_s");
-	if (eta && n > 0 && (size_t)n < sizeof(line))
-		snprintf(line + n, sizeof(line) - n, ", ETA %.0fs", json_number_value(eta));
+	char line[256];
+	double now = mono_s();
+	if (!o->tty && now - o->last_plain < PLAIN_PROGRESS_S)
+		return;
+	o->last_plain = now;
+	o->line(o, ev, line, sizeof(line));
 	if (o->tty) {
 		fprintf(stderr, "\r\033[K%s", line);
 		o->drew = 1;
@@ -82,27 +88,84 @@ static void progress_line(struct ingest_out *o, json_t *ev)
 	fflush(stderr);
 }
 
-static int ingest_event(void *arg, json_t *ev)
+static int follow_event(void *arg, json_t *ev)
 {
-	struct ingest_out *o = arg;
+	struct follow *o = arg;
 	const char *name = ectl_jstr(ev, "event");
 	if (!strcmp(name, "job"))
 		o->job = ectl_jint(ev, "job");
 	if (o->x->json)
 		return ectl_print_event(o->x, ev);
 	if (!strcmp(name, "progress")) {
-		double now = mono_s();
-		if (o->tty || now - o->last_plain >= PLAIN_PROGRESS_S) {
-			o->last_plain = now;
-			progress_line(o, ev);
-		}
+		follow_progress(o, ev);
 		return 0;
 	}
 	if (o->drew && (!strcmp(name, "done") || !strcmp(name, "error"))) {
 		fputc('\n', stderr);
 		o->drew = 0;
 	}
-	return ectl_print_event(o->x, ev);
+	ectl_print_event(o->x, ev);
+	if (!strcmp(name, "done")) {
+		/* The summary has a state; a detached start only {job, session}. */
+		if (json_object_get(ev, "state"))
+			o->summary(ev);
+		else
+			printf("job %lld started (session %s); `engramctl job %lld` shows it\n",
+			       ectl_jint(ev, "job"), ectl_jstr(ev, "session"), ectl_jint(ev, "job"));
+	}
+	return 0;
+}
+
+/* Sends req (stolen) and follows the job it starts.  Returns an exit
+ * status. */
+static int follow_run(ectl_ctx *x, json_t *req, struct follow *o)
+{
+	o->x = x;
+	o->tty = isatty(2);
+	int rc = ectl_connect(&x->conn, x->socket);
+	if (rc < 0) {
+		json_decref(req);
+		return -rc;
+	}
+	rc = ectl_call(&x->conn, req, follow_event, o);
+	ectl_close(&x->conn);
+	if (rc == ECTL_EXIT_INTERRUPTED && o->job) {
+		if (o->drew)
+			fputc('\n', stderr);
+		fprintf(stderr, "engramctl: job %lld continues; `engramctl cancel %lld` stops it\n",
+			o->job, o->job);
+	}
+	return rc;
+}
+
+/* The options ingest and prefill share: --json and --detach. */
+static int follow_opt(ectl_ctx *x, int c, int *detach)
+{
+	if (c == 'j')
+		x->json = 1;
+	else if (c == 'd')
+		*detach = 1;
+	else
+		return ECTL_EXIT_USAGE;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- ingest */
+
+static void ingest_line(struct follow *o, json_t *ev, char *line, size_t cap)
+{
+	char tok[32], rate[32];
+	human(tok, sizeof(tok), (double)ectl_jint(ev, "tokens"));
+	human(rate, sizeof(rate), json_number_value(json_object_get(ev, "rate")));
+	int n = snprintf(line, cap, "job %lld: %lld/%lld files, %lld kept, %lld skipped, "
+			 "%lld failed, %s tokens, %s tok/s, %.0fs",
+			 o->job, ectl_jint(ev, "files_done"), ectl_jint(ev, "files_seen"),
+			 ectl_jint(ev, "files_kept"), ectl_jint(ev, "files_skipped"),
+			 ectl_jint(ev, "files_failed"), tok, rate,
+			 json_number_value(json_object_get(ev, "elapsed_s")));
+	json_t *eta = json_object_get(ev, "eta_s");
+	if (eta && n > 0 && (size_t)n < cap)
+		snprintf(line + n, cap - n, ", ETA %.0fs", json_number_value(eta));
 }
 
 /* One skipped or failed file: "skipped  path: reason - detail", the
@@ -115,7 +178,7 @@ static void print_report_entry(json_t *e)
 	       reason, extra ? " - " : "", extra ? msg : "");
 }
 
-static void print_summary(json_t *d)
+static void ingest_summary(json_t *d)
 {
 	json_t *ch = json_object_get(d, "changes"), *e;
 	size_t i;
@@ -134,21 +197,6 @@ static void print_summary(json_t *d)
 		printf("  %-8s %s\n", ectl_jstr(e, "change"), ectl_jstr(e, "path"));
 	json_array_foreach(json_object_get(d, "report"), i, e)
 		print_report_entry(e);
-}
-
-/* The final event: the summary (or, detached, the job id). */
-static int ingest_done_event(void *arg, json_t *ev)
-{
-	struct ingest_out *o = arg;
-	int rc = ingest_event(arg, ev);
-	if (!o->x->json && !strcmp(ectl_jstr(ev, "event"), "done")) {
-		if (json_object_get(ev, "state"))
-			print_summary(ev);
-		else
-			printf("job %lld started (session %s); `engramctl job %lld` shows it\n",
-			       ectl_jint(ev, "job"), ectl_jstr(ev, "session"), ectl_jint(ev, "job"));
-	}
-	return rc;
 }
 
 /* A default session name from a path: its last component, with what a
@@ -182,10 +230,10 @@ static int cmd_ingest(ectl_ctx *x, int argc, char **argv)
 	int c, detach = 0;
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "+n:jd", opts, NULL)) != -1) {
-		if (c == 'n') name = optarg;
-		else if (c == 'j') x->json = 1;
-		else if (c == 'd') detach = 1;
-		else return ECTL_EXIT_USAGE;
+		if (c == 'n')
+			name = optarg;
+		else if (follow_opt(x, c, &detach))
+			return ECTL_EXIT_USAGE;
 	}
 	if (optind >= argc) {
 		fprintf(stderr, "engramctl ingest: give at least one PATH\n");
@@ -207,26 +255,66 @@ static int cmd_ingest(ectl_ctx *x, int argc, char **argv)
 		}
 		free(rp);
 	}
-	struct ingest_out o = { x, 0, isatty(2), 0, 0 };
-	int rc = ectl_connect(&x->conn, x->socket);
-	if (rc < 0) {
-		json_decref(paths);
-		return -rc;
-	}
+	struct follow o = { .line = ingest_line, .summary = ingest_summary };
 	json_t *req = json_pack("{s:s,s:s,s:o,s:s,s:b}", "op", "ingest", "session", name,
 				"paths", paths, "cwd", cwd, "detach", detach);
-	rc = ectl_call(&x->conn, req, ingest_done_event, &o);
-	ectl_close(&x->conn);
-	if (rc == ECTL_EXIT_INTERRUPTED && o.job) {
-		if (o.drew)
-			fputc('\n', stderr);
-		fprintf(stderr, "engramctl: job %lld continues; `engramctl cancel %lld` stops it\n",
-			o.job, o.job);
+	return follow_run(x, req, &o);
+}
+
+/* ---------------------------------------------------------------- prefill */
+
+static void prefill_line(struct follow *o, json_t *ev, char *line, size_t cap)
+{
+	char done[32], total[32], comp[32], rate[32];
+	long long d = ectl_jint(ev, "done"), t = ectl_jint(ev, "total");
+	human(done, sizeof(done), (double)d);
+	human(total, sizeof(total), (double)t);
+	human(comp, sizeof(comp), (double)ectl_jint(ev, "computed"));
+	human(rate, sizeof(rate), json_number_value(json_object_get(ev, "rate")));
+	int n = snprintf(line, cap, "job %lld: prefill %s: %s/%s tokens (%.1f%%), %s computed, "
+			 "%s tok/s, %.0fs", o->job, ectl_jstr(ev, "session"), done, total,
+			 t > 0 ? 100.0 * d / t : 0.0, comp, rate,
+			 json_number_value(json_object_get(ev, "elapsed_s")));
+	json_t *eta = json_object_get(ev, "eta_s");
+	if (eta && n > 0 && (size_t)n < cap)
+		snprintf(line + n, cap - n, ", ETA %.0fs", json_number_value(eta));
+}
+
+static void prefill_summary(json_t *d)
+{
+	printf("prefilled %s: %lld of %lld tokens (%lld computed) in ", ectl_jstr(d, "session"),
+	       ectl_jint(d, "done"), ectl_jint(d, "total"), ectl_jint(d, "computed"));
+	ectl_print_duration(json_number_value(json_object_get(d, "elapsed_s")));
+	printf(", %.1f tok/s\n", json_number_value(json_object_get(d, "rate")));
+}
+
+static int cmd_prefill(ectl_ctx *x, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "detach", no_argument, NULL, 'd' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c, detach = 0;
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "+jd", opts, NULL)) != -1)
+		if (follow_opt(x, c, &detach))
+			return ECTL_EXIT_USAGE;
+	if (argc - optind != 1) {
+		fprintf(stderr, "engramctl prefill: give one SESSION\n");
+		return ECTL_EXIT_USAGE;
 	}
-	return rc;
+	struct follow o = { .line = prefill_line, .summary = prefill_summary };
+	return follow_run(x, json_pack("{s:s,s:s,s:b}", "op", "prefill", "session", argv[optind],
+				       "detach", detach), &o);
 }
 
 /* ---------------------------------------------------------------- jobs */
+
+static int is_prefill(json_t *job)
+{
+	return !strcmp(ectl_jstr(job, "kind"), "prefill");
+}
 
 static int cmd_jobs(ectl_ctx *x, int argc, char **argv)
 {
@@ -238,11 +326,17 @@ static int cmd_jobs(ectl_ctx *x, int argc, char **argv)
 	rc = ectl_request(x, json_pack("{s:s}", "op", "jobs"), &done);
 	if (rc == 0 && !x->json) {
 		printf("%-6s %-12s %-10s %8s %10s  %s\n", "JOB", "STATE", "KIND", "FILES", "TOKENS", "ERROR");
-		json_array_foreach(json_object_get(done, "jobs"), i, j)
-			printf("%-6lld %-12s %-10s %8lld %10lld  %s\n", ectl_jint(j, "job"),
-			       ectl_jstr(j, "state"), ectl_jstr(j, "kind"), ectl_jint(j, "files_done"),
-			       ectl_jint(j, "tokens"), json_object_get(j, "error") ?
+		json_array_foreach(json_object_get(done, "jobs"), i, j) {
+			/* A prefill job has no files; its tokens are positions done. */
+			int pf = is_prefill(j);
+			char files[32] = "-";
+			if (!pf)
+				snprintf(files, sizeof(files), "%lld", ectl_jint(j, "files_done"));
+			printf("%-6lld %-12s %-10s %8s %10lld  %s\n", ectl_jint(j, "job"),
+			       ectl_jstr(j, "state"), ectl_jstr(j, "kind"), files,
+			       ectl_jint(j, pf ? "done" : "tokens"), json_object_get(j, "error") ?
 			       ectl_jstr(j, "error") : "");
+		}
 	}
 	json_decref(done);
 	return rc;
@@ -257,11 +351,38 @@ static int job_arg(int argc, char **argv, const char *cmd, long long *id)
 	return parse_uint(cmd, "job id", argv[1], id);
 }
 
+/* The part of `job` that depends on the kind: files and new tokens for an
+ * ingest job, positions prefilled for a prefill job. */
+static void print_ingest_job(json_t *d)
+{
+	json_t *e;
+	size_t i;
+	printf("files     %lld done of %lld", ectl_jint(d, "files_done"), ectl_jint(d, "files_seen"));
+	if (json_object_get(d, "files_kept"))
+		printf(", %lld kept, %lld skipped, %lld failed", ectl_jint(d, "files_kept"),
+		       ectl_jint(d, "skipped"), ectl_jint(d, "failed"));
+	printf("\n");
+	if (json_object_get(d, "tokens"))
+		printf("tokens    %lld new, %.0f tokens/s over %.1fs\n", ectl_jint(d, "tokens"),
+		       json_number_value(json_object_get(d, "rate")),
+		       json_number_value(json_object_get(d, "elapsed_s")));
+	json_array_foreach(json_object_get(d, "report"), i, e)
+		print_report_entry(e);
+}
+
+static void print_prefill_job(json_t *d)
+{
+	if (json_object_get(d, "total"))
+		printf("tokens    %lld of %lld prefilled, %lld computed, %.1f tok/s over %.1fs\n",
+		       ectl_jint(d, "done"), ectl_jint(d, "total"), ectl_jint(d, "computed"),
+		       json_number_value(json_object_get(d, "rate")),
+		       json_number_value(json_object_get(d, "elapsed_s")));
+}
+
 static int cmd_job(ectl_ctx *x, int argc, char **argv)
 {
 	long long id;
-	json_t *done = NULL, *e;
-	size_t i;
+	json_t *done = NULL;
 	int rc = job_arg(argc, argv, "job", &id);
 	if (rc)
 		return rc;
@@ -273,18 +394,10 @@ static int cmd_job(ectl_ctx *x, int argc, char **argv)
 		       json_object_get(done, "error") ? ectl_jstr(done, "error") : "");
 		if (json_object_get(done, "session"))
 			printf("session   %s\n", ectl_jstr(done, "session"));
-		printf("files     %lld done of %lld", ectl_jint(done, "files_done"),
-		       ectl_jint(done, "files_seen"));
-		if (json_object_get(done, "files_kept"))
-			printf(", %lld kept, %lld skipped, %lld failed", ectl_jint(done, "files_kept"),
-			       ectl_jint(done, "skipped"), ectl_jint(done, "failed"));
-		printf("\n");
-		if (json_object_get(done, "tokens"))
-			printf("tokens    %lld new, %.0f tokens/s over %.1fs\n", ectl_jint(done, "tokens"),
-			       json_number_value(json_object_get(done, "rate")),
-			       json_number_value(json_object_get(done, "elapsed_s")));
-		json_array_foreach(json_object_get(done, "report"), i, e)
-			print_report_entry(e);
+		if (is_prefill(done))
+			print_prefill_job(done);
+		else
+			print_ingest_job(done);
 	}
 	json_decref(done);
 	return rc;
@@ -345,7 +458,7 @@ static int cmd_session(ectl_ctx *x, int argc, char **argv)
 	size_t i;
 	int rc;
 	if (argc < 3) {
-		fprintf(stderr, "engramctl session: give show|rm|rename and a NAME\n");
+		fprintf(stderr, "engramctl session: give show|rm|rename|fork and a NAME\n");
 		return ECTL_EXIT_USAGE;
 	}
 	const char *sub = argv[1], *name = argv[2];
@@ -378,8 +491,15 @@ static int cmd_session(ectl_ctx *x, int argc, char **argv)
 					       "to", argv[3]), &done);
 		if (rc == 0 && !x->json)
 			printf("session %s is now %s\n", name, argv[3]);
+	} else if (!strcmp(sub, "fork") && argc == 4) {
+		rc = ectl_request(x, json_pack("{s:s,s:s,s:s}", "op", "session_fork", "session", name,
+					       "to", argv[3]), &done);
+		if (rc == 0 && !x->json)
+			printf("forked %s -> %s (%lld tokens prefilled)\n", name, argv[3],
+			       ectl_jint(done, "prefilled_tokens"));
 	} else {
-		fprintf(stderr, "engramctl session: use 'show NAME', 'rm NAME' or 'rename NAME NEW'\n");
+		fprintf(stderr, "engramctl session: use 'show NAME', 'rm NAME', 'rename NAME NEW' "
+			"or 'fork NAME NEW'\n");
 		return ECTL_EXIT_USAGE;
 	}
 	json_decref(done);
@@ -478,6 +598,17 @@ const ectl_command ectl_cmds_session[] = {
 	  "  -d, --detach        start the job and print its id\n"
 	  "  -j, --json          the daemon's events as JSON lines",
 	  cmd_ingest },
+	{ "prefill", "[--json] [--detach] SESSION",
+	  "run a session's stream through the model and store its KV cache",
+	  "Starts a prefill job: the model reads SESSION's token stream and its KV\n"
+	  "blocks are stored, so that ask can answer from them.  A job resumes where\n"
+	  "the last one stopped.\n"
+	  "Shows progress (a line redrawn on a terminal, a line every few seconds\n"
+	  "otherwise), then what was done.  Ctrl-C stops watching; the job goes on\n"
+	  "(engramctl cancel JOB stops it).\n"
+	  "  -d, --detach        start the job and print its id\n"
+	  "  -j, --json          the daemon's events as JSON lines",
+	  cmd_prefill },
 	{ "jobs", "", "list recent jobs", "Lists the newest jobs with state, files and tokens.",
 	  cmd_jobs },
 	{ "job", "JOB", "show a job",
@@ -489,10 +620,12 @@ const ectl_command ectl_cmds_session[] = {
 	{ "sessions", "", "list sessions",
 	  "Lists sessions with their stream tokens, prefilled tokens, documents and\n"
 	  "creation time.", cmd_sessions },
-	{ "session", "show|rm|rename NAME [NEW]", "show, remove or rename a session",
+	{ "session", "show|rm|rename|fork NAME [NEW]", "show, remove, rename or fork a session",
 	  "  show NAME          details and documents\n"
 	  "  rm NAME            delete the session, its stream, spans and KV blocks\n"
-	  "  rename NAME NEW    rename it", cmd_session },
+	  "  rename NAME NEW    rename it\n"
+	  "  fork NAME NEW      copy it, KV cache included, as NEW, so that each can\n"
+	  "                     go on with its own conversation (ask --keep)", cmd_session },
 	{ "source", "[--text] SESSION POS", "map a token position to its file and line",
 	  "Prints the file, lines and page that token POS of SESSION's stream came\n"
 	  "from, and the span of tokens around it.\n"

@@ -20,6 +20,7 @@
 #include <stdatomic.h>
 #include <jansson.h>
 #include <uv.h>
+#include "engine.h"
 #include "paths.h"
 
 /* ---------------------------------------------------------------- settings */
@@ -44,6 +45,13 @@ typedef struct ed_settings {
 	int workers;		/* thread-pool size */
 	int threads;		/* engine compute threads */
 	double shutdown_timeout;/* seconds to wait for work at shutdown */
+	/* Sessions: block-sparse attention (eng_sparse_params) and the
+	 * encoding of new sessions' KV blocks (ms_mode). */
+	int sparse_top_k;	/* 0: dense always */
+	int sparse_sink;
+	int sparse_local;
+	int sparse_dense_max;
+	int kv_mode;		/* 0 f16, 1 q8, 2 q4 (ms_mode) */
 } ed_settings;
 
 void ed_settings_init(ed_settings *s);
@@ -180,9 +188,62 @@ struct ms_store *ed_store_lock(void);
 void ed_store_unlock(void);
 
 /* Further op tables, each ending with a NULL name: sessions, ingest jobs
- * and the store (ops_session.c); generation (ops_generate.c). */
+ * and the store (ops_session.c); generation (ops_generate.c); questions
+ * (ops_ask.c). */
 extern const ed_op ed_ops_session[];
 extern const ed_op ed_ops_generate[];
+extern const ed_op ed_ops_ask[];
+
+/* ops_generate.c: the engine's lock (one forward pass at a time) and what
+ * generate and ask share. */
+struct eng_fwd;
+/* Waits in line for the engine, telling r its place ("queued" events);
+ * -1 if r is cancelled first. */
+int ed_engine_acquire(ed_req *r);
+/* For jobs: waits until the engine is free and no request waits for it;
+ * -1 if *cancel becomes nonzero first. */
+int ed_engine_acquire_bg(const atomic_int *cancel);
+void ed_engine_release(void);
+typedef struct ed_gen_args {
+	eng_sampler_params sp;
+	eng_gen_params gp;
+	int chat;
+} ed_gen_args;
+int ed_gen_args_parse(ed_req *r, ed_gen_args *a, double default_temp);
+void ed_gen_emit_token(ed_req *r, int32_t id, const char *text, size_t len);
+const char *ed_gen_stop_name(eng_stop_reason s);
+
+/* prefill.c: prefill jobs' work, and the engine as sessions use it. */
+typedef struct ed_prefill {
+	int64_t session_id;
+	const ed_settings *set;		/* borrowed */
+	atomic_int cancel;
+	_Atomic uint64_t done, total;	/* context positions */
+	_Atomic uint64_t computed;	/* by this run */
+	double seconds;			/* worker's */
+	int rc;				/* 0, ENG_ECANCELED, or failed */
+	char error[1024];
+} ed_prefill;
+/* Runs on a worker until the context is prefilled, cancel is set, or an
+ * error (p->rc, p->error). */
+void ed_prefill_run(ed_prefill *p);
+/* An eng_fwd with the daemon's threads and sparse-attention settings. */
+int ed_fwd_open(const ed_settings *s, struct eng_fwd **out, char *err,
+		size_t errlen);
+void ed_sparse_params(const ed_settings *s, eng_sparse_params *sp);
+
+/* ops_ask.c: a session's context is its preamble (BOS and the opening of
+ * a user turn in the model's chat template), then its token stream; a
+ * question closes that turn.  Both malloc'd arrays, freed by the caller. */
+int ed_session_preamble(const struct eng_model *m, int32_t **ids, size_t *n);
+int ed_session_question(const struct eng_model *m, const char *q, size_t len,
+			int new_turn, int32_t **ids, size_t *n);
+/* The close of a model turn (kept answers end with it). */
+int ed_session_turn_end(const struct eng_model *m, int32_t **ids, size_t *n);
+/* ops_session.c: an audit record (store locked by the caller). */
+struct ms_store;
+void ed_audit(struct ms_store *ms, const char *action, const char *session,
+	      json_t *settings);
 
 /* Counters that `status` reports. */
 typedef struct ed_stats {
@@ -243,6 +304,12 @@ int ed_job_cancel(int64_t id);
 void ed_jobs_recover(void);
 /* The running job of a session, or 0. */
 int64_t ed_job_of_session(int64_t session_id);
+/* Starts a prefill job of session session_id (named session); as
+ * ed_job_start. */
+int ed_prefill_start(ed_req *r, int64_t session_id, const char *session,
+		     int64_t *id, ed_err *err, char *msg, size_t msglen);
+/* Running jobs with their progress (for status); new reference. */
+json_t *ed_jobs_running(void);
 /* A file path as a JSON string (new reference): as is when it is UTF-8,
  * else with '?' for each non-ASCII byte.  Any thread. */
 json_t *ed_json_path(const char *path);

@@ -1,7 +1,9 @@
-/* jobs.c - ingest jobs: an in-memory table of running and recent jobs,
- * mirrored in the catalog's jobs table.  A job runs ing_job_run on the
- * thread pool; its sinks write the session's token stream, spans and
- * manifest to the memstore.  Protocol: docs/PROTOCOL.md (### ingest).
+/* jobs.c - ingest and prefill jobs: an in-memory table of running and
+ * recent jobs, mirrored in the catalog's jobs table.  An ingest job runs
+ * ing_job_run on the thread pool; its sinks write the session's token
+ * stream, spans and manifest to the memstore.  A prefill job runs
+ * ed_prefill_run (prefill.c).  Protocol: docs/PROTOCOL.md (### ingest,
+ * ### prefill).
  *
  * DESIGN
  *  - The table, the followers and the progress timer belong to the loop
@@ -51,7 +53,11 @@
 #define JOB_KEEP_FINISHED 32
 #define INTERRUPTED "interrupted"
 
+enum job_kind { JOB_INGEST, JOB_PREFILL };
+
 typedef struct job {
+	enum job_kind kind;
+	ed_prefill *pf;			/* JOB_PREFILL: owned */
 	int64_t id, session_id;
 	char session[129];
 	char **roots;			/* owned */
@@ -166,6 +172,7 @@ static void job_free(job *j)
 		free(j->roots[i]);
 	free(j->roots);
 	ing_job_close(j->ij);
+	free(j->pf);
 	ing_manifest_free(&j->prev);
 	free(j->pend);
 	json_decref(j->report);
@@ -267,6 +274,32 @@ static int sink_flush(job *j)
 	return 0;
 }
 
+/* The stream changes from stream position cut on: KV computed past it is
+ * wrong.  A resume needs the window layers' state at its start, which is
+ * kept only for the end, so the session's KV goes entirely (its blocks
+ * stay shared with any other session; a prefill recomputes).  Done before
+ * the stream is cut: a crash in between leaves no KV, never stale KV. */
+static int kv_cut(ms_store *ms, int64_t sid, uint64_t cut)
+{
+	int32_t *pre = NULL;
+	size_t n_pre = 0;
+	ms_txn *txn;
+	ms_session_info si;
+	int rc = ed_session_preamble(ed_model(), &pre, &n_pre);
+	free(pre);
+	if (rc < 0)
+		return MS_EINVAL;
+	if ((rc = ms_read_begin(ms, &txn)) < 0)
+		return rc;
+	rc = ms_session_head(txn, sid, &si);
+	ms_read_end(txn);
+	if (rc < 0)
+		return rc;
+	if (si.n_tokens <= n_pre + cut)
+		return 0;
+	return ms_session_truncate(ms, sid, 0);
+}
+
 /* ing_emit_fn: the first call cuts the stored stream where the new tokens
  * go (and drops the manifest first); then tokens are batched. */
 static int sink_emit(void *arg, const int32_t *ids, size_t n, const ing_span *sp)
@@ -277,7 +310,9 @@ static int sink_emit(void *arg, const int32_t *ids, size_t n, const ing_span *sp
 	if (!j->emitted) {
 		ms_store *ms = ed_store_lock();
 		int rc = ms ? 0 : MS_EIO;
-		if (!rc && (rc = ms_manifest_del(ms, j->session_id)) < 0)
+		if (!rc && (rc = kv_cut(ms, j->session_id, sp->token_start)) < 0)
+			job_store_fail(j, "drop the session's KV", rc, ms);
+		else if (!rc && (rc = ms_manifest_del(ms, j->session_id)) < 0)
 			job_store_fail(j, "drop the manifest", rc, ms);
 		else if (!rc && (rc = ms_stream_truncate(ms, j->session_id, sp->token_start)) < 0)
 			job_store_fail(j, "cut the stream", rc, ms);
@@ -536,6 +571,27 @@ static void job_work(uv_work_t *w)
 	ed_store_unlock();
 }
 
+static void prefill_work(uv_work_t *w)
+{
+	job *j = w->data;
+	ed_prefill_run(j->pf);
+	j->final = j->pf->rc == 0 ? MS_JOB_DONE : j->pf->rc == ENG_ECANCELED ?
+		   MS_JOB_CANCELED : MS_JOB_FAILED;
+	snprintf(j->error, sizeof(j->error), "%s", j->final == MS_JOB_CANCELED ?
+		 "cancelled" : j->pf->error);
+	if (j->final == MS_JOB_FAILED && !j->error[0])
+		snprintf(j->error, sizeof(j->error), "prefill failed");
+	ms_job row = { .id = j->id, .state = j->final, .done = atomic_load(&j->pf->done),
+		       .total = atomic_load(&j->pf->total) };
+	snprintf(row.kind, sizeof(row.kind), "prefill");
+	snprintf(row.error, sizeof(row.error), "%s", j->final == MS_JOB_DONE ? "" : j->error);
+	ms_store *ms = ed_store_lock();
+	if (ms && ms_job_update(ms, &row) < 0)
+		ed_log(ED_LOG_ERROR, "job %lld: cannot record its end: %s",
+		       (long long)j->id, ms_errmsg(ms));
+	ed_store_unlock();
+}
+
 /* ---------------------------------------------------------------- loop */
 
 static double elapsed_s(const job *j)
@@ -563,6 +619,41 @@ static json_t *progress_json(const job *j, const ing_progress *p)
 	if (o && p->files_seen && handled && handled <= p->files_seen && j->state == MS_JOB_RUNNING)
 		json_object_set_new(o, "eta_s", json_real(el * (p->files_seen - handled) / handled));
 	return o;
+}
+
+static json_t *prefill_json(const job *j)
+{
+	const ed_prefill *p = j->pf;
+	double el = elapsed_s(j);
+	uint64_t done = atomic_load(&p->done), total = atomic_load(&p->total);
+	uint64_t computed = atomic_load(&p->computed);
+	double rate = el > 0 ? computed / el : 0;
+	json_t *o = json_pack("{s:I,s:s,s:s,s:I,s:I,s:I,s:f,s:f}",
+		"job", (json_int_t)j->id, "session", j->session, "kind", "prefill",
+		"done", (json_int_t)done, "total", (json_int_t)total,
+		"computed", (json_int_t)computed, "rate", rate, "elapsed_s", el);
+	if (o && rate > 0 && j->state == MS_JOB_RUNNING && total >= done)
+		json_object_set_new(o, "eta_s", json_real((total - done) / rate));
+	return o;
+}
+
+/* A running job's progress, as the `progress` events carry it. */
+static json_t *job_progress(job *j)
+{
+	if (j->kind == JOB_PREFILL)
+		return prefill_json(j);
+	ing_progress p = j->last;
+	if (j->state == MS_JOB_RUNNING)
+		ing_job_progress(j->ij, &p);
+	return progress_json(j, &p);
+}
+
+static void job_cancel(job *j)
+{
+	if (j->kind == JOB_PREFILL)
+		atomic_store(&j->pf->cancel, 1);
+	else
+		ing_job_cancel(j->ij);
 }
 
 static json_t *report_slice(job *j, size_t max, int with_notes)
@@ -637,9 +728,8 @@ static void on_tick(uv_timer_t *t)
 		if (j->state != MS_JOB_RUNNING)
 			continue;
 		if (ed_server_stopping(j->srv))
-			ing_job_cancel(j->ij);
-		ing_progress p;
-		ing_job_progress(j->ij, &p);
+			job_cancel(j);
+		json_t *prog = job_progress(j);
 		for (size_t i = 0; i < j->nfol;) {
 			ed_req *r = j->fol[i];
 			if (ed_req_is_cancelled(r)) {
@@ -655,9 +745,10 @@ static void on_tick(uv_timer_t *t)
 				ed_req_finish(r);
 				continue;
 			}
-			ed_req_emit(r, "progress", progress_json(j, &p));
+			ed_req_emit(r, "progress", json_deep_copy(prog));
 			i++;
 		}
+		json_decref(prog);
 	}
 }
 
@@ -683,14 +774,29 @@ static void job_done(uv_work_t *w, int status)
 	job *j = w->data;
 	(void)status;
 	j->t1 = uv_now(uv_default_loop());
-	ing_job_progress(j->ij, &j->last);
 	j->state = j->final;
-	j->summary = summary_build(j);
-	ed_log(j->state == MS_JOB_DONE ? ED_LOG_INFO : ED_LOG_WARN,
-	       "job %lld (%s): %s, %llu files, %llu new tokens in %.1f s%s%s",
-	       (long long)j->id, j->session, state_name(j->state, j->error),
-	       (unsigned long long)j->last.files_done, (unsigned long long)j->last.tokens,
-	       elapsed_s(j), j->error[0] ? ": " : "", j->error);
+	if (j->kind == JOB_PREFILL) {
+		j->summary = prefill_json(j);
+		json_object_set_new(j->summary, "state",
+				    json_string(state_name(j->state, j->error)));
+		if (j->state != MS_JOB_DONE)
+			json_object_set_new(j->summary, "error", json_string(j->error));
+		ed_log(j->state == MS_JOB_DONE ? ED_LOG_INFO : ED_LOG_WARN,
+		       "job %lld (%s): prefill %s at %llu of %llu, %llu computed in %.1f s%s%s",
+		       (long long)j->id, j->session, state_name(j->state, j->error),
+		       (unsigned long long)atomic_load(&j->pf->done),
+		       (unsigned long long)atomic_load(&j->pf->total),
+		       (unsigned long long)atomic_load(&j->pf->computed), elapsed_s(j),
+		       j->error[0] ? ": " : "", j->error);
+	} else {
+		ing_job_progress(j->ij, &j->last);
+		j->summary = summary_build(j);
+		ed_log(j->state == MS_JOB_DONE ? ED_LOG_INFO : ED_LOG_WARN,
+		       "job %lld (%s): %s, %llu files, %llu new tokens in %.1f s%s%s",
+		       (long long)j->id, j->session, state_name(j->state, j->error),
+		       (unsigned long long)j->last.files_done, (unsigned long long)j->last.tokens,
+		       elapsed_s(j), j->error[0] ? ": " : "", j->error);
+	}
 	for (size_t i = 0; i < j->nfol; i++) {
 		ed_req *r = j->fol[i];
 		if (j->state == MS_JOB_DONE)
@@ -720,12 +826,38 @@ int64_t ed_job_of_session(int64_t session_id)
 	return 0;
 }
 
+/* A new job on session sid may start: fewer jobs than half the pool
+ * (each holds a pool thread) and none on the session.  -1 and *err/msg
+ * if not. */
+static int job_room(ed_req *r, int64_t sid, const char *session, ed_err *err,
+		    char *msg, size_t msglen)
+{
+	int64_t other;
+	int max_jobs = ed_server_settings(r->srv)->workers / 2;
+	if (max_jobs < 1)
+		max_jobs = 1;
+	if (J.running >= max_jobs) {
+		*err = ED_ERR_BUSY;
+		snprintf(msg, msglen, "%d jobs are running, the most at once "
+			 "(half the 'workers' setting); try again when one ends", J.running);
+		return -1;
+	}
+	if ((other = ed_job_of_session(sid))) {
+		*err = ED_ERR_BUSY;
+		snprintf(msg, msglen, "session %s has a running job (%lld)", session,
+			 (long long)other);
+		return -1;
+	}
+	return 0;
+}
+
+static int job_launch(job *j, const char *kind, uv_work_cb work, char *msg, size_t msglen);
+
 int ed_job_start(ed_req *r, const ed_job_args *a, int64_t *id, ed_err *err,
 		 char *msg, size_t msglen)
 {
 	const eng_model *m = ed_model();
 	job *j = NULL;
-	int64_t other;
 	int rc;
 
 	ed_jobs_recover();
@@ -734,22 +866,8 @@ int ed_job_start(ed_req *r, const ed_job_args *a, int64_t *id, ed_err *err,
 		snprintf(msg, msglen, "engramd runs without a model (--model none)");
 		return -1;
 	}
-	/* Jobs hold a pool thread each: leave half the pool to requests. */
-	int max_jobs = ed_server_settings(r->srv)->workers / 2;
-	if (max_jobs < 1)
-		max_jobs = 1;
-	if (J.running >= max_jobs) {
-		*err = ED_ERR_BUSY;
-		snprintf(msg, msglen, "%d ingest jobs are running, the most at once "
-			 "(half the 'workers' setting); try again when one ends", J.running);
+	if (job_room(r, a->session_id, a->session, err, msg, msglen) < 0)
 		return -1;
-	}
-	if ((other = ed_job_of_session(a->session_id))) {
-		*err = ED_ERR_BUSY;
-		snprintf(msg, msglen, "session %s has a running job (%lld)", a->session,
-			 (long long)other);
-		return -1;
-	}
 	*err = ED_ERR_INTERNAL;
 	if (!(j = calloc(1, sizeof(*j))) || !(j->roots = calloc(a->n_roots, sizeof(char *)))) {
 		free(j);
@@ -787,8 +905,60 @@ int ed_job_start(ed_req *r, const ed_job_args *a, int64_t *id, ed_err *err,
 		goto fail;
 	}
 
-	ms_job row = { .session_id = a->session_id };
-	snprintf(row.kind, sizeof(row.kind), "ingest");
+	if (job_launch(j, "ingest", job_work, msg, msglen) < 0)
+		goto fail;
+	*id = j->id;
+	ed_log(ED_LOG_INFO, "job %lld: ingest into %s, %zu path(s)", (long long)j->id,
+	       j->session, j->n_roots);
+	return 0;
+fail:
+	job_free(j);
+	return -1;
+}
+
+int ed_prefill_start(ed_req *r, int64_t session_id, const char *session, int64_t *id,
+		     ed_err *err, char *msg, size_t msglen)
+{
+	job *j;
+
+	ed_jobs_recover();
+	if (!ed_model()) {
+		*err = ED_ERR_NO_MODEL;
+		snprintf(msg, msglen, "engramd runs without a model (--model none)");
+		return -1;
+	}
+	if (job_room(r, session_id, session, err, msg, msglen) < 0)
+		return -1;
+	*err = ED_ERR_INTERNAL;
+	if (!(j = calloc(1, sizeof(*j))) || !(j->pf = calloc(1, sizeof(*j->pf)))) {
+		free(j);
+		snprintf(msg, msglen, "out of memory");
+		return -1;
+	}
+	pthread_mutex_init(&j->mu, NULL);
+	ing_manifest_init(&j->prev);
+	j->report = json_array();
+	j->kind = JOB_PREFILL;
+	j->srv = r->srv;
+	j->session_id = session_id;
+	snprintf(j->session, sizeof(j->session), "%s", session);
+	j->pf->session_id = session_id;
+	j->pf->set = ed_server_settings(r->srv);
+	if (job_launch(j, "prefill", prefill_work, msg, msglen) < 0) {
+		job_free(j);
+		return -1;
+	}
+	*id = j->id;
+	ed_log(ED_LOG_INFO, "job %lld: prefill of %s", (long long)j->id, j->session);
+	return 0;
+}
+
+/* Records the job in the catalog as running and queues its work. */
+static int job_launch(job *j, const char *kind, uv_work_cb work, char *msg, size_t msglen)
+{
+	int rc;
+	ms_job row = { .session_id = j->session_id };
+	snprintf(row.kind, sizeof(row.kind), "%s", kind);
 	ms_store *ms = ed_store_lock();
 	rc = ms ? ms_job_create(ms, &row) : MS_EIO;
 	if (rc == 0) {
@@ -799,12 +969,12 @@ int ed_job_start(ed_req *r, const ed_job_args *a, int64_t *id, ed_err *err,
 		snprintf(msg, msglen, "cannot record the job: %s", ms ? ms_errmsg(ms) : "store closed");
 	ed_store_unlock();
 	if (rc < 0)
-		goto fail;
+		return -1;
 	j->id = row.id;
 	j->state = MS_JOB_RUNNING;
 	j->t0 = uv_now(uv_default_loop());
 	j->work.data = j;
-	if (uv_queue_work(uv_default_loop(), &j->work, job_work, job_done) < 0) {
+	if (uv_queue_work(uv_default_loop(), &j->work, work, job_done) < 0) {
 		snprintf(msg, msglen, "cannot queue the job");
 		ms = ed_store_lock();
 		row.state = MS_JOB_FAILED;
@@ -812,19 +982,13 @@ int ed_job_start(ed_req *r, const ed_job_args *a, int64_t *id, ed_err *err,
 		if (ms)
 			ms_job_update(ms, &row);
 		ed_store_unlock();
-		goto fail;
+		return -1;
 	}
 	j->next = J.head;
 	J.head = j;
 	J.running++;
 	timer_update();
-	*id = j->id;
-	ed_log(ED_LOG_INFO, "job %lld: ingest into %s, %zu path(s)", (long long)j->id,
-	       j->session, j->n_roots);
 	return 0;
-fail:
-	job_free(j);
-	return -1;
 }
 
 int ed_job_follow(int64_t id, ed_req *r)
@@ -860,6 +1024,13 @@ json_t *ed_job_describe(int64_t id, int full)
 	ms_job row;
 	ed_jobs_recover();
 	job *j = job_find(id);
+	if (j && j->kind == JOB_PREFILL) {
+		json_t *o = j->state == MS_JOB_RUNNING ? prefill_json(j) :
+			    json_deep_copy(j->summary);
+		if (j->state == MS_JOB_RUNNING)
+			json_object_set_new(o, "state", json_string("running"));
+		return o;
+	}
 	if (j) {
 		json_t *o;
 		if (j->state == MS_JOB_RUNNING) {
@@ -907,10 +1078,7 @@ json_t *ed_jobs_list(size_t limit)
 		json_t *o = row_json(&v[i]);
 		if (j) {
 			/* The live view: its catalog row is updated only at the end. */
-			ing_progress p = j->last;
-			if (j->state == MS_JOB_RUNNING)
-				ing_job_progress(j->ij, &p);
-			json_t *pj = progress_json(j, &p);
+			json_t *pj = job_progress(j);
 			json_object_update(o, pj);
 			json_decref(pj);
 			json_object_set_new(o, "state", json_string(state_name(j->state, j->error)));
@@ -928,7 +1096,7 @@ int ed_job_cancel(int64_t id)
 	if (j) {
 		if (j->state != MS_JOB_RUNNING)
 			return 1;
-		ing_job_cancel(j->ij);
+		job_cancel(j);
 		return 0;
 	}
 	ms_job row;
@@ -936,4 +1104,19 @@ int ed_job_cancel(int64_t id)
 	int rc = ms ? ms_job_get(ms, id, &row) : MS_EIO;
 	ed_store_unlock();
 	return rc < 0 ? -1 : 1;
+}
+
+json_t *ed_jobs_running(void)
+{
+	json_t *a = json_array();
+	for (job *j = J.head; j; j = j->next) {
+		if (j->state != MS_JOB_RUNNING)
+			continue;
+		json_t *o = job_progress(j);
+		json_object_set_new(o, "kind", json_string(j->kind == JOB_PREFILL ?
+							   "prefill" : "ingest"));
+		json_object_set_new(o, "state", json_string("running"));
+		json_array_append_new(a, o);
+	}
+	return a;
 }

@@ -13,6 +13,9 @@ engramd_SOURCES = \
 	%reldir%/ops_model.c \
 	%reldir%/ops_session.c \
 	%reldir%/ops_generate.c \
+	%reldir%/ops_ask.c \
+	%reldir%/prefill.c \
+	%reldir%/skv.h %reldir%/skv.c \
 	%reldir%/store.c \
 	%reldir%/jobs.c \
 	%reldir%/main.c

@@ -71,6 +71,8 @@ static void op_status(ed_req *r)
 		  "errors_total", (json_int_t)st.errors_total,
 		"inflight", st.inflight - 1,	/* not counting this request */
 		"stopping", ed_server_stopping(ops.srv));
+	if (r->result)
+		json_object_set_new(r->result, "jobs", ed_jobs_running());
 	if (!r->result)
 		ed_req_fail(r, ED_ERR_INTERNAL, "cannot build status");
 	ed_req_finish(r);
@@ -92,7 +94,7 @@ static const ed_op op_table[] = {
 
 /* Every op table; each ends with a NULL name. */
 static const ed_op *const tables[] = {
-	op_table, ed_ops_model, ed_ops_session, ed_ops_generate,
+	op_table, ed_ops_model, ed_ops_session, ed_ops_generate, ed_ops_ask,
 };
 
 const ed_op *ed_op_find(const char *name)

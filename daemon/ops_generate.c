@@ -1,7 +1,8 @@
 /* ops_generate.c - the `generate` op: a prompt in, tokens streamed out as
- * they are made.
+ * they are made; and the engine's lock, which `ask` and prefill jobs take
+ * too.
  *
- * One generation computes at a time: the machine's cores are shared by the
+ * One forward pass computes at a time: the machine's cores are shared by the
  * engine's compute threads, and two forward passes side by side would each
  * run at half speed while holding twice the memory.  Waiting requests are
  * told their place in the queue; a request cancelled while it waits (its
@@ -24,8 +25,23 @@ static struct {
 	unsigned waiting;	/* requests queued behind it */
 } Q = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
 
-/* Waits for the engine; 0 when it is ours, -1 when cancelled first. */
-static int engine_acquire(ed_req *r)
+/* Waits on Q.cv (Q.mu held) for at most 100 ms, so that cancel flags are
+ * looked at ten times a second. */
+static void wait_tick(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 100 * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&Q.cv, &Q.mu, &ts);
+}
+
+/* Waits for the engine; 0 when it is ours, -1 when cancelled first.
+ * Requests wait in order, each told its place. */
+int ed_engine_acquire(ed_req *r)
 {
 	pthread_mutex_lock(&Q.mu);
 	if (Q.busy) {
@@ -33,16 +49,8 @@ static int engine_acquire(ed_req *r)
 		pthread_mutex_unlock(&Q.mu);
 		ed_req_emit(r, "queued", json_pack("{s:i}", "position", (int)pos));
 		pthread_mutex_lock(&Q.mu);
-		while (Q.busy && !ed_req_is_cancelled(r)) {
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 100 * 1000000L;	/* look at the cancel flag 10x a second */
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
-			pthread_cond_timedwait(&Q.cv, &Q.mu, &ts);
-		}
+		while (Q.busy && !ed_req_is_cancelled(r))
+			wait_tick();
 		Q.waiting--;
 		if (Q.busy) {
 			pthread_mutex_unlock(&Q.mu);
@@ -54,7 +62,23 @@ static int engine_acquire(ed_req *r)
 	return 0;
 }
 
-static void engine_release(void)
+/* Background work (prefill jobs) takes the engine only when no request
+ * waits for it, so a question never waits more than one chunk. */
+int ed_engine_acquire_bg(const atomic_int *cancel)
+{
+	pthread_mutex_lock(&Q.mu);
+	while ((Q.busy || Q.waiting) && !atomic_load(cancel))
+		wait_tick();
+	if (Q.busy || Q.waiting) {
+		pthread_mutex_unlock(&Q.mu);
+		return -1;
+	}
+	Q.busy = 1;
+	pthread_mutex_unlock(&Q.mu);
+	return 0;
+}
+
+void ed_engine_release(void)
 {
 	pthread_mutex_lock(&Q.mu);
 	Q.busy = 0;
@@ -81,20 +105,17 @@ static int arg_num(ed_req *r, const char *key, double lo, double hi, double def,
 	return 0;
 }
 
-typedef struct gen_args {
-	eng_sampler_params sp;
-	eng_gen_params gp;
-	int chat;
-} gen_args;
-
-static int parse_args(ed_req *r, gen_args *a)
+/* Sampling and generation arguments shared by generate and ask;
+ * default_temp is the temperature when none is given.  -1 after failing
+ * the request. */
+int ed_gen_args_parse(ed_req *r, ed_gen_args *a, double default_temp)
 {
 	double v;
 	eng_sampler_params_init(&a->sp);
 	eng_gen_params_init(&a->gp);
 	if (arg_num(r, "max_tokens", 1, 32768, 256, 1, &v) < 0) return -1;
 	a->gp.max_tokens = (uint32_t)v;
-	if (arg_num(r, "temperature", 0, 100, a->sp.temperature, 0, &v) < 0) return -1;
+	if (arg_num(r, "temperature", 0, 100, default_temp, 0, &v) < 0) return -1;
 	a->sp.temperature = (float)v;
 	if (arg_num(r, "top_k", 0, 1 << 20, a->sp.top_k, 1, &v) < 0) return -1;
 	a->sp.top_k = (int32_t)v;
@@ -107,8 +128,6 @@ static int parse_args(ed_req *r, gen_args *a)
 	if (arg_num(r, "seed", 0, 9007199254740991.0, 0, 1, &v) < 0) return -1;
 	a->sp.seed = (uint64_t)v;
 	json_t *stop = json_object_get(r->msg, "stop");
-	if ((a->chat = ed_req_arg_bool(r, "chat", 0)) < 0)
-		return -1;
 	if (stop && (!json_is_array(stop) || json_array_size(stop) > ENG_GEN_MAX_STOP - 1)) {
 		ed_req_fail(r, ED_ERR_INVALID_ARGUMENT, "'stop' must be an array of at most %d strings",
 			    ENG_GEN_MAX_STOP - 1);
@@ -148,27 +167,26 @@ static int prompt_ids(ed_req *r, const eng_model *m, int chat, int32_t **ids, si
 	return eng_tokenize(v, (const char *)r->input, r->input_len, ENG_TOK_ADD_SPECIAL, ids, n);
 }
 
-struct stream {
-	ed_req *r;
-	json_t *pending;	/* text not yet sent, coalesced */
-};
-
 /* Each token becomes a "token" event with its id and the text it
  * released; text that is not UTF-8 on its own (held back by the engine
  * until it is) never reaches here. */
-static int on_token(void *ud, int32_t id, const char *text, size_t len)
+void ed_gen_emit_token(ed_req *r, int32_t id, const char *text, size_t len)
 {
-	struct stream *st = ud;
 	json_t *ev = json_pack("{s:i,s:s%}", "token", id, "text", text ? text : "", len);
 	if (!ev)	/* not UTF-8: send the bytes */
 		ev = json_pack("{s:i,s:s}", "token", id, "text", "");
 	if (id < 0)
 		json_object_set_new(ev, "token", json_null());
-	ed_req_emit(st->r, "token", ev);
+	ed_req_emit(r, "token", ev);
+}
+
+static int on_token(void *ud, int32_t id, const char *text, size_t len)
+{
+	ed_gen_emit_token(ud, id, text, len);
 	return 0;
 }
 
-static const char *stop_name(eng_stop_reason s)
+const char *ed_gen_stop_name(eng_stop_reason s)
 {
 	switch (s) {
 	case ENG_STOP_EOS: return "eos";
@@ -185,7 +203,7 @@ static void generate_worker(ed_req *r)
 {
 	const eng_model *m = ed_model();
 	const ed_settings *set = ed_req_settings(r);
-	gen_args a;
+	ed_gen_args a;
 	int32_t *ids = NULL;
 	size_t n = 0;
 	eng_fwd *f = NULL;
@@ -196,7 +214,8 @@ static void generate_worker(ed_req *r)
 	int rc;
 
 	memset(&a, 0, sizeof(a));
-	if (parse_args(r, &a) < 0)
+	if (ed_gen_args_parse(r, &a, 0.8) < 0 ||
+	    (a.chat = ed_req_arg_bool(r, "chat", 0)) < 0)
 		return;
 	if ((rc = prompt_ids(r, m, a.chat, &ids, &n)) < 0) {
 		ed_req_fail(r, ED_ERR_INVALID_ARGUMENT, "cannot make the prompt: %s", eng_strerror(rc));
@@ -209,7 +228,7 @@ static void generate_worker(ed_req *r)
 			    n, a.gp.max_tokens, n_ctx);
 		goto out;
 	}
-	if (engine_acquire(r) < 0) {
+	if (ed_engine_acquire(r) < 0) {
 		ed_req_fail(r, ED_ERR_CANCELLED, "cancelled while queued");
 		goto out;
 	}
@@ -223,8 +242,7 @@ static void generate_worker(ed_req *r)
 		ed_req_fail(r, ED_ERR_INTERNAL, "cannot start the engine: %s", *err ? err : eng_strerror(rc));
 		goto release;
 	}
-	struct stream st = { r, NULL };
-	rc = eng_generate(f, kv, s, eng_model_vocab(m), ids, (uint32_t)n, &a.gp, on_token, &st,
+	rc = eng_generate(f, kv, s, eng_model_vocab(m), ids, (uint32_t)n, &a.gp, on_token, r,
 			  &r->cancelled, &stats);
 	if (rc == ENG_ECANCELED || ed_req_is_cancelled(r))
 		ed_req_fail(r, ED_ERR_CANCELLED, "cancelled after %u tokens", stats.n_gen);
@@ -235,12 +253,12 @@ static void generate_worker(ed_req *r)
 			"n_prompt", (int)stats.n_prompt, "prompt_ms", stats.prompt_ms,
 			"prompt_tps", stats.prompt_tps, "n_gen", (int)stats.n_gen,
 			"gen_ms", stats.gen_ms, "gen_tps", stats.gen_tps,
-			"stop", stop_name(stats.stop));
+			"stop", ed_gen_stop_name(stats.stop));
 release:
 	eng_sampler_close(s);
 	eng_kv_close(kv);
 	eng_fwd_close(f);
-	engine_release();
+	ed_engine_release();
 out:
 	free(ids);
 }

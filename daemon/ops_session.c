@@ -82,8 +82,8 @@ static void fail_ms(ed_req *r, int rc, ms_store *ms, const char *what)
 	ed_req_fail(r, e, "%s: %s", what, ms ? ms_errmsg(ms) : ms_strerror(rc));
 }
 
-static void audit(ms_store *ms, const char *action, const char *session,
-		  json_t *settings)
+void ed_audit(ms_store *ms, const char *action, const char *session,
+	      json_t *settings)
 {
 	ms_audit a = { 0 };
 	char *s = settings ? json_dumps(settings, JSON_COMPACT) : NULL;
@@ -103,7 +103,7 @@ static void audit(ms_store *ms, const char *action, const char *session,
 
 /* The session's geometry from the model: the layers whose KV is kept
  * whole (gemma3: the global ones; others: all). */
-static void model_geom(const eng_model *m, ms_geom *g, uint8_t fp[16])
+static void model_geom(const eng_model *m, int mode, ms_geom *g, uint8_t fp[16])
 {
 	const eng_hparams *hp = eng_model_hparams(m);
 	uint32_t layers = hp->n_layer;
@@ -114,7 +114,7 @@ static void model_geom(const eng_model *m, ms_geom *g, uint8_t fp[16])
 	}
 	*g = (ms_geom){ .n_layers = layers ? layers : 1, .n_kv_heads = hp->n_head_kv,
 			.head_dim = hp->head_dim_k, .block_tokens = MS_DEFAULT_BLOCK_TOKENS,
-			.mode = MS_MODE_Q8 };
+			.mode = (ms_mode)mode };
 	const char *hex = eng_model_info_get(m)->fingerprint;
 	for (int i = 0; i < 16; i++)
 		sscanf(hex + 2 * i, "%2hhx", &fp[i]);
@@ -208,7 +208,7 @@ static void op_ingest(ed_req *r)
 	} else if (rc == MS_ENOTFOUND) {
 		ms_geom g;
 		uint8_t fp[16];
-		model_geom(m, &g, fp);
+		model_geom(m, ed_req_settings(r)->kv_mode, &g, fp);
 		rc = ms_session_create(ms, name, fp, &g, &sid);
 	}
 	if (rc < 0) {
@@ -216,7 +216,7 @@ static void op_ingest(ed_req *r)
 	} else {
 		json_t *set = json_pack("{s:o,s:b}", "paths", json_deep_copy(json_object_get(r->msg, "paths")),
 					"detach", detach);
-		audit(ms, "ingest", name, set);
+		ed_audit(ms, "ingest", name, set);
 		json_decref(set);
 	}
 	ed_store_unlock();
@@ -248,6 +248,46 @@ out:
 	for (size_t i = 0; roots && i < n; i++)
 		free(roots[i]);
 	free(roots);
+	ed_req_finish(r);
+}
+
+/* ---------------------------------------------------------------- prefill */
+
+static void op_prefill(ed_req *r)
+{
+	ed_jobs_recover();
+	const char *name;
+	int detach;
+	ms_session_info si;
+	int64_t job;
+	ed_err e;
+	char msg[256];
+
+	if (!ed_model_need(r) || !(name = arg_name(r, "session")) ||
+	    (detach = ed_req_arg_bool(r, "detach", 0)) < 0)
+		goto out;
+	ms_store *ms = ed_store_lock();
+	int rc = ms ? ms_session_get(ms, name, &si) : MS_EIO;
+	if (rc < 0)
+		fail_ms(r, rc, ms, name);
+	else
+		ed_audit(ms, "prefill", name, NULL);
+	ed_store_unlock();
+	if (rc < 0)
+		goto out;
+	if (ed_prefill_start(r, si.id, name, &job, &e, msg, sizeof(msg)) < 0) {
+		ed_req_fail(r, e, "%s", msg);
+		goto out;
+	}
+	if (detach) {
+		r->result = json_pack("{s:I,s:s}", "job", (json_int_t)job, "session", name);
+		goto out;
+	}
+	ed_req_emit(r, "job", json_pack("{s:I,s:s}", "job", (json_int_t)job, "session", name));
+	if (ed_job_follow(job, r) == 0)
+		return;
+	r->result = ed_job_describe(job, 0);
+out:
 	ed_req_finish(r);
 }
 
@@ -396,7 +436,7 @@ static void rm_worker(ed_req *r)
 	if (rc < 0)
 		fail_ms(r, rc, ms, name);
 	else {
-		audit(ms, "session_rm", name, NULL);
+		ed_audit(ms, "session_rm", name, NULL);
 		r->result = json_pack("{s:s,s:b}", "session", name, "removed", 1);
 	}
 	ed_store_unlock();
@@ -425,11 +465,50 @@ static void rename_worker(ed_req *r)
 	else {
 		json_t *set = json_pack("{s:s}", "to", to);
 		/* Recorded under the new name: the history follows the session. */
-		audit(ms, "session_rename", to, set);
+		ed_audit(ms, "session_rename", to, set);
 		json_decref(set);
 		r->result = json_pack("{s:s,s:s}", "session", to, "from", from);
 	}
 	ed_store_unlock();
+}
+
+static void fork_worker(ed_req *r)
+{
+	const char *from = json_string_value(json_object_get(r->msg, "session"));
+	const char *to = json_string_value(json_object_get(r->msg, "to"));
+	ms_session_info si;
+	uint64_t stream = 0;
+	ms_store *ms = ed_store_lock();
+	int rc = ms ? ms_session_fork(ms, from, to, NULL) : MS_EIO;
+	if (rc == 0)
+		rc = ms_session_get(ms, to, &si);
+	if (rc == 0)
+		rc = ms_stream_length(ms, si.id, &stream);
+	if (rc == MS_EEXIST)
+		ed_req_fail(r, ED_ERR_INVALID_ARGUMENT, "a session named %s exists", to);
+	else if (rc < 0)
+		fail_ms(r, rc, ms, from);
+	else {
+		json_t *set = json_pack("{s:s}", "from", from);
+		ed_audit(ms, "session_fork", to, set);
+		json_decref(set);
+		r->result = json_pack("{s:s,s:s,s:I,s:I}", "session", to, "from", from,
+				      "prefilled_tokens", (json_int_t)si.n_tokens,
+				      "stream_tokens", (json_int_t)stream);
+	}
+	ed_store_unlock();
+}
+
+/* A fork shares the source's blocks; a job writing the source meanwhile
+ * would give a fork of a moving target: refused like rename. */
+static void op_session_fork(ed_req *r)
+{
+	const char *name = arg_name(r, "session");
+	if (name && arg_name(r, "to") && session_idle(r, name)) {
+		ed_req_defer(r, fork_worker);
+		return;
+	}
+	ed_req_finish(r);
 }
 
 static void op_session_rename(ed_req *r)
@@ -607,6 +686,8 @@ const ed_op ed_ops_session[] = {
 	{ "session_show", op_session_show, NULL },
 	{ "session_rm", op_session_rm, NULL },
 	{ "session_rename", op_session_rename, NULL },
+	{ "session_fork", op_session_fork, NULL },
+	{ "prefill", op_prefill, NULL },
 	{ "source", op_source, NULL },
 	{ "store", op_store, NULL },
 	{ "gc", NULL, gc_worker },

@@ -33,6 +33,13 @@ void ed_settings_init(ed_settings *s)
 	s->workers = 4;
 	s->threads = 0;			/* 0: one per online core */
 	s->shutdown_timeout = 30.0;
+	/* Block-sparse attention over long sessions: defaults measured in
+	 * bench/RESULTS.md (needle recall and cost per length). */
+	s->sparse_top_k = 32;
+	s->sparse_sink = 64;
+	s->sparse_local = 1024;
+	s->sparse_dense_max = 4096;
+	s->kv_mode = 0;			/* f16: exact, read zero-copy */
 }
 
 void ed_settings_free(ed_settings *s)
@@ -133,6 +140,24 @@ int ed_settings_set(ed_settings *s, const char *key, const char *v,
 		NUM(threads, 0, 1024, 0);
 	if (!strcmp(key, "shutdown_timeout"))
 		NUM(shutdown_timeout, 0, 3600, 0);
+	if (!strcmp(key, "sparse_top_k"))
+		NUM(sparse_top_k, 0, 65536, 0);
+	if (!strcmp(key, "sparse_sink"))
+		NUM(sparse_sink, 0, 1 << 20, 0);
+	if (!strcmp(key, "sparse_local"))
+		NUM(sparse_local, 0, 1 << 20, 0);
+	if (!strcmp(key, "sparse_dense_max"))
+		NUM(sparse_dense_max, 0, 1 << 30, 0);
+	if (!strcmp(key, "kv_mode")) {
+		static const char *const modes[] = { "f16", "q8", "q4" };
+		for (int i = 0; i < 3; i++)
+			if (!strcmp(v, modes[i])) {
+				s->kv_mode = i;
+				return 0;
+			}
+		snprintf(err, errlen, "kv_mode: expected f16, q8 or q4, got '%s'", v);
+		return -EINVAL;
+	}
 	if (!strcmp(key, "syslog")) {
 		if (parse_bool(v, &s->use_syslog) < 0)
 			goto bad_bool;

@@ -59,7 +59,9 @@ static int push_range(struct eng__plan *pl, uint32_t pos0, uint32_t n,
 }
 
 /* Quest's bound for one block: the highest over the group's heads of
- * sum_c max(q_c*min_c, q_c*max_c). */
+ * sum_c max(q_c*min_c, q_c*max_c).  Eight partial sums, so that the loop
+ * vectorizes without reassociating (it runs once per block per step:
+ * 16K blocks at 1M tokens). */
 static float block_score(const float *qbar, uint32_t group, uint32_t hd,
     const float *mn, const float *mx)
 {
@@ -67,11 +69,20 @@ static float block_score(const float *qbar, uint32_t group, uint32_t hd,
 
 	for (uint32_t h = 0; h < group; h++) {
 		const float *q = qbar + (size_t)h * hd;
-		float s = 0.0f;
-		for (uint32_t c = 0; c < hd; c++) {
+		float acc[8] = { 0 }, s = 0.0f;
+		uint32_t c = 0;
+		for (; c + 8 <= hd; c += 8)
+			for (uint32_t l = 0; l < 8; l++) {
+				float a = q[c + l] * mn[c + l];
+				float b = q[c + l] * mx[c + l];
+				acc[l] += a > b ? a : b;
+			}
+		for (; c < hd; c++) {
 			float a = q[c] * mn[c], b = q[c] * mx[c];
 			s += a > b ? a : b;
 		}
+		for (uint32_t l = 0; l < 8; l++)
+			s += acc[l];
 		if (s > best)
 			best = s;
 	}

@@ -13,3 +13,22 @@ tests_test_session_ops_SOURCES = tests/test_session_ops.c tests/daemon_harness.c
 	tests/daemon_harness.h tests/test_ing_util.h
 tests_test_session_ops_CFLAGS = $(TEST_CFLAGS)
 tests_test_session_ops_LDADD = $(TEST_LIBS)
+
+# A session's KV in memstore (daemon/skv.c, compiled in with stubs for the
+# daemon's store lock and log) against the in-memory cache, on the default
+# model (ENGRAM_TEST_MODEL).
+check_PROGRAMS += tests/test_skv
+TESTS += tests/test_skv
+tests_test_skv_SOURCES = tests/test_skv.c daemon/skv.c daemon/skv.h
+tests_test_skv_CFLAGS = $(TEST_CFLAGS) -I$(top_srcdir)/daemon $(LMDB_CFLAGS) \
+	$(SQLITE_CFLAGS) $(XXHASH_CFLAGS)
+tests_test_skv_LDADD = $(MEMSTORE_LIBS) libengine.a $(TEST_LIBS) $(XXHASH_LIBS) $(LIBM)
+
+# prefill, ask, session fork and block sharing through engramd and
+# engramctl; needs ENGRAM_TEST_MODEL.
+check_PROGRAMS += tests/test_ask_ops
+TESTS += tests/test_ask_ops
+tests_test_ask_ops_SOURCES = tests/test_ask_ops.c tests/daemon_harness.c \
+	tests/daemon_harness.h tests/test_ing_util.h
+tests_test_ask_ops_CFLAGS = $(TEST_CFLAGS)
+tests_test_ask_ops_LDADD = $(TEST_LIBS)

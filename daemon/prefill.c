@@ -1,0 +1,175 @@
+/* prefill.c - a session's context through the model, chunk by chunk, each
+ * chunk's KV made durable as soon as it is computed (ed_skv_save), so
+ * that a job stopped at any point (cancel, shutdown, kill -9) resumes at
+ * the last saved chunk.
+ *
+ * The context is the session's preamble (BOS and the opening of a user
+ * turn, ed_session_preamble) followed by its token stream: KV position
+ * i holds stream token i - n_preamble.  Chunks end on multiples of the
+ * engine's batch, so a resumed prefill computes exactly the steps an
+ * uninterrupted one would, and its blocks have the same checksums.
+ *
+ * The engine is taken per chunk with ed_engine_acquire_bg(): a question
+ * that arrives meanwhile waits for one chunk at most.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine.h"
+#include "engramd.h"
+#include "memstore.h"
+#include "skv.h"
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+void ed_sparse_params(const ed_settings *s, eng_sparse_params *sp)
+{
+	sp->top_k = (uint32_t)s->sparse_top_k;
+	sp->sink = (uint32_t)s->sparse_sink;
+	sp->local = (uint32_t)s->sparse_local;
+	sp->dense_max = (uint32_t)s->sparse_dense_max;
+}
+
+int ed_fwd_open(const ed_settings *s, eng_fwd **out, char *err,
+    size_t errlen)
+{
+	eng_fwd_params fp;
+
+	eng_fwd_params_init(&fp);
+	fp.n_threads = s->threads;
+	ed_sparse_params(s, &fp.sparse);
+	return eng_fwd_open(ed_model(), &fp, out, err, errlen);
+}
+
+/* Context tokens [a, b): the preamble, then the stream. */
+static int context_read(int64_t sid, const int32_t *pre, size_t n_pre,
+    uint64_t a, uint64_t b, int32_t *out)
+{
+	size_t got = 0;
+	uint64_t i = a;
+	int rc = 0;
+
+	for (; i < b && i < n_pre; i++)
+		*out++ = pre[i];
+	if (i < b) {
+		ms_store *ms = ed_store_lock();
+		rc = ms ? ms_stream_read(ms, sid, i - n_pre, b - i, out, &got) :
+		    MS_EIO;
+		ed_store_unlock();
+		if (!rc && got != b - i)
+			rc = MS_ECORRUPT;
+	}
+	return rc;
+}
+
+void ed_prefill_run(ed_prefill *p)
+{
+	const eng_model *m = ed_model();
+	eng_fwd *f = NULL;
+	eng_kv *kv = NULL;
+	int32_t *pre = NULL, *tok = NULL;
+	size_t n_pre = 0;
+	uint64_t stream = 0, total, pos;
+	uint32_t nb, win;
+	char err[512] = "";
+	double t0 = now_s();
+	int rc;
+
+	p->rc = 0;
+	if ((rc = ed_session_preamble(m, &pre, &n_pre)) < 0) {
+		snprintf(p->error, sizeof(p->error), "cannot make the "
+		    "preamble: %s", eng_strerror(rc));
+		goto fail;
+	}
+	{
+		ms_store *ms = ed_store_lock();
+		rc = ms ? ms_stream_length(ms, p->session_id, &stream) : MS_EIO;
+		ed_store_unlock();
+		if (rc) {
+			snprintf(p->error, sizeof(p->error), "cannot read the "
+			    "stream: %s", ms_strerror(rc));
+			goto fail;
+		}
+	}
+	total = n_pre + stream;
+	atomic_store(&p->total, total);
+	if ((rc = ed_fwd_open(p->set, &f, err, sizeof(err))) < 0 ||
+	    (rc = ed_skv_open(p->session_id, m, eng_fwd_n_batch(f), &kv, err,
+	    sizeof(err))) < 0) {
+		snprintf(p->error, sizeof(p->error), "%s", err);
+		goto fail;
+	}
+	pos = eng_kv_length(kv);
+	if (pos > total) {
+		snprintf(p->error, sizeof(p->error), "the session's KV (%llu) "
+		    "is longer than its context (%llu)",
+		    (unsigned long long)pos, (unsigned long long)total);
+		rc = MS_ESTATE;
+		goto fail;
+	}
+	atomic_store(&p->done, pos);
+	nb = eng_fwd_n_batch(f);
+	/* A save needs the ids from the window layers' tail on. */
+	win = eng_model_hparams(m)->sliding_window + nb + 64;
+	if (!(tok = malloc(((size_t)nb + win) * sizeof(*tok)))) {
+		rc = MS_ENOMEM;
+		snprintf(p->error, sizeof(p->error), "out of memory");
+		goto fail;
+	}
+	while (pos < total) {
+		uint64_t end = (pos / nb + 1) * nb, first;
+		if (end > total)
+			end = total;
+		first = pos > win ? pos - win : 0;
+		if ((rc = context_read(p->session_id, pre, n_pre, first, end,
+		    tok))) {
+			snprintf(p->error, sizeof(p->error), "cannot read the "
+			    "stream: %s", ms_strerror(rc));
+			goto fail;
+		}
+		if (ed_engine_acquire_bg(&p->cancel) < 0) {
+			rc = ENG_ECANCELED;
+			break;
+		}
+		rc = eng_fwd_eval(f, kv, tok + (pos - first),
+		    (uint32_t)(end - pos), 0, NULL, &p->cancel);
+		ed_engine_release();
+		if (rc == ENG_ECANCELED)
+			break;
+		if (rc < 0) {
+			snprintf(p->error, sizeof(p->error), "forward pass at "
+			    "%llu: %s", (unsigned long long)pos,
+			    eng_strerror(rc));
+			goto fail;
+		}
+		if ((rc = ed_skv_save(kv, tok, first, err, sizeof(err))) < 0) {
+			snprintf(p->error, sizeof(p->error), "%s", err);
+			goto fail;
+		}
+		atomic_fetch_add(&p->computed, end - pos);
+		pos = end;
+		atomic_store(&p->done, pos);
+		p->seconds = now_s() - t0;
+	}
+	p->seconds = now_s() - t0;
+	p->rc = rc == ENG_ECANCELED || atomic_load(&p->cancel) ? ENG_ECANCELED
+	    : 0;
+	goto out;
+fail:
+	p->rc = rc < 0 ? rc : -1;
+	p->seconds = now_s() - t0;
+out:
+	free(tok);
+	free(pre);
+	eng_kv_close(kv);
+	eng_fwd_close(f);
+}

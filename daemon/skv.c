@@ -1,0 +1,900 @@
+/* skv.c - a session's KV cache for the engine, kept in memstore (see
+ * skv.h for the layout of positions and the ownership rules).
+ *
+ * Invariants:
+ *  - base % B == 0, base <= stored <= n_pos; blocks [0, base/B) are full
+ *    and in LMDB; pend holds positions [base, base + pend_n) of every
+ *    global layer, pend_n >= n_pos - base.
+ *  - ready[b] (acquire/release) says that bk[b]/bv[b] are valid: pointers
+ *    into the map of txn (f16 blocks; reset when txn ends) or into dec[b]
+ *    (decoded blocks; kept until the decoded cache is trimmed at a
+ *    commit).  Only the miss path writes them, under mu.
+ *  - n_sum == n_pos / B after every commit: one summary per complete
+ *    block, stored ones loaded at open.
+ */
+#include "config.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engramd.h"
+#include "memstore.h"
+#include "skv.h"
+
+/* How long a save waits for readers to let the map grow, seconds. */
+#define SKV_BUSY_S 120
+/* Decoded (non-f16) blocks kept at most, bytes; trimmed at commits. */
+#define SKV_DECODED_MAX ((size_t)512 << 20)
+
+struct skv_ring {		/* a window layer */
+	uint16_t *k, *v;	/* [n_kv][cap][hd] f16 */
+	uint32_t cap, lo;	/* slot = pos % cap; oldest position held */
+};
+
+struct skv {
+	eng_kv base;		/* first: eng_kv * is a struct skv * */
+	int64_t id;		/* session */
+	uint32_t B, hd, nkv;
+	uint32_t window;	/* window of the window layers */
+	ms_mode mode;
+	uint8_t fp[16];
+
+	uint32_t n_glob, n_loc;
+	int32_t *slot;		/* [n_layer]: index among globals or locals */
+	uint8_t *is_glob;	/* [n_layer] */
+	struct skv_ring *rings;	/* [n_loc] */
+
+	/* Global layers. */
+	uint64_t pos_base, stored;
+	uint16_t *pk, *pv;	/* [n_glob][n_kv][pcap][hd] f16 */
+	uint32_t pcap;
+	float *smin, *smax;	/* [n_glob][n_kv][scap][hd] */
+	uint32_t n_sum, scap;
+
+	/* Stored blocks [0, base/B): resolved on first use. */
+	pthread_mutex_t mu;
+	ms_txn *txn;		/* owned; NULL until the first miss */
+	uint32_t n_blk, blk_cap;
+	_Atomic uint8_t *ready;	/* [blk_cap] */
+	const uint16_t **bk, **bv;	/* [blk_cap][n_glob*n_kv] */
+	uint16_t **dec;		/* [blk_cap] decoded blocks (owned) */
+	size_t dec_bytes;
+	int miss_rc;		/* first failure of the miss path */
+};
+
+/* ------------------------------------------------------------------ */
+
+static size_t prow(const struct skv *s, uint32_t g, uint32_t h, uint64_t r)
+{
+	return (((size_t)g * s->nkv + h) * s->pcap + r) * s->hd;
+}
+
+static int pend_reserve(struct skv *s, uint64_t need)
+{
+	uint32_t cap = s->pcap ? s->pcap : 1024;
+	size_t per;
+	uint16_t *nk, *nv;
+
+	if (need <= s->pcap)
+		return 0;
+	if (need > (1u << 30))
+		return ENG_ERANGE;
+	while (cap < need)
+		cap *= 2;
+	per = (size_t)s->n_glob * s->nkv * cap * s->hd;
+	nk = malloc(per * 2);
+	nv = malloc(per * 2);
+	if (!nk || !nv) {
+		free(nk);
+		free(nv);
+		return ENG_ENOMEM;
+	}
+	for (uint32_t g = 0; g < s->n_glob; g++)
+		for (uint32_t h = 0; h < s->nkv && s->pcap; h++) {
+			size_t o = ((size_t)g * s->nkv + h) * cap * s->hd;
+			memcpy(nk + o, s->pk + prow(s, g, h, 0),
+			    (size_t)s->pcap * s->hd * 2);
+			memcpy(nv + o, s->pv + prow(s, g, h, 0),
+			    (size_t)s->pcap * s->hd * 2);
+		}
+	free(s->pk);
+	free(s->pv);
+	s->pk = nk;
+	s->pv = nv;
+	s->pcap = cap;
+	return 0;
+}
+
+static int sum_reserve(struct skv *s, uint32_t need)
+{
+	uint32_t cap = s->scap ? s->scap : 256;
+	size_t per, rows = (size_t)s->n_glob * s->nkv;
+	float *mn, *mx;
+
+	if (need <= s->scap)
+		return 0;
+	while (cap < need)
+		cap *= 2;
+	per = rows * cap * s->hd;
+	mn = malloc(per * sizeof(float));
+	mx = malloc(per * sizeof(float));
+	if (!mn || !mx) {
+		free(mn);
+		free(mx);
+		return ENG_ENOMEM;
+	}
+	for (size_t r = 0; r < rows && s->n_sum; r++) {
+		memcpy(mn + r * cap * s->hd, s->smin + r * s->scap * s->hd,
+		    (size_t)s->n_sum * s->hd * sizeof(float));
+		memcpy(mx + r * cap * s->hd, s->smax + r * s->scap * s->hd,
+		    (size_t)s->n_sum * s->hd * sizeof(float));
+	}
+	free(s->smin);
+	free(s->smax);
+	s->smin = mn;
+	s->smax = mx;
+	s->scap = cap;
+	return 0;
+}
+
+static int blk_reserve(struct skv *s, uint32_t need)
+{
+	uint32_t cap = s->blk_cap ? s->blk_cap : 256, per = s->n_glob * s->nkv;
+
+	if (need <= s->blk_cap)
+		return 0;
+	while (cap < need)
+		cap *= 2;
+	_Atomic uint8_t *r = realloc((void *)s->ready, cap);
+	if (!r)
+		return ENG_ENOMEM;
+	s->ready = r;
+	const uint16_t **bk = realloc(s->bk, (size_t)cap * per * sizeof *bk);
+	if (!bk)
+		return ENG_ENOMEM;
+	s->bk = bk;
+	const uint16_t **bv = realloc(s->bv, (size_t)cap * per * sizeof *bv);
+	if (!bv)
+		return ENG_ENOMEM;
+	s->bv = bv;
+	uint16_t **dec = realloc(s->dec, (size_t)cap * sizeof *dec);
+	if (!dec)
+		return ENG_ENOMEM;
+	s->dec = dec;
+	for (uint32_t b = s->blk_cap; b < cap; b++) {
+		atomic_init(&s->ready[b], 0);
+		s->dec[b] = NULL;
+	}
+	s->blk_cap = cap;
+	return 0;
+}
+
+/* Ends the read transaction: f16 views die with it. */
+static void txn_end(struct skv *s)
+{
+	if (!s->txn)
+		return;
+	if (s->mode == MS_MODE_F16)
+		for (uint32_t b = 0; b < s->n_blk; b++)
+			atomic_store_explicit(&s->ready[b], 0,
+			    memory_order_relaxed);
+	ed_store_lock();
+	ms_read_end(s->txn);
+	ed_store_unlock();
+	s->txn = NULL;
+}
+
+/* Drops every decoded block (no view may be in flight). */
+static void dec_trim(struct skv *s)
+{
+	for (uint32_t b = 0; b < s->n_blk; b++)
+		if (s->dec[b]) {
+			free(s->dec[b]);
+			s->dec[b] = NULL;
+			atomic_store_explicit(&s->ready[b], 0,
+			    memory_order_relaxed);
+		}
+	s->dec_bytes = 0;
+}
+
+/* The miss path: finds stored block b and makes bk/bv point at its
+ * sections.  Serialized by mu; the store lock is taken for the calls that
+ * touch the store itself. */
+static int blk_resolve(struct skv *s, uint32_t b)
+{
+	uint32_t per = s->n_glob * s->nkv;
+	ms_block blk;
+	int rc = 0;
+
+	pthread_mutex_lock(&s->mu);
+	if (atomic_load_explicit(&s->ready[b], memory_order_acquire))
+		goto out;
+	if ((rc = s->miss_rc))
+		goto out;
+	if (!s->txn) {
+		ms_store *ms = ed_store_lock();
+		rc = ms ? ms_read_begin(ms, &s->txn) : MS_EIO;
+		ed_store_unlock();
+		if (rc)
+			goto fail;
+	}
+	if ((rc = ms_session_block(s->txn, s->id, b, &blk)))
+		goto fail;
+	if (blk.n_tokens != s->B || blk.position != (uint64_t)b * s->B ||
+	    blk.geom.n_layers != s->n_glob || blk.geom.n_kv_heads != s->nkv ||
+	    blk.geom.head_dim != s->hd) {
+		rc = MS_ECORRUPT;
+		goto fail;
+	}
+	if (blk.geom.mode == MS_MODE_F16) {
+		for (uint32_t g = 0; g < s->n_glob; g++)
+			for (uint32_t h = 0; h < s->nkv; h++) {
+				const uint8_t *k, *v;
+				if ((rc = ms_block_f16(&blk, g, h, &k, &v)))
+					goto fail;
+				s->bk[(size_t)b * per + g * s->nkv + h] =
+				    (const uint16_t *)(const void *)k;
+				s->bv[(size_t)b * per + g * s->nkv + h] =
+				    (const uint16_t *)(const void *)v;
+			}
+	} else {
+		size_t sec = (size_t)s->B * s->hd;
+		float *fk = malloc(sec * sizeof(float) * 2);
+		uint16_t *d = malloc(sec * 2 * per * sizeof(uint16_t));
+		if (!fk || !d) {
+			free(fk);
+			free(d);
+			rc = MS_ENOMEM;
+			goto fail;
+		}
+		for (uint32_t g = 0; g < s->n_glob && !rc; g++)
+			for (uint32_t h = 0; h < s->nkv && !rc; h++) {
+				uint16_t *dk = d + ((size_t)g * s->nkv + h) *
+				    2 * sec, *dv = dk + sec;
+				if ((rc = ms_block_decode(&blk, g, h, fk,
+				    fk + sec)))
+					break;
+				for (size_t i = 0; i < sec; i++) {
+					dk[i] = ms_f16_from_f32(fk[i]);
+					dv[i] = ms_f16_from_f32(fk[sec + i]);
+				}
+				s->bk[(size_t)b * per + g * s->nkv + h] = dk;
+				s->bv[(size_t)b * per + g * s->nkv + h] = dv;
+			}
+		free(fk);
+		if (rc) {
+			free(d);
+			goto fail;
+		}
+		s->dec[b] = d;
+		s->dec_bytes += sec * 2 * per * sizeof(uint16_t);
+	}
+	atomic_store_explicit(&s->ready[b], 1, memory_order_release);
+	goto out;
+fail:
+	s->miss_rc = rc;
+	ed_log(ED_LOG_ERROR, "session %lld: block %u unreadable: %s",
+	    (long long)s->id, b, ms_strerror(rc));
+out:
+	pthread_mutex_unlock(&s->mu);
+	return rc ? ENG_EIO : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* eng_kv operations                                                  */
+
+static void put_rows(uint16_t *dst, const float *src, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		dst[i] = ms_f16_from_f32(src[i]);
+}
+
+static int skv_write(eng_kv *kv, uint32_t layer, uint32_t pos0, uint32_t n,
+    const float *k, const float *v)
+{
+	struct skv *s = (struct skv *)kv;
+	uint32_t hd = s->hd, nkv = s->nkv;
+	int rc;
+
+	if (layer >= kv->n_layer || !k || !v || !n || pos0 < kv->n_pos ||
+	    pos0 > kv->n_ctx || n > kv->n_ctx - pos0)
+		return ENG_EINVAL;
+	if (!s->is_glob[layer]) {
+		struct skv_ring *r = &s->rings[s->slot[layer]];
+		if (n > r->cap)
+			return ENG_ERANGE;
+		for (uint32_t i = 0; i < n; i++) {
+			uint32_t sl = (pos0 + i) % r->cap;
+			for (uint32_t h = 0; h < nkv; h++) {
+				size_t o = ((size_t)h * r->cap + sl) * hd;
+				put_rows(r->k + o, k + ((size_t)i * nkv + h) *
+				    hd, hd);
+				put_rows(r->v + o, v + ((size_t)i * nkv + h) *
+				    hd, hd);
+			}
+		}
+		if (pos0 + n > r->cap && pos0 + n - r->cap > r->lo)
+			r->lo = pos0 + n - r->cap;
+		return 0;
+	}
+	if ((rc = pend_reserve(s, pos0 + n - s->pos_base)))
+		return rc;
+	for (uint32_t i = 0; i < n; i++)
+		for (uint32_t h = 0; h < nkv; h++) {
+			uint64_t r = pos0 + i - s->pos_base;
+			uint32_t g = (uint32_t)s->slot[layer];
+			put_rows(s->pk + prow(s, g, h, r),
+			    k + ((size_t)i * nkv + h) * hd, hd);
+			put_rows(s->pv + prow(s, g, h, r),
+			    v + ((size_t)i * nkv + h) * hd, hd);
+		}
+	return 0;
+}
+
+static int skv_view(eng_kv *kv, uint32_t layer, uint32_t kvh, uint32_t pos0,
+    uint32_t n, eng_kv_span *out)
+{
+	struct skv *s = (struct skv *)kv;
+	size_t stride = (size_t)s->hd * 2;
+	int rc;
+
+	if (layer >= kv->n_layer || kvh >= s->nkv || !n || !out)
+		return ENG_EINVAL;
+	out->k_stride = out->v_stride = stride;
+	if (!s->is_glob[layer]) {
+		const struct skv_ring *r = &s->rings[s->slot[layer]];
+		uint32_t sl = pos0 % r->cap, run = r->cap - sl;
+		if (pos0 < r->lo || pos0 >= r->lo + r->cap)
+			return ENG_ERANGE;
+		out->n = n < run ? n : run;
+		out->k = r->k + ((size_t)kvh * r->cap + sl) * s->hd;
+		out->v = r->v + ((size_t)kvh * r->cap + sl) * s->hd;
+		return 0;
+	}
+	uint32_t g = (uint32_t)s->slot[layer];
+	if (pos0 >= s->pos_base) {
+		uint64_t r = pos0 - s->pos_base;
+		if (r >= s->pcap)
+			return ENG_ERANGE;
+		out->n = n < s->pcap - r ? n : (uint32_t)(s->pcap - r);
+		out->k = s->pk + prow(s, g, kvh, r);
+		out->v = s->pv + prow(s, g, kvh, r);
+		return 0;
+	}
+	uint32_t b = pos0 / s->B, off = pos0 % s->B, run = s->B - off;
+	if (b >= s->n_blk)
+		return ENG_ERANGE;
+	if (!atomic_load_explicit(&s->ready[b], memory_order_acquire) &&
+	    (rc = blk_resolve(s, b)))
+		return rc;
+	size_t i = (size_t)b * s->n_glob * s->nkv + g * s->nkv + kvh;
+	out->n = n < run ? n : run;
+	out->k = s->bk[i] + (size_t)off * s->hd;
+	out->v = s->bv[i] + (size_t)off * s->hd;
+	return 0;
+}
+
+static int skv_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
+    const float **kmin, const float **kmax, uint32_t *n_blocks)
+{
+	struct skv *s = (struct skv *)kv;
+
+	if (layer >= kv->n_layer || !s->is_glob[layer] || kvh >= s->nkv ||
+	    !kmin || !kmax || !n_blocks)
+		return ENG_EINVAL;
+	size_t r = (size_t)s->slot[layer] * s->nkv + kvh;
+	*kmin = s->smin ? s->smin + r * s->scap * s->hd : NULL;
+	*kmax = s->smax ? s->smax + r * s->scap * s->hd : NULL;
+	*n_blocks = s->n_sum;
+	return 0;
+}
+
+/* Summaries of the complete blocks below n_pos that live in pend. */
+static int summarize(struct skv *s, uint64_t n_pos)
+{
+	uint32_t want = (uint32_t)(n_pos / s->B);
+	int rc;
+
+	if ((rc = sum_reserve(s, want)))
+		return rc;
+	for (; s->n_sum < want; s->n_sum++) {
+		uint64_t r0 = (uint64_t)s->n_sum * s->B - s->pos_base;
+		for (uint32_t g = 0; g < s->n_glob; g++)
+			for (uint32_t h = 0; h < s->nkv; h++) {
+				size_t o = (((size_t)g * s->nkv + h) *
+				    s->scap + s->n_sum) * s->hd;
+				float *mn = s->smin + o, *mx = s->smax + o;
+				for (uint32_t t = 0; t < s->B; t++) {
+					const uint16_t *row = s->pk +
+					    prow(s, g, h, r0 + t);
+					for (uint32_t c = 0; c < s->hd; c++) {
+						float x = ms_f16_to_f32(row[c]);
+						if (!t || x < mn[c])
+							mn[c] = x;
+						if (!t || x > mx[c])
+							mx[c] = x;
+					}
+				}
+			}
+	}
+	return 0;
+}
+
+static int skv_commit(eng_kv *kv, uint32_t n_pos)
+{
+	struct skv *s = (struct skv *)kv;
+	int rc;
+
+	if (n_pos > kv->n_ctx)
+		return ENG_ERANGE;
+	if (n_pos < kv->n_pos) {
+		/* Back within memory only: pend, and rings still holding the
+		 * window behind the new end. */
+		if (n_pos < s->stored)
+			return ENG_ERANGE;
+		for (uint32_t i = 0; i < s->n_loc; i++)
+			if (s->rings[i].lo > (n_pos >= s->window ?
+			    n_pos - s->window + 1 : 0))
+				return ENG_ERANGE;
+		if (s->n_sum > n_pos / s->B)
+			s->n_sum = n_pos / s->B;
+	} else if ((rc = summarize(s, n_pos))) {
+		return rc;
+	}
+	kv->n_pos = n_pos;
+	if (s->dec_bytes > SKV_DECODED_MAX)
+		dec_trim(s);
+	return 0;
+}
+
+static void skv_close(eng_kv *kv)
+{
+	struct skv *s = (struct skv *)kv;
+
+	if (!s)
+		return;
+	txn_end(s);
+	if (s->dec)
+		for (uint32_t b = 0; b < s->blk_cap; b++)
+			free(s->dec[b]);
+	free(s->dec);
+	free((void *)s->ready);
+	free(s->bk);
+	free(s->bv);
+	if (s->rings)
+		for (uint32_t i = 0; i < s->n_loc; i++) {
+			free(s->rings[i].k);
+			free(s->rings[i].v);
+		}
+	free(s->rings);
+	free(s->slot);
+	free(s->is_glob);
+	free(s->pk);
+	free(s->pv);
+	free(s->smin);
+	free(s->smax);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+}
+
+static const eng_kv_ops skv_ops = {
+	.write = skv_write,
+	.view = skv_view,
+	.summary = skv_summary,
+	.commit = skv_commit,
+	.close = skv_close,
+};
+
+/* ------------------------------------------------------------------ */
+/* Open: head, tail, partial last block, summaries                    */
+
+struct sum_load {
+	struct skv *s;
+	uint32_t want;
+	int rc;
+};
+
+static int sum_load_fn(void *arg, const ms_summary *sm)
+{
+	struct sum_load *L = arg;
+	struct skv *s = L->s;
+
+	if (sm->index >= L->want)
+		return 1;
+	if (sm->index != s->n_sum || sm->n_layers != s->n_glob ||
+	    sm->n_kv_heads != s->nkv || sm->head_dim != s->hd) {
+		L->rc = MS_ECORRUPT;
+		return 1;
+	}
+	for (uint32_t g = 0; g < s->n_glob; g++)
+		for (uint32_t h = 0; h < s->nkv; h++) {
+			size_t o = (((size_t)g * s->nkv + h) * s->scap +
+			    s->n_sum) * s->hd;
+			for (uint32_t c = 0; c < s->hd; c++) {
+				float mean;
+				ms_summary_channel(sm, g, h, c, &s->smin[o + c],
+				    &s->smax[o + c], &mean);
+			}
+		}
+	s->n_sum++;
+	return 0;
+}
+
+/* Decodes stored block idx (partial, the last) into pend row 0.. */
+static int partial_to_pend(struct skv *s, ms_txn *txn, uint64_t idx)
+{
+	ms_block pb;
+	float *buf;
+	int rc;
+
+	if ((rc = ms_session_block(txn, s->id, idx, &pb)))
+		return rc;
+	size_t sec = (size_t)pb.n_tokens * s->hd;
+	if ((rc = pend_reserve(s, s->B)))
+		return rc;
+	if (!(buf = malloc(sec * 2 * sizeof(float))))
+		return MS_ENOMEM;
+	for (uint32_t g = 0; g < s->n_glob && !rc; g++)
+		for (uint32_t h = 0; h < s->nkv && !rc; h++) {
+			if ((rc = ms_block_decode(&pb, g, h, buf, buf + sec)))
+				break;
+			for (uint32_t t = 0; t < pb.n_tokens; t++) {
+				put_rows(s->pk + prow(s, g, h, t),
+				    buf + (size_t)t * s->hd, s->hd);
+				put_rows(s->pv + prow(s, g, h, t),
+				    buf + sec + (size_t)t * s->hd, s->hd);
+			}
+		}
+	free(buf);
+	return rc;
+}
+
+static int reload_partial(struct skv *s, char *err, size_t errlen)
+{
+	ms_txn *txn = NULL;
+	ms_store *ms = ed_store_lock();
+	int rc = ms ? ms_read_begin(ms, &txn) : MS_EIO;
+	ed_store_unlock();
+	if (rc == 0)
+		rc = partial_to_pend(s, txn, s->stored / s->B);
+	if (txn) {
+		ed_store_lock();
+		ms_read_end(txn);
+		ed_store_unlock();
+	}
+	if (rc)
+		snprintf(err, errlen, "cannot read back the session's last "
+		    "block: %s", ms_strerror(rc));
+	return rc;
+}
+
+/* Loads the window layers' tail (positions [pos, pos+n)) into the rings
+ * and the partial last block into pend. */
+static int load_tail(struct skv *s, ms_txn *txn, uint64_t n_tokens,
+    char *err, size_t errlen)
+{
+	ms_block tb;
+	float *buf = NULL;
+	int rc;
+
+	if (s->n_loc) {
+		if ((rc = ms_tail_get(txn, s->id, &tb))) {
+			snprintf(err, errlen, "the session's KV (%llu tokens) "
+			    "has no window tail: %s", (unsigned long long)
+			    n_tokens, ms_strerror(rc));
+			return rc;
+		}
+		if (tb.position + tb.n_tokens != n_tokens ||
+		    tb.geom.n_layers != s->n_loc || tb.geom.n_kv_heads !=
+		    s->nkv || tb.geom.head_dim != s->hd ||
+		    (tb.n_tokens < s->window - 1 && tb.position != 0) ||
+		    tb.n_tokens > s->rings[0].cap) {
+			snprintf(err, errlen, "the session's window tail does "
+			    "not match its KV");
+			return MS_ECORRUPT;
+		}
+		size_t sec = (size_t)tb.n_tokens * s->hd;
+		if (!(buf = malloc(sec * 2 * sizeof(float))))
+			return MS_ENOMEM;
+		for (uint32_t i = 0; i < s->n_loc; i++)
+			for (uint32_t h = 0; h < s->nkv; h++) {
+				struct skv_ring *r = &s->rings[i];
+				if ((rc = ms_block_decode(&tb, i, h, buf,
+				    buf + sec)))
+					goto out;
+				for (uint32_t t = 0; t < tb.n_tokens; t++) {
+					uint64_t p = tb.position + t;
+					size_t o = ((size_t)h * r->cap +
+					    p % r->cap) * s->hd;
+					put_rows(r->k + o, buf + (size_t)t *
+					    s->hd, s->hd);
+					put_rows(r->v + o, buf + sec +
+					    (size_t)t * s->hd, s->hd);
+				}
+				r->lo = (uint32_t)tb.position;
+			}
+		free(buf);
+		buf = NULL;
+	}
+	if (n_tokens % s->B && (rc = partial_to_pend(s, txn, n_tokens / s->B)))
+		goto out;
+	rc = 0;
+out:
+	free(buf);
+	return rc;
+}
+
+static int skv_init(struct skv *s, const eng_model *m, uint32_t n_batch)
+{
+	const eng_hparams *hp = eng_model_hparams(m);
+
+	s->base.ops = &skv_ops;
+	s->base.type = ENG_TYPE_F16;
+	s->base.n_layer = hp->n_layer;
+	s->base.n_head_kv = hp->n_head_kv;
+	s->base.head_dim_k = hp->head_dim_k;
+	s->base.head_dim_v = hp->head_dim_v;
+	s->base.n_ctx = 1u << 31;
+	s->hd = hp->head_dim_k;
+	s->nkv = hp->n_head_kv;
+	s->window = hp->sliding_window;
+	if (!(s->slot = calloc(hp->n_layer, sizeof *s->slot)) ||
+	    !(s->is_glob = calloc(hp->n_layer, 1)))
+		return MS_ENOMEM;
+	for (uint32_t il = 0; il < hp->n_layer; il++) {
+		int glob = !hp->swa_pattern || !hp->sliding_window ||
+		    (il + 1) % hp->swa_pattern == 0;
+		s->is_glob[il] = (uint8_t)glob;
+		s->slot[il] = glob ? (int32_t)s->n_glob++ :
+		    (int32_t)s->n_loc++;
+	}
+	if (s->n_loc && !(s->rings = calloc(s->n_loc, sizeof *s->rings)))
+		return MS_ENOMEM;
+	for (uint32_t i = 0; i < s->n_loc; i++) {
+		struct skv_ring *r = &s->rings[i];
+		r->cap = s->window + n_batch;
+		r->k = calloc((size_t)s->nkv * r->cap * s->hd, 2);
+		r->v = calloc((size_t)s->nkv * r->cap * s->hd, 2);
+		if (!r->k || !r->v)
+			return MS_ENOMEM;
+	}
+	return 0;
+}
+
+int ed_skv_open(int64_t id, const eng_model *m, uint32_t n_batch,
+    eng_kv **out, char *err, size_t errlen)
+{
+	const eng_hparams *hp;
+	ms_session_info si;
+	ms_store *ms;
+	ms_txn *txn = NULL;
+	struct skv *s;
+	int rc;
+
+	*out = NULL;
+	if (!m || !n_batch)
+		return MS_EINVAL;
+	hp = eng_model_hparams(m);
+	if (hp->head_dim_k != hp->head_dim_v) {
+		snprintf(err, errlen, "sessions need equal key and value "
+		    "head sizes");
+		return MS_EMISMATCH;
+	}
+	if (!(s = calloc(1, sizeof *s)))
+		return MS_ENOMEM;
+	pthread_mutex_init(&s->mu, NULL);
+	s->id = id;
+	if ((rc = skv_init(s, m, n_batch)))
+		goto fail;
+	{
+		const char *hex = eng_model_info_get(m)->fingerprint;
+		for (int i = 0; i < 16; i++)
+			sscanf(hex + 2 * i, "%2hhx", &s->fp[i]);
+	}
+	ms = ed_store_lock();
+	rc = ms ? ms_read_begin(ms, &txn) : MS_EIO;
+	ed_store_unlock();
+	if (rc)
+		goto fail;
+	if ((rc = ms_session_head(txn, id, &si)))
+		goto fail;
+	if (memcmp(si.fingerprint, s->fp, 16) || si.geom.n_layers !=
+	    s->n_glob || si.geom.n_kv_heads != s->nkv ||
+	    si.geom.head_dim != s->hd) {
+		snprintf(err, errlen, "the session was made with another "
+		    "model or geometry");
+		rc = MS_EMISMATCH;
+		goto fail;
+	}
+	s->B = si.geom.block_tokens;
+	s->mode = si.geom.mode;
+	s->base.block_tokens = s->B;
+	s->stored = si.n_tokens;
+	s->pos_base = si.n_tokens / s->B * s->B;
+	s->n_blk = (uint32_t)(s->pos_base / s->B);
+	if ((rc = blk_reserve(s, s->n_blk + 1)) ||
+	    (rc = sum_reserve(s, s->n_blk + 1)))
+		goto fail;
+	if (si.n_tokens && (rc = load_tail(s, txn, si.n_tokens, err, errlen)))
+		goto fail;
+	{
+		struct sum_load L = { s, s->n_blk, 0 };
+		if ((rc = ms_summary_scan(txn, id, 0, sum_load_fn, &L)) < 0 ||
+		    (rc = L.rc))
+			goto fail;
+		if (s->n_sum != s->n_blk) {
+			snprintf(err, errlen, "the session has %u block "
+			    "summaries for %u blocks", s->n_sum, s->n_blk);
+			rc = MS_ECORRUPT;
+			goto fail;
+		}
+	}
+	s->base.n_pos = (uint32_t)si.n_tokens;
+	ed_store_lock();
+	ms_read_end(txn);
+	ed_store_unlock();
+	*out = &s->base;
+	return 0;
+fail:
+	if (txn) {
+		ed_store_lock();
+		ms_read_end(txn);
+		ed_store_unlock();
+	}
+	if (!*err)
+		snprintf(err, errlen, "cannot open the session's KV: %s",
+		    ms_strerror(rc));
+	skv_close(&s->base);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Save                                                               */
+
+uint64_t ed_skv_stored(const eng_kv *kv)
+{
+	return kv ? ((const struct skv *)kv)->stored : 0;
+}
+
+int ed_skv_save(eng_kv *kv, const int32_t *tokens, uint64_t first,
+    char *err, size_t errlen)
+{
+	struct skv *s = (struct skv *)kv;
+	uint64_t n_pos = kv->n_pos, from = s->pos_base;
+	uint64_t n = n_pos - from, t0;
+	uint32_t *ids = NULL;
+	float *k = NULL, *v = NULL, *tk = NULL, *tv = NULL;
+	ms_tail tail, *tp = NULL;
+	ms_store *ms;
+	int rc = MS_ENOMEM;
+
+	*err = 0;
+	if (first > from || !tokens)
+		return MS_EINVAL;
+	if (n_pos == s->stored)
+		return 0;
+	if (n > MS_APPEND_MAX_TOKENS) {
+		snprintf(err, errlen, "%llu unsaved positions: save more often",
+		    (unsigned long long)n);
+		return MS_ERANGE;
+	}
+	size_t sec = (size_t)n * s->hd, per = (size_t)s->n_glob * s->nkv;
+	ids = malloc((n ? n : 1) * sizeof *ids);
+	k = malloc((sec ? sec : 1) * per * sizeof(float));
+	v = malloc((sec ? sec : 1) * per * sizeof(float));
+	if (!ids || !k || !v)
+		goto out;
+	for (uint64_t i = 0; i < n; i++)
+		ids[i] = (uint32_t)tokens[from - first + i];
+	/* [layer][head][token][hd] as memstore takes them. */
+	for (uint32_t g = 0; g < s->n_glob; g++)
+		for (uint32_t h = 0; h < s->nkv; h++)
+			for (size_t i = 0; i < sec; i++) {
+				size_t o = ((size_t)g * s->nkv + h) * sec + i;
+				k[o] = ms_f16_to_f32(s->pk[prow(s, g, h, 0) + i]);
+				v[o] = ms_f16_to_f32(s->pv[prow(s, g, h, 0) + i]);
+			}
+	if (s->n_loc) {
+		/* The window layers' last positions: enough for the next
+		 * step's first query. */
+		uint32_t tn = n_pos < s->window ? (uint32_t)n_pos : s->window;
+		size_t tsec = (size_t)tn * s->hd;
+		t0 = n_pos - tn;
+		tk = malloc((tsec ? tsec : 1) * s->n_loc * s->nkv *
+		    sizeof(float));
+		tv = malloc((tsec ? tsec : 1) * s->n_loc * s->nkv *
+		    sizeof(float));
+		uint32_t *tt = malloc((tn ? tn : 1) * sizeof *tt);
+		if (!tk || !tv || !tt) {
+			free(tt);
+			goto out;
+		}
+		for (uint32_t i = 0; i < s->n_loc; i++) {
+			struct skv_ring *r = &s->rings[i];
+			if (t0 < r->lo) {
+				free(tt);
+				rc = MS_ESTATE;
+				goto out;
+			}
+			for (uint32_t h = 0; h < s->nkv; h++)
+				for (uint32_t t = 0; t < tn; t++) {
+					size_t src = ((size_t)h * r->cap +
+					    (t0 + t) % r->cap) * s->hd;
+					size_t dst = (((size_t)i * s->nkv + h) *
+					    tn + t) * s->hd;
+					for (uint32_t c = 0; c < s->hd; c++) {
+						tk[dst + c] = ms_f16_to_f32(
+						    r->k[src + c]);
+						tv[dst + c] = ms_f16_to_f32(
+						    r->v[src + c]);
+					}
+				}
+		}
+		for (uint32_t t = 0; t < tn; t++)
+			tt[t] = (uint32_t)tokens[t0 + t - first];
+		tail = (ms_tail){
+			.geom = { .n_layers = s->n_loc, .n_kv_heads = s->nkv,
+			    .head_dim = s->hd, .block_tokens = s->B,
+			    .mode = MS_MODE_F16 },
+			.position = t0, .tokens = tt, .n_tokens = tn,
+			.k = tk, .v = tv,
+		};
+		tp = &tail;
+	}
+	/* The map may have to grow, which waits for every read transaction
+	 * to end: ours now, a question's within seconds (MS_EBUSY until
+	 * then; retried for up to SKV_BUSY_S). */
+	txn_end(s);
+	for (int tries = 0;; tries++) {
+		ms = ed_store_lock();
+		rc = ms ? ms_session_commit(ms, s->id, from, ids, n, k, v, tp,
+		    NULL) : MS_EIO;
+		if (rc && (rc != MS_EBUSY || tries >= SKV_BUSY_S * 20))
+			snprintf(err, errlen, "cannot save the session's KV: "
+			    "%s", ms ? ms_errmsg(ms) : "store closed");
+		ed_store_unlock();
+		if (rc != MS_EBUSY || tries >= SKV_BUSY_S * 20)
+			break;
+		struct timespec ts = { 0, 50 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	if (tp)
+		free((void *)tp->tokens);
+	if (rc)
+		goto out;
+	s->stored = n_pos;
+	/* Full blocks move from pend to the store. */
+	{
+		uint64_t nb = n_pos / s->B * s->B, drop = nb - from;
+		if ((rc = blk_reserve(s, (uint32_t)(nb / s->B) + 1)))
+			goto out;
+		for (uint32_t g = 0; g < s->n_glob && drop; g++)
+			for (uint32_t h = 0; h < s->nkv; h++) {
+				memmove(s->pk + prow(s, g, h, 0), s->pk +
+				    prow(s, g, h, drop), (size_t)(n_pos - nb) *
+				    s->hd * 2);
+				memmove(s->pv + prow(s, g, h, 0), s->pv +
+				    prow(s, g, h, drop), (size_t)(n_pos - nb) *
+				    s->hd * 2);
+			}
+		s->pos_base = nb;
+		s->n_blk = (uint32_t)(nb / s->B);
+	}
+	/* What later steps read must be what a reopen reads: a lossy
+	 * encoding's partial block is read back from the store. */
+	if (s->mode != MS_MODE_F16 && n_pos % s->B &&
+	    (rc = reload_partial(s, err, errlen)))
+		goto out;
+	rc = 0;
+out:
+	free(ids);
+	free(k);
+	free(v);
+	free(tk);
+	free(tv);
+	return rc;
+}

@@ -1,0 +1,51 @@
+/* skv.h - a session's KV cache as the engine sees it (eng_kv), kept in
+ * memstore: what prefill, ask and resume use.  Prefix ed_skv_.
+ *
+ * Layout of positions, per layer kind:
+ *   global layers   [0, base)        full blocks in LMDB, read from the map
+ *                                    (f16 blocks zero-copy, others decoded
+ *                                    once and cached)
+ *                   [base, n_pos)    in memory ("pend"), written by steps
+ *   window layers   the last window + n_batch positions, in rings; saved
+ *                   as the session's tail so that a resume is exact.
+ * base is a multiple of the session's block size B.  Summaries (min/max
+ * per channel of every complete block) are kept in memory for the
+ * engine's sparse attention: loaded from LMDB at open, computed for new
+ * blocks at commit.
+ *
+ * Nothing reaches LMDB until ed_skv_save(): a cache opened for a question
+ * is an overlay over the stored session that is simply closed afterwards.
+ *
+ * Ownership: ed_skv_open() returns an eng_kv owned by the caller, freed
+ * with eng_kv_close(); it borrows the model and the daemon's store (which
+ * must outlive it) and holds a read transaction between steps' first
+ * block read and the next save or close.  One thread drives it (the
+ * worker); views may come from the engine's pool threads.
+ */
+#ifndef ENGRAM_ED_SKV_H
+#define ENGRAM_ED_SKV_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#include "engine.h"
+
+/* Opens the stored KV of session id (as ms_session_head has it) for model
+ * m: n_pos = the session's KV length.  n_batch is the eng_fwd's.  Fails
+ * (message in err) if the session's geometry or fingerprint is not the
+ * model's, or if it holds KV without a matching tail. */
+int ed_skv_open(int64_t id, const eng_model *m, uint32_t n_batch,
+    eng_kv **out, char *err, size_t errlen);
+
+/* Makes positions [stored length, n_pos) durable: the new blocks of the
+ * global layers and the window layers' tail, in one LMDB transaction
+ * (ms_session_commit).  tokens[i] is the id at position first + i, for
+ * every position from first (<= the stored length) to n_pos.  Afterwards
+ * the stored length is n_pos. */
+int ed_skv_save(eng_kv *kv, const int32_t *tokens, uint64_t first,
+    char *err, size_t errlen);
+
+/* The stored length (positions durable in LMDB). */
+uint64_t ed_skv_stored(const eng_kv *kv);
+
+#endif

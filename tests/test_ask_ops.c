@@ -1,0 +1,442 @@
+/* test_ask_ops.c - prefill, ask, session fork and the store's sharing
+ * through engramd and engramctl, on the default model (ENGRAM_TEST_MODEL):
+ * a prefill killed with SIGKILL resumes where its last chunk was saved; a
+ * session answers the same greedy answer before and after engramd is
+ * killed and restarted; two sessions ingested from the same tree share
+ * every block (`store`); a fork shares by reference and --keep extends
+ * only the fork; bad input of every kind gets its error.
+ *
+ * Sparse attention is made to run on this small context (settings below)
+ * so that the daemon's path through stored blocks is the one tested. */
+#include "config.h"
+#include <check.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "daemon_harness.h"
+#include "test_ing_util.h"
+
+static th_daemon D;
+static char *tree;
+
+static void start(void)
+{
+	const char *model = getenv("ENGRAM_TEST_MODEL");
+	ck_assert_msg(model && access(model, R_OK) == 0,
+		      "ENGRAM_TEST_MODEL must name the default model's GGUF (scripts/test sets it)");
+	const char *extra[] = { "--model", model, "--workers", "4",
+				"--set", "sparse_dense_max=256", "--set", "sparse_top_k=4",
+				"--set", "sparse_local=128", "--set", "sparse_sink=64", NULL };
+	th_start(&D, extra);
+}
+
+/* Restarts engramd on the same data dir and socket. */
+static void restart_after(int sig)
+{
+	char dir[sizeof(D.dir)];
+	ck_assert_int_eq(th_signal_wait(&D, sig), sig == SIGKILL ? 128 + SIGKILL : 0);
+	D.pid = 0;
+	memcpy(dir, D.dir, sizeof(dir));
+	start();
+	ck_assert_str_eq(dir, D.dir);
+}
+
+static void setup(void)
+{
+	memset(&D, 0, sizeof(D));
+	tree = NULL;
+}
+
+static void teardown(void)
+{
+	if (D.pid > 0)
+		th_signal_wait(&D, SIGKILL);
+	if (D.dir[0])
+		th_rmdir(D.dir);
+	if (tree)
+		tu_rmtree(tree);
+	free(tree);
+	memset(&D, 0, sizeof(D));
+}
+
+static json_t *rq(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static json_t *rq(const char *fmt, ...)
+{
+	char line[8192];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	json_t *ev = th_roundtrip(D.sock, line);
+	ck_assert_msg(ev != NULL, "no reply to %s", line);
+	return ev;
+}
+
+static const char *ev_name(json_t *ev)
+{
+	const char *s = json_string_value(json_object_get(ev, "event"));
+	return s ? s : "";
+}
+
+static long long jint(json_t *o, const char *k)
+{
+	return (long long)json_integer_value(json_object_get(o, k));
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+	return s ? s : "";
+}
+
+static void expect_error(json_t *ev, const char *code)
+{
+	const char *got = th_err_code(ev);
+	ck_assert_msg(got && !strcmp(got, code), "expected %s, got %s", code,
+		      json_dumps(ev, JSON_COMPACT));
+	json_decref(ev);
+}
+
+static int ctl(char **out, char **err, ...)
+{
+	const char *a[32];
+	int n = 0;
+	va_list ap;
+	a[n++] = "--socket";
+	a[n++] = D.sock;
+	va_start(ap, err);
+	const char *s;
+	while ((s = va_arg(ap, const char *)) && n < 31)
+		a[n++] = s;
+	va_end(ap);
+	a[n] = NULL;
+	return th_ctl(a, NULL, out, err);
+}
+
+/* A C file of n different lines. */
+static void c_file(const char *dir, const char *rel, int n, int salt)
+{
+	size_t cap = (size_t)n * 80 + 64, len = 0;
+	char *b = malloc(cap);
+	for (int i = 0; i < n; i++)
+		len += (size_t)snprintf(b + len, cap - len,
+					"int f%d_%d(int x) { return x * %d + %d; }\n", salt, i, i, salt);
+	tu_write(dir, rel, b, len);
+	free(b);
+}
+
+/* About 1,100 tokens of code in two files: three prefill chunks. */
+static char *corpus(void)
+{
+	char *t = tu_tmpdir();
+	c_file(t, "src/a.c", 30, 1);
+	c_file(t, "src/b.c", 30, 2);
+	tu_mtime(t, "src/a.c", 1700000000);
+	tu_mtime(t, "src/b.c", 1700001000);
+	return t;
+}
+
+static void ingest(const char *session)
+{
+	char *out = NULL, *err = NULL;
+	int rc = ctl(&out, &err, "ingest", "--name", session, tree, NULL);
+	ck_assert_msg(rc == 0, "ingest exit %d: %s", rc, err);
+	free(out);
+	free(err);
+}
+
+/* `engramctl --json prefill`: the final event. */
+static json_t *prefill(const char *session)
+{
+	char *out = NULL, *err = NULL;
+	int rc = ctl(&out, &err, "--json", "prefill", session, NULL);
+	ck_assert_msg(rc == 0, "prefill exit %d: %s", rc, err);
+	json_t *done = NULL;
+	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+		json_t *ev = json_loads(line, 0, NULL);
+		ck_assert_ptr_nonnull(ev);
+		if (!strcmp(ev_name(ev), "done")) {
+			json_decref(done);
+			done = ev;
+		} else {
+			json_decref(ev);
+		}
+	}
+	ck_assert_ptr_nonnull(done);
+	ck_assert_str_eq(jstr(done, "state"), "done");
+	free(out);
+	free(err);
+	return done;
+}
+
+/* `engramctl --json ask`: the answer's text; *done (may be NULL) gets
+ * the result. */
+static char *ask(const char *session, const char *q, const char *more, json_t **done)
+{
+	char *out = NULL, *err = NULL, *text = calloc(1, 1);
+	size_t len = 0;
+	int rc = more ? ctl(&out, &err, "--json", "ask", "--max-tokens", "8", more, session, q, NULL)
+		      : ctl(&out, &err, "--json", "ask", "--max-tokens", "8", session, q, NULL);
+	ck_assert_msg(rc == 0, "ask exit %d: %s", rc, err);
+	if (done)
+		*done = NULL;
+	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+		json_t *ev = json_loads(line, 0, NULL);
+		ck_assert_ptr_nonnull(ev);
+		if (!strcmp(ev_name(ev), "token")) {
+			const char *t = jstr(ev, "text");
+			text = realloc(text, len + strlen(t) + 1);
+			memcpy(text + len, t, strlen(t) + 1);
+			len += strlen(t);
+		}
+		if (!strcmp(ev_name(ev), "done") && done)
+			*done = json_incref(ev);
+		json_decref(ev);
+	}
+	free(out);
+	free(err);
+	return text;
+}
+
+static json_t *session_row(const char *name)
+{
+	json_t *ev = rq("{\"id\":1,\"op\":\"session_show\",\"session\":\"%s\"}", name);
+	ck_assert_msg(!strcmp(ev_name(ev), "done"), "%s", json_dumps(ev, JSON_COMPACT));
+	return ev;
+}
+
+static long long prefilled(const char *name)
+{
+	json_t *ev = session_row(name);
+	long long n = jint(ev, "prefilled_tokens");
+	json_decref(ev);
+	return n;
+}
+
+/* Polls `job` until done reaches n; returns it. */
+static long long wait_done(long long job, long long n)
+{
+	for (int i = 0; i < 6000; i++) {
+		json_t *ev = rq("{\"id\":1,\"op\":\"job\",\"job\":%lld}", job);
+		long long d = jint(ev, "done");
+		ck_assert_msg(!strcmp(jstr(ev, "state"), "running"), "%s",
+			      json_dumps(ev, JSON_COMPACT));
+		json_decref(ev);
+		if (d >= n)
+			return d;
+		usleep(20000);
+	}
+	ck_abort_msg("prefill job %lld stalled", job);
+	return 0;
+}
+
+START_TEST(test_prefill_ask_restart)
+{
+	start();
+	tree = corpus();
+	ingest("a");
+	json_t *row = session_row("a");
+	long long stream = jint(row, "stream_tokens");
+	json_decref(row);
+	ck_assert_int_gt(stream, 1024);
+
+	/* Killed after its first chunk: the resume starts where it was. */
+	json_t *ev = rq("{\"id\":1,\"op\":\"prefill\",\"session\":\"a\",\"detach\":true}");
+	ck_assert_msg(!strcmp(ev_name(ev), "done"), "%s", json_dumps(ev, JSON_COMPACT));
+	long long job = jint(ev, "job");
+	json_decref(ev);
+	wait_done(job, 512);
+	restart_after(SIGKILL);
+	long long kept = prefilled("a");
+	ck_assert_msg(kept >= 512 && kept % 512 == 0, "prefilled %lld after kill -9", kept);
+	json_t *d = prefill("a");
+	long long total = jint(d, "total");
+	ck_assert_int_gt(total, stream);		/* the preamble comes first */
+	ck_assert_int_lt(total, stream + 16);
+	ck_assert_int_eq(jint(d, "done"), total);
+	ck_assert_int_eq(jint(d, "computed"), total - kept);
+	json_decref(d);
+	ck_assert_int_eq(prefilled("a"), total);
+	d = prefill("a");
+	ck_assert_int_eq(jint(d, "computed"), 0);
+	json_decref(d);
+
+	/* The answer, its sources, and the same answer after kill -9. */
+	json_t *res;
+	char *a1 = ask("a", "What does f2_7 return?", "--show-sources", &res);
+	ck_assert_ptr_nonnull(res);
+	ck_assert_int_eq(jint(res, "n_gen"), 8);
+	ck_assert_int_eq(jint(res, "n_context"), total);
+	/* sink 64 + 4 blocks of 64 + the local run and the question */
+	ck_assert_int_lt(jint(res, "n_attended"), total);
+	ck_assert_int_gt(jint(res, "n_attended"), 64 + 4 * 64);
+	json_t *blocks = json_object_get(res, "blocks"), *b;
+	size_t i;
+	int mapped = 0;
+	ck_assert_int_ge(json_array_size(blocks), 3);
+	json_array_foreach(blocks, i, b) {
+		ck_assert(json_number_value(json_object_get(b, "weight")) > 0);
+		ck_assert_int_le(jint(b, "tok_end"), stream);
+		const char *p = jstr(b, "path");
+		if (*p) {
+			ck_assert_msg(strstr(p, "src/a.c") || strstr(p, "src/b.c"), "path %s", p);
+			ck_assert_int_le(jint(b, "line_start"), jint(b, "line_end"));
+			ck_assert_int_le(jint(b, "line_end"), 30);
+			mapped++;
+		}
+	}
+	ck_assert_int_ge(mapped, 2);
+	ck_assert_double_lt(json_number_value(json_object_get(res, "ttft_ms")), 120000);
+	json_decref(res);
+	restart_after(SIGKILL);
+	char *a2 = ask("a", "What does f2_7 return?", NULL, NULL);
+	ck_assert_msg(!strcmp(a1, a2), "before <%s> after <%s>", a1, a2);
+	free(a2);
+	/* An ask leaves the session as it was. */
+	ck_assert_int_eq(prefilled("a"), total);
+
+	/* The same tree in a second session: every block shared. */
+	ingest("b");
+	d = prefill("b");
+	ck_assert_int_eq(jint(d, "computed"), total);
+	json_decref(d);
+	ev = rq("{\"id\":1,\"op\":\"store\"}");
+	long long blocks_a = (total + 63) / 64;
+	ck_assert_int_eq(jint(ev, "blocks"), blocks_a);
+	ck_assert_int_eq(jint(ev, "shared_blocks"), blocks_a);
+	ck_assert_int_eq(jint(ev, "block_refs"), 2 * blocks_a);
+	json_decref(ev);
+	char *ab = ask("b", "What does f2_7 return?", NULL, NULL);
+	ck_assert_str_eq(ab, a1);
+	free(ab);
+
+	/* A fork shares by reference; --keep grows the fork only. */
+	char *out = NULL, *err = NULL;
+	ck_assert_int_eq(ctl(&out, &err, "session", "fork", "b", "c", NULL), 0);
+	ck_assert_msg(strstr(out, "b -> c"), "%s", out);
+	free(out);
+	free(err);
+	ev = rq("{\"id\":1,\"op\":\"store\"}");
+	ck_assert_int_eq(jint(ev, "blocks"), blocks_a);
+	ck_assert_int_eq(jint(ev, "block_refs"), 3 * blocks_a);
+	json_decref(ev);
+	char *k1 = ask("c", "What does f2_7 return?", "--keep", &res);
+	ck_assert(json_is_true(json_object_get(res, "kept")));
+	json_decref(res);
+	ck_assert_str_eq(k1, a1);
+	free(k1);
+	long long grown = prefilled("c");
+	ck_assert_int_gt(grown, total + 8);
+	row = session_row("c");
+	ck_assert_int_eq(jint(row, "stream_tokens") + (total - stream), grown);
+	json_decref(row);
+	ck_assert_int_eq(prefilled("b"), total);
+	/* The next question opens a new turn after the kept one. */
+	char *k2 = ask("c", "And f1_3?", NULL, &res);
+	ck_assert_int_eq(jint(res, "n_context"), grown);
+	json_decref(res);
+	/* Deleting a and b leaves c whole; gc frees nothing c uses. */
+	ck_assert_int_eq(ctl(NULL, NULL, "session", "rm", "a", NULL), 0);
+	ck_assert_int_eq(ctl(NULL, NULL, "session", "rm", "b", NULL), 0);
+	ck_assert_int_eq(ctl(NULL, NULL, "gc", NULL), 0);
+	restart_after(SIGTERM);
+	char *k3 = ask("c", "And f1_3?", NULL, NULL);
+	ck_assert_str_eq(k3, k2);
+	free(k3);
+	free(k2);
+	free(a1);
+	ck_assert_int_eq(th_signal_wait(&D, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(test_ask_bad_input)
+{
+	start();
+	tree = corpus();
+	ingest("n");
+	/* Not prefilled: told what to run. */
+	json_t *ev = rq("{\"id\":1,\"op\":\"ask\",\"session\":\"n\",\"text\":\"hi\"}");
+	const char *msg = json_string_value(json_object_get(json_object_get(ev, "error"), "message"));
+	ck_assert_msg(msg && strstr(msg, "engramctl prefill n"), "%s", json_dumps(ev, JSON_COMPACT));
+	expect_error(ev, "invalid_argument");
+	expect_error(rq("{\"id\":1,\"op\":\"ask\",\"session\":\"nope\",\"text\":\"hi\"}"), "not_found");
+	expect_error(rq("{\"id\":1,\"op\":\"ask\",\"text\":\"hi\"}"), "missing_field");
+	expect_error(rq("{\"id\":1,\"op\":\"ask\",\"session\":\"n\"}"), "missing_field");
+	expect_error(rq("{\"id\":1,\"op\":\"ask\",\"session\":\"n\",\"text\":\"\"}"), "missing_field");
+	expect_error(rq("{\"id\":1,\"op\":\"ask\",\"session\":\".x\",\"text\":\"hi\"}"),
+		     "invalid_argument");
+	expect_error(rq("{\"id\":1,\"op\":\"ask\",\"session\":7,\"text\":\"hi\"}"), "invalid_argument");
+	expect_error(rq("{\"id\":1,\"op\":\"ask\",\"session\":\"n\",\"text\":\"hi\",\"keep\":1}"),
+		     "invalid_argument");
+	expect_error(rq("{\"id\":1,\"op\":\"ask\",\"session\":\"n\",\"text\":\"hi\",\"sources\":\"y\"}"),
+		     "invalid_argument");
+	expect_error(rq("{\"id\":1,\"op\":\"ask\",\"session\":\"n\",\"text\":\"hi\",\"max_tokens\":0}"),
+		     "invalid_argument");
+	expect_error(rq("{\"id\":1,\"op\":\"ask\",\"session\":\"n\",\"text\":\"hi\",\"temperature\":-1}"),
+		     "invalid_argument");
+	expect_error(rq("{\"id\":1,\"op\":\"prefill\",\"session\":\"nope\"}"), "not_found");
+	expect_error(rq("{\"id\":1,\"op\":\"prefill\"}"), "missing_field");
+	expect_error(rq("{\"id\":1,\"op\":\"prefill\",\"session\":\"n\",\"detach\":\"no\"}"),
+		     "invalid_argument");
+	expect_error(rq("{\"id\":1,\"op\":\"session_fork\",\"session\":\"n\",\"to\":\"n\"}"),
+		     "invalid_argument");
+	expect_error(rq("{\"id\":1,\"op\":\"session_fork\",\"session\":\"nope\",\"to\":\"m\"}"),
+		     "not_found");
+	expect_error(rq("{\"id\":1,\"op\":\"session_fork\",\"session\":\"n\",\"to\":\"a/b\"}"),
+		     "invalid_argument");
+	expect_error(rq("{\"id\":1,\"op\":\"session_fork\",\"session\":\"n\"}"), "missing_field");
+	/* A second prefill of a session being prefilled is busy; so is
+	 * --keep on it, and rm; a cancelled prefill keeps what it saved. */
+	ev = rq("{\"id\":1,\"op\":\"prefill\",\"session\":\"n\",\"detach\":true}");
+	long long job = jint(ev, "job");
+	json_decref(ev);
+	expect_error(rq("{\"id\":1,\"op\":\"prefill\",\"session\":\"n\"}"), "busy");
+	expect_error(rq("{\"id\":1,\"op\":\"ask\",\"session\":\"n\",\"text\":\"hi\",\"keep\":true}"),
+		     "busy");
+	expect_error(rq("{\"id\":1,\"op\":\"session_rm\",\"session\":\"n\"}"), "busy");
+	ev = rq("{\"id\":1,\"op\":\"status\"}");
+	json_t *jobs = json_object_get(ev, "jobs");
+	ck_assert_int_eq(json_array_size(jobs), 1);
+	ck_assert_str_eq(jstr(json_array_get(jobs, 0), "kind"), "prefill");
+	json_decref(ev);
+	json_decref(rq("{\"id\":1,\"op\":\"cancel\",\"job\":%lld}", job));
+	for (int i = 0; i < 3000; i++) {
+		ev = rq("{\"id\":1,\"op\":\"job\",\"job\":%lld}", job);
+		int running = !strcmp(jstr(ev, "state"), "running");
+		if (!running)
+			ck_assert_str_eq(jstr(ev, "state"), "cancelled");
+		json_decref(ev);
+		if (!running)
+			break;
+		usleep(20000);
+	}
+	ck_assert_int_eq(prefilled("n") % 512, 0);
+	/* engramctl: usage errors exit 2. */
+	ck_assert_int_eq(ctl(NULL, NULL, "ask", NULL), 2);
+	ck_assert_int_eq(ctl(NULL, NULL, "ask", "n", NULL), 2);
+	ck_assert_int_eq(ctl(NULL, NULL, "ask", "--max-tokens", "x", "n", "q", NULL), 2);
+	ck_assert_int_eq(ctl(NULL, NULL, "prefill", NULL), 2);
+	ck_assert_int_eq(ctl(NULL, NULL, "session", "fork", "n", NULL), 2);
+	ck_assert_int_eq(ctl(NULL, NULL, "ask", "nope", "q", NULL), 1);
+	ck_assert_int_eq(th_signal_wait(&D, SIGTERM), 0);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("ask_ops");
+	TCase *tc = tcase_create("ask_ops");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 900);
+	tcase_add_test(tc, test_prefill_ask_restart);
+	tcase_add_test(tc, test_ask_bad_input);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}

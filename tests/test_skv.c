@@ -1,0 +1,446 @@
+/* test_skv.c - a session's KV in memstore (daemon/skv.c) against the
+ * engine's in-memory cache, on the default model (ENGRAM_TEST_MODEL):
+ * a context prefilled in saved chunks and reopened (a restart) gives the
+ * same logits, bit for bit, as the same steps on an in-memory cache; a
+ * prefill stopped midway and resumed writes the same block records as one
+ * never stopped; sparse attention over the stored session selecting every
+ * block equals dense; a lossy (q8) session answers the same before and
+ * after a restart.
+ *
+ * skv.c is compiled in with the daemon's store lock and log replaced by
+ * the stubs below. */
+#include "config.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "engramd.h"
+#include "memstore.h"
+#include "skv.h"
+
+/* ---- stubs for the daemon's store and log ---- */
+static ms_store *g_ms;
+ms_store *ed_store_lock(void) { return g_ms; }
+void ed_store_unlock(void) {}
+void ed_log(int level, const char *fmt, ...)
+{
+	va_list ap;
+	(void)level;
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+#define N_CTX 1100		/* 3 chunks of 512, not a block multiple */
+#define N_Q 23			/* a "question" after it */
+
+static eng_model *M;
+static float *ref_cache;	/* the in-memory cache's answer, computed once */
+static float *reference_compute(void);
+static int32_t *toks;		/* N_CTX + N_Q ids */
+static uint32_t n_vocab;
+
+static void model_setup(void)
+{
+	const char *path = getenv("ENGRAM_TEST_MODEL");
+	const char *src = getenv("ENGRAM_SRCDIR");
+	char err[256], file[4096];
+	size_t n = 0;
+	int32_t *ids = NULL;
+
+	ck_assert_msg(path && access(path, R_OK) == 0,
+	    "ENGRAM_TEST_MODEL must name the default model (scripts/test sets it)");
+	ck_assert_int_eq(eng_model_open(path, &M, err, sizeof err), 0);
+	/* Real text: this repository's docs. */
+	snprintf(file, sizeof file, "%s/docs/FRAMING.md", src ? src : ".");
+	FILE *f = fopen(file, "r");
+	ck_assert_msg(f != NULL, "cannot read %s", file);
+	char *text = malloc(1 << 20);
+	size_t len = fread(text, 1, (1 << 20) - 1, f);
+	fclose(f);
+	ck_assert_int_eq(eng_tokenize(eng_model_vocab(M), text, len,
+	    ENG_TOK_ADD_SPECIAL, &ids, &n), 0);
+	free(text);
+	ck_assert_uint_ge(n, N_CTX + N_Q);
+	toks = ids;
+	n_vocab = eng_model_hparams(M)->n_vocab;
+}
+
+static void model_teardown(void)
+{
+	free(ref_cache);
+	free(toks);
+	eng_model_close(M);
+}
+
+static char *store_dir(void)
+{
+	char *d = strdup("/tmp/test_skv.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(d));
+	return d;
+}
+
+static void rm_rf(const char *d)
+{
+	char cmd[4200];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+static int64_t session_new(const char *dir, ms_mode mode)
+{
+	const eng_hparams *hp = eng_model_hparams(M);
+	const char *hex = eng_model_info_get(M)->fingerprint;
+	uint8_t fp[16];
+	uint32_t glob = 0;
+	int64_t id;
+	char err[256];
+
+	for (uint32_t il = 0; il < hp->n_layer; il++)
+		glob += (il + 1) % hp->swa_pattern == 0;
+	for (int i = 0; i < 16; i++)
+		sscanf(hex + 2 * i, "%2hhx", &fp[i]);
+	ms_geom g = { .n_layers = glob, .n_kv_heads = hp->n_head_kv,
+	    .head_dim = hp->head_dim_k, .block_tokens = 64, .mode = mode };
+	ck_assert_int_eq(ms_open(dir, NULL, &g_ms, err, sizeof err), 0);
+	ck_assert_int_eq(ms_session_create(g_ms, "s", fp, &g, &id), 0);
+	return id;
+}
+
+static eng_fwd *fwd_new(uint32_t top_k)
+{
+	eng_fwd_params p;
+	eng_fwd *f;
+	char err[256];
+
+	eng_fwd_params_init(&p);
+	p.n_threads = 2;
+	p.sparse.top_k = top_k;
+	p.sparse.sink = 64;
+	p.sparse.local = 256;
+	ck_assert_int_eq(eng_fwd_open(M, &p, &f, err, sizeof err), 0);
+	return f;
+}
+
+/* Steps of 512 positions from 0 (as prefill makes them), saving after
+ * each when save is set; stops once `stop` positions are done. */
+static void prefill(eng_fwd *f, eng_kv *kv, uint32_t stop, int save)
+{
+	char err[256];
+	uint32_t pos = eng_kv_length(kv);
+
+	while (pos < stop) {
+		uint32_t end = (pos / 512 + 1) * 512;
+		if (end > stop)
+			end = stop;
+		ck_assert_int_eq(eng_fwd_eval(f, kv, toks + pos, end - pos, 0,
+		    NULL, NULL), 0);
+		if (save)
+			ck_assert_msg(ed_skv_save(kv, toks, 0, err, sizeof err)
+			    == 0, "save: %s", err);
+		pos = end;
+	}
+}
+
+/* Logits of the question's last token (copied). */
+static float *question(eng_fwd *f, eng_kv *kv)
+{
+	const float *l;
+	float *out = malloc(n_vocab * sizeof(float));
+	ck_assert_int_eq(eng_fwd_eval(f, kv, toks + N_CTX, N_Q, 0, &l, NULL),
+	    0);
+	memcpy(out, l, n_vocab * sizeof(float));
+	return out;
+}
+
+static eng_kv *skv_open(int64_t id, eng_fwd *f)
+{
+	eng_kv *kv;
+	char err[256] = "";
+	int rc = ed_skv_open(id, M, eng_fwd_n_batch(f), &kv, err, sizeof err);
+	ck_assert_msg(rc == 0, "ed_skv_open: %s (%d)", err, rc);
+	return kv;
+}
+
+
+/* The question's logits on an in-memory cache (computed once). */
+static float *reference(void)
+{
+	float *copy = malloc(n_vocab * sizeof(float));
+	if (!ref_cache) {
+		ref_cache = reference_compute();
+	}
+	memcpy(copy, ref_cache, n_vocab * sizeof(float));
+	return copy;
+}
+
+static float *reference_compute(void)
+{
+	eng_fwd *f = fwd_new(0);
+	eng_kv *kv;
+	ck_assert_int_eq(eng_kv_mem_open(M, 4096, eng_fwd_n_batch(f),
+	    ENG_TYPE_F16, &kv), 0);
+	prefill(f, kv, N_CTX, 0);
+	float *l = question(f, kv);
+	eng_kv_close(kv);
+	eng_fwd_close(f);
+	return l;
+}
+
+/* Stored, closed, reopened: the question's logits equal the in-memory
+ * cache's bit for bit (f16 blocks: the same values, the same order). */
+START_TEST(restart_equals_memory)
+{
+	char *dir = store_dir();
+	int64_t id = session_new(dir, MS_MODE_F16);
+	float *ref = reference(), *got;
+	eng_fwd *f = fwd_new(0);
+	eng_kv *kv = skv_open(id, f);
+
+	ck_assert_uint_eq(eng_kv_length(kv), 0);
+	prefill(f, kv, N_CTX, 1);
+	ck_assert_uint_eq(ed_skv_stored(kv), N_CTX);
+	eng_kv_close(kv);
+	ms_close(g_ms);
+	char err[256];
+	ck_assert_int_eq(ms_open(dir, NULL, &g_ms, err, sizeof err), 0);
+	kv = skv_open(id, f);
+	ck_assert_uint_eq(eng_kv_length(kv), N_CTX);
+	got = question(f, kv);
+	ck_assert_msg(memcmp(got, ref, n_vocab * sizeof(float)) == 0,
+	    "logits after a restart differ from the in-memory cache");
+	free(got);
+	/* An overlay question left nothing behind. */
+	eng_kv_close(kv);
+	kv = skv_open(id, f);
+	ck_assert_uint_eq(eng_kv_length(kv), N_CTX);
+	got = question(f, kv);
+	ck_assert(memcmp(got, ref, n_vocab * sizeof(float)) == 0);
+	free(got);
+	eng_kv_close(kv);
+	eng_fwd_close(f);
+	ms_close(g_ms);
+	free(ref);
+	rm_rf(dir);
+	free(dir);
+}
+END_TEST
+
+/* Every block record of a store, in chain order, concatenated. */
+static size_t chain_bytes(int64_t id, uint8_t **out)
+{
+	ms_txn *txn;
+	ms_session_info si;
+	size_t len = 0;
+	uint8_t *buf = NULL;
+
+	ck_assert_int_eq(ms_read_begin(g_ms, &txn), 0);
+	ck_assert_int_eq(ms_session_head(txn, id, &si), 0);
+	for (uint64_t b = 0; b < si.n_blocks; b++) {
+		ms_block blk;
+		ck_assert_int_eq(ms_session_block(txn, id, b, &blk), 0);
+		buf = realloc(buf, len + blk.len);
+		memcpy(buf + len, blk.rec, blk.len);
+		len += blk.len;
+	}
+	ms_read_end(txn);
+	*out = buf;
+	return len;
+}
+
+/* Stopped after the second chunk (nothing of the third saved), reopened,
+ * resumed: the same bytes as an uninterrupted prefill in another store. */
+START_TEST(resume_same_blocks)
+{
+	char *da = store_dir(), *db = store_dir(), err[256];
+	uint8_t *ba, *bb;
+	size_t la, lb;
+	eng_fwd *f = fwd_new(0);
+	int64_t ida = session_new(da, MS_MODE_F16);
+	eng_kv *kv = skv_open(ida, f);
+
+	prefill(f, kv, N_CTX, 1);
+	eng_kv_close(kv);
+	la = chain_bytes(ida, &ba);
+	ms_close(g_ms);
+
+	int64_t idb = session_new(db, MS_MODE_F16);
+	kv = skv_open(idb, f);
+	prefill(f, kv, 1024, 1);
+	/* Part of a third chunk computed but never saved (a kill). */
+	ck_assert_int_eq(eng_fwd_eval(f, kv, toks + 1024, 50, 0, NULL, NULL),
+	    0);
+	eng_kv_close(kv);
+	ms_close(g_ms);
+	ck_assert_int_eq(ms_open(db, NULL, &g_ms, err, sizeof err), 0);
+	kv = skv_open(idb, f);
+	ck_assert_uint_eq(eng_kv_length(kv), 1024);
+	prefill(f, kv, N_CTX, 1);
+	eng_kv_close(kv);
+	lb = chain_bytes(idb, &bb);
+	ck_assert_uint_eq(la, lb);
+	ck_assert_msg(memcmp(ba, bb, la) == 0, "resumed blocks differ");
+	uint64_t problems = 0;
+	ck_assert_int_eq(ms_check(g_ms, 1, &problems), 0);
+	ms_close(g_ms);
+	eng_fwd_close(f);
+	free(ba);
+	free(bb);
+	rm_rf(da);
+	rm_rf(db);
+	free(da);
+	free(db);
+}
+END_TEST
+
+/* Sparse attention over the stored session: selecting every candidate
+ * block equals dense; a small top_k changes the logits but stays close
+ * (the question attends mostly near itself here). */
+START_TEST(sparse_over_store)
+{
+	char *dir = store_dir();
+	int64_t id = session_new(dir, MS_MODE_F16);
+	float *ref = reference(), *got;
+	eng_fwd *f = fwd_new(0);
+	eng_kv *kv = skv_open(id, f);
+
+	prefill(f, kv, N_CTX, 1);
+	eng_kv_close(kv);
+	eng_fwd_close(f);
+	/* Candidates at 1100: blocks 1 .. (1100-256)/64 = 13: 12 of them. */
+	f = fwd_new(12);
+	kv = skv_open(id, f);
+	got = question(f, kv);
+	ck_assert_msg(memcmp(got, ref, n_vocab * sizeof(float)) == 0,
+	    "sparse with every block differs from dense");
+	free(got);
+	eng_kv_close(kv);
+	eng_fwd_close(f);
+	f = fwd_new(4);
+	eng_fwd_record(f, 1);
+	kv = skv_open(id, f);
+	got = question(f, kv);
+	double maxd = 0;
+	for (uint32_t i = 0; i < n_vocab; i++) {
+		ck_assert(isfinite(got[i]));
+		if (fabs(got[i] - ref[i]) > maxd)
+			maxd = fabs(got[i] - ref[i]);
+	}
+	fprintf(stderr, "sparse top_k 4 vs dense: max |logit diff| %.3f\n",
+	    maxd);
+	ck_assert(maxd > 0);
+	eng_attn_block blk[64];
+	uint32_t nb;
+	uint64_t nk;
+	ck_assert_int_eq(eng_fwd_attended(f, blk, 64, &nb, &nk), 0);
+	/* sink 64 + 4 blocks + local from floor((1100-256)/64)*64 = 832. */
+	ck_assert_uint_eq(nk, 64 + 4 * 64 + (N_CTX + N_Q - 832));
+	free(got);
+	eng_kv_close(kv);
+	eng_fwd_close(f);
+	ms_close(g_ms);
+	free(ref);
+	rm_rf(dir);
+	free(dir);
+}
+END_TEST
+
+/* q8 blocks: what the session answers before and after a restart is the
+ * same (both read the stored blocks back), and close to f16. */
+START_TEST(q8_restart_same)
+{
+	char *dir = store_dir(), err[256];
+	int64_t id = session_new(dir, MS_MODE_Q8);
+	float *ref = reference(), *a, *b;
+	eng_fwd *f = fwd_new(0);
+	eng_kv *kv = skv_open(id, f);
+
+	prefill(f, kv, N_CTX, 1);
+	a = question(f, kv);
+	eng_kv_close(kv);
+	ms_close(g_ms);
+	ck_assert_int_eq(ms_open(dir, NULL, &g_ms, err, sizeof err), 0);
+	kv = skv_open(id, f);
+	b = question(f, kv);
+	ck_assert_msg(memcmp(a, b, n_vocab * sizeof(float)) == 0,
+	    "q8 session answers differently after a restart");
+	double maxd = 0;
+	for (uint32_t i = 0; i < n_vocab; i++)
+		if (fabs(a[i] - ref[i]) > maxd)
+			maxd = fabs(a[i] - ref[i]);
+	fprintf(stderr, "q8 vs f16: max |logit diff| %.3f\n", maxd);
+	ck_assert(maxd < 2.0);
+	free(a);
+	free(b);
+	eng_kv_close(kv);
+	eng_fwd_close(f);
+	ms_close(g_ms);
+	free(ref);
+	rm_rf(dir);
+	free(dir);
+}
+END_TEST
+
+/* Bad input: a session of another geometry, a save without ids. */
+START_TEST(bad_input)
+{
+	char *dir = store_dir(), err[256] = "";
+	const char *hex = eng_model_info_get(M)->fingerprint;
+	uint8_t fp[16];
+	int64_t id;
+	eng_kv *kv;
+	eng_fwd *f = fwd_new(0);
+
+	session_new(dir, MS_MODE_F16);
+	for (int i = 0; i < 16; i++)
+		sscanf(hex + 2 * i, "%2hhx", &fp[i]);
+	ms_geom g = { .n_layers = 2, .n_kv_heads = 1, .head_dim = 256,
+	    .block_tokens = 64, .mode = MS_MODE_F16 };
+	ck_assert_int_eq(ms_session_create(g_ms, "other", fp, &g, &id), 0);
+	ck_assert_int_eq(ed_skv_open(id, M, 512, &kv, err, sizeof err),
+	    MS_EMISMATCH);
+	ck_assert_ptr_null(kv);
+	ck_assert_msg(strstr(err, "model") != NULL, "message: %s", err);
+	ck_assert_int_ne(ed_skv_open(99999, M, 512, &kv, err, sizeof err), 0);
+	ms_session_info si;
+	ck_assert_int_eq(ms_session_get(g_ms, "s", &si), 0);
+	kv = skv_open(si.id, f);
+	ck_assert_int_eq(eng_fwd_eval(f, kv, toks, 100, 0, NULL, NULL), 0);
+	ck_assert_int_eq(ed_skv_save(kv, NULL, 0, err, sizeof err),
+	    MS_EINVAL);
+	ck_assert_int_eq(ed_skv_save(kv, toks + 1, 1, err, sizeof err),
+	    MS_EINVAL);
+	eng_kv_close(kv);
+	eng_fwd_close(f);
+	ms_close(g_ms);
+	rm_rf(dir);
+	free(dir);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("skv");
+	TCase *tc = tcase_create("model");
+	tcase_add_unchecked_fixture(tc, model_setup, model_teardown);
+	tcase_set_timeout(tc, 600);
+	tcase_add_test(tc, restart_equals_memory);
+	tcase_add_test(tc, resume_same_blocks);
+	tcase_add_test(tc, sparse_over_store);
+	tcase_add_test(tc, q8_restart_same);
+	tcase_add_test(tc, bad_input);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_set_fork_status(sr, CK_NOFORK);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -41,8 +41,8 @@ static void keep_event(json_t **slot, json_t *ev)
  * prefilled, before the answer comes. */
 static void note_unprefilled(struct gen_out *g, json_t *ev)
 {
-	long long pre = ectl_jint(ev, "prefilled"), all = ectl_jint(ev, "stream_tokens");
-	if (json_object_get(ev, "prefilled") && pre < all)
+	long long pre = ectl_jint(ev, "prefilled"), all = ectl_jint(ev, "context_tokens");
+	if (json_object_get(ev, "context_tokens") && pre < all)
 		fprintf(stderr, "engramctl: only %lld of %s's %lld tokens are prefilled; "
 			"`engramctl prefill %s` does the rest\n", pre, g->session, all, g->session);
 }

@@ -424,10 +424,11 @@ static void ask_worker(ed_req *r)
 		    *err ? err : eng_strerror(rc));
 		goto release;
 	}
-	ed_req_emit(r, "prompt", json_pack("{s:I,s:I,s:I,s:I}", "n_context",
+	ed_req_emit(r, "prompt", json_pack("{s:I,s:I,s:I,s:I,s:I}", "n_context",
 	    (json_int_t)eng_kv_length(kv), "n_question", (json_int_t)nq,
 	    "prefilled", (json_int_t)prefilled, "stream_tokens",
-	    (json_int_t)stream));
+	    (json_int_t)stream, "context_tokens",
+	    (json_int_t)(stream + a.n_pre)));
 	eng_fwd_record(a.f, 1);
 	rc = eng_generate(a.f, kv, s, eng_model_vocab(m), q, (uint32_t)nq,
 	    &ga.gp, ask_token, &a, &r->cancelled, &st);

@@ -506,6 +506,8 @@ typedef struct eng_sparse_params {
 	uint32_t sink;		/* first positions always attended */
 	uint32_t local;		/* recent positions always attended */
 	uint32_t dense_max;	/* contexts up to this are attended densely */
+	int true_positions;	/* 1: no packing, retrieved blocks keep their
+				 * distance (for measuring packing's effect) */
 } eng_sparse_params;
 
 typedef struct eng_fwd_params {

@@ -179,12 +179,14 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	 * L0 - (k - j)*B, the sink just before them. */
 	{
 		uint32_t L0 = last * B, sink_end = first * B;
-		uint32_t packed0 = L0 - k * B - sink_end;
+		uint32_t packed0 = sp->true_positions ? 0 :
+		    L0 - k * B - sink_end;
 		if (sink_end && (rc = push_range(pl, 0, sink_end, packed0)))
 			return rc;
 		for (uint32_t j = 0; j < k; j++) {
 			uint32_t p0 = (first + pl->pick[j]) * B;
-			uint32_t eff = L0 - (k - j) * B;
+			uint32_t eff = sp->true_positions ? p0 :
+			    L0 - (k - j) * B;
 			if ((rc = push_range(pl, p0, B, eff - p0)))
 				return rc;
 		}

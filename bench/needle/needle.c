@@ -129,6 +129,7 @@ int main(int argc, char **argv)
 	eng_sparse_params sp = { .top_k = 32, .sink = 64, .local = 1024,
 	    .dense_max = 4096 };
 	int dense = 1, sparse = 1, verbose = 0;
+	double depth_max = 1.0;
 	char err[256];
 
 	for (int i = 1; i < argc; i++) {
@@ -143,13 +144,16 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--local")) sp.local = atoi(v), i++;
 		else if (!strcmp(a, "--dense-max")) sp.dense_max = atoi(v), i++;
 		else if (!strcmp(a, "--sparse-only")) dense = 0;
+		else if (!strcmp(a, "--true-positions")) sp.true_positions = 1;
+		else if (!strcmp(a, "--depth-max")) depth_max = atof(v), i++;
 		else if (!strcmp(a, "--dense-only")) sparse = 0;
 		else if (!strcmp(a, "-v")) verbose = 1;
 		else {
 			fprintf(stderr, "usage: needle --model GGUF [--length N] "
 			    "[--depths D] [--haystack filler|PATH] [--threads T] "
 			    "[--top-k K] [--sink S] [--local W] [--dense-max M] "
-			    "[--sparse-only|--dense-only] [-v]\n");
+			    "[--sparse-only|--dense-only] [--true-positions] "
+			    "[--depth-max F] [-v]\n");
 			return 2;
 		}
 	}
@@ -203,9 +207,10 @@ int main(int argc, char **argv)
 	}
 
 	srand(12345);
-	printf("# length %u, haystack %s, %u depths, sparse top_k %u sink %u "
-	    "local %u dense_max %u\n", length, hay, depths, sp.top_k, sp.sink,
-	    sp.local, sp.dense_max);
+	printf("# length %u, haystack %s, %u depths up to %.0f%%, sparse top_k "
+	    "%u sink %u local %u dense_max %u%s\n", length, hay, depths,
+	    100 * depth_max, sp.top_k, sp.sink, sp.local, sp.dense_max,
+	    sp.true_positions ? ", true positions" : ", packed");
 	for (int k = 0; k < 2; k++) {
 		if (!use[k])
 			continue;
@@ -226,15 +231,15 @@ int main(int argc, char **argv)
 		size_t body = length - n_pre - n_q - n_n;
 		if (body > n_h)
 			die("haystack too short for this length", 0);
-		uint32_t at = depths > 1 ? (uint32_t)((double)body * di /
-		    (depths - 1)) : (uint32_t)(body / 2);
+		uint32_t at = depths > 1 ? (uint32_t)((double)body * depth_max *
+		    di / (depths - 1)) : (uint32_t)(body / 2);
 		/* branch: haystack [at, body), needle first, question last */
 		size_t nb = n_n + (body - at) + n_q;
 		int32_t *br = malloc(nb * sizeof *br);
 		memcpy(br, nd, n_n * sizeof *br);
 		memcpy(br + n_n, h + at, (body - at) * sizeof *br);
 		memcpy(br + n_n + (body - at), q, n_q * sizeof *br);
-		printf("depth %5.1f%% (token %u):", 100.0 * di /
+		printf("depth %5.1f%% (token %u):", 100.0 * depth_max * di /
 		    (depths > 1 ? depths - 1 : 1), (unsigned)(n_pre + at));
 		for (int k = 0; k < 2; k++) {
 			struct run *r = &runs[k];

@@ -322,10 +322,23 @@ int ing_manifest_diff(const ing_manifest *old, const ing_manifest *cur,
 		int c = i >= old->n ? 1 : j >= cur->n ? -1 :
 			strcmp(ro[i].e->path, rc_[j].e->path);
 		int r = 0;
+		/* A skipped file (binary, too big...) is in the manifest, so
+		 * that the next run can tell it is unchanged, but it is not a
+		 * document: it is neither added nor removed. */
+		int od = c <= 0 && ro[i].e->status == 0;
+		int cd = c >= 0 && rc_[j].e->status == 0;
 		if (c < 0) {
-			r = diff_add(out, &cap, ro[i++].e->path, ING_CHANGE_REMOVED);
+			r = od ? diff_add(out, &cap, ro[i].e->path, ING_CHANGE_REMOVED) : 0;
+			i++;
 		} else if (c > 0) {
-			r = diff_add(out, &cap, rc_[j++].e->path, ING_CHANGE_ADDED);
+			r = cd ? diff_add(out, &cap, rc_[j].e->path, ING_CHANGE_ADDED) : 0;
+			j++;
+		} else if (!od || !cd) {
+			if (od != cd)
+				r = diff_add(out, &cap, rc_[j].e->path,
+					     cd ? ING_CHANGE_ADDED : ING_CHANGE_REMOVED);
+			i++;
+			j++;
 		} else {
 			if (!ing__entry_same(ro[i].e, rc_[j].e))
 				r = diff_add(out, &cap, rc_[j].e->path, ING_CHANGE_MODIFIED);

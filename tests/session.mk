@@ -10,7 +10,7 @@ tests_test_ms_stream_LDADD = $(MS_TEST_LIBS)
 check_PROGRAMS += tests/test_session_ops
 TESTS += tests/test_session_ops
 tests_test_session_ops_SOURCES = tests/test_session_ops.c tests/daemon_harness.c \
-	tests/daemon_harness.h tests/test_ing_util.h
+	tests/daemon_harness.h tests/test_ing_util.h tests/ops_util.h
 tests_test_session_ops_CFLAGS = $(TEST_CFLAGS)
 tests_test_session_ops_LDADD = $(TEST_LIBS)
 
@@ -29,6 +29,6 @@ tests_test_skv_LDADD = $(MEMSTORE_LIBS) libengine.a $(TEST_LIBS) $(XXHASH_LIBS) 
 check_PROGRAMS += tests/test_ask_ops
 TESTS += tests/test_ask_ops
 tests_test_ask_ops_SOURCES = tests/test_ask_ops.c tests/daemon_harness.c \
-	tests/daemon_harness.h tests/test_ing_util.h
+	tests/daemon_harness.h tests/test_ing_util.h tests/ops_util.h
 tests_test_ask_ops_CFLAGS = $(TEST_CFLAGS)
 tests_test_ask_ops_LDADD = $(TEST_LIBS)

@@ -19,6 +19,8 @@
 static th_daemon D;
 static char *tree, *big;
 
+#include "ops_util.h"
+
 static void start(int with_model)
 {
 	const char *model = getenv("ENGRAM_TEST_MODEL");
@@ -50,63 +52,6 @@ static void teardown(void)
 }
 
 /* ---- helpers ---- */
-
-/* One request (printf-style line), its first reply. */
-static json_t *rq(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static json_t *rq(const char *fmt, ...)
-{
-	char line[8192];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	json_t *ev = th_roundtrip(D.sock, line);
-	ck_assert_msg(ev != NULL, "no reply to %s", line);
-	return ev;
-}
-
-static const char *ev_name(json_t *ev)
-{
-	const char *s = json_string_value(json_object_get(ev, "event"));
-	return s ? s : "";
-}
-
-static long long jint(json_t *o, const char *k)
-{
-	return (long long)json_integer_value(json_object_get(o, k));
-}
-
-static const char *jstr(json_t *o, const char *k)
-{
-	const char *s = json_string_value(json_object_get(o, k));
-	return s ? s : "";
-}
-
-/* Expects an error event with this code. */
-static void expect_error(json_t *ev, const char *code)
-{
-	const char *got = th_err_code(ev);
-	ck_assert_msg(got && !strcmp(got, code), "expected %s, got %s", code,
-		      json_dumps(ev, JSON_COMPACT));
-	json_decref(ev);
-}
-
-/* Runs engramctl with the test socket; returns the exit status. */
-static int ctl(char **out, char **err, ...)
-{
-	const char *a[32];
-	int n = 0;
-	va_list ap;
-	a[n++] = "--socket";
-	a[n++] = D.sock;
-	va_start(ap, err);
-	const char *s;
-	while ((s = va_arg(ap, const char *)) && n < 31)
-		a[n++] = s;
-	va_end(ap);
-	a[n] = NULL;
-	return th_ctl(a, NULL, out, err);
-}
 
 /* Polls `job` until its state is not "running"; returns the last reply. */
 static json_t *job_wait(long long id)
@@ -190,18 +135,6 @@ static int report_has(json_t *done, const char *suffix, const char *code)
 			return 1;
 	}
 	return 0;
-}
-
-/* A C file of n lines, all different. */
-static void c_file(const char *dir, const char *rel, int n, int salt)
-{
-	size_t cap = (size_t)n * 80 + 64, len = 0;
-	char *b = malloc(cap);
-	for (int i = 0; i < n; i++)
-		len += (size_t)snprintf(b + len, cap - len,
-					"int f%d_%d(int x) { return x * %d + %d; }\n", salt, i, i, salt);
-	tu_write(dir, rel, b, len);
-	free(b);
 }
 
 /* The small real tree: mtimes fix the stream order (oldest first). */

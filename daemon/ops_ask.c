@@ -311,7 +311,7 @@ static int ask_prepare(ed_req *r, const char *name, struct ask *a,
 /* keep: the question, the answer and the end of the turn join the
  * session: computed, saved, and appended to its stream. */
 static int ask_keep(struct ask *a, eng_kv *kv, const int32_t *q, size_t nq,
-    eng_sampler *s, char *err, size_t errlen)
+    char *err, size_t errlen)
 {
 	const eng_model *m = ed_model();
 	uint64_t base = ed_skv_stored(kv);
@@ -319,7 +319,6 @@ static int ask_keep(struct ask *a, eng_kv *kv, const int32_t *q, size_t nq,
 	size_t n = 0, nend = 0;
 	int rc;
 
-	(void)s;
 	/* The last sampled token was never run; then the turn's close. */
 	if ((rc = ed_session_turn_end(m, &end, &nend)) < 0 ||
 	    (rc = ids_cat(&all, &n, q, nq)) < 0 ||
@@ -442,7 +441,7 @@ static void ask_worker(ed_req *r)
 		    eng_strerror(rc));
 		goto release;
 	}
-	if (keep && (rc = ask_keep(&a, kv, q, nq, s, err, sizeof(err))) < 0) {
+	if (keep && (rc = ask_keep(&a, kv, q, nq, err, sizeof(err))) < 0) {
 		ed_req_fail(r, ED_ERR_INTERNAL, "cannot keep the turn: %s",
 		    *err ? err : rc <= -1100 ? ms_strerror(rc) :
 		    eng_strerror(rc));

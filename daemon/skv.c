@@ -773,7 +773,10 @@ int ed_skv_save(eng_kv *kv, const int32_t *tokens, uint64_t first,
 	int rc = MS_ENOMEM;
 
 	*err = 0;
-	if (first > from || !tokens)
+	/* The ids must reach back to the first new block and to the start
+	 * of the window tail. */
+	if (first > from || !tokens || (s->n_loc && first > n_pos -
+	    (n_pos < s->window ? n_pos : s->window)))
 		return MS_EINVAL;
 	if (n_pos == s->stored)
 		return 0;

@@ -40,8 +40,9 @@ int ed_skv_open(int64_t id, const eng_model *m, uint32_t n_batch,
 /* Makes positions [stored length, n_pos) durable: the new blocks of the
  * global layers and the window layers' tail, in one LMDB transaction
  * (ms_session_commit).  tokens[i] is the id at position first + i, for
- * every position from first (<= the stored length) to n_pos.  Afterwards
- * the stored length is n_pos. */
+ * every position from first to n_pos; first must be at or before the
+ * start of the last stored block and n_pos - window (MS_EINVAL).
+ * Afterwards the stored length is n_pos. */
 int ed_skv_save(eng_kv *kv, const int32_t *tokens, uint64_t first,
     char *err, size_t errlen);
 

@@ -428,7 +428,9 @@ static void ask_worker(ed_req *r)
 	    "prefilled", (json_int_t)prefilled, "stream_tokens",
 	    (json_int_t)stream, "context_tokens",
 	    (json_int_t)(stream + a.n_pre)));
+	/* The preamble (BOS first) is the attention sink, not a source. */
 	eng_fwd_record(a.f, 1);
+	eng_fwd_record_skip(a.f, (uint32_t)a.n_pre);
 	rc = eng_generate(a.f, kv, s, eng_model_vocab(m), q, (uint32_t)nq,
 	    &ga.gp, ask_token, &a, &r->cancelled, &st);
 	if (rc == ENG_ECANCELED || ed_req_is_cancelled(r)) {

@@ -544,6 +544,10 @@ typedef struct eng_attn_block {
 	float weight;		/* share of the attention, 0..1 */
 } eng_attn_block;
 void eng_fwd_record(eng_fwd *f, int on);
+/* Attention on positions below n is left out of the record (the BOS and
+ * preamble soak up attention as a sink; they are not content).  The
+ * weights then sum to the share of attention on what is left. */
+void eng_fwd_record_skip(eng_fwd *f, uint32_t n);
 int eng_fwd_attended(const eng_fwd *f, eng_attn_block *out, uint32_t cap,
     uint32_t *n_out, uint64_t *n_keys);
 

@@ -137,6 +137,7 @@ struct eng_fwd {
 	double rec_keys;	/* sum of keys attended */
 	uint32_t rec_count;	/* (layer, kv head) pairs recorded */
 	uint32_t rec_group;
+	uint32_t rec_skip;	/* positions below are not recorded */
 };
 
 /* ------------------------------------------------------------------------
@@ -745,7 +746,8 @@ static int attn_record(struct attn_job *j)
 		for (uint32_t r = 0; r < nr; r++) {
 			uint32_t e = range_end(rg, r, nr, p);
 			for (uint32_t pos = rg[r].pos0; pos < e; pos++, at++)
-				for (uint32_t h = 0; h < group; h++)
+				for (uint32_t h = 0; h < group &&
+				    pos >= f->rec_skip; h++)
 					f->rec_w[pos / f->rec_B] +=
 					    s->scores[(size_t)h * nk + at];
 		}
@@ -1401,6 +1403,12 @@ void eng_fwd_record(eng_fwd *f, int on)
 {
 	if (f)
 		f->rec_on = !!on;
+}
+
+void eng_fwd_record_skip(eng_fwd *f, uint32_t n)
+{
+	if (f)
+		f->rec_skip = n;
 }
 
 /* The heaviest blocks of the record, heaviest first (ties: earlier block

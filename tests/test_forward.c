@@ -924,6 +924,17 @@ START_TEST(sparse_record)
 	ck_assert_msg(fabs(sum - 1.0) < 1e-3, "weights sum to %f", sum);
 	ck_assert_int_eq(eng_fwd_attended(f, blk, 2, &nb, &nk), 0);
 	ck_assert_uint_eq(nb, 2);
+	/* Leaving the first block out: it is never listed, the rest keeps
+	 * less than the whole. */
+	eng_fwd_record_skip(f, 4);
+	ck_assert_int_eq(eng_fwd_eval(f, kv, tok + 97, 1, 0, &l, NULL), 0);
+	ck_assert_int_eq(eng_fwd_attended(f, blk, LEN(blk), &nb, &nk), 0);
+	sum = 0;
+	for (uint32_t i = 0; i < nb; i++) {
+		ck_assert_uint_ne(blk[i].pos0, 0);
+		sum += blk[i].weight;
+	}
+	ck_assert_msg(sum < 1.0 - 1e-4 && sum > 0, "weights sum to %f", sum);
 	eng_kv_close(kv);
 	eng_fwd_close(f);
 	fixture_close(&fx);

@@ -63,9 +63,12 @@ struct eng__plan {
  * group's query heads of each token: token t head h at
  * q[t*q_row + h*hd] (already rotated and scaled).  0, or ENG_ENOMEM or the
  * store's error. */
+struct eng_pool;
+/* pool (may be NULL) splits the scoring of many candidates. */
 int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
     eng_kv *kv, uint32_t layer, uint32_t kvh, const float *q, size_t q_row,
-    uint32_t group, uint32_t hd, uint32_t n_tok, uint32_t pos0);
+    uint32_t group, uint32_t hd, uint32_t n_tok, uint32_t pos0,
+    struct eng_pool *pool);
 void eng__plan_free(struct eng__plan *pl);
 
 #endif /* ENGRAM_ENG_INTERNAL_H */

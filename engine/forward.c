@@ -777,7 +777,7 @@ static int attn_plan(eng_fwd *f, eng_kv *kv, uint32_t il, uint32_t n,
 	for (uint32_t g = 0; g < hp->n_head_kv; g++) {
 		if ((rc = eng__sparse_plan(&f->plans[g], &f->sparse, kv, il, g,
 		    f->q + (size_t)g * group * hdk,
-		    (size_t)hp->n_head * hdk, group, hdk, n, pos0)))
+		    (size_t)hp->n_head * hdk, group, hdk, n, pos0, f->pool)))
 			return rc;
 		if (f->plans[g].n_ranges > maxr)
 			maxr = f->plans[g].n_ranges;

@@ -22,6 +22,7 @@
 #include "engine.h"
 #include "gguf_writer.h"
 #include "kernels.h"
+#include "eng_internal.h"
 
 /* Engine vs naive reference: max |diff| over a logits row, relative to the
  * row's largest |logit|.  With F16 weights nothing is rounded to 8 bits:
@@ -941,6 +942,111 @@ START_TEST(sparse_record)
 }
 END_TEST
 
+/* A store of synthetic summaries, for the plan alone. */
+#define PB 5000
+#define PHD 256
+static float plan_min[PB * PHD], plan_max[PB * PHD];
+
+static int fake_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
+    const float **kmin, const float **kmax, uint32_t *n)
+{
+	(void)kv;
+	(void)layer;
+	(void)kvh;
+	*kmin = plan_min;
+	*kmax = plan_max;
+	*n = PB;
+	return 0;
+}
+
+static double ref_score(const float *q, uint32_t b)
+{
+	double best = -1e300;
+	for (int h = 0; h < 4; h++) {
+		double s = 0;
+		for (int c = 0; c < PHD; c++) {
+			double a = (double)q[h * PHD + c] * plan_min[b * PHD + c];
+			double e = (double)q[h * PHD + c] * plan_max[b * PHD + c];
+			s += a > e ? a : e;
+		}
+		if (s > best)
+			best = s;
+	}
+	return best;
+}
+
+/* The plan picks the top-k blocks by Quest's bound (checked against a
+ * double-precision reference), the same with the pool as without, in
+ * position order, and packs them in front of the local run. */
+START_TEST(sparse_plan_picks_top_k)
+{
+	static const eng_kv_ops ops = { .summary = fake_summary };
+	eng_kv kv = { .ops = &ops, .block_tokens = 64 };
+	eng_sparse_params sp = { .top_k = 32, .sink = 64, .local = 1024 };
+	struct eng__plan a = { 0 }, b = { 0 };
+	float *q = malloc(4 * PHD * sizeof(float));
+	double *ref = malloc(PB * sizeof(double)), kth;
+	uint32_t pos0 = PB * 64, last = (pos0 - 1024) / 64;
+	eng_pool *pool;
+
+	rng_state = 7;
+	for (int i = 0; i < PB * PHD; i++) {
+		float x = frand(-2, 2), y = frand(-2, 2);
+		plan_min[i] = x < y ? x : y;
+		plan_max[i] = x < y ? y : x;
+	}
+	for (int i = 0; i < 4 * PHD; i++)
+		q[i] = frand(-1, 1);
+	ck_assert_int_eq(eng__sparse_plan(&a, &sp, &kv, 0, 0, q, 4 * PHD, 4,
+	    PHD, 1, pos0, NULL), 0);
+	ck_assert_int_eq(eng_pool_open(&pool, 2), 0);
+	ck_assert_int_eq(eng__sparse_plan(&b, &sp, &kv, 0, 0, q, 4 * PHD, 4,
+	    PHD, 1, pos0, pool), 0);
+	eng_pool_close(pool);
+	ck_assert_uint_eq(a.n_ranges, b.n_ranges);
+	ck_assert(memcmp(a.ranges, b.ranges, a.n_ranges * sizeof(*a.ranges))
+	    == 0);
+	/* The k-th best reference score among candidates 1 .. last-1. */
+	for (uint32_t i = 1; i < last; i++)
+		ref[i] = ref_score(q, i);
+	double *sorted = malloc(PB * sizeof(double));
+	uint32_t nc = last - 1;
+	memcpy(sorted, ref + 1, nc * sizeof(double));
+	for (uint32_t i = 0; i < 32; i++)	/* partial selection sort */
+		for (uint32_t j = i + 1; j < nc; j++)
+			if (sorted[j] > sorted[i]) {
+				double t = sorted[i];
+				sorted[i] = sorted[j];
+				sorted[j] = t;
+			}
+	kth = sorted[31];
+	/* Ranges: the sink, 32 blocks (maybe merged), the open local run. */
+	uint32_t blocks = 0, prev_end = 0;
+	for (uint32_t r = 0; r + 1 < a.n_ranges; r++) {
+		ck_assert_uint_ge(a.ranges[r].pos0, prev_end);
+		prev_end = a.ranges[r].pos0 + a.ranges[r].n;
+		for (uint32_t p = a.ranges[r].pos0; p < prev_end; p += 64) {
+			if (p == 0)
+				continue;	/* the sink */
+			ck_assert_msg(ref[p / 64] >= kth - 1e-3 * fabs(kth),
+			    "block %u scores %f below the 32nd %f", p / 64,
+			    ref[p / 64], kth);
+			blocks++;
+		}
+	}
+	ck_assert_uint_eq(blocks, 32);
+	ck_assert_uint_eq(a.ranges[a.n_ranges - 1].pos0, last * 64);
+	/* Packed: the last chosen block ends where the local run starts. */
+	const struct eng__range *lr = &a.ranges[a.n_ranges - 2];
+	ck_assert_uint_eq(lr->pos0 + lr->n + lr->shift, last * 64);
+	eng__plan_free(&a);
+	eng__plan_free(&b);
+	free(sorted);
+	free(ref);
+	free(q);
+}
+END_TEST
+
 START_TEST(eval_bad_input)
 {
 	struct fixture fx;
@@ -1223,6 +1329,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, kv_ring_and_truncate);
 	tcase_add_test(tc, sparse_all_blocks_equals_dense);
 	tcase_add_test(tc, sparse_record);
+	tcase_add_test(tc, sparse_plan_picks_top_k);
 	tcase_add_test(tc, eval_bad_input);
 	tcase_add_test(tc, open_missing_tensor);
 	tcase_add_test(tc, chat_gemma);

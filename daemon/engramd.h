@@ -231,6 +231,10 @@ void ed_prefill_run(ed_prefill *p);
 int ed_fwd_open(const ed_settings *s, struct eng_fwd **out, char *err,
 		size_t errlen);
 void ed_sparse_params(const ed_settings *s, eng_sparse_params *sp);
+/* Context positions [a, b) of session sid into out: pre[0..n_pre) (its
+ * preamble), then its stream.  0 or an MS_E* code. */
+int ed_context_read(int64_t sid, const int32_t *pre, size_t n_pre,
+		    uint64_t a, uint64_t b, int32_t *out);
 
 /* ops_ask.c: a session's context is its preamble (BOS and the opening of
  * a user turn in the model's chat template), then its token stream; a

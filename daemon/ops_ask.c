@@ -154,6 +154,7 @@ out:
 struct ask {
 	ed_req *r;
 	int64_t sid;
+	int32_t *pre;		/* the session's preamble (n_pre ids) */
 	size_t n_pre;
 	uint64_t ctx_end;	/* stream positions the stored context covers */
 	int sources;
@@ -270,7 +271,6 @@ static int ask_prepare(ed_req *r, const char *name, struct ask *a,
 {
 	const eng_model *m = ed_model();
 	ms_session_info si;
-	int32_t *pre = NULL;
 	int rc;
 
 	ms_store *ms = ed_store_lock();
@@ -287,15 +287,13 @@ static int ask_prepare(ed_req *r, const char *name, struct ask *a,
 	a->sid = si.id;
 	*prefilled = si.n_tokens;
 	a->ctx_end = 0;
-	if ((rc = ed_session_preamble(m, &pre, &a->n_pre)) < 0 ||
+	if ((rc = ed_session_preamble(m, &a->pre, &a->n_pre)) < 0 ||
 	    (rc = ed_session_question(m, (const char *)r->input, r->input_len,
 	    after_turn(m, a->sid, *stream), q, nq)) < 0) {
-		free(pre);
 		ed_req_fail(r, ED_ERR_INVALID_ARGUMENT, "cannot frame the "
 		    "question: %s", eng_strerror(rc));
 		return -1;
 	}
-	free(pre);
 	a->ctx_end = *prefilled > a->n_pre ? *prefilled - a->n_pre : 0;
 	if (a->ctx_end > *stream)
 		a->ctx_end = *stream;
@@ -337,27 +335,12 @@ static int ask_keep(struct ask *a, eng_kv *kv, const int32_t *q, size_t nq,
 	{
 		uint32_t back = eng_model_hparams(m)->sliding_window + 64;
 		uint64_t first = base > back ? base - back : 0;
-		size_t got = 0;
 		int32_t *ctx = malloc((base - first + n + 1) * sizeof(*ctx));
 		if (!ctx) {
 			rc = ENG_ENOMEM;
 			goto out;
 		}
-		int32_t *pre = NULL;
-		size_t np = 0;
-		rc = ed_session_preamble(m, &pre, &np);
-		for (uint64_t i = first; rc >= 0 && i < base && i < np; i++)
-			ctx[i - first] = pre[i];
-		free(pre);
-		uint64_t from = first > np ? first : np;
-		if (rc >= 0 && from < base) {
-			ms_store *ms = ed_store_lock();
-			rc = ms ? ms_stream_read(ms, a->sid, from - np,
-			    base - from, ctx + (from - first), &got) : MS_EIO;
-			ed_store_unlock();
-			if (rc >= 0 && got != base - from)
-				rc = MS_ECORRUPT;
-		}
+		rc = ed_context_read(a->sid, a->pre, a->n_pre, first, base, ctx);
 		if (rc >= 0) {
 			memcpy(ctx + (base - first), all, n * sizeof(*ctx));
 			rc = ed_skv_save(kv, ctx, first, err, errlen);
@@ -463,6 +446,7 @@ release:
 	ed_engine_release();
 out:
 	json_decref(a.blocks);
+	free(a.pre);
 	free(a.gen);
 	free(q);
 }

@@ -51,8 +51,7 @@ int ed_fwd_open(const ed_settings *s, eng_fwd **out, char *err,
 	return eng_fwd_open(ed_model(), &fp, out, err, errlen);
 }
 
-/* Context tokens [a, b): the preamble, then the stream. */
-static int context_read(int64_t sid, const int32_t *pre, size_t n_pre,
+int ed_context_read(int64_t sid, const int32_t *pre, size_t n_pre,
     uint64_t a, uint64_t b, int32_t *out)
 {
 	size_t got = 0;
@@ -131,7 +130,7 @@ void ed_prefill_run(ed_prefill *p)
 		if (end > total)
 			end = total;
 		first = pos > win ? pos - win : 0;
-		if ((rc = context_read(p->session_id, pre, n_pre, first, end,
+		if ((rc = ed_context_read(p->session_id, pre, n_pre, first, end,
 		    tok))) {
 			snprintf(p->error, sizeof(p->error), "cannot read the "
 			    "stream: %s", ms_strerror(rc));

@@ -37,7 +37,7 @@ void ed_sparse_params(const ed_settings *s, eng_sparse_params *sp)
 	sp->sink = (uint32_t)s->sparse_sink;
 	sp->local = (uint32_t)s->sparse_local;
 	sp->dense_max = (uint32_t)s->sparse_dense_max;
-	sp->true_positions = 0;
+	sp->reach = (uint32_t)s->sparse_reach;
 }
 
 int ed_fwd_open(const ed_settings *s, eng_fwd **out, char *err,

@@ -39,6 +39,7 @@ void ed_settings_init(ed_settings *s)
 	s->sparse_sink = 64;
 	s->sparse_local = 1024;
 	s->sparse_dense_max = 4096;
+	s->sparse_reach = 0;		/* the trained context */
 	s->kv_mode = 0;			/* f16: exact, read zero-copy */
 }
 
@@ -148,6 +149,8 @@ int ed_settings_set(ed_settings *s, const char *key, const char *v,
 		NUM(sparse_local, 0, 1 << 20, 0);
 	if (!strcmp(key, "sparse_dense_max"))
 		NUM(sparse_dense_max, 0, 1 << 30, 0);
+	if (!strcmp(key, "sparse_reach"))
+		NUM(sparse_reach, 0, 1 << 30, 0);
 	if (!strcmp(key, "kv_mode")) {
 		static const char *const modes[] = { "f16", "q8", "q4" };
 		for (int i = 0; i < 3; i++)

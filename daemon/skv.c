@@ -52,7 +52,8 @@ struct skv {
 	uint64_t pos_base, stored;
 	uint16_t *pk, *pv;	/* [n_glob][n_kv][pcap][hd] f16 */
 	uint32_t pcap;
-	float *smin, *smax;	/* [n_glob][n_kv][scap][hd] */
+	uint16_t *sb;		/* [n_glob][n_kv][scap][2*hd] f16 bounds
+				 * (eng_kv_bounds_row) */
 	uint32_t n_sum, scap;
 
 	/* Stored blocks [0, base/B): resolved on first use. */
@@ -112,31 +113,20 @@ static int pend_reserve(struct skv *s, uint64_t need)
 static int sum_reserve(struct skv *s, uint32_t need)
 {
 	uint32_t cap = s->scap ? s->scap : 256;
-	size_t per, rows = (size_t)s->n_glob * s->nkv;
-	float *mn, *mx;
+	size_t rows = (size_t)s->n_glob * s->nkv, row = 2 * (size_t)s->hd;
+	uint16_t *nb;
 
 	if (need <= s->scap)
 		return 0;
 	while (cap < need)
 		cap *= 2;
-	per = rows * cap * s->hd;
-	mn = malloc(per * sizeof(float));
-	mx = malloc(per * sizeof(float));
-	if (!mn || !mx) {
-		free(mn);
-		free(mx);
+	if (!(nb = malloc(rows * cap * row * sizeof *nb)))
 		return ENG_ENOMEM;
-	}
-	for (size_t r = 0; r < rows && s->n_sum; r++) {
-		memcpy(mn + r * cap * s->hd, s->smin + r * s->scap * s->hd,
-		    (size_t)s->n_sum * s->hd * sizeof(float));
-		memcpy(mx + r * cap * s->hd, s->smax + r * s->scap * s->hd,
-		    (size_t)s->n_sum * s->hd * sizeof(float));
-	}
-	free(s->smin);
-	free(s->smax);
-	s->smin = mn;
-	s->smax = mx;
+	for (size_t r = 0; r < rows && s->n_sum; r++)
+		memcpy(nb + r * cap * row, s->sb + r * s->scap * row,
+		    (size_t)s->n_sum * row * sizeof *nb);
+	free(s->sb);
+	s->sb = nb;
 	s->scap = cap;
 	return 0;
 }
@@ -379,24 +369,30 @@ static int skv_view(eng_kv *kv, uint32_t layer, uint32_t kvh, uint32_t pos0,
 }
 
 static int skv_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
-    const float **kmin, const float **kmax, uint32_t *n_blocks)
+    const uint16_t **bounds, uint32_t *n_blocks)
 {
 	struct skv *s = (struct skv *)kv;
 
 	if (layer >= kv->n_layer || !s->is_glob[layer] || kvh >= s->nkv ||
-	    !kmin || !kmax || !n_blocks)
+	    !bounds || !n_blocks)
 		return ENG_EINVAL;
 	size_t r = (size_t)s->slot[layer] * s->nkv + kvh;
-	*kmin = s->smin ? s->smin + r * s->scap * s->hd : NULL;
-	*kmax = s->smax ? s->smax + r * s->scap * s->hd : NULL;
+	*bounds = s->sb ? s->sb + r * s->scap * 2 * s->hd : NULL;
 	*n_blocks = s->n_sum;
 	return 0;
+}
+
+/* The summary row of block b of (global slot g, head h). */
+static uint16_t *sum_row(struct skv *s, uint32_t g, uint32_t h, uint32_t b)
+{
+	return s->sb + (((size_t)g * s->nkv + h) * s->scap + b) * 2 * s->hd;
 }
 
 /* Summaries of the complete blocks below n_pos that live in pend. */
 static int summarize(struct skv *s, uint64_t n_pos)
 {
 	uint32_t want = (uint32_t)(n_pos / s->B);
+	float mn[ENG_KV_HD_MAX], mx[ENG_KV_HD_MAX];
 	int rc;
 
 	if ((rc = sum_reserve(s, want)))
@@ -405,9 +401,6 @@ static int summarize(struct skv *s, uint64_t n_pos)
 		uint64_t r0 = (uint64_t)s->n_sum * s->B - s->pos_base;
 		for (uint32_t g = 0; g < s->n_glob; g++)
 			for (uint32_t h = 0; h < s->nkv; h++) {
-				size_t o = (((size_t)g * s->nkv + h) *
-				    s->scap + s->n_sum) * s->hd;
-				float *mn = s->smin + o, *mx = s->smax + o;
 				for (uint32_t t = 0; t < s->B; t++) {
 					const uint16_t *row = s->pk +
 					    prow(s, g, h, r0 + t);
@@ -419,6 +412,8 @@ static int summarize(struct skv *s, uint64_t n_pos)
 							mx[c] = x;
 					}
 				}
+				eng_kv_bounds_row(sum_row(s, g, h, s->n_sum),
+				    mn, mx, s->hd);
 			}
 	}
 	return 0;
@@ -475,8 +470,7 @@ static void skv_close(eng_kv *kv)
 	free(s->is_glob);
 	free(s->pk);
 	free(s->pv);
-	free(s->smin);
-	free(s->smax);
+	free(s->sb);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 }
@@ -512,13 +506,12 @@ static int sum_load_fn(void *arg, const ms_summary *sm)
 	}
 	for (uint32_t g = 0; g < s->n_glob; g++)
 		for (uint32_t h = 0; h < s->nkv; h++) {
-			size_t o = (((size_t)g * s->nkv + h) * s->scap +
-			    s->n_sum) * s->hd;
-			for (uint32_t c = 0; c < s->hd; c++) {
-				float mean;
-				ms_summary_channel(sm, g, h, c, &s->smin[o + c],
-				    &s->smax[o + c], &mean);
-			}
+			float mn[ENG_KV_HD_MAX], mx[ENG_KV_HD_MAX], mean;
+			for (uint32_t c = 0; c < s->hd; c++)
+				ms_summary_channel(sm, g, h, c, &mn[c], &mx[c],
+				    &mean);
+			eng_kv_bounds_row(sum_row(s, g, h, s->n_sum), mn, mx,
+			    s->hd);
 		}
 	s->n_sum++;
 	return 0;
@@ -679,9 +672,10 @@ int ed_skv_open(int64_t id, const eng_model *m, uint32_t n_batch,
 	if (!m || !n_batch)
 		return MS_EINVAL;
 	hp = eng_model_hparams(m);
-	if (hp->head_dim_k != hp->head_dim_v) {
+	if (hp->head_dim_k != hp->head_dim_v ||
+	    hp->head_dim_k > ENG_KV_HD_MAX) {
 		snprintf(err, errlen, "sessions need equal key and value "
-		    "head sizes");
+		    "head sizes of at most %d", ENG_KV_HD_MAX);
 		return MS_EMISMATCH;
 	}
 	if (!(s = calloc(1, sizeof *s)))

@@ -8,9 +8,10 @@
  *                   [base, n_pos)    in memory ("pend"), written by steps
  *   window layers   the last window + n_batch positions, in rings; saved
  *                   as the session's tail so that a resume is exact.
- * base is a multiple of the session's block size B.  Summaries (min/max
- * per channel of every complete block) are kept in memory for the
- * engine's sparse attention: loaded from LMDB at open, computed for new
+ * base is a multiple of the session's block size B.  Summaries (per
+ * channel centre and radius of every complete block's keys, f16, as
+ * eng_kv_ops.summary gives them) are kept in memory for the engine's
+ * sparse attention: made from LMDB's min/max at open, computed for new
  * blocks at commit.
  *
  * Nothing reaches LMDB until ed_skv_save(): a cache opened for a question

@@ -56,7 +56,7 @@ struct eng__plan {
 	float *scores;		/* owned scratch: one per candidate block */
 	uint32_t *pick;		/* owned scratch: selected block indices */
 	size_t scores_cap, pick_cap;
-	float *qbar;		/* owned scratch: (group, head_dim) */
+	float *qbar;		/* owned scratch: (group, 2*head_dim): [q | |q|] */
 	size_t qbar_cap;
 };
 /* Plans a step of n_tok queries at pos0.. on a global layer.  q holds the

@@ -415,14 +415,17 @@ typedef struct eng_kv_ops {
 	int (*view)(eng_kv *kv, uint32_t layer, uint32_t kvh, uint32_t pos0,
 	    uint32_t n, eng_kv_span *out);
 	/* Optional (NULL: the store keeps no summaries; attention is then
-	 * always dense).  Per-channel min and max of the keys of the
-	 * complete blocks of block_tokens positions of a layer and kv head
-	 * (block b covers positions b*block_tokens ..): *kmin and *kmax are
-	 * [*n_blocks][head_dim_k] f32, *n_blocks the committed complete
-	 * blocks, valid as span views are.  Read from the caller's thread
-	 * between write() and commit(). */
+	 * always dense).  Bounds of the keys of the complete blocks of
+	 * block_tokens positions of a layer and kv head (block b covers
+	 * positions b*block_tokens ..): *bounds is [*n_blocks][2*head_dim_k]
+	 * f16 bits, per block the per-channel centre (max+min)/2 and then
+	 * radius (max-min)/2 of its keys, as eng_kv_bounds_row makes them
+	 * (Quest's bound for a query q is then q.centre + |q|.radius: two
+	 * dot products, half the bytes of f32 min/max).  *n_blocks is the
+	 * committed complete blocks; valid as span views are.  Read from the
+	 * caller's thread between write() and commit(). */
 	int (*summary)(eng_kv *kv, uint32_t layer, uint32_t kvh,
-	    const float **kmin, const float **kmax, uint32_t *n_blocks);
+	    const uint16_t **bounds, uint32_t *n_blocks);
 	/* Sets the sequence length to n_pos: after a step (n_pos grows), or
 	 * to drop positions n_pos.. (ENG_ERANGE if the store can no longer
 	 * serve a sequence of that length, e.g. a ring that was overwritten).
@@ -456,6 +459,12 @@ int eng_kv_mem_open(const eng_model *m, uint32_t n_ctx, uint32_t n_batch,
  * layers (blocks of block_tokens, 1..4096), so that sparse attention can
  * run on it.  Call before the first step. */
 int eng_kv_mem_summaries(eng_kv *kv, uint32_t block_tokens);
+/* One block's summary row (see eng_kv_ops.summary) from the per-channel
+ * min and max of its keys: hd centres then hd radii, f16. */
+void eng_kv_bounds_row(uint16_t *row, const float *kmin, const float *kmax,
+    uint32_t hd);
+/* Key width a summary supports (summaries are made with stack rows). */
+#define ENG_KV_HD_MAX 4096
 /* A copy of an in-memory cache (a branch point: the copy goes on
  * independently).  ENG_EINVAL for another kind of store. */
 int eng_kv_mem_clone(const eng_kv *src, eng_kv **out);
@@ -494,20 +503,28 @@ typedef enum eng_attn_mode {
  * to the first `sink` positions, the last `local` ones before the step (and
  * the step itself, causally) and the top_k blocks whose summaries score
  * highest for the step's mean query (Quest's bound: sum over channels of
- * max(q*min, q*max), the highest of the group's heads).  Retrieved blocks
- * are PACKED: each keeps its rotated keys, and the query is rotated back so
- * that the sink and the blocks, in order, appear to lie just before the
- * local window.  Every distance the model sees is then at most
- * sink + top_k*B + local + n_batch, inside its trained context however long
- * the session; when every block is selected the placement is the identity
- * and the result equals dense attention exactly. */
+ * max(q*min, q*max), the highest of the group's heads).
+ *
+ * Placement: keys are stored rotated at their true positions.  Retrieved
+ * positions may appear at most `reach` positions before the local run: the
+ * blocks within reach keep their true positions; the sink and farther
+ * blocks are moved up, in order, to the start of the reach (the query is
+ * rotated back by a range's shift, so its keys look that much later), so
+ * that every distance the model sees stays below reach + local + n_batch
+ * however long the session.  reach 0 means the model's trained context
+ * less local and n_batch; reach is never less than sink + top_k*B (the
+ * tightest packing: everything just before the local run); UINT32_MAX
+ * keeps every true position.  Within reach, placement is the identity,
+ * and with every block selected the result equals dense attention
+ * exactly.  (Packing tighter than needed costs recall: on code at 8K the
+ * model finds a passkey at its true distance that it misses when the
+ * same blocks are packed; bench/RESULTS.md.) */
 typedef struct eng_sparse_params {
 	uint32_t top_k;		/* blocks retrieved per step; 0: always dense */
 	uint32_t sink;		/* first positions always attended */
 	uint32_t local;		/* recent positions always attended */
 	uint32_t dense_max;	/* contexts up to this are attended densely */
-	int true_positions;	/* 1: no packing, retrieved blocks keep their
-				 * distance (for measuring packing's effect) */
+	uint32_t reach;		/* see above; 0: from the trained context */
 } eng_sparse_params;
 
 typedef struct eng_fwd_params {

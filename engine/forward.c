@@ -1249,7 +1249,7 @@ int eng_fwd_open(const eng_model *m, const eng_fwd_params *pp, eng_fwd **out,
 	f->hp = *hp;
 	f->n_batch = p.n_batch;
 	f->attn_mode = p.attn_mode;
-	f->sparse = p.sparse;
+	eng_fwd_set_sparse(f, &p.sparse);
 	pthread_once(&gelu_once, gelu_table_init);
 
 	/* Architecture facts (llama.cpp: llama_model_rope_type, graphs). */
@@ -1395,8 +1395,17 @@ uint32_t eng_fwd_n_vocab(const eng_fwd *f)
 
 void eng_fwd_set_sparse(eng_fwd *f, const eng_sparse_params *sp)
 {
-	if (f && sp)
-		f->sparse = *sp;
+	uint64_t lim;
+
+	if (!f || !sp)
+		return;
+	f->sparse = *sp;
+	/* reach 0: keep every distance inside the trained context (1 where
+	 * that leaves nothing: sparse.c then packs as tight as it can). */
+	lim = (uint64_t)sp->local + f->n_batch;
+	if (!sp->reach)
+		f->sparse.reach = f->hp.n_ctx_train > lim ?
+		    (uint32_t)(f->hp.n_ctx_train - lim) : 1;
 }
 
 void eng_fwd_record(eng_fwd *f, int on)

@@ -19,3 +19,9 @@ bench_engine_prefill_decode_LDADD = libengine.a $(XXHASH_LIBS)
 noinst_PROGRAMS += bench/needle/needle
 bench_needle_needle_SOURCES = bench/needle/needle.c
 bench_needle_needle_LDADD = libengine.a $(XXHASH_LIBS) $(LIBM)
+
+# Decode cost against context length on a synthetic in-memory cache (not
+# run by make check; see bench/longctx/README.md).
+noinst_PROGRAMS += bench/longctx/decode_cost
+bench_longctx_decode_cost_SOURCES = bench/longctx/decode_cost.c
+bench_longctx_decode_cost_LDADD = libengine.a $(XXHASH_LIBS) $(LIBM)

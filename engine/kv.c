@@ -25,8 +25,9 @@ struct kv_layer {
 	uint32_t lo;		/* oldest position still held */
 	uint32_t window;	/* ring: positions a query sees, itself included */
 	/* Summaries (global layers, when asked): per kv head, blocks of
-	 * block_tokens positions, [n_head_kv][sum_cap][head_dim_k] each. */
-	float *smin, *smax;
+	 * block_tokens positions, [n_head_kv][sum_cap][2*head_dim_k] f16
+	 * (eng_kv_bounds_row). */
+	uint16_t *sb;
 	uint32_t n_sum, sum_cap;	/* blocks summarized; room for */
 };
 
@@ -77,30 +78,21 @@ static int mem_sum_reserve(struct kv_mem *m, struct kv_layer *l,
     uint32_t need)
 {
 	const eng_kv *b = &m->base;
-	size_t hd = b->head_dim_k, cap = l->sum_cap ? l->sum_cap : 64;
-	float *mn, *mx;
+	size_t row = 2 * (size_t)b->head_dim_k;
+	size_t cap = l->sum_cap ? l->sum_cap : 64;
+	uint16_t *nb;
 
 	if (need <= l->sum_cap)
 		return 0;
 	while (cap < need)
 		cap *= 2;
-	mn = malloc((size_t)b->n_head_kv * cap * hd * sizeof(float));
-	mx = malloc((size_t)b->n_head_kv * cap * hd * sizeof(float));
-	if (!mn || !mx) {
-		free(mn);
-		free(mx);
+	if (!(nb = malloc((size_t)b->n_head_kv * cap * row * sizeof *nb)))
 		return ENG_ENOMEM;
-	}
-	for (uint32_t h = 0; h < b->n_head_kv && l->n_sum; h++) {
-		memcpy(mn + h * cap * hd, l->smin + h * l->sum_cap * hd,
-		    l->n_sum * hd * sizeof(float));
-		memcpy(mx + h * cap * hd, l->smax + h * l->sum_cap * hd,
-		    l->n_sum * hd * sizeof(float));
-	}
-	free(l->smin);
-	free(l->smax);
-	l->smin = mn;
-	l->smax = mx;
+	for (uint32_t h = 0; h < b->n_head_kv && l->n_sum; h++)
+		memcpy(nb + h * cap * row, l->sb + h * l->sum_cap * row,
+		    l->n_sum * row * sizeof *nb);
+	free(l->sb);
+	l->sb = nb;
 	l->sum_cap = (uint32_t)cap;
 	return 0;
 }
@@ -118,8 +110,11 @@ static int mem_summarize(struct kv_mem *m, uint32_t n_pos)
 	const eng_kv *b = &m->base;
 	uint32_t B = b->block_tokens, hd = b->head_dim_k;
 	size_t rk = (size_t)hd * m->esz;
+	float mn[ENG_KV_HD_MAX], mx[ENG_KV_HD_MAX];
 	int rc;
 
+	if (hd > ENG_KV_HD_MAX)
+		return ENG_ERANGE;
 	for (uint32_t il = 0; il < b->n_layer; il++) {
 		struct kv_layer *l = &m->layers[il];
 		if (l->ring)
@@ -130,10 +125,6 @@ static int mem_summarize(struct kv_mem *m, uint32_t n_pos)
 			return rc;
 		for (; (l->n_sum + 1) * B <= n_pos; l->n_sum++)
 			for (uint32_t h = 0; h < b->n_head_kv; h++) {
-				float *mn = l->smin + ((size_t)h * l->sum_cap +
-				    l->n_sum) * hd;
-				float *mx = l->smax + ((size_t)h * l->sum_cap +
-				    l->n_sum) * hd;
 				for (uint32_t t = 0; t < B; t++) {
 					const char *row = l->k + ((size_t)h *
 					    l->cap + l->n_sum * B + t) * rk;
@@ -146,29 +137,39 @@ static int mem_summarize(struct kv_mem *m, uint32_t n_pos)
 							mx[c] = x;
 					}
 				}
+				eng_kv_bounds_row(l->sb + ((size_t)h *
+				    l->sum_cap + l->n_sum) * 2 * hd, mn, mx,
+				    hd);
 			}
 	}
 	return 0;
 }
 
 static int mem_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
-    const float **kmin, const float **kmax, uint32_t *n_blocks)
+    const uint16_t **bounds, uint32_t *n_blocks)
 {
 	const struct kv_mem *m = (const struct kv_mem *)kv;
 	const struct kv_layer *l;
 
 	if (!kv->block_tokens || layer >= kv->n_layer ||
-	    kvh >= kv->n_head_kv || !kmin || !kmax || !n_blocks)
+	    kvh >= kv->n_head_kv || !bounds || !n_blocks)
 		return ENG_EINVAL;
 	l = &m->layers[layer];
 	if (l->ring)
 		return ENG_EINVAL;
-	*kmin = l->smin ? l->smin + (size_t)kvh * l->sum_cap *
-	    kv->head_dim_k : NULL;
-	*kmax = l->smax ? l->smax + (size_t)kvh * l->sum_cap *
+	*bounds = l->sb ? l->sb + (size_t)kvh * l->sum_cap * 2 *
 	    kv->head_dim_k : NULL;
 	*n_blocks = l->n_sum;
 	return 0;
+}
+
+void eng_kv_bounds_row(uint16_t *row, const float *kmin, const float *kmax,
+    uint32_t hd)
+{
+	for (uint32_t c = 0; c < hd; c++) {
+		row[c] = eng_f32_to_f16(0.5f * (kmax[c] + kmin[c]));
+		row[hd + c] = eng_f32_to_f16(0.5f * (kmax[c] - kmin[c]));
+	}
 }
 
 static void store_row(void *dst, const float *src, uint32_t n, eng_type t)
@@ -271,8 +272,7 @@ static void mem_close(eng_kv *kv)
 		for (uint32_t il = 0; il < kv->n_layer; il++) {
 			free(m->layers[il].k);
 			free(m->layers[il].v);
-			free(m->layers[il].smin);
-			free(m->layers[il].smax);
+			free(m->layers[il].sb);
 		}
 	free(m->layers);
 	free(m);
@@ -351,15 +351,14 @@ int eng_kv_mem_clone(const eng_kv *src, eng_kv **out)
 		    m->esz;
 		size_t vb = (size_t)src->n_head_kv * l->cap * src->head_dim_v *
 		    m->esz;
-		size_t sb = (size_t)src->n_head_kv * l->sum_cap *
-		    src->head_dim_k * sizeof(float);
+		size_t sb = (size_t)src->n_head_kv * l->sum_cap * 2 *
+		    src->head_dim_k * sizeof(uint16_t);
 		*d = *l;
 		d->k = d->v = NULL;
-		d->smin = d->smax = NULL;
+		d->sb = NULL;
 		if ((l->k && !(d->k = malloc(kb))) ||
 		    (l->v && !(d->v = malloc(vb))) ||
-		    (l->smin && !(d->smin = malloc(sb))) ||
-		    (l->smax && !(d->smax = malloc(sb)))) {
+		    (l->sb && !(d->sb = malloc(sb)))) {
 			mem_close(&c->base);
 			return ENG_ENOMEM;
 		}
@@ -367,10 +366,8 @@ int eng_kv_mem_clone(const eng_kv *src, eng_kv **out)
 			memcpy(d->k, l->k, kb);
 		if (l->v)
 			memcpy(d->v, l->v, vb);
-		if (l->smin)
-			memcpy(d->smin, l->smin, sb);
-		if (l->smax)
-			memcpy(d->smax, l->smax, sb);
+		if (l->sb)
+			memcpy(d->sb, l->sb, sb);
 	}
 	*out = &c->base;
 	return 0;

@@ -1,14 +1,15 @@
 /* sparse.c - which blocks of a long context a step attends: the first
  * positions (attention sinks), the recent past, and the top-k blocks by
  * Quest's bound over the per-block key min/max the store keeps; and where
- * they are placed (packed before the local window; see eng_sparse_params
- * in engine.h).
+ * they are placed (at their true positions within the reach, packed into
+ * it from farther away; see eng_sparse_params in engine.h).
  *
  * Invariants of a plan with ranges: ranges are disjoint and ascending;
  * every closed range lies below the open (local) one, which starts at a
  * block boundary L0 <= pos0; shifts are >= 0 and a range moved by its
- * shift still ends at or before the start of the next range, so packed
- * positions keep the order of true ones.
+ * shift still ends at or before the start of the next range (moved), so
+ * packed positions keep the order of true ones; no range starts, moved,
+ * before L0 - max(reach, sink + k*B).
  */
 #include "config.h"
 
@@ -59,59 +60,39 @@ static int push_range(struct eng__plan *pl, uint32_t pos0, uint32_t n,
 	return 0;
 }
 
-/* Quest's bound for one block: the highest over the group's heads of
- * sum_c max(q_c*min_c, q_c*max_c).  Eight partial sums, so that the loop
- * vectorizes without reassociating (it runs once per block per step:
- * 16K blocks at 1M tokens). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-/* One clone per x86 level, chosen at load time: the loop is the same. */
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-static float block_score(const float *qbar, uint32_t group, uint32_t hd,
-    const float *mn, const float *mx)
-{
-	float best = -INFINITY;
-
-	for (uint32_t h = 0; h < group; h++) {
-		const float *q = qbar + (size_t)h * hd;
-		float acc[8] = { 0 }, s = 0.0f;
-		uint32_t c = 0;
-		for (; c + 8 <= hd; c += 8)
-			for (uint32_t l = 0; l < 8; l++) {
-				float a = q[c + l] * mn[c + l];
-				float b = q[c + l] * mx[c + l];
-				acc[l] += a > b ? a : b;
-			}
-		for (; c < hd; c++) {
-			float a = q[c] * mn[c], b = q[c] * mx[c];
-			s += a > b ? a : b;
-		}
-		for (uint32_t l = 0; l < 8; l++)
-			s += acc[l];
-		if (s > best)
-			best = s;
-	}
-	return best;
-}
-
+/* Quest's bound for the candidates: per block and head,
+ * sum_c max(q_c*min_c, q_c*max_c) = q.centre + |q|.radius, i.e. one dot
+ * product of the block's f16 summary row [centre | radius] with the
+ * head's [q | |q|] (pl->qbar): the engine's f16 kernel, up to ENG_NT_MAX
+ * heads per pass over the row.  The highest of the group's heads wins. */
 struct score_job {
 	struct eng__plan *pl;
-	const float *kmin, *kmax;
+	const uint16_t *bounds;
+	eng_vec_dot_fn dot;
 	uint32_t group, hd, first, n_cand;
 };
 
 static void score_task(void *arg, int ith, int nth)
 {
 	struct score_job *j = arg;
-	uint32_t per = (j->n_cand + nth - 1) / nth;
+	uint32_t per = (j->n_cand + nth - 1) / nth, row = 2 * j->hd;
 	uint32_t a = per * ith, e = a + per < j->n_cand ? a + per : j->n_cand;
+	float s[ENG_NT_MAX];
 
 	for (uint32_t i = a; i < e; i++) {
-		size_t b = j->first + i;
-		float sc = block_score(j->pl->qbar, j->group, j->hd,
-		    j->kmin + b * j->hd, j->kmax + b * j->hd);
+		const uint16_t *r = j->bounds + (size_t)(j->first + i) * row;
+		float best = -INFINITY;
+		for (uint32_t h = 0; h < j->group; h += ENG_NT_MAX) {
+			int nt = j->group - h < ENG_NT_MAX ?
+			    (int)(j->group - h) : ENG_NT_MAX;
+			j->dot(row, r, j->pl->qbar + (size_t)h * row,
+			    row * sizeof(float), s, 1, nt);
+			for (int t = 0; t < nt; t++)
+				if (s[t] > best)
+					best = s[t];
+		}
 		/* A NaN never wins. */
-		j->pl->scores[i] = sc == sc ? sc : -INFINITY;
+		j->pl->scores[i] = best == best ? best : -INFINITY;
 	}
 }
 
@@ -145,7 +126,8 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
     struct eng_pool *pool)
 {
 	uint32_t B = kv->block_tokens, nb, first, last, n_cand, k;
-	const float *kmin, *kmax;
+	const uint16_t *bounds;
+	eng_vec_dot_fn dot;
 	int rc;
 
 	pl->n_ranges = 0;
@@ -157,13 +139,15 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	last = pos0 > sp->local ? (pos0 - sp->local) / B : 0;
 	if (last <= first || last - first < sp->top_k)
 		return 0;	/* fewer candidates than picks: dense */
-	if ((rc = kv->ops->summary(kv, layer, kvh, &kmin, &kmax, &nb)))
+	if ((rc = kv->ops->summary(kv, layer, kvh, &bounds, &nb)))
 		return rc;
-	if (nb < last)
+	if (nb < last || !bounds)
 		return ENG_ERANGE;	/* the store lags the sequence */
+	if (!(dot = eng_vec_dot_get(ENG_TYPE_F16, eng_simd_active())))
+		return ENG_EUNSUP;
 	n_cand = last - first;
 	k = sp->top_k;
-	if ((rc = grow(&pl->qbar, &pl->qbar_cap, (size_t)group * hd,
+	if ((rc = grow(&pl->qbar, &pl->qbar_cap, (size_t)group * 2 * hd,
 	    sizeof(float))) ||
 	    (rc = grow(&pl->scores, &pl->scores_cap, n_cand,
 	    sizeof(float))) ||
@@ -171,22 +155,28 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	    sizeof(uint32_t))))
 		return rc;
 
-	/* The step's mean query per head (InfLLM scores a chunk this way). */
-	memset(pl->qbar, 0, (size_t)group * hd * sizeof(float));
+	/* The step's mean query per head (InfLLM scores a chunk this way),
+	 * then its absolute values: [q | |q|] per head. */
+	memset(pl->qbar, 0, (size_t)group * 2 * hd * sizeof(float));
 	for (uint32_t t = 0; t < n_tok; t++)
 		for (uint32_t h = 0; h < group; h++) {
 			const float *qr = q + t * q_row + (size_t)h * hd;
-			float *o = pl->qbar + (size_t)h * hd;
+			float *o = pl->qbar + (size_t)h * 2 * hd;
 			for (uint32_t c = 0; c < hd; c++)
 				o[c] += qr[c];
 		}
-	for (size_t i = 0; i < (size_t)group * hd; i++)
-		pl->qbar[i] /= (float)n_tok;
+	for (uint32_t h = 0; h < group; h++) {
+		float *o = pl->qbar + (size_t)h * 2 * hd;
+		for (uint32_t c = 0; c < hd; c++) {
+			o[c] /= (float)n_tok;
+			o[hd + c] = fabsf(o[c]);
+		}
+	}
 
 	{
 		/* One pass over every candidate's summary per layer and step
 		 * (16 K blocks at 1M tokens): split over the pool. */
-		struct score_job sj = { pl, kmin, kmax, group, hd, first,
+		struct score_job sj = { pl, bounds, dot, group, hd, first,
 		    n_cand };
 		if (pool && n_cand >= 1024)
 			eng_pool_run(pool, score_task, &sj);
@@ -204,20 +194,25 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 		}
 	qsort(pl->pick, k, sizeof *pl->pick, cmp_u32);
 
-	/* Packed placement: block j of the k chosen ends up at
-	 * L0 - (k - j)*B, the sink just before them. */
+	/* Placement: the earliest position anything may appear at is
+	 * c = L0 - reach.  The sink goes there, then block j at its true
+	 * position or, if that is taken or out of reach, right after the
+	 * previous one.  Since reach >= sink_end + k*B, block j ends at or
+	 * before L0 - (k-j-1)*B: everything stays below the local run. */
 	{
 		uint32_t L0 = last * B, sink_end = first * B;
-		uint32_t packed0 = sp->true_positions ? 0 :
-		    L0 - k * B - sink_end;
-		if (sink_end && (rc = push_range(pl, 0, sink_end, packed0)))
+		uint64_t tight = (uint64_t)k * B + sink_end;
+		uint64_t reach = sp->reach > tight ? sp->reach : tight;
+		uint32_t c = L0 > reach ? (uint32_t)(L0 - reach) : 0;
+		uint32_t at = c + sink_end;
+		if (sink_end && (rc = push_range(pl, 0, sink_end, c)))
 			return rc;
 		for (uint32_t j = 0; j < k; j++) {
 			uint32_t p0 = (first + pl->pick[j]) * B;
-			uint32_t eff = sp->true_positions ? p0 :
-			    L0 - (k - j) * B;
+			uint32_t eff = p0 > at ? p0 : at;
 			if ((rc = push_range(pl, p0, B, eff - p0)))
 				return rc;
+			at = eff + B;
 		}
 		/* The open local range is never merged into the last block:
 		 * give it a distinct entry. */

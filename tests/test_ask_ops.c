@@ -31,7 +31,10 @@ static void start(void)
 		      "ENGRAM_TEST_MODEL must name the default model's GGUF (scripts/test sets it)");
 	const char *extra[] = { "--model", model, "--workers", "4",
 				"--set", "sparse_dense_max=256", "--set", "sparse_top_k=4",
-				"--set", "sparse_local=128", "--set", "sparse_sink=64", NULL };
+				"--set", "sparse_local=128", "--set", "sparse_sink=64",
+				/* packed tight: shifted ranges on every
+				 * sparse step of these short sessions */
+				"--set", "sparse_reach=1", NULL };
 	th_start(&D, extra);
 }
 

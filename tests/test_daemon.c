@@ -555,6 +555,11 @@ START_TEST(test_config_file)
 	snprintf(cmd, sizeof(cmd), "'%s' -f --config /dev/null --workers 0 -s '%s' -d '%s' 2>/dev/null",
 		 getenv("ENGRAMD"), D.sock, D.data);
 	ck_assert_int_eq(WEXITSTATUS(system(cmd)), 2);
+	/* A sparse-attention setting out of range (sparse_reach takes
+	 * 0 .. 2^30). */
+	snprintf(cmd, sizeof(cmd), "'%s' -f --config /dev/null --set sparse_reach=-1 -s '%s' -d '%s' 2>/dev/null",
+		 getenv("ENGRAMD"), D.sock, D.data);
+	ck_assert_int_eq(WEXITSTATUS(system(cmd)), 2);
 	snprintf(cmd, sizeof(cmd), "'%s' --no-such-option 2>/dev/null", getenv("ENGRAMD"));
 	ck_assert_int_eq(WEXITSTATUS(system(cmd)), 2);
 	snprintf(cmd, sizeof(cmd), "'%s' -f -c '%s/missing.conf' 2>/dev/null", getenv("ENGRAMD"), D.dir);

@@ -946,27 +946,46 @@ END_TEST
 #define PB 5000
 #define PHD 256
 static float plan_min[PB * PHD], plan_max[PB * PHD];
+static uint16_t plan_bounds[PB * 2 * PHD];
 
 static int fake_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
-    const float **kmin, const float **kmax, uint32_t *n)
+    const uint16_t **bounds, uint32_t *n)
 {
 	(void)kv;
 	(void)layer;
 	(void)kvh;
-	*kmin = plan_min;
-	*kmax = plan_max;
+	*bounds = plan_bounds;
 	*n = PB;
 	return 0;
 }
 
+/* Random boxes: plan_min/plan_max and their summary rows. */
+static void plan_boxes(void)
+{
+	for (int i = 0; i < PB * PHD; i++) {
+		float x = frand(-2, 2), y = frand(-2, 2);
+		plan_min[i] = x < y ? x : y;
+		plan_max[i] = x < y ? y : x;
+	}
+	for (int b = 0; b < PB; b++)
+		eng_kv_bounds_row(plan_bounds + (size_t)b * 2 * PHD,
+		    plan_min + (size_t)b * PHD, plan_max + (size_t)b * PHD,
+		    PHD);
+}
+
+/* Quest's bound in double over the box a summary row describes (centre
+ * and radius as stored, f16): sum_c max(q*lo, q*hi). */
 static double ref_score(const float *q, uint32_t b)
 {
+	const uint16_t *r = plan_bounds + (size_t)b * 2 * PHD;
 	double best = -1e300;
 	for (int h = 0; h < 4; h++) {
 		double s = 0;
 		for (int c = 0; c < PHD; c++) {
-			double a = (double)q[h * PHD + c] * plan_min[b * PHD + c];
-			double e = (double)q[h * PHD + c] * plan_max[b * PHD + c];
+			double m = eng_f16_to_f32(r[c]);
+			double d = eng_f16_to_f32(r[PHD + c]);
+			double a = (double)q[h * PHD + c] * (m - d);
+			double e = (double)q[h * PHD + c] * (m + d);
 			s += a > e ? a : e;
 		}
 		if (s > best)
@@ -990,11 +1009,7 @@ START_TEST(sparse_plan_picks_top_k)
 	eng_pool *pool;
 
 	rng_state = 7;
-	for (int i = 0; i < PB * PHD; i++) {
-		float x = frand(-2, 2), y = frand(-2, 2);
-		plan_min[i] = x < y ? x : y;
-		plan_max[i] = x < y ? y : x;
-	}
+	plan_boxes();
 	for (int i = 0; i < 4 * PHD; i++)
 		q[i] = frand(-1, 1);
 	ck_assert_int_eq(eng__sparse_plan(&a, &sp, &kv, 0, 0, q, 4 * PHD, 4,
@@ -1043,6 +1058,95 @@ START_TEST(sparse_plan_picks_top_k)
 	eng__plan_free(&b);
 	free(sorted);
 	free(ref);
+	free(q);
+}
+END_TEST
+
+/* Placement by reach: the same blocks are picked whatever the reach;
+ * with an unbounded reach no range moves; with a reach of R nothing
+ * appears before L0 - R, the sink sits exactly there, blocks already in
+ * reach keep their positions and farther ones are moved up, in order,
+ * without overlap; the tightest reach packs the last block against the
+ * local run. */
+static void check_placement(const struct eng__plan *pl, uint32_t L0,
+    uint32_t lo)
+{
+	uint32_t moved_end = lo;
+
+	for (uint32_t r = 0; r + 1 < pl->n_ranges; r++) {
+		const struct eng__range *g = &pl->ranges[r];
+		ck_assert_uint_ge(g->pos0 + g->shift, moved_end);
+		moved_end = g->pos0 + g->shift + g->n;
+	}
+	ck_assert_uint_le(moved_end, L0);
+	ck_assert_uint_eq(pl->ranges[pl->n_ranges - 1].pos0, L0);
+	ck_assert_uint_eq(pl->ranges[pl->n_ranges - 1].shift, 0);
+}
+
+/* Blocks (true block indices) a plan attends outside the sink and the
+ * local run, into out; returns how many. */
+static uint32_t plan_blocks(const struct eng__plan *pl, uint32_t *out)
+{
+	uint32_t n = 0;
+
+	for (uint32_t r = 0; r + 1 < pl->n_ranges; r++)
+		for (uint32_t p = pl->ranges[r].pos0;
+		    p < pl->ranges[r].pos0 + pl->ranges[r].n; p += 64)
+			if (p)
+				out[n++] = p / 64;
+	return n;
+}
+
+START_TEST(sparse_plan_reach)
+{
+	static const eng_kv_ops ops = { .summary = fake_summary };
+	eng_kv kv = { .ops = &ops, .block_tokens = 64 };
+	eng_sparse_params sp = { .top_k = 32, .sink = 64, .local = 1024 };
+	struct eng__plan pl[3] = { { 0 } };
+	uint32_t reach[3] = { 0, 100000, UINT32_MAX };
+	uint32_t pos0 = PB * 64, last = (pos0 - 1024) / 64, L0 = last * 64;
+	uint32_t picks[3][32];
+	float *q = malloc(4 * PHD * sizeof(float));
+
+	rng_state = 11;
+	plan_boxes();
+	for (int i = 0; i < 4 * PHD; i++)
+		q[i] = frand(-1, 1);
+	for (int i = 0; i < 3; i++) {
+		sp.reach = reach[i];
+		ck_assert_int_eq(eng__sparse_plan(&pl[i], &sp, &kv, 0, 0, q,
+		    4 * PHD, 4, PHD, 1, pos0, NULL), 0);
+		ck_assert_uint_eq(plan_blocks(&pl[i], picks[i]), 32);
+	}
+	ck_assert(memcmp(picks[0], picks[1], sizeof picks[0]) == 0);
+	ck_assert(memcmp(picks[0], picks[2], sizeof picks[0]) == 0);
+	/* Tight (reach 0 is raised to sink + k*B): the sink and the blocks
+	 * fill [L0 - 64 - 32*64, L0). */
+	check_placement(&pl[0], L0, L0 - 64 - 32 * 64);
+	ck_assert_uint_eq(pl[0].ranges[0].shift, L0 - 64 - 32 * 64);
+	/* Unbounded: the identity. */
+	for (uint32_t r = 0; r < pl[2].n_ranges; r++)
+		ck_assert_uint_eq(pl[2].ranges[r].shift, 0);
+	/* Reach 100000 of a 320000-position context: the sink moved to
+	 * L0 - 100000; some picks lie in reach (kept), some beyond (moved). */
+	check_placement(&pl[1], L0, L0 - 100000);
+	ck_assert_uint_eq(pl[1].ranges[0].pos0, 0);
+	ck_assert_uint_eq(pl[1].ranges[0].shift, L0 - 100000);
+	uint32_t kept = 0, moved = 0;
+	for (uint32_t r = 1; r + 1 < pl[1].n_ranges; r++) {
+		const struct eng__range *g = &pl[1].ranges[r];
+		if (g->shift)
+			moved += g->n / 64;
+		else {
+			ck_assert_uint_ge(g->pos0, L0 - 100000);
+			kept += g->n / 64;
+		}
+	}
+	ck_assert_uint_eq(kept + moved, 32);
+	ck_assert_uint_gt(kept, 0);
+	ck_assert_uint_gt(moved, 0);
+	for (int i = 0; i < 3; i++)
+		eng__plan_free(&pl[i]);
 	free(q);
 }
 END_TEST
@@ -1330,6 +1434,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, sparse_all_blocks_equals_dense);
 	tcase_add_test(tc, sparse_record);
 	tcase_add_test(tc, sparse_plan_picks_top_k);
+	tcase_add_test(tc, sparse_plan_reach);
 	tcase_add_test(tc, eval_bad_input);
 	tcase_add_test(tc, open_missing_tensor);
 	tcase_add_test(tc, chat_gemma);

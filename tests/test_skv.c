@@ -125,6 +125,7 @@ static eng_fwd *fwd_new(uint32_t top_k)
 	p.sparse.top_k = top_k;
 	p.sparse.sink = 64;
 	p.sparse.local = 256;
+	p.sparse.reach = 1;	/* packed tight: shifted ranges exercised */
 	ck_assert_int_eq(eng_fwd_open(M, &p, &f, err, sizeof err), 0);
 	return f;
 }

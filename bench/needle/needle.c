@@ -90,7 +90,7 @@ static int32_t *tok(const eng_vocab *v, const char *s, int flags, size_t *n)
 
 /* Greedy answer to seq (the branch after the prefix) on a clone. */
 static int answer(struct run *r, const eng_vocab *v, const int32_t *seq,
-    uint32_t n, const char *key, char *out, size_t outlen)
+    uint32_t n, uint32_t n_q, const char *key, char *out, size_t outlen)
 {
 	eng_kv *kv;
 	const float *l;
@@ -100,7 +100,11 @@ static int answer(struct run *r, const eng_vocab *v, const int32_t *seq,
 
 	if ((rc = eng_kv_mem_clone(r->kv, &kv)))
 		die("clone", rc);
-	if ((rc = eng_fwd_eval(r->f, kv, seq, n, 0, &l, NULL)))
+	/* The context, then the question as a step of its own: a session is
+	 * prefilled before anyone asks, so ask's first step holds the
+	 * question alone (its mean query picks the blocks). */
+	if ((rc = eng_fwd_eval(r->f, kv, seq, n - n_q, 0, NULL, NULL)) ||
+	    (rc = eng_fwd_eval(r->f, kv, seq + n - n_q, n_q, 0, &l, NULL)))
 		die("eval", rc);
 	out[0] = 0;
 	for (int i = 0; i < 16; i++) {
@@ -144,7 +148,8 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--local")) sp.local = atoi(v), i++;
 		else if (!strcmp(a, "--dense-max")) sp.dense_max = atoi(v), i++;
 		else if (!strcmp(a, "--sparse-only")) dense = 0;
-		else if (!strcmp(a, "--true-positions")) sp.true_positions = 1;
+		else if (!strcmp(a, "--true-positions")) sp.reach = UINT32_MAX;
+		else if (!strcmp(a, "--reach")) sp.reach = atoi(v), i++;
 		else if (!strcmp(a, "--depth-max")) depth_max = atof(v), i++;
 		else if (!strcmp(a, "--dense-only")) sparse = 0;
 		else if (!strcmp(a, "-v")) verbose = 1;
@@ -152,7 +157,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "usage: needle --model GGUF [--length N] "
 			    "[--depths D] [--haystack filler|PATH] [--threads T] "
 			    "[--top-k K] [--sink S] [--local W] [--dense-max M] "
-			    "[--sparse-only|--dense-only] [--true-positions] "
+			    "[--sparse-only|--dense-only] [--reach R|--true-positions] "
 			    "[--depth-max F] [-v]\n");
 			return 2;
 		}
@@ -208,9 +213,9 @@ int main(int argc, char **argv)
 
 	srand(12345);
 	printf("# length %u, haystack %s, %u depths up to %.0f%%, sparse top_k "
-	    "%u sink %u local %u dense_max %u%s\n", length, hay, depths,
-	    100 * depth_max, sp.top_k, sp.sink, sp.local, sp.dense_max,
-	    sp.true_positions ? ", true positions" : ", packed");
+	    "%u sink %u local %u dense_max %u reach %u%s\n", length, hay,
+	    depths, 100 * depth_max, sp.top_k, sp.sink, sp.local,
+	    sp.dense_max, sp.reach, sp.reach ? "" : " (trained context)");
 	for (int k = 0; k < 2; k++) {
 		if (!use[k])
 			continue;
@@ -252,7 +257,8 @@ int main(int argc, char **argv)
 			    NULL)))
 				die("prefix", rc);
 			r->pos = want;
-			int hit = answer(r, v, br, (uint32_t)nb, key, out,
+			int hit = answer(r, v, br, (uint32_t)nb,
+			    (uint32_t)n_q, key, out,
 			    sizeof out);
 			r->ok += hit;
 			r->secs += now_s() - t0;

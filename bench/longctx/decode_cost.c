@@ -1,0 +1,163 @@
+/* decode_cost.c - what one decode step costs as the context grows, with
+ * block-sparse attention, in memory: the cache is filled with synthetic
+ * keys and values (no prefill: a 1M-token context in seconds), then
+ * tokens are decoded at its end and timed.  What it isolates is the
+ * engine's part of decode at length n (selecting blocks, attending);
+ * bench/longctx/run.py measures the same through engramd and LMDB.
+ *
+ *     decode_cost --model GGUF --lengths 8192,131072,1048576 [--steps N]
+ *         [--threads T] [--top-k K] [--sink S] [--local W]
+ *         [--dense-max M] [--dense]
+ *
+ * Keys are drawn per block around a random centre (blocks differ, tokens
+ * within a block are alike, as real text's are more than noise is), so
+ * that scores are not all equal; the costs do not depend on the values.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine.h"
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void die(const char *msg, int rc)
+{
+	fprintf(stderr, "decode_cost: %s (%s)\n", msg, rc ? eng_strerror(rc) :
+	    "");
+	exit(1);
+}
+
+static uint64_t rng = 88172645463325252ull;
+
+static float frand(void)	/* uniform in [-1, 1) */
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (float)((rng >> 40) * (2.0 / (1 << 24))) - 1.0f;
+}
+
+/* Fills kv with n positions of synthetic keys and values. */
+static void fill(eng_kv *kv, const eng_hparams *hp, uint32_t n)
+{
+	const uint32_t chunk = 512, B = 64;
+	size_t rk = (size_t)hp->n_head_kv * hp->head_dim_k;
+	size_t rv = (size_t)hp->n_head_kv * hp->head_dim_v;
+	float *k = malloc(chunk * rk * sizeof *k);
+	float *v = malloc(chunk * rv * sizeof *v);
+	float *centre = malloc(rk * sizeof *centre);
+	int rc;
+
+	if (!k || !v || !centre)
+		die("out of memory", 0);
+	for (uint32_t p0 = 0; p0 < n; p0 += chunk) {
+		uint32_t m = n - p0 < chunk ? n - p0 : chunk;
+		for (uint32_t t = 0; t < m; t++) {
+			if ((p0 + t) % B == 0)
+				for (size_t c = 0; c < rk; c++)
+					centre[c] = 2.0f * frand();
+			for (size_t c = 0; c < rk; c++)
+				k[t * rk + c] = centre[c] + 0.5f * frand();
+			for (size_t c = 0; c < rv; c++)
+				v[t * rv + c] = frand();
+		}
+		for (uint32_t l = 0; l < hp->n_layer; l++)
+			if ((rc = kv->ops->write(kv, l, p0, m, k, v)))
+				die("write", rc);
+		if ((rc = kv->ops->commit(kv, p0 + m)))
+			die("commit", rc);
+	}
+	free(k);
+	free(v);
+	free(centre);
+}
+
+int main(int argc, char **argv)
+{
+	const char *model = NULL, *lengths = "8192,32768,131072,1048576";
+	uint32_t steps = 32, threads = 2;
+	eng_sparse_params sp = { .top_k = 32, .sink = 64, .local = 1024,
+	    .dense_max = 4096 };
+	char err[256];
+	int rc;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
+		if (!strcmp(a, "--model")) model = v, i++;
+		else if (!strcmp(a, "--lengths")) lengths = v, i++;
+		else if (!strcmp(a, "--steps")) steps = atoi(v), i++;
+		else if (!strcmp(a, "--threads")) threads = atoi(v), i++;
+		else if (!strcmp(a, "--top-k")) sp.top_k = atoi(v), i++;
+		else if (!strcmp(a, "--sink")) sp.sink = atoi(v), i++;
+		else if (!strcmp(a, "--local")) sp.local = atoi(v), i++;
+		else if (!strcmp(a, "--dense-max")) sp.dense_max = atoi(v), i++;
+		else if (!strcmp(a, "--dense")) sp.top_k = 0;
+		else {
+			fprintf(stderr, "usage: decode_cost --model GGUF "
+			    "[--lengths N,N,...] [--steps N] [--threads T] "
+			    "[--top-k K] [--sink S] [--local W] "
+			    "[--dense-max M] [--dense]\n");
+			return 2;
+		}
+	}
+	if (!model || !steps)
+		die("--model and --steps >= 1 are needed", 0);
+
+	eng_model *m;
+	if ((rc = eng_model_open(model, &m, err, sizeof err)))
+		die(err, rc);
+	const eng_hparams *hp = eng_model_hparams(m);
+	eng_fwd_params p;
+	eng_fwd_params_init(&p);
+	p.n_threads = (int)threads;
+	p.sparse = sp;
+	eng_fwd *f;
+	if ((rc = eng_fwd_open(m, &p, &f, err, sizeof err)))
+		die(err, rc);
+
+	printf("# top_k %u sink %u local %u dense_max %u, %u threads, "
+	    "%u steps\n", sp.top_k, sp.sink, sp.local, sp.dense_max, threads,
+	    steps);
+	printf("%10s %12s %10s\n", "length", "fill s", "ms/token");
+	for (const char *s = lengths; *s;) {
+		uint32_t n = (uint32_t)strtoul(s, (char **)&s, 10);
+		if (*s == ',')
+			s++;
+		if (n < 1)
+			die("bad --lengths", 0);
+		eng_kv *kv;
+		if ((rc = eng_kv_mem_open(m, n + steps + 1, eng_fwd_n_batch(f),
+		    ENG_TYPE_F16, &kv)) ||
+		    (rc = eng_kv_mem_summaries(kv, 64)))
+			die("cache", rc);
+		double t0 = now_s();
+		fill(kv, hp, n);
+		double t1 = now_s();
+		int32_t tok = 2;	/* any id: the costs do not depend on it */
+		const float *l;
+		/* One step untimed: first touches, buffers sized. */
+		if ((rc = eng_fwd_eval(f, kv, &tok, 1, 0, &l, NULL)))
+			die("eval", rc);
+		double t2 = now_s();
+		for (uint32_t i = 1; i < steps; i++)
+			if ((rc = eng_fwd_eval(f, kv, &tok, 1, 0, &l, NULL)))
+				die("eval", rc);
+		double t3 = now_s();
+		printf("%10u %12.1f %10.2f\n", n, t1 - t0,
+		    steps > 1 ? 1e3 * (t3 - t2) / (steps - 1) : 0.0);
+		fflush(stdout);
+		eng_kv_close(kv);
+	}
+	eng_fwd_close(f);
+	eng_model_close(m);
+	return 0;
+}

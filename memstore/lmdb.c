@@ -7,7 +7,9 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include "ms_internal.h"
 
 /* Internal: MDB_MAP_FULL seen inside a write; the write loop grows the map
@@ -1075,6 +1077,43 @@ int ms_prefix_match(ms_txn *t, const uint8_t fingerprint[16],
 	return 0;
 }
 
+/* Asks the kernel to start reading the session's summary records now,
+ * all at once.  They were written beside the blocks, so on a cold cache
+ * they are thousands of small reads scattered over the map; faulted in
+ * one by one as the scan reaches them they cost a disk round trip each
+ * (3 s for the 16.9K records of a 1M-token session), while queued
+ * together the disk serves them in parallel.  Walking the cursor touches
+ * only leaf pages: a big record's pointer is computed, not read. */
+static void sums_prefetch(MDB_cursor *c, const struct ms__sidx *sk)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	uintptr_t lo = 0, hi = 0;
+	MDB_val k = { 16, (void *)sk->b }, v;
+	int rc;
+
+	if (pg <= 0)
+		return;
+	rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+	while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, sk->b, 8) == 0) {
+		uintptr_t a = (uintptr_t)v.mv_data & ~(uintptr_t)(pg - 1);
+		uintptr_t e = (uintptr_t)v.mv_data + v.mv_size;
+		/* Neighbouring records make one call. */
+		if (a > hi || e < lo) {
+			if (hi > lo)
+				(void)madvise((void *)lo, hi - lo,
+				    MADV_WILLNEED);
+			lo = a;
+			hi = e;
+		} else {
+			lo = a < lo ? a : lo;
+			hi = e > hi ? e : hi;
+		}
+		rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+	}
+	if (hi > lo)
+		(void)madvise((void *)lo, hi - lo, MADV_WILLNEED);
+}
+
 int ms_summary_scan(ms_txn *t, int64_t id, uint64_t first, ms_summary_fn fn,
 		    void *arg)
 {
@@ -1086,6 +1125,7 @@ int ms_summary_scan(ms_txn *t, int64_t id, uint64_t first, ms_summary_fn fn,
 		return ms__lmdb(t->ms, rc, "cursor");
 	struct ms__sidx sk;
 	ms__sidx(&sk, id, first);
+	sums_prefetch(c, &sk);
 	MDB_val k = { 16, sk.b }, v;
 	rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
 	while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, sk.b, 8) == 0) {

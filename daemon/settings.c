@@ -35,7 +35,7 @@ void ed_settings_init(ed_settings *s)
 	s->shutdown_timeout = 30.0;
 	/* Block-sparse attention over long sessions: defaults measured in
 	 * bench/RESULTS.md (needle recall and cost per length). */
-	s->sparse_top_k = 32;
+	s->sparse_top_k = 64;
 	s->sparse_sink = 64;
 	s->sparse_local = 1024;
 	s->sparse_dense_max = 4096;

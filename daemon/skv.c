@@ -52,8 +52,8 @@ struct skv {
 	uint64_t pos_base, stored;
 	uint16_t *pk, *pv;	/* [n_glob][n_kv][pcap][hd] f16 */
 	uint32_t pcap;
-	uint16_t *sb;		/* [n_glob][n_kv][scap][2*hd] f16 bounds
-				 * (eng_kv_bounds_row) */
+	uint16_t *sb;		/* [n_glob][n_kv][scap][2*hd] f16 summary
+				 * rows (eng_kv_summary_row) */
 	uint32_t n_sum, scap;
 
 	/* Stored blocks [0, base/B): resolved on first use. */
@@ -369,15 +369,15 @@ static int skv_view(eng_kv *kv, uint32_t layer, uint32_t kvh, uint32_t pos0,
 }
 
 static int skv_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
-    const uint16_t **bounds, uint32_t *n_blocks)
+    const uint16_t **rows, uint32_t *n_blocks)
 {
 	struct skv *s = (struct skv *)kv;
 
 	if (layer >= kv->n_layer || !s->is_glob[layer] || kvh >= s->nkv ||
-	    !bounds || !n_blocks)
+	    !rows || !n_blocks)
 		return ENG_EINVAL;
 	size_t r = (size_t)s->slot[layer] * s->nkv + kvh;
-	*bounds = s->sb ? s->sb + r * s->scap * 2 * s->hd : NULL;
+	*rows = s->sb ? s->sb + r * s->scap * 2 * s->hd : NULL;
 	*n_blocks = s->n_sum;
 	return 0;
 }
@@ -392,11 +392,16 @@ static uint16_t *sum_row(struct skv *s, uint32_t g, uint32_t h, uint32_t b)
 static int summarize(struct skv *s, uint64_t n_pos)
 {
 	uint32_t want = (uint32_t)(n_pos / s->B);
-	float mn[ENG_KV_HD_MAX], mx[ENG_KV_HD_MAX];
+	float mn[ENG_KV_HD_MAX], mx[ENG_KV_HD_MAX], mean[ENG_KV_HD_MAX];
+	float *kf;
 	int rc;
 
 	if ((rc = sum_reserve(s, want)))
 		return rc;
+	if (s->n_sum >= want)
+		return 0;
+	if (!(kf = malloc((size_t)s->B * s->hd * sizeof *kf)))
+		return ENG_ENOMEM;
 	for (; s->n_sum < want; s->n_sum++) {
 		uint64_t r0 = (uint64_t)s->n_sum * s->B - s->pos_base;
 		for (uint32_t g = 0; g < s->n_glob; g++)
@@ -406,16 +411,21 @@ static int summarize(struct skv *s, uint64_t n_pos)
 					    prow(s, g, h, r0 + t);
 					for (uint32_t c = 0; c < s->hd; c++) {
 						float x = ms_f16_to_f32(row[c]);
+						kf[(size_t)t * s->hd + c] = x;
 						if (!t || x < mn[c])
 							mn[c] = x;
 						if (!t || x > mx[c])
 							mx[c] = x;
 					}
 				}
-				eng_kv_bounds_row(sum_row(s, g, h, s->n_sum),
-				    mn, mx, s->hd);
+				/* The mean as memstore will store it. */
+				eng_kv_block_mean(mean, kf, s->hd, s->B,
+				    s->hd);
+				eng_kv_summary_row(sum_row(s, g, h, s->n_sum),
+				    mn, mx, mean, s->hd);
 			}
 	}
+	free(kf);
 	return 0;
 }
 
@@ -506,12 +516,13 @@ static int sum_load_fn(void *arg, const ms_summary *sm)
 	}
 	for (uint32_t g = 0; g < s->n_glob; g++)
 		for (uint32_t h = 0; h < s->nkv; h++) {
-			float mn[ENG_KV_HD_MAX], mx[ENG_KV_HD_MAX], mean;
+			float mn[ENG_KV_HD_MAX], mx[ENG_KV_HD_MAX];
+			float mean[ENG_KV_HD_MAX];
 			for (uint32_t c = 0; c < s->hd; c++)
 				ms_summary_channel(sm, g, h, c, &mn[c], &mx[c],
-				    &mean);
-			eng_kv_bounds_row(sum_row(s, g, h, s->n_sum), mn, mx,
-			    s->hd);
+				    &mean[c]);
+			eng_kv_summary_row(sum_row(s, g, h, s->n_sum), mn, mx,
+			    mean, s->hd);
 		}
 	s->n_sum++;
 	return 0;

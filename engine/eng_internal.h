@@ -56,8 +56,17 @@ struct eng__plan {
 	float *scores;		/* owned scratch: one per candidate block */
 	uint32_t *pick;		/* owned scratch: selected block indices */
 	size_t scores_cap, pick_cap;
-	float *qbar;		/* owned scratch: (group, 2*head_dim): [q | |q|] */
+	float *qbar;		/* owned scratch: (group, 2*head_dim) */
 	size_t qbar_cap;
+	/* The blocks the last step of several queries picked (a question,
+	 * a prefill chunk): single-token steps on the same cache attend
+	 * them too, so the blocks a question found stay in view while it is
+	 * answered, whatever each answer token's own query scores. */
+	uint32_t *pins;		/* owned: absolute block indices */
+	uint32_t n_pins;
+	size_t pins_cap;
+	const eng_kv *pin_kv;	/* the cache they index; not owned */
+	uint32_t pin_end;	/* the position that step ended at */
 };
 /* Plans a step of n_tok queries at pos0.. on a global layer.  q holds the
  * group's query heads of each token: token t head h at

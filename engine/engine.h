@@ -415,17 +415,18 @@ typedef struct eng_kv_ops {
 	int (*view)(eng_kv *kv, uint32_t layer, uint32_t kvh, uint32_t pos0,
 	    uint32_t n, eng_kv_span *out);
 	/* Optional (NULL: the store keeps no summaries; attention is then
-	 * always dense).  Bounds of the keys of the complete blocks of
+	 * always dense).  Summaries of the keys of the complete blocks of
 	 * block_tokens positions of a layer and kv head (block b covers
-	 * positions b*block_tokens ..): *bounds is [*n_blocks][2*head_dim_k]
-	 * f16 bits, per block the per-channel centre (max+min)/2 and then
-	 * radius (max-min)/2 of its keys, as eng_kv_bounds_row makes them
-	 * (Quest's bound for a query q is then q.centre + |q|.radius: two
-	 * dot products, half the bytes of f32 min/max).  *n_blocks is the
-	 * committed complete blocks; valid as span views are.  Read from the
-	 * caller's thread between write() and commit(). */
+	 * positions b*block_tokens ..): *rows is [*n_blocks][2*head_dim_k]
+	 * f16 bits, per block the per-channel mean of its keys and then an
+	 * estimate of their variance, ((max-min)/4.8)^2, as
+	 * eng_kv_summary_row makes them (sparse.c scores a block by the
+	 * Gaussian estimate of its attention mass: one dot product).
+	 * *n_blocks is the committed complete blocks; valid as span views
+	 * are.  Read from the caller's thread between write() and
+	 * commit(). */
 	int (*summary)(eng_kv *kv, uint32_t layer, uint32_t kvh,
-	    const uint16_t **bounds, uint32_t *n_blocks);
+	    const uint16_t **rows, uint32_t *n_blocks);
 	/* Sets the sequence length to n_pos: after a step (n_pos grows), or
 	 * to drop positions n_pos.. (ENG_ERANGE if the store can no longer
 	 * serve a sequence of that length, e.g. a ring that was overwritten).
@@ -460,9 +461,16 @@ int eng_kv_mem_open(const eng_model *m, uint32_t n_ctx, uint32_t n_batch,
  * run on it.  Call before the first step. */
 int eng_kv_mem_summaries(eng_kv *kv, uint32_t block_tokens);
 /* One block's summary row (see eng_kv_ops.summary) from the per-channel
- * min and max of its keys: hd centres then hd radii, f16. */
-void eng_kv_bounds_row(uint16_t *row, const float *kmin, const float *kmax,
-    uint32_t hd);
+ * min, max and mean of its keys: hd means then hd variance estimates,
+ * f16.  The mean is the one memstore keeps (eng_kv_block_mean), so a
+ * summary made from a block's keys and one loaded from the store are the
+ * same bits. */
+void eng_kv_summary_row(uint16_t *row, const float *kmin, const float *kmax,
+    const float *kmean, uint32_t hd);
+/* The per-channel mean of n key rows (row i at k + i*stride floats), as
+ * memstore computes it: a double sum in position order, then divided. */
+void eng_kv_block_mean(float *mean, const float *k, size_t stride,
+    uint32_t n, uint32_t hd);
 /* Key width a summary supports (summaries are made with stack rows). */
 #define ENG_KV_HD_MAX 4096
 /* A copy of an in-memory cache (a branch point: the copy goes on
@@ -502,8 +510,14 @@ typedef enum eng_attn_mode {
  * cache keeps summaries (eng_kv.block_tokens), the queries of a step attend
  * to the first `sink` positions, the last `local` ones before the step (and
  * the step itself, causally) and the top_k blocks whose summaries score
- * highest for the step's mean query (Quest's bound: sum over channels of
- * max(q*min, q*max), the highest of the group's heads).
+ * highest for the step's mean query q: the Gaussian estimate of the
+ * block's attention mass at temperature sqrt(head_dim),
+ * q.mean + sum_c q_c^2 var_c / (2 sqrt(head_dim)), the highest of the
+ * group's heads.  (Quest's bound over the keys' min/max, tried first,
+ * ranks the block holding a passkey in a code haystack no better than
+ * chance on two of the default model's three global layers.)  Steps of
+ * one token also attend the blocks the last step of several tokens (the
+ * question) picked.
  *
  * Placement: keys are stored rotated at their true positions.  Retrieved
  * positions may appear at most `reach` positions before the local run: the

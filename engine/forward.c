@@ -121,10 +121,11 @@ struct eng_fwd {
 	eng_vec_dot_fn kdot;	/* key (cache type) . f32 query rows */
 	eng_type kdot_type;
 
-	/* Sparse attention: settings, and one plan per kv head of the
-	 * global layer being computed, with its ranges' rotation tables. */
+	/* Sparse attention: settings, a plan per layer and kv head (kept
+	 * from step to step: a question's picks stay pinned while it is
+	 * answered), the rotation tables of the current layer's ranges. */
 	eng_sparse_params sparse;
-	struct eng__plan *plans;	/* (n_head_kv) */
+	struct eng__plan *plans;	/* (n_layer, n_head_kv) */
 	float *rot;		/* (n_head_kv, rot_ranges, n_rot) */
 	size_t rot_cap;		/* floats */
 	uint32_t rot_ranges;
@@ -774,13 +775,15 @@ static int attn_plan(eng_fwd *f, eng_kv *kv, uint32_t il, uint32_t n,
 	*plans = NULL;
 	if (!f->sparse.top_k || !kv->block_tokens || !kv->ops->summary)
 		return 0;
+	struct eng__plan *pl = f->plans + (size_t)il * hp->n_head_kv;
+
 	for (uint32_t g = 0; g < hp->n_head_kv; g++) {
-		if ((rc = eng__sparse_plan(&f->plans[g], &f->sparse, kv, il, g,
+		if ((rc = eng__sparse_plan(&pl[g], &f->sparse, kv, il, g,
 		    f->q + (size_t)g * group * hdk,
 		    (size_t)hp->n_head * hdk, group, hdk, n, pos0, f->pool)))
 			return rc;
-		if (f->plans[g].n_ranges > maxr)
-			maxr = f->plans[g].n_ranges;
+		if (pl[g].n_ranges > maxr)
+			maxr = pl[g].n_ranges;
 	}
 	if (!maxr)
 		return 0;
@@ -794,13 +797,13 @@ static int attn_plan(eng_fwd *f, eng_kv *kv, uint32_t il, uint32_t n,
 	}
 	f->rot_ranges = maxr;
 	for (uint32_t g = 0; g < hp->n_head_kv; g++)
-		for (uint32_t r = 0; r < f->plans[g].n_ranges; r++)
-			if (f->plans[g].ranges[r].shift)
+		for (uint32_t r = 0; r < pl[g].n_ranges; r++)
+			if (pl[g].ranges[r].shift)
 				rope_table(f->rot + ((size_t)g * maxr + r) *
-				    hp->n_rot, f->plans[g].ranges[r].shift, 1,
+				    hp->n_rot, pl[g].ranges[r].shift, 1,
 				    hp->n_rot, hp->rope_base, f->freq_scale,
 				    f->rope_freqs);
-	*plans = f->plans;
+	*plans = pl;
 	return 0;
 }
 
@@ -1311,7 +1314,8 @@ int eng_fwd_open(const eng_model *m, const eng_fwd_params *pp, eng_fwd **out,
 	f->hb2 = malloc(B * hp->n_ff * sizeof(float));
 	f->rope = malloc(2 * B * (hp->n_rot ? hp->n_rot : 2) * sizeof(float));
 	f->ts = calloc((size_t)eng_pool_threads(f->pool), sizeof *f->ts);
-	f->plans = calloc(hp->n_head_kv, sizeof *f->plans);
+	f->plans = calloc((size_t)hp->n_layer * hp->n_head_kv,
+	    sizeof *f->plans);
 	if (!f->plans || !f->x || !f->xb || !f->xb2 || !f->q || !f->k || !f->v ||
 	    !f->att || !f->hb || !f->hb2 || !f->rope || !f->ts) {
 		rc = ENG_ENOMEM;
@@ -1375,7 +1379,8 @@ void eng_fwd_close(eng_fwd *f)
 	free(f->ts);
 	free(f->ts_mem);
 	if (f->plans)
-		for (uint32_t g = 0; g < f->hp.n_head_kv; g++)
+		for (size_t g = 0; g < (size_t)f->hp.n_layer *
+		    f->hp.n_head_kv; g++)
 			eng__plan_free(&f->plans[g]);
 	free(f->plans);
 	free(f->rot);

@@ -26,7 +26,7 @@ struct kv_layer {
 	uint32_t window;	/* ring: positions a query sees, itself included */
 	/* Summaries (global layers, when asked): per kv head, blocks of
 	 * block_tokens positions, [n_head_kv][sum_cap][2*head_dim_k] f16
-	 * (eng_kv_bounds_row). */
+	 * (eng_kv_summary_row). */
 	uint16_t *sb;
 	uint32_t n_sum, sum_cap;	/* blocks summarized; room for */
 };
@@ -110,19 +110,24 @@ static int mem_summarize(struct kv_mem *m, uint32_t n_pos)
 	const eng_kv *b = &m->base;
 	uint32_t B = b->block_tokens, hd = b->head_dim_k;
 	size_t rk = (size_t)hd * m->esz;
-	float mn[ENG_KV_HD_MAX], mx[ENG_KV_HD_MAX];
+	float mn[ENG_KV_HD_MAX], mx[ENG_KV_HD_MAX], mean[ENG_KV_HD_MAX];
+	float *kf;
 	int rc;
 
 	if (hd > ENG_KV_HD_MAX)
 		return ENG_ERANGE;
+	if (!(kf = malloc((size_t)B * hd * sizeof *kf)))
+		return ENG_ENOMEM;
 	for (uint32_t il = 0; il < b->n_layer; il++) {
 		struct kv_layer *l = &m->layers[il];
 		if (l->ring)
 			continue;
 		if (l->n_sum > n_pos / B)
 			l->n_sum = n_pos / B;
-		if ((rc = mem_sum_reserve(m, l, n_pos / B)))
+		if ((rc = mem_sum_reserve(m, l, n_pos / B))) {
+			free(kf);
 			return rc;
+		}
 		for (; (l->n_sum + 1) * B <= n_pos; l->n_sum++)
 			for (uint32_t h = 0; h < b->n_head_kv; h++) {
 				for (uint32_t t = 0; t < B; t++) {
@@ -131,44 +136,61 @@ static int mem_summarize(struct kv_mem *m, uint32_t n_pos)
 					for (uint32_t c = 0; c < hd; c++) {
 						float x = load_elem(row, c,
 						    b->type);
+						kf[(size_t)t * hd + c] = x;
 						if (!t || x < mn[c])
 							mn[c] = x;
 						if (!t || x > mx[c])
 							mx[c] = x;
 					}
 				}
-				eng_kv_bounds_row(l->sb + ((size_t)h *
+				eng_kv_block_mean(mean, kf, hd, B, hd);
+				eng_kv_summary_row(l->sb + ((size_t)h *
 				    l->sum_cap + l->n_sum) * 2 * hd, mn, mx,
-				    hd);
+				    mean, hd);
 			}
 	}
+	free(kf);
 	return 0;
 }
 
 static int mem_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
-    const uint16_t **bounds, uint32_t *n_blocks)
+    const uint16_t **rows, uint32_t *n_blocks)
 {
 	const struct kv_mem *m = (const struct kv_mem *)kv;
 	const struct kv_layer *l;
 
 	if (!kv->block_tokens || layer >= kv->n_layer ||
-	    kvh >= kv->n_head_kv || !bounds || !n_blocks)
+	    kvh >= kv->n_head_kv || !rows || !n_blocks)
 		return ENG_EINVAL;
 	l = &m->layers[layer];
 	if (l->ring)
 		return ENG_EINVAL;
-	*bounds = l->sb ? l->sb + (size_t)kvh * l->sum_cap * 2 *
+	*rows = l->sb ? l->sb + (size_t)kvh * l->sum_cap * 2 *
 	    kv->head_dim_k : NULL;
 	*n_blocks = l->n_sum;
 	return 0;
 }
 
-void eng_kv_bounds_row(uint16_t *row, const float *kmin, const float *kmax,
-    uint32_t hd)
+void eng_kv_block_mean(float *mean, const float *k, size_t stride,
+    uint32_t n, uint32_t hd)
 {
 	for (uint32_t c = 0; c < hd; c++) {
-		row[c] = eng_f32_to_f16(0.5f * (kmax[c] + kmin[c]));
-		row[hd + c] = eng_f32_to_f16(0.5f * (kmax[c] - kmin[c]));
+		double sum = 0;
+		for (uint32_t i = 0; i < n; i++)
+			sum += k[(size_t)i * stride + c];
+		mean[c] = n ? (float)(sum / n) : 0.0f;
+	}
+}
+
+void eng_kv_summary_row(uint16_t *row, const float *kmin, const float *kmax,
+    const float *kmean, uint32_t hd)
+{
+	/* The range of 64 normal samples is about 4.8 standard deviations
+	 * (Tippett's table: 4.65). */
+	for (uint32_t c = 0; c < hd; c++) {
+		float sd = (kmax[c] - kmin[c]) / 4.8f;
+		row[c] = eng_f32_to_f16(kmean[c]);
+		row[hd + c] = eng_f32_to_f16(sd * sd);
 	}
 }
 

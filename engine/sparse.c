@@ -1,6 +1,7 @@
 /* sparse.c - which blocks of a long context a step attends: the first
  * positions (attention sinks), the recent past, and the top-k blocks by
- * Quest's bound over the per-block key min/max the store keeps; and where
+ * the estimated attention mass of the per-block key summaries the store
+ * keeps (mean and variance per channel); and where
  * they are placed (at their true positions within the reach, packed into
  * it from farther away; see eng_sparse_params in engine.h).
  *
@@ -60,14 +61,20 @@ static int push_range(struct eng__plan *pl, uint32_t pos0, uint32_t n,
 	return 0;
 }
 
-/* Quest's bound for the candidates: per block and head,
- * sum_c max(q_c*min_c, q_c*max_c) = q.centre + |q|.radius, i.e. one dot
- * product of the block's f16 summary row [centre | radius] with the
- * head's [q | |q|] (pl->qbar): the engine's f16 kernel, up to ENG_NT_MAX
- * heads per pass over the row.  The highest of the group's heads wins. */
+/* A block's score for a query q (per head): the log of its attention
+ * mass at temperature tau = sqrt(head_dim), estimated as if its keys
+ * were Gaussian with the summary's per-channel mean m and variance v:
+ *   log sum_t exp(q.k_t / tau) ~ log B + q.m / tau + sum_c q_c^2 v_c / 2tau^2
+ * Times tau (the ranking is the same): q.m + sum_c q_c^2 v_c / (2 tau).
+ * That is one dot product of the block's f16 row [m | v] with the
+ * head's [q | q^2/(2 tau)] (pl->qbar): the engine's f16 kernel, up to
+ * ENG_NT_MAX heads per pass over the row.  The highest of the group's
+ * heads wins.  (tau softens the mass so that one outlier key does not
+ * decide; on passkeys in code this ranks blocks much as their true
+ * attention does, where Quest's min/max bound did not.) */
 struct score_job {
 	struct eng__plan *pl;
-	const uint16_t *bounds;
+	const uint16_t *rows;
 	eng_vec_dot_fn dot;
 	uint32_t group, hd, first, n_cand;
 };
@@ -80,7 +87,7 @@ static void score_task(void *arg, int ith, int nth)
 	float s[ENG_NT_MAX];
 
 	for (uint32_t i = a; i < e; i++) {
-		const uint16_t *r = j->bounds + (size_t)(j->first + i) * row;
+		const uint16_t *r = j->rows + (size_t)(j->first + i) * row;
 		float best = -INFINITY;
 		for (uint32_t h = 0; h < j->group; h += ENG_NT_MAX) {
 			int nt = j->group - h < ENG_NT_MAX ?
@@ -126,11 +133,14 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
     struct eng_pool *pool)
 {
 	uint32_t B = kv->block_tokens, nb, first, last, n_cand, k;
-	const uint16_t *bounds;
+	const uint16_t *rows;
 	eng_vec_dot_fn dot;
+	float tau2;
 	int rc;
 
 	pl->n_ranges = 0;
+	if (n_tok > 1)
+		pl->n_pins = 0;
 	if (!sp->top_k || !B || !kv->ops->summary ||
 	    (uint64_t)pos0 + n_tok <= sp->dense_max)
 		return 0;
@@ -139,9 +149,9 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	last = pos0 > sp->local ? (pos0 - sp->local) / B : 0;
 	if (last <= first || last - first < sp->top_k)
 		return 0;	/* fewer candidates than picks: dense */
-	if ((rc = kv->ops->summary(kv, layer, kvh, &bounds, &nb)))
+	if ((rc = kv->ops->summary(kv, layer, kvh, &rows, &nb)))
 		return rc;
-	if (nb < last || !bounds)
+	if (nb < last || !rows)
 		return ENG_ERANGE;	/* the store lags the sequence */
 	if (!(dot = eng_vec_dot_get(ENG_TYPE_F16, eng_simd_active())))
 		return ENG_EUNSUP;
@@ -151,12 +161,13 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	    sizeof(float))) ||
 	    (rc = grow(&pl->scores, &pl->scores_cap, n_cand,
 	    sizeof(float))) ||
-	    (rc = grow(&pl->pick, &pl->pick_cap, k,
-	    sizeof(uint32_t))))
+	    (rc = grow(&pl->pick, &pl->pick_cap, (size_t)k +
+	    pl->n_pins, sizeof(uint32_t))))
 		return rc;
 
 	/* The step's mean query per head (InfLLM scores a chunk this way),
-	 * then its absolute values: [q | |q|] per head. */
+	 * then its squares over 2 tau: [q | q^2/(2 tau)] per head. */
+	tau2 = 2.0f * sqrtf((float)hd);
 	memset(pl->qbar, 0, (size_t)group * 2 * hd * sizeof(float));
 	for (uint32_t t = 0; t < n_tok; t++)
 		for (uint32_t h = 0; h < group; h++) {
@@ -169,14 +180,14 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 		float *o = pl->qbar + (size_t)h * 2 * hd;
 		for (uint32_t c = 0; c < hd; c++) {
 			o[c] /= (float)n_tok;
-			o[hd + c] = fabsf(o[c]);
+			o[hd + c] = o[c] * o[c] / tau2;
 		}
 	}
 
 	{
 		/* One pass over every candidate's summary per layer and step
 		 * (16 K blocks at 1M tokens): split over the pool. */
-		struct score_job sj = { pl, bounds, dot, group, hd, first,
+		struct score_job sj = { pl, rows, dot, group, hd, first,
 		    n_cand };
 		if (pool && n_cand >= 1024)
 			eng_pool_run(pool, score_task, &sj);
@@ -192,6 +203,28 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 			pl->pick[0] = i;
 			heap_sift(pl->pick, k, 0, pl->scores);
 		}
+	if (n_tok > 1) {
+		if ((rc = grow(&pl->pins, &pl->pins_cap, k,
+		    sizeof(uint32_t))))
+			return rc;
+		for (uint32_t j = 0; j < k; j++)
+			pl->pins[j] = first + pl->pick[j];
+		pl->n_pins = k;
+		pl->pin_kv = kv;
+		pl->pin_end = pos0 + n_tok;
+	} else if (pl->n_pins && pl->pin_kv == kv && pl->pin_end <= pos0) {
+		uint32_t n = k;
+		for (uint32_t j = 0; j < pl->n_pins; j++) {
+			uint32_t b = pl->pins[j], i, dup = 0;
+			if (b < first || b >= last)
+				continue;
+			for (i = 0; i < k && !dup; i++)
+				dup = pl->pick[i] == b - first;
+			if (!dup)
+				pl->pick[n++] = b - first;
+		}
+		k = n;
+	}
 	qsort(pl->pick, k, sizeof *pl->pick, cmp_u32);
 
 	/* Placement: the earliest position anything may appear at is
@@ -232,5 +265,6 @@ void eng__plan_free(struct eng__plan *pl)
 	free(pl->scores);
 	free(pl->pick);
 	free(pl->qbar);
+	free(pl->pins);
 	memset(pl, 0, sizeof *pl);
 }

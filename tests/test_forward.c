@@ -912,9 +912,13 @@ START_TEST(sparse_record)
 	ck_assert_int_eq(eng_fwd_eval(f, kv, tok, 96, 0, &l, NULL), 0);
 	ck_assert_int_eq(eng_fwd_eval(f, kv, tok + 96, 1, 0, &l, NULL), 0);
 	ck_assert_int_eq(eng_fwd_attended(f, blk, LEN(blk), &nb, &nk), 0);
-	/* Position 96: sink [0,4), 3 blocks of 4, local from 88 to 96. */
-	ck_assert_uint_eq(nk, 4 + 3 * 4 + 9);
-	ck_assert_uint_le(nb, 1 + 3 + 3);
+	/* Position 96: sink [0,4), its 3 blocks of 4 and those of the 96
+	 * tokens' step that it did not pick (pinned: 0 to 3 more), local
+	 * from 88 to 96. */
+	ck_assert_uint_ge(nk, 4 + 3 * 4 + 9);
+	ck_assert_uint_le(nk, 4 + 6 * 4 + 9);
+	ck_assert_uint_eq((nk - 4 - 9) % 4, 0);
+	ck_assert_uint_le(nb, 1 + 6 + 3);
 	ck_assert_uint_ge(nb, 3);
 	for (uint32_t i = 0; i < nb; i++) {
 		ck_assert(blk[i].weight > 0 && blk[i].weight <= 1);
@@ -949,32 +953,41 @@ static float plan_min[PB * PHD], plan_max[PB * PHD];
 static uint16_t plan_bounds[PB * 2 * PHD];
 
 static int fake_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
-    const uint16_t **bounds, uint32_t *n)
+    const uint16_t **rows, uint32_t *n)
 {
 	(void)kv;
 	(void)layer;
 	(void)kvh;
-	*bounds = plan_bounds;
+	*rows = plan_bounds;
 	*n = PB;
 	return 0;
 }
 
-/* Random boxes: plan_min/plan_max and their summary rows. */
+/* Random blocks: per-channel min, max and a mean between them, and their
+ * summary rows. */
 static void plan_boxes(void)
 {
+	float mean[PHD];
+
 	for (int i = 0; i < PB * PHD; i++) {
 		float x = frand(-2, 2), y = frand(-2, 2);
 		plan_min[i] = x < y ? x : y;
 		plan_max[i] = x < y ? y : x;
 	}
-	for (int b = 0; b < PB; b++)
-		eng_kv_bounds_row(plan_bounds + (size_t)b * 2 * PHD,
+	for (int b = 0; b < PB; b++) {
+		for (int c = 0; c < PHD; c++) {
+			float lo = plan_min[b * PHD + c];
+			float hi = plan_max[b * PHD + c];
+			mean[c] = lo + (hi - lo) * frand(0, 1);
+		}
+		eng_kv_summary_row(plan_bounds + (size_t)b * 2 * PHD,
 		    plan_min + (size_t)b * PHD, plan_max + (size_t)b * PHD,
-		    PHD);
+		    mean, PHD);
+	}
 }
 
-/* Quest's bound in double over the box a summary row describes (centre
- * and radius as stored, f16): sum_c max(q*lo, q*hi). */
+/* The block score in double from a summary row as stored (f16 mean m
+ * and variance v): q.m + sum q^2 v / (2 sqrt(hd)), best of 4 heads. */
 static double ref_score(const float *q, uint32_t b)
 {
 	const uint16_t *r = plan_bounds + (size_t)b * 2 * PHD;
@@ -983,10 +996,9 @@ static double ref_score(const float *q, uint32_t b)
 		double s = 0;
 		for (int c = 0; c < PHD; c++) {
 			double m = eng_f16_to_f32(r[c]);
-			double d = eng_f16_to_f32(r[PHD + c]);
-			double a = (double)q[h * PHD + c] * (m - d);
-			double e = (double)q[h * PHD + c] * (m + d);
-			s += a > e ? a : e;
+			double v = eng_f16_to_f32(r[PHD + c]);
+			double x = q[h * PHD + c];
+			s += x * m + x * x * v / (2.0 * sqrt((double)PHD));
 		}
 		if (s > best)
 			best = s;
@@ -994,9 +1006,10 @@ static double ref_score(const float *q, uint32_t b)
 	return best;
 }
 
-/* The plan picks the top-k blocks by Quest's bound (checked against a
- * double-precision reference), the same with the pool as without, in
- * position order, and packs them in front of the local run. */
+/* The plan picks the top-k blocks by their estimated attention mass
+ * (checked against a double-precision reference), the same with the pool
+ * as without, in position order, and packs them in front of the local
+ * run. */
 START_TEST(sparse_plan_picks_top_k)
 {
 	static const eng_kv_ops ops = { .summary = fake_summary };
@@ -1147,6 +1160,57 @@ START_TEST(sparse_plan_reach)
 	ck_assert_uint_gt(moved, 0);
 	for (int i = 0; i < 3; i++)
 		eng__plan_free(&pl[i]);
+	free(q);
+}
+END_TEST
+
+/* Pins: a one-token step attends the blocks the last step of several
+ * tokens on the same cache picked, besides its own; on another cache it
+ * does not. */
+START_TEST(sparse_plan_pins)
+{
+	static const eng_kv_ops ops = { .summary = fake_summary };
+	eng_kv kv = { .ops = &ops, .block_tokens = 64 };
+	eng_kv other = kv;
+	eng_sparse_params sp = { .top_k = 8, .sink = 64, .local = 1024 };
+	struct eng__plan pl = { 0 }, solo = { 0 };
+	uint32_t pos0 = PB * 64, a[64], b[64], c[64], na, nb, nc;
+	float *q = malloc(2 * 4 * PHD * sizeof(float));
+
+	rng_state = 5;
+	plan_boxes();
+	for (int i = 0; i < 2 * 4 * PHD; i++)
+		q[i] = frand(-1, 1);
+	/* A step of 2 tokens at pos0 - 2 (both rows of q), then one token
+	 * at pos0 with the second row alone. */
+	ck_assert_int_eq(eng__sparse_plan(&pl, &sp, &kv, 0, 0, q, 4 * PHD, 4,
+	    PHD, 2, pos0 - 2, NULL), 0);
+	na = plan_blocks(&pl, a);
+	ck_assert_uint_eq(na, 8);
+	ck_assert_int_eq(eng__sparse_plan(&pl, &sp, &kv, 0, 0, q + 4 * PHD,
+	    4 * PHD, 4, PHD, 1, pos0, NULL), 0);
+	nb = plan_blocks(&pl, b);
+	ck_assert_int_eq(eng__sparse_plan(&solo, &sp, &kv, 0, 0,
+	    q + 4 * PHD, 4 * PHD, 4, PHD, 1, pos0, NULL), 0);
+	nc = plan_blocks(&solo, c);
+	ck_assert_uint_eq(nc, 8);
+	/* b = a union c, in order. */
+	ck_assert_uint_gt(nb, 8);
+	for (uint32_t i = 0; i < na + nc; i++) {
+		uint32_t x = i < na ? a[i] : c[i - na], hit = 0;
+		for (uint32_t j = 0; j < nb; j++)
+			hit |= b[j] == x;
+		ck_assert_msg(hit, "block %u missing", x);
+	}
+	for (uint32_t j = 1; j < nb; j++)
+		ck_assert_uint_lt(b[j - 1], b[j]);
+	check_placement(&pl, (pos0 - 1024) / 64 * 64, 0);
+	/* The pins belong to kv: a step on another cache has its own 8. */
+	ck_assert_int_eq(eng__sparse_plan(&pl, &sp, &other, 0, 0,
+	    q + 4 * PHD, 4 * PHD, 4, PHD, 1, pos0, NULL), 0);
+	ck_assert_uint_eq(plan_blocks(&pl, b), 8);
+	eng__plan_free(&pl);
+	eng__plan_free(&solo);
 	free(q);
 }
 END_TEST
@@ -1435,6 +1499,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, sparse_record);
 	tcase_add_test(tc, sparse_plan_picks_top_k);
 	tcase_add_test(tc, sparse_plan_reach);
+	tcase_add_test(tc, sparse_plan_pins);
 	tcase_add_test(tc, eval_bad_input);
 	tcase_add_test(tc, open_missing_tensor);
 	tcase_add_test(tc, chat_gemma);

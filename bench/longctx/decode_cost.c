@@ -85,7 +85,7 @@ int main(int argc, char **argv)
 {
 	const char *model = NULL, *lengths = "8192,32768,131072,1048576";
 	uint32_t steps = 32, threads = 2;
-	eng_sparse_params sp = { .top_k = 32, .sink = 64, .local = 1024,
+	eng_sparse_params sp = { .top_k = 64, .sink = 64, .local = 1024,
 	    .dense_max = 4096 };
 	char err[256];
 	int rc;

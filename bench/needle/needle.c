@@ -130,7 +130,7 @@ int main(int argc, char **argv)
 {
 	const char *model = NULL, *hay = "filler";
 	uint32_t length = 8192, depths = 20, threads = 2;
-	eng_sparse_params sp = { .top_k = 32, .sink = 64, .local = 1024,
+	eng_sparse_params sp = { .top_k = 64, .sink = 64, .local = 1024,
 	    .dense_max = 4096 };
 	int dense = 1, sparse = 1, verbose = 0;
 	double depth_max = 1.0;

@@ -52,7 +52,7 @@ struct skv {
 	uint64_t pos_base, stored;
 	uint16_t *pk, *pv;	/* [n_glob][n_kv][pcap][hd] f16 */
 	uint32_t pcap;
-	uint16_t *sb;		/* [n_glob][n_kv][scap][2*hd] f16 summary
+	uint16_t *sb;		/* [n_glob][n_kv][scap][4*hd] f16 summary
 				 * rows (eng_kv_summary_row) */
 	uint32_t n_sum, scap;
 
@@ -113,7 +113,7 @@ static int pend_reserve(struct skv *s, uint64_t need)
 static int sum_reserve(struct skv *s, uint32_t need)
 {
 	uint32_t cap = s->scap ? s->scap : 256;
-	size_t rows = (size_t)s->n_glob * s->nkv, row = 2 * (size_t)s->hd;
+	size_t rows = (size_t)s->n_glob * s->nkv, row = ENG_KV_SUM_ROW(s->hd);
 	uint16_t *nb;
 
 	if (need <= s->scap)
@@ -377,7 +377,7 @@ static int skv_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
 	    !rows || !n_blocks)
 		return ENG_EINVAL;
 	size_t r = (size_t)s->slot[layer] * s->nkv + kvh;
-	*rows = s->sb ? s->sb + r * s->scap * 2 * s->hd : NULL;
+	*rows = s->sb ? s->sb + r * s->scap * ENG_KV_SUM_ROW(s->hd) : NULL;
 	*n_blocks = s->n_sum;
 	return 0;
 }
@@ -385,7 +385,8 @@ static int skv_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
 /* The summary row of block b of (global slot g, head h). */
 static uint16_t *sum_row(struct skv *s, uint32_t g, uint32_t h, uint32_t b)
 {
-	return s->sb + (((size_t)g * s->nkv + h) * s->scap + b) * 2 * s->hd;
+	return s->sb + (((size_t)g * s->nkv + h) * s->scap + b) *
+	    ENG_KV_SUM_ROW(s->hd);
 }
 
 /* Summaries of the complete blocks below n_pos that live in pend. */

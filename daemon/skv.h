@@ -9,7 +9,7 @@
  *   window layers   the last window + n_batch positions, in rings; saved
  *                   as the session's tail so that a resume is exact.
  * base is a multiple of the session's block size B.  Summaries (per
- * channel mean and variance estimate of every complete block's keys,
+ * channel centre, radius, mean and variance of every complete block's keys,
  * f16, as eng_kv_ops.summary gives them) are kept in memory for the
  * engine's sparse attention: made from LMDB's min/max/mean at open,
  * computed for new blocks at commit (the same bits: the mean is taken

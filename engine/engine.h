@@ -417,11 +417,12 @@ typedef struct eng_kv_ops {
 	/* Optional (NULL: the store keeps no summaries; attention is then
 	 * always dense).  Summaries of the keys of the complete blocks of
 	 * block_tokens positions of a layer and kv head (block b covers
-	 * positions b*block_tokens ..): *rows is [*n_blocks][2*head_dim_k]
-	 * f16 bits, per block the per-channel mean of its keys and then an
-	 * estimate of their variance, ((max-min)/4.8)^2, as
-	 * eng_kv_summary_row makes them (sparse.c scores a block by the
-	 * Gaussian estimate of its attention mass: one dot product).
+	 * positions b*block_tokens ..): *rows is
+	 * [*n_blocks][ENG_KV_SUM_ROW(head_dim_k)] f16 bits, per block four
+	 * per-channel vectors of its keys: the centre (max+min)/2, the
+	 * radius (max-min)/2, the mean, and a variance estimate
+	 * ((max-min)/4.8)^2, as eng_kv_summary_row makes them (sparse.c
+	 * scores a block with one dot product over two of them).
 	 * *n_blocks is the committed complete blocks; valid as span views
 	 * are.  Read from the caller's thread between write() and
 	 * commit(). */
@@ -460,9 +461,11 @@ int eng_kv_mem_open(const eng_model *m, uint32_t n_ctx, uint32_t n_batch,
  * layers (blocks of block_tokens, 1..4096), so that sparse attention can
  * run on it.  Call before the first step. */
 int eng_kv_mem_summaries(eng_kv *kv, uint32_t block_tokens);
+/* f16 elements of a summary row for keys of hd channels. */
+#define ENG_KV_SUM_ROW(hd) (4 * (size_t)(hd))
 /* One block's summary row (see eng_kv_ops.summary) from the per-channel
- * min, max and mean of its keys: hd means then hd variance estimates,
- * f16.  The mean is the one memstore keeps (eng_kv_block_mean), so a
+ * min, max and mean of its keys: centres, radii, means, variance
+ * estimates, hd f16 each.  The mean is the one memstore keeps (eng_kv_block_mean), so a
  * summary made from a block's keys and one loaded from the store are the
  * same bits. */
 void eng_kv_summary_row(uint16_t *row, const float *kmin, const float *kmax,
@@ -510,14 +513,18 @@ typedef enum eng_attn_mode {
  * cache keeps summaries (eng_kv.block_tokens), the queries of a step attend
  * to the first `sink` positions, the last `local` ones before the step (and
  * the step itself, causally) and the top_k blocks whose summaries score
- * highest for the step's mean query q: the Gaussian estimate of the
+ * highest for the step's mean query q.  A question or decode step (at
+ * most ENG_SPARSE_FEW tokens) scores by the Gaussian estimate of the
  * block's attention mass at temperature sqrt(head_dim),
- * q.mean + sum_c q_c^2 var_c / (2 sqrt(head_dim)), the highest of the
- * group's heads.  (Quest's bound over the keys' min/max, tried first,
- * ranks the block holding a passkey in a code haystack no better than
- * chance on two of the default model's three global layers.)  Steps of
- * one token also attend the blocks the last step of several tokens (the
- * question) picked.
+ * q.mean + sum_c q_c^2 var_c / (2 sqrt(head_dim)); a longer step (a
+ * prefill chunk, whose mean query stands for many different ones) by
+ * Quest's bound over the keys' box, q.centre + |q|.radius.  The highest
+ * of the group's heads wins.  (Quest's bound alone ranks the block
+ * holding a passkey in code no better than chance for a question on two
+ * of the default model's three global layers; the mass estimate alone,
+ * for prefill chunks too, finds fewer passkeys: bench/RESULTS.md.)
+ * Steps of one token also attend the blocks the last step of several
+ * tokens (the question) picked.
  *
  * Placement: keys are stored rotated at their true positions.  Retrieved
  * positions may appear at most `reach` positions before the local run: the
@@ -533,6 +540,8 @@ typedef enum eng_attn_mode {
  * exactly.  (Packing tighter than needed costs recall: on code at 8K the
  * model finds a passkey at its true distance that it misses when the
  * same blocks are packed; bench/RESULTS.md.) */
+/* Steps of at most this many tokens score blocks by estimated mass. */
+#define ENG_SPARSE_FEW 64
 typedef struct eng_sparse_params {
 	uint32_t top_k;		/* blocks retrieved per step; 0: always dense */
 	uint32_t sink;		/* first positions always attended */

@@ -25,7 +25,7 @@ struct kv_layer {
 	uint32_t lo;		/* oldest position still held */
 	uint32_t window;	/* ring: positions a query sees, itself included */
 	/* Summaries (global layers, when asked): per kv head, blocks of
-	 * block_tokens positions, [n_head_kv][sum_cap][2*head_dim_k] f16
+	 * block_tokens positions, [n_head_kv][sum_cap][4*head_dim_k] f16
 	 * (eng_kv_summary_row). */
 	uint16_t *sb;
 	uint32_t n_sum, sum_cap;	/* blocks summarized; room for */
@@ -78,7 +78,7 @@ static int mem_sum_reserve(struct kv_mem *m, struct kv_layer *l,
     uint32_t need)
 {
 	const eng_kv *b = &m->base;
-	size_t row = 2 * (size_t)b->head_dim_k;
+	size_t row = ENG_KV_SUM_ROW(b->head_dim_k);
 	size_t cap = l->sum_cap ? l->sum_cap : 64;
 	uint16_t *nb;
 
@@ -145,7 +145,8 @@ static int mem_summarize(struct kv_mem *m, uint32_t n_pos)
 				}
 				eng_kv_block_mean(mean, kf, hd, B, hd);
 				eng_kv_summary_row(l->sb + ((size_t)h *
-				    l->sum_cap + l->n_sum) * 2 * hd, mn, mx,
+				    l->sum_cap + l->n_sum) *
+				    ENG_KV_SUM_ROW(hd), mn, mx,
 				    mean, hd);
 			}
 	}
@@ -165,8 +166,8 @@ static int mem_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
 	l = &m->layers[layer];
 	if (l->ring)
 		return ENG_EINVAL;
-	*rows = l->sb ? l->sb + (size_t)kvh * l->sum_cap * 2 *
-	    kv->head_dim_k : NULL;
+	*rows = l->sb ? l->sb + (size_t)kvh * l->sum_cap *
+	    ENG_KV_SUM_ROW(kv->head_dim_k) : NULL;
 	*n_blocks = l->n_sum;
 	return 0;
 }
@@ -189,8 +190,10 @@ void eng_kv_summary_row(uint16_t *row, const float *kmin, const float *kmax,
 	 * (Tippett's table: 4.65). */
 	for (uint32_t c = 0; c < hd; c++) {
 		float sd = (kmax[c] - kmin[c]) / 4.8f;
-		row[c] = eng_f32_to_f16(kmean[c]);
-		row[hd + c] = eng_f32_to_f16(sd * sd);
+		row[c] = eng_f32_to_f16(0.5f * (kmax[c] + kmin[c]));
+		row[hd + c] = eng_f32_to_f16(0.5f * (kmax[c] - kmin[c]));
+		row[2 * hd + c] = eng_f32_to_f16(kmean[c]);
+		row[3 * hd + c] = eng_f32_to_f16(sd * sd);
 	}
 }
 
@@ -373,8 +376,8 @@ int eng_kv_mem_clone(const eng_kv *src, eng_kv **out)
 		    m->esz;
 		size_t vb = (size_t)src->n_head_kv * l->cap * src->head_dim_v *
 		    m->esz;
-		size_t sb = (size_t)src->n_head_kv * l->sum_cap * 2 *
-		    src->head_dim_k * sizeof(uint16_t);
+		size_t sb = (size_t)src->n_head_kv * l->sum_cap *
+		    ENG_KV_SUM_ROW(src->head_dim_k) * sizeof(uint16_t);
 		*d = *l;
 		d->k = d->v = NULL;
 		d->sb = NULL;

@@ -1,7 +1,7 @@
 /* sparse.c - which blocks of a long context a step attends: the first
  * positions (attention sinks), the recent past, and the top-k blocks by
- * the estimated attention mass of the per-block key summaries the store
- * keeps (mean and variance per channel); and where
+ * the per-block key summaries the store keeps (estimated attention mass
+ * for questions and decode, Quest's bound for prefill chunks); and where
  * they are placed (at their true positions within the reach, packed into
  * it from farther away; see eng_sparse_params in engine.h).
  *
@@ -61,20 +61,24 @@ static int push_range(struct eng__plan *pl, uint32_t pos0, uint32_t n,
 	return 0;
 }
 
-/* A block's score for a query q (per head): the log of its attention
- * mass at temperature tau = sqrt(head_dim), estimated as if its keys
- * were Gaussian with the summary's per-channel mean m and variance v:
- *   log sum_t exp(q.k_t / tau) ~ log B + q.m / tau + sum_c q_c^2 v_c / 2tau^2
- * Times tau (the ranking is the same): q.m + sum_c q_c^2 v_c / (2 tau).
- * That is one dot product of the block's f16 row [m | v] with the
- * head's [q | q^2/(2 tau)] (pl->qbar): the engine's f16 kernel, up to
- * ENG_NT_MAX heads per pass over the row.  The highest of the group's
- * heads wins.  (tau softens the mass so that one outlier key does not
- * decide; on passkeys in code this ranks blocks much as their true
- * attention does, where Quest's min/max bound did not.) */
+/* A block's score for a query q (per head), from its summary row
+ * [centre | radius | mean | var]:
+ *  - mass (steps of at most ENG_SPARSE_FEW tokens: a question, decode):
+ *    the log of its attention mass at temperature tau = sqrt(head_dim),
+ *    estimated as if its keys were Gaussian with the summary's mean m
+ *    and variance v:
+ *      log sum_t exp(q.k_t / tau) ~ log B + q.m / tau + q^2.v / 2tau^2,
+ *    times tau (the ranking is the same): q.m + q^2.v / (2 tau).  tau
+ *    softens the mass so that one outlier key does not decide.
+ *  - bound (longer steps: prefill chunks): Quest's
+ *    sum_c max(q_c min_c, q_c max_c) = q.centre + |q|.radius, what any
+ *    query near the chunk's mean could find there.
+ * Either is one dot product of half the row with the head's [q | f(q)]
+ * (pl->qbar): the engine's f16 kernel, up to ENG_NT_MAX heads per pass.
+ * The highest of the group's heads wins. */
 struct score_job {
 	struct eng__plan *pl;
-	const uint16_t *rows;
+	const uint16_t *rows;	/* the half of each row scored */
 	eng_vec_dot_fn dot;
 	uint32_t group, hd, first, n_cand;
 };
@@ -83,11 +87,12 @@ static void score_task(void *arg, int ith, int nth)
 {
 	struct score_job *j = arg;
 	uint32_t per = (j->n_cand + nth - 1) / nth, row = 2 * j->hd;
+	size_t stride = ENG_KV_SUM_ROW(j->hd);
 	uint32_t a = per * ith, e = a + per < j->n_cand ? a + per : j->n_cand;
 	float s[ENG_NT_MAX];
 
 	for (uint32_t i = a; i < e; i++) {
-		const uint16_t *r = j->rows + (size_t)(j->first + i) * row;
+		const uint16_t *r = j->rows + (size_t)(j->first + i) * stride;
 		float best = -INFINITY;
 		for (uint32_t h = 0; h < j->group; h += ENG_NT_MAX) {
 			int nt = j->group - h < ENG_NT_MAX ?
@@ -136,7 +141,7 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	const uint16_t *rows;
 	eng_vec_dot_fn dot;
 	float tau2;
-	int rc;
+	int mass, rc;
 
 	pl->n_ranges = 0;
 	if (n_tok > 1)
@@ -166,8 +171,9 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 		return rc;
 
 	/* The step's mean query per head (InfLLM scores a chunk this way),
-	 * then its squares over 2 tau: [q | q^2/(2 tau)] per head. */
+	 * then |q| (bound) or q^2/(2 tau) (mass). */
 	tau2 = 2.0f * sqrtf((float)hd);
+	mass = n_tok <= ENG_SPARSE_FEW;
 	memset(pl->qbar, 0, (size_t)group * 2 * hd * sizeof(float));
 	for (uint32_t t = 0; t < n_tok; t++)
 		for (uint32_t h = 0; h < group; h++) {
@@ -180,14 +186,15 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 		float *o = pl->qbar + (size_t)h * 2 * hd;
 		for (uint32_t c = 0; c < hd; c++) {
 			o[c] /= (float)n_tok;
-			o[hd + c] = o[c] * o[c] / tau2;
+			o[hd + c] = mass ? o[c] * o[c] / tau2 : fabsf(o[c]);
 		}
 	}
 
 	{
 		/* One pass over every candidate's summary per layer and step
 		 * (16 K blocks at 1M tokens): split over the pool. */
-		struct score_job sj = { pl, rows, dot, group, hd, first,
+		struct score_job sj = { pl, rows + (mass ? 2 * hd : 0), dot,
+		    group, hd, first,
 		    n_cand };
 		if (pool && n_cand >= 1024)
 			eng_pool_run(pool, score_task, &sj);

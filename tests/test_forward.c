@@ -950,7 +950,7 @@ END_TEST
 #define PB 5000
 #define PHD 256
 static float plan_min[PB * PHD], plan_max[PB * PHD];
-static uint16_t plan_bounds[PB * 2 * PHD];
+static uint16_t plan_bounds[PB * 4 * PHD];
 
 static int fake_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
     const uint16_t **rows, uint32_t *n)
@@ -980,25 +980,31 @@ static void plan_boxes(void)
 			float hi = plan_max[b * PHD + c];
 			mean[c] = lo + (hi - lo) * frand(0, 1);
 		}
-		eng_kv_summary_row(plan_bounds + (size_t)b * 2 * PHD,
+		eng_kv_summary_row(plan_bounds + (size_t)b * 4 * PHD,
 		    plan_min + (size_t)b * PHD, plan_max + (size_t)b * PHD,
 		    mean, PHD);
 	}
 }
 
-/* The block score in double from a summary row as stored (f16 mean m
- * and variance v): q.m + sum q^2 v / (2 sqrt(hd)), best of 4 heads. */
-static double ref_score(const float *q, uint32_t b)
+/* The block score in double from a summary row as stored, best of 4
+ * heads: mass, q.m + sum q^2 v / (2 sqrt(hd)) (f16 mean m, variance v),
+ * or Quest's bound, sum_c max(q*lo, q*hi) over the box of the f16
+ * centre and radius. */
+static double ref_score_as(const float *q, uint32_t b, int mass)
 {
-	const uint16_t *r = plan_bounds + (size_t)b * 2 * PHD;
+	const uint16_t *r = plan_bounds + (size_t)b * 4 * PHD;
 	double best = -1e300;
 	for (int h = 0; h < 4; h++) {
 		double s = 0;
 		for (int c = 0; c < PHD; c++) {
-			double m = eng_f16_to_f32(r[c]);
-			double v = eng_f16_to_f32(r[PHD + c]);
 			double x = q[h * PHD + c];
-			s += x * m + x * x * v / (2.0 * sqrt((double)PHD));
+			double ce = eng_f16_to_f32(r[c]);
+			double ra = eng_f16_to_f32(r[PHD + c]);
+			double m = eng_f16_to_f32(r[2 * PHD + c]);
+			double v = eng_f16_to_f32(r[3 * PHD + c]);
+			double lo = x * (ce - ra), hi = x * (ce + ra);
+			s += mass ? x * m + x * x * v / (2.0 *
+			    sqrt((double)PHD)) : lo > hi ? lo : hi;
 		}
 		if (s > best)
 			best = s;
@@ -1006,18 +1012,27 @@ static double ref_score(const float *q, uint32_t b)
 	return best;
 }
 
-/* The plan picks the top-k blocks by their estimated attention mass
- * (checked against a double-precision reference), the same with the pool
- * as without, in position order, and packs them in front of the local
- * run. */
+static int ref_mass = 1;
+
+static double ref_score(const float *q, uint32_t b)
+{
+	return ref_score_as(q, b, ref_mass);
+}
+
+/* The plan picks the top-k blocks by their score (checked against a
+ * double-precision reference): estimated mass for a one-token step,
+ * Quest's bound for a step of more than ENG_SPARSE_FEW tokens (all the
+ * same query here, so the mean is that query); the same with the pool as
+ * without, in position order, packed in front of the local run. */
 START_TEST(sparse_plan_picks_top_k)
 {
 	static const eng_kv_ops ops = { .summary = fake_summary };
 	eng_kv kv = { .ops = &ops, .block_tokens = 64 };
 	eng_sparse_params sp = { .top_k = 32, .sink = 64, .local = 1024 };
-	struct eng__plan a = { 0 }, b = { 0 };
-	float *q = malloc(4 * PHD * sizeof(float));
+	const uint32_t nq = ENG_SPARSE_FEW + 1;
+	float *q = malloc((size_t)nq * 4 * PHD * sizeof(float));
 	double *ref = malloc(PB * sizeof(double)), kth;
+	double *sorted = malloc(PB * sizeof(double));
 	uint32_t pos0 = PB * 64, last = (pos0 - 1024) / 64;
 	eng_pool *pool;
 
@@ -1025,53 +1040,66 @@ START_TEST(sparse_plan_picks_top_k)
 	plan_boxes();
 	for (int i = 0; i < 4 * PHD; i++)
 		q[i] = frand(-1, 1);
-	ck_assert_int_eq(eng__sparse_plan(&a, &sp, &kv, 0, 0, q, 4 * PHD, 4,
-	    PHD, 1, pos0, NULL), 0);
+	for (uint32_t t = 1; t < nq; t++)
+		memcpy(q + (size_t)t * 4 * PHD, q, 4 * PHD * sizeof(float));
 	ck_assert_int_eq(eng_pool_open(&pool, 2), 0);
-	ck_assert_int_eq(eng__sparse_plan(&b, &sp, &kv, 0, 0, q, 4 * PHD, 4,
-	    PHD, 1, pos0, pool), 0);
-	eng_pool_close(pool);
-	ck_assert_uint_eq(a.n_ranges, b.n_ranges);
-	ck_assert(memcmp(a.ranges, b.ranges, a.n_ranges * sizeof(*a.ranges))
-	    == 0);
-	/* The k-th best reference score among candidates 1 .. last-1. */
-	for (uint32_t i = 1; i < last; i++)
-		ref[i] = ref_score(q, i);
-	double *sorted = malloc(PB * sizeof(double));
-	uint32_t nc = last - 1;
-	memcpy(sorted, ref + 1, nc * sizeof(double));
-	for (uint32_t i = 0; i < 32; i++)	/* partial selection sort */
-		for (uint32_t j = i + 1; j < nc; j++)
-			if (sorted[j] > sorted[i]) {
-				double t = sorted[i];
-				sorted[i] = sorted[j];
-				sorted[j] = t;
+	for (int mass = 1; mass >= 0; mass--) {
+		struct eng__plan a = { 0 }, b = { 0 };
+		uint32_t n_tok = mass ? 1 : nq, p0 = pos0 - n_tok + 1;
+		ck_assert_int_eq(eng__sparse_plan(&a, &sp, &kv, 0, 0, q,
+		    4 * PHD, 4, PHD, n_tok, p0, NULL), 0);
+		ck_assert_int_eq(eng__sparse_plan(&b, &sp, &kv, 0, 0, q,
+		    4 * PHD, 4, PHD, n_tok, p0, pool), 0);
+		ck_assert_uint_eq(a.n_ranges, b.n_ranges);
+		ck_assert(memcmp(a.ranges, b.ranges, a.n_ranges *
+		    sizeof(*a.ranges)) == 0);
+		uint32_t la = (p0 - 1024) / 64;
+		/* The k-th best reference score among candidates 1..la-1. */
+		ref_mass = mass;
+		for (uint32_t i = 1; i < la; i++)
+			ref[i] = ref_score(q, i);
+		uint32_t nc = la - 1;
+		memcpy(sorted, ref + 1, nc * sizeof(double));
+		for (uint32_t i = 0; i < 32; i++)	/* partial selection */
+			for (uint32_t j = i + 1; j < nc; j++)
+				if (sorted[j] > sorted[i]) {
+					double t = sorted[i];
+					sorted[i] = sorted[j];
+					sorted[j] = t;
+				}
+		kth = sorted[31];
+		/* Ranges: the sink, 32 blocks (maybe merged), the local
+		 * run. */
+		uint32_t blocks = 0, prev_end = 0;
+		for (uint32_t r = 0; r + 1 < a.n_ranges; r++) {
+			ck_assert_uint_ge(a.ranges[r].pos0, prev_end);
+			prev_end = a.ranges[r].pos0 + a.ranges[r].n;
+			for (uint32_t p = a.ranges[r].pos0; p < prev_end;
+			    p += 64) {
+				if (p == 0)
+					continue;	/* the sink */
+				ck_assert_msg(ref[p / 64] >= kth - 1e-3 *
+				    fabs(kth), "mode %d: block %u scores %f "
+				    "below the 32nd %f", mass, p / 64,
+				    ref[p / 64], kth);
+				blocks++;
 			}
-	kth = sorted[31];
-	/* Ranges: the sink, 32 blocks (maybe merged), the open local run. */
-	uint32_t blocks = 0, prev_end = 0;
-	for (uint32_t r = 0; r + 1 < a.n_ranges; r++) {
-		ck_assert_uint_ge(a.ranges[r].pos0, prev_end);
-		prev_end = a.ranges[r].pos0 + a.ranges[r].n;
-		for (uint32_t p = a.ranges[r].pos0; p < prev_end; p += 64) {
-			if (p == 0)
-				continue;	/* the sink */
-			ck_assert_msg(ref[p / 64] >= kth - 1e-3 * fabs(kth),
-			    "block %u scores %f below the 32nd %f", p / 64,
-			    ref[p / 64], kth);
-			blocks++;
 		}
+		ck_assert_uint_eq(blocks, 32);
+		ck_assert_uint_eq(a.ranges[a.n_ranges - 1].pos0, la * 64);
+		/* Packed: the last chosen block ends where the local run
+		 * starts. */
+		const struct eng__range *lr = &a.ranges[a.n_ranges - 2];
+		ck_assert_uint_eq(lr->pos0 + lr->n + lr->shift, la * 64);
+		eng__plan_free(&a);
+		eng__plan_free(&b);
 	}
-	ck_assert_uint_eq(blocks, 32);
-	ck_assert_uint_eq(a.ranges[a.n_ranges - 1].pos0, last * 64);
-	/* Packed: the last chosen block ends where the local run starts. */
-	const struct eng__range *lr = &a.ranges[a.n_ranges - 2];
-	ck_assert_uint_eq(lr->pos0 + lr->n + lr->shift, last * 64);
-	eng__plan_free(&a);
-	eng__plan_free(&b);
+	ref_mass = 1;
+	eng_pool_close(pool);
 	free(sorted);
 	free(ref);
 	free(q);
+	(void)last;
 }
 END_TEST
 

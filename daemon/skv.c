@@ -54,6 +54,7 @@ struct skv {
 	uint32_t pcap;
 	uint16_t *sb;		/* [n_glob][n_kv][scap][4*hd] f16 summary
 				 * rows (eng_kv_summary_row) */
+	float *sref;		/* [n_glob][n_kv][hd]: eng_kv_summary_ref */
 	uint32_t n_sum, scap;
 
 	/* Stored blocks [0, base/B): resolved on first use. */
@@ -420,10 +421,14 @@ static int summarize(struct skv *s, uint64_t n_pos)
 					}
 				}
 				/* The mean as memstore will store it. */
+				float *ref = s->sref + ((size_t)g * s->nkv +
+				    h) * s->hd;
 				eng_kv_block_mean(mean, kf, s->hd, s->B,
 				    s->hd);
+				if (!s->n_sum)
+					eng_kv_summary_ref(ref, mean, s->hd);
 				eng_kv_summary_row(sum_row(s, g, h, s->n_sum),
-				    mn, mx, mean, s->hd);
+				    mn, mx, mean, ref, s->hd);
 			}
 	}
 	free(kf);
@@ -482,6 +487,7 @@ static void skv_close(eng_kv *kv)
 	free(s->pk);
 	free(s->pv);
 	free(s->sb);
+	free(s->sref);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 }
@@ -522,8 +528,12 @@ static int sum_load_fn(void *arg, const ms_summary *sm)
 			for (uint32_t c = 0; c < s->hd; c++)
 				ms_summary_channel(sm, g, h, c, &mn[c], &mx[c],
 				    &mean[c]);
+			float *ref = s->sref + ((size_t)g * s->nkv + h) *
+			    s->hd;
+			if (!s->n_sum)
+				eng_kv_summary_ref(ref, mean, s->hd);
 			eng_kv_summary_row(sum_row(s, g, h, s->n_sum), mn, mx,
-			    mean, s->hd);
+			    mean, ref, s->hd);
 		}
 	s->n_sum++;
 	return 0;
@@ -658,6 +668,9 @@ static int skv_init(struct skv *s, const eng_model *m, uint32_t n_batch)
 		    (int32_t)s->n_loc++;
 	}
 	if (s->n_loc && !(s->rings = calloc(s->n_loc, sizeof *s->rings)))
+		return MS_ENOMEM;
+	if (!(s->sref = calloc((size_t)s->n_glob * s->nkv * s->hd,
+	    sizeof *s->sref)))
 		return MS_ENOMEM;
 	for (uint32_t i = 0; i < s->n_loc; i++) {
 		struct skv_ring *r = &s->rings[i];

@@ -422,7 +422,11 @@ typedef struct eng_kv_ops {
 	 * per-channel vectors of its keys: the centre (max+min)/2, the
 	 * radius (max-min)/2, the mean, and a variance estimate
 	 * ((max-min)/4.8)^2, as eng_kv_summary_row makes them (sparse.c
-	 * scores a block with one dot product over two of them).
+	 * scores a block with one dot product over two of them).  Centre and
+	 * mean are stored less a reference common to the layer and head (the
+	 * first block's mean, rounded to f16): keys share a large component,
+	 * and f16 rounding of it would drown the differences between blocks
+	 * that the scores rank on (a constant shift changes no ranking).
 	 * *n_blocks is the committed complete blocks; valid as span views
 	 * are.  Read from the caller's thread between write() and
 	 * commit(). */
@@ -464,12 +468,16 @@ int eng_kv_mem_summaries(eng_kv *kv, uint32_t block_tokens);
 /* f16 elements of a summary row for keys of hd channels. */
 #define ENG_KV_SUM_ROW(hd) (4 * (size_t)(hd))
 /* One block's summary row (see eng_kv_ops.summary) from the per-channel
- * min, max and mean of its keys: centres, radii, means, variance
- * estimates, hd f16 each.  The mean is the one memstore keeps (eng_kv_block_mean), so a
- * summary made from a block's keys and one loaded from the store are the
- * same bits. */
+ * min, max and mean of its keys and the reference ref (hd floats, or NULL
+ * for zeros): centres - ref, radii, means - ref, variance estimates, hd
+ * f16 each.  The mean is the one memstore keeps (eng_kv_block_mean), so
+ * a summary made from a block's keys and one loaded from the store are
+ * the same bits. */
 void eng_kv_summary_row(uint16_t *row, const float *kmin, const float *kmax,
-    const float *kmean, uint32_t hd);
+    const float *kmean, const float *ref, uint32_t hd);
+/* The reference of a layer and head: its first block's mean, rounded to
+ * f16 (as memstore stores it). */
+void eng_kv_summary_ref(float *ref, const float *kmean0, uint32_t hd);
 /* The per-channel mean of n key rows (row i at k + i*stride floats), as
  * memstore computes it: a double sum in position order, then divided. */
 void eng_kv_block_mean(float *mean, const float *k, size_t stride,

@@ -28,6 +28,7 @@ struct kv_layer {
 	 * block_tokens positions, [n_head_kv][sum_cap][4*head_dim_k] f16
 	 * (eng_kv_summary_row). */
 	uint16_t *sb;
+	float *sref;		/* [n_head_kv][head_dim_k]: eng_kv_summary_ref */
 	uint32_t n_sum, sum_cap;	/* blocks summarized; room for */
 };
 
@@ -124,7 +125,9 @@ static int mem_summarize(struct kv_mem *m, uint32_t n_pos)
 			continue;
 		if (l->n_sum > n_pos / B)
 			l->n_sum = n_pos / B;
-		if ((rc = mem_sum_reserve(m, l, n_pos / B))) {
+		if ((rc = mem_sum_reserve(m, l, n_pos / B)) || (!l->sref &&
+		    !(l->sref = malloc((size_t)b->n_head_kv * hd *
+		    sizeof *l->sref)) && (rc = ENG_ENOMEM))) {
 			free(kf);
 			return rc;
 		}
@@ -143,11 +146,14 @@ static int mem_summarize(struct kv_mem *m, uint32_t n_pos)
 							mx[c] = x;
 					}
 				}
+				float *ref = l->sref + (size_t)h * hd;
 				eng_kv_block_mean(mean, kf, hd, B, hd);
+				if (!l->n_sum)
+					eng_kv_summary_ref(ref, mean, hd);
 				eng_kv_summary_row(l->sb + ((size_t)h *
 				    l->sum_cap + l->n_sum) *
 				    ENG_KV_SUM_ROW(hd), mn, mx,
-				    mean, hd);
+				    mean, ref, hd);
 			}
 	}
 	free(kf);
@@ -183,16 +189,22 @@ void eng_kv_block_mean(float *mean, const float *k, size_t stride,
 	}
 }
 
+void eng_kv_summary_ref(float *ref, const float *kmean0, uint32_t hd)
+{
+	for (uint32_t c = 0; c < hd; c++)
+		ref[c] = eng_f16_to_f32(eng_f32_to_f16(kmean0[c]));
+}
+
 void eng_kv_summary_row(uint16_t *row, const float *kmin, const float *kmax,
-    const float *kmean, uint32_t hd)
+    const float *kmean, const float *ref, uint32_t hd)
 {
 	/* The range of 64 normal samples is about 4.8 standard deviations
 	 * (Tippett's table: 4.65). */
 	for (uint32_t c = 0; c < hd; c++) {
-		float sd = (kmax[c] - kmin[c]) / 4.8f;
-		row[c] = eng_f32_to_f16(0.5f * (kmax[c] + kmin[c]));
+		float sd = (kmax[c] - kmin[c]) / 4.8f, r0 = ref ? ref[c] : 0;
+		row[c] = eng_f32_to_f16(0.5f * (kmax[c] + kmin[c]) - r0);
 		row[hd + c] = eng_f32_to_f16(0.5f * (kmax[c] - kmin[c]));
-		row[2 * hd + c] = eng_f32_to_f16(kmean[c]);
+		row[2 * hd + c] = eng_f32_to_f16(kmean[c] - r0);
 		row[3 * hd + c] = eng_f32_to_f16(sd * sd);
 	}
 }
@@ -298,6 +310,7 @@ static void mem_close(eng_kv *kv)
 			free(m->layers[il].k);
 			free(m->layers[il].v);
 			free(m->layers[il].sb);
+			free(m->layers[il].sref);
 		}
 	free(m->layers);
 	free(m);
@@ -380,10 +393,14 @@ int eng_kv_mem_clone(const eng_kv *src, eng_kv **out)
 		    ENG_KV_SUM_ROW(src->head_dim_k) * sizeof(uint16_t);
 		*d = *l;
 		d->k = d->v = NULL;
+		size_t rb = (size_t)src->n_head_kv * src->head_dim_k *
+		    sizeof(float);
 		d->sb = NULL;
+		d->sref = NULL;
 		if ((l->k && !(d->k = malloc(kb))) ||
 		    (l->v && !(d->v = malloc(vb))) ||
-		    (l->sb && !(d->sb = malloc(sb)))) {
+		    (l->sb && !(d->sb = malloc(sb))) ||
+		    (l->sref && !(d->sref = malloc(rb)))) {
 			mem_close(&c->base);
 			return ENG_ENOMEM;
 		}
@@ -393,6 +410,8 @@ int eng_kv_mem_clone(const eng_kv *src, eng_kv **out)
 			memcpy(d->v, l->v, vb);
 		if (l->sb)
 			memcpy(d->sb, l->sb, sb);
+		if (l->sref)
+			memcpy(d->sref, l->sref, rb);
 	}
 	*out = &c->base;
 	return 0;

@@ -982,7 +982,7 @@ static void plan_boxes(void)
 		}
 		eng_kv_summary_row(plan_bounds + (size_t)b * 4 * PHD,
 		    plan_min + (size_t)b * PHD, plan_max + (size_t)b * PHD,
-		    mean, PHD);
+		    mean, NULL, PHD);
 	}
 }
 

@@ -394,7 +394,6 @@ static uint16_t *sum_row(struct skv *s, uint32_t g, uint32_t h, uint32_t b)
 static int summarize(struct skv *s, uint64_t n_pos)
 {
 	uint32_t want = (uint32_t)(n_pos / s->B);
-	float mn[ENG_KV_HD_MAX], mx[ENG_KV_HD_MAX], mean[ENG_KV_HD_MAX];
 	float *kf;
 	int rc;
 
@@ -411,24 +410,14 @@ static int summarize(struct skv *s, uint64_t n_pos)
 				for (uint32_t t = 0; t < s->B; t++) {
 					const uint16_t *row = s->pk +
 					    prow(s, g, h, r0 + t);
-					for (uint32_t c = 0; c < s->hd; c++) {
-						float x = ms_f16_to_f32(row[c]);
-						kf[(size_t)t * s->hd + c] = x;
-						if (!t || x < mn[c])
-							mn[c] = x;
-						if (!t || x > mx[c])
-							mx[c] = x;
-					}
+					for (uint32_t c = 0; c < s->hd; c++)
+						kf[(size_t)t * s->hd + c] =
+						    ms_f16_to_f32(row[c]);
 				}
-				/* The mean as memstore will store it. */
-				float *ref = s->sref + ((size_t)g * s->nkv +
-				    h) * s->hd;
-				eng_kv_block_mean(mean, kf, s->hd, s->B,
-				    s->hd);
-				if (!s->n_sum)
-					eng_kv_summary_ref(ref, mean, s->hd);
-				eng_kv_summary_row(sum_row(s, g, h, s->n_sum),
-				    mn, mx, mean, ref, s->hd);
+				/* The row memstore's record will give. */
+				eng_kv_summarize_block(sum_row(s, g, h,
+				    s->n_sum), s->sref + ((size_t)g * s->nkv +
+				    h) * s->hd, !s->n_sum, kf, s->B, s->hd);
 			}
 	}
 	free(kf);

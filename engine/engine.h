@@ -470,7 +470,7 @@ int eng_kv_mem_summaries(eng_kv *kv, uint32_t block_tokens);
 /* One block's summary row (see eng_kv_ops.summary) from the per-channel
  * min, max and mean of its keys and the reference ref (hd floats, or NULL
  * for zeros): centres - ref, radii, means - ref, variance estimates, hd
- * f16 each.  The mean is the one memstore keeps (eng_kv_block_mean), so
+ * f16 each.  The mean is the one memstore keeps (eng_kv_summarize_block), so
  * a summary made from a block's keys and one loaded from the store are
  * the same bits. */
 void eng_kv_summary_row(uint16_t *row, const float *kmin, const float *kmax,
@@ -478,10 +478,13 @@ void eng_kv_summary_row(uint16_t *row, const float *kmin, const float *kmax,
 /* The reference of a layer and head: its first block's mean, rounded to
  * f16 (as memstore stores it). */
 void eng_kv_summary_ref(float *ref, const float *kmean0, uint32_t hd);
-/* The per-channel mean of n key rows (row i at k + i*stride floats), as
- * memstore computes it: a double sum in position order, then divided. */
-void eng_kv_block_mean(float *mean, const float *k, size_t stride,
-    uint32_t n, uint32_t hd);
+/* The summary row of a block from its n key rows (f32, row i at
+ * k + i*hd): min, max and the mean as memstore computes it (a double sum
+ * in position order, then divided), so that the row equals the one made
+ * from the store's record.  first: the layer and head's first block,
+ * whose mean becomes ref (eng_kv_summary_ref) before the row is made. */
+void eng_kv_summarize_block(uint16_t *row, float *ref, int first,
+    const float *k, uint32_t n, uint32_t hd);
 /* Key width a summary supports (summaries are made with stack rows). */
 #define ENG_KV_HD_MAX 4096
 /* A copy of an in-memory cache (a branch point: the copy goes on

@@ -111,7 +111,6 @@ static int mem_summarize(struct kv_mem *m, uint32_t n_pos)
 	const eng_kv *b = &m->base;
 	uint32_t B = b->block_tokens, hd = b->head_dim_k;
 	size_t rk = (size_t)hd * m->esz;
-	float mn[ENG_KV_HD_MAX], mx[ENG_KV_HD_MAX], mean[ENG_KV_HD_MAX];
 	float *kf;
 	int rc;
 
@@ -136,24 +135,14 @@ static int mem_summarize(struct kv_mem *m, uint32_t n_pos)
 				for (uint32_t t = 0; t < B; t++) {
 					const char *row = l->k + ((size_t)h *
 					    l->cap + l->n_sum * B + t) * rk;
-					for (uint32_t c = 0; c < hd; c++) {
-						float x = load_elem(row, c,
-						    b->type);
-						kf[(size_t)t * hd + c] = x;
-						if (!t || x < mn[c])
-							mn[c] = x;
-						if (!t || x > mx[c])
-							mx[c] = x;
-					}
+					for (uint32_t c = 0; c < hd; c++)
+						kf[(size_t)t * hd + c] =
+						    load_elem(row, c, b->type);
 				}
-				float *ref = l->sref + (size_t)h * hd;
-				eng_kv_block_mean(mean, kf, hd, B, hd);
-				if (!l->n_sum)
-					eng_kv_summary_ref(ref, mean, hd);
-				eng_kv_summary_row(l->sb + ((size_t)h *
+				eng_kv_summarize_block(l->sb + ((size_t)h *
 				    l->sum_cap + l->n_sum) *
-				    ENG_KV_SUM_ROW(hd), mn, mx,
-				    mean, ref, hd);
+				    ENG_KV_SUM_ROW(hd), l->sref + (size_t)h *
+				    hd, !l->n_sum, kf, B, hd);
 			}
 	}
 	free(kf);
@@ -178,15 +167,25 @@ static int mem_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
 	return 0;
 }
 
-void eng_kv_block_mean(float *mean, const float *k, size_t stride,
-    uint32_t n, uint32_t hd)
+void eng_kv_summarize_block(uint16_t *row, float *ref, int first,
+    const float *k, uint32_t n, uint32_t hd)
 {
-	for (uint32_t c = 0; c < hd; c++) {
+	float mn[ENG_KV_HD_MAX], mx[ENG_KV_HD_MAX], mean[ENG_KV_HD_MAX];
+
+	for (uint32_t c = 0; c < hd && c < ENG_KV_HD_MAX; c++) {
 		double sum = 0;
-		for (uint32_t i = 0; i < n; i++)
-			sum += k[(size_t)i * stride + c];
+		mn[c] = mx[c] = k[c];
+		for (uint32_t i = 0; i < n; i++) {
+			float x = k[(size_t)i * hd + c];
+			mn[c] = x < mn[c] ? x : mn[c];
+			mx[c] = x > mx[c] ? x : mx[c];
+			sum += x;
+		}
 		mean[c] = n ? (float)(sum / n) : 0.0f;
 	}
+	if (first)
+		eng_kv_summary_ref(ref, mean, hd);
+	eng_kv_summary_row(row, mn, mx, mean, ref, hd);
 }
 
 void eng_kv_summary_ref(float *ref, const float *kmean0, uint32_t hd)

@@ -370,15 +370,16 @@ static int skv_view(eng_kv *kv, uint32_t layer, uint32_t kvh, uint32_t pos0,
 }
 
 static int skv_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
-    const uint16_t **rows, uint32_t *n_blocks)
+    const uint16_t **rows, const float **ref, uint32_t *n_blocks)
 {
 	struct skv *s = (struct skv *)kv;
 
 	if (layer >= kv->n_layer || !s->is_glob[layer] || kvh >= s->nkv ||
-	    !rows || !n_blocks)
+	    !rows || !ref || !n_blocks)
 		return ENG_EINVAL;
 	size_t r = (size_t)s->slot[layer] * s->nkv + kvh;
 	*rows = s->sb ? s->sb + r * s->scap * ENG_KV_SUM_ROW(s->hd) : NULL;
+	*ref = s->sref && s->n_sum ? s->sref + r * s->hd : NULL;
 	*n_blocks = s->n_sum;
 	return 0;
 }

@@ -56,7 +56,8 @@ struct eng__plan {
 	float *scores;		/* owned scratch: one per candidate block */
 	uint32_t *pick;		/* owned scratch: selected block indices */
 	size_t scores_cap, pick_cap;
-	float *qbar;		/* owned scratch: (group, 2*head_dim) */
+	float *qbar;		/* owned scratch: (group, 2*head_dim), then
+				 * group floats q.ref */
 	size_t qbar_cap;
 	/* The blocks the last step of several queries picked (a question,
 	 * a prefill chunk): single-token steps on the same cache attend
@@ -68,15 +69,24 @@ struct eng__plan {
 	const eng_kv *pin_kv;	/* the cache they index; not owned */
 	uint32_t pin_end;	/* the position that step ended at */
 };
-/* Plans a step of n_tok queries at pos0.. on a global layer.  q holds the
- * group's query heads of each token: token t head h at
- * q[t*q_row + h*hd] (already rotated and scaled).  0, or ENG_ENOMEM or the
- * store's error. */
+/* The queries of a step on one kv head: token t, head h of the group at
+ * q[t*row + h*hd], already rotated and scaled as the forward pass scales
+ * them; scale is the factor their dot products with keys are then
+ * multiplied by (1/sqrt(hd), or 1 for gemma3, whose queries are scaled
+ * first). */
+struct eng__query {
+	const float *q;
+	size_t row;
+	uint32_t group, hd;
+	uint32_t n_tok, pos0;
+	float scale;
+};
 struct eng_pool;
-/* pool (may be NULL) splits the scoring of many candidates. */
+/* Plans a step of queries qs on a global layer and kv head.  pool (may be
+ * NULL) splits the scoring of many candidates.  0, or ENG_ENOMEM or the
+ * store's error. */
 int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
-    eng_kv *kv, uint32_t layer, uint32_t kvh, const float *q, size_t q_row,
-    uint32_t group, uint32_t hd, uint32_t n_tok, uint32_t pos0,
+    eng_kv *kv, uint32_t layer, uint32_t kvh, const struct eng__query *qs,
     struct eng_pool *pool);
 void eng__plan_free(struct eng__plan *pl);
 

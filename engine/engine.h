@@ -426,12 +426,14 @@ typedef struct eng_kv_ops {
 	 * mean are stored less a reference common to the layer and head (the
 	 * first block's mean, rounded to f16): keys share a large component,
 	 * and f16 rounding of it would drown the differences between blocks
-	 * that the scores rank on (a constant shift changes no ranking).
-	 * *n_blocks is the committed complete blocks; valid as span views
-	 * are.  Read from the caller's thread between write() and
-	 * commit(). */
+	 * that the scores rank on.  *ref is that reference (head_dim_k
+	 * floats; NULL while there is no block): a score adds q.ref back,
+	 * since the best of a group's query heads is taken and q.ref is
+	 * not the same for each.  *n_blocks is the committed complete
+	 * blocks; valid as span views are.  Read from the caller's thread
+	 * between write() and commit(). */
 	int (*summary)(eng_kv *kv, uint32_t layer, uint32_t kvh,
-	    const uint16_t **rows, uint32_t *n_blocks);
+	    const uint16_t **rows, const float **ref, uint32_t *n_blocks);
 	/* Sets the sequence length to n_pos: after a step (n_pos grows), or
 	 * to drop positions n_pos.. (ENG_ERANGE if the store can no longer
 	 * serve a sequence of that length, e.g. a ring that was overwritten).
@@ -526,9 +528,10 @@ typedef enum eng_attn_mode {
  * the step itself, causally) and the top_k blocks whose summaries score
  * highest for the step's mean query q.  A question or decode step (at
  * most ENG_SPARSE_FEW tokens) scores by the Gaussian estimate of the
- * block's attention mass at temperature sqrt(head_dim),
- * q.mean + sum_c q_c^2 var_c / (2 sqrt(head_dim)); a longer step (a
- * prefill chunk, whose mean query stands for many different ones) by
+ * block's attention mass at the model's own scale s of q.k
+ * (1/sqrt(head_dim), or 1 for gemma3, whose queries are scaled first),
+ * q.mean + s sum_c q_c^2 var_c / 2; a longer step (a prefill chunk,
+ * whose mean query stands for many different ones) by
  * Quest's bound over the keys' box, q.centre + |q|.radius.  The highest
  * of the group's heads wins.  (Quest's bound alone ranks the block
  * holding a passkey in code no better than chance for a question on two

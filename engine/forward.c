@@ -778,9 +778,11 @@ static int attn_plan(eng_fwd *f, eng_kv *kv, uint32_t il, uint32_t n,
 	struct eng__plan *pl = f->plans + (size_t)il * hp->n_head_kv;
 
 	for (uint32_t g = 0; g < hp->n_head_kv; g++) {
-		if ((rc = eng__sparse_plan(&pl[g], &f->sparse, kv, il, g,
-		    f->q + (size_t)g * group * hdk,
-		    (size_t)hp->n_head * hdk, group, hdk, n, pos0, f->pool)))
+		struct eng__query qs = { f->q + (size_t)g * group * hdk,
+		    (size_t)hp->n_head * hdk, group, hdk, n, pos0,
+		    f->attn_scale };
+		if ((rc = eng__sparse_plan(&pl[g], &f->sparse, kv, il, g, &qs,
+		    f->pool)))
 			return rc;
 		if (pl[g].n_ranges > maxr)
 			maxr = pl[g].n_ranges;

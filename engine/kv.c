@@ -150,19 +150,21 @@ static int mem_summarize(struct kv_mem *m, uint32_t n_pos)
 }
 
 static int mem_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
-    const uint16_t **rows, uint32_t *n_blocks)
+    const uint16_t **rows, const float **ref, uint32_t *n_blocks)
 {
 	const struct kv_mem *m = (const struct kv_mem *)kv;
 	const struct kv_layer *l;
 
 	if (!kv->block_tokens || layer >= kv->n_layer ||
-	    kvh >= kv->n_head_kv || !rows || !n_blocks)
+	    kvh >= kv->n_head_kv || !rows || !ref || !n_blocks)
 		return ENG_EINVAL;
 	l = &m->layers[layer];
 	if (l->ring)
 		return ENG_EINVAL;
 	*rows = l->sb ? l->sb + (size_t)kvh * l->sum_cap *
 	    ENG_KV_SUM_ROW(kv->head_dim_k) : NULL;
+	*ref = l->sref && l->n_sum ? l->sref + (size_t)kvh *
+	    kv->head_dim_k : NULL;
 	*n_blocks = l->n_sum;
 	return 0;
 }

@@ -62,23 +62,24 @@ static int push_range(struct eng__plan *pl, uint32_t pos0, uint32_t n,
 }
 
 /* A block's score for a query q (per head), from its summary row
- * [centre | radius | mean | var]:
+ * [centre | radius | mean | var] (centre and mean less the reference ref):
  *  - mass (steps of at most ENG_SPARSE_FEW tokens: a question, decode):
- *    the log of its attention mass at temperature tau = sqrt(head_dim),
- *    estimated as if its keys were Gaussian with the summary's mean m
- *    and variance v:
- *      log sum_t exp(q.k_t / tau) ~ log B + q.m / tau + q^2.v / 2tau^2,
- *    times tau (the ranking is the same): q.m + q^2.v / (2 tau).  tau
- *    softens the mass so that one outlier key does not decide.
+ *    the log of its attention mass, estimated as if its keys were
+ *    Gaussian with the summary's mean m and variance v; with s the scale
+ *    the model applies to q.k,
+ *      log sum_t exp(s q.k_t) ~ log B + s q.m + s^2 q^2.v / 2,
+ *    divided by s (the ranking is the same): q.m + s q^2.v / 2.
  *  - bound (longer steps: prefill chunks): Quest's
  *    sum_c max(q_c min_c, q_c max_c) = q.centre + |q|.radius, what any
  *    query near the chunk's mean could find there.
  * Either is one dot product of half the row with the head's [q | f(q)]
- * (pl->qbar): the engine's f16 kernel, up to ENG_NT_MAX heads per pass.
- * The highest of the group's heads wins. */
+ * (pl->qbar), the engine's f16 kernel, up to ENG_NT_MAX heads per pass,
+ * plus q.ref.  The highest of the group's heads wins: q.ref differs
+ * between heads, so it must be added back before they are compared. */
 struct score_job {
 	struct eng__plan *pl;
 	const uint16_t *rows;	/* the half of each row scored */
+	const float *qref;	/* per head: q.ref */
 	eng_vec_dot_fn dot;
 	uint32_t group, hd, first, n_cand;
 };
@@ -100,11 +101,41 @@ static void score_task(void *arg, int ith, int nth)
 			j->dot(row, r, j->pl->qbar + (size_t)h * row,
 			    row * sizeof(float), s, 1, nt);
 			for (int t = 0; t < nt; t++)
-				if (s[t] > best)
-					best = s[t];
+				if (s[t] + j->qref[h + t] > best)
+					best = s[t] + j->qref[h + t];
 		}
 		/* A NaN never wins. */
 		j->pl->scores[i] = best == best ? best : -INFINITY;
+	}
+}
+
+/* pl->qbar: per head the step's mean query (InfLLM scores a chunk this
+ * way), then |q| (bound) or s q^2 / 2 (mass); after the group's rows,
+ * q.ref per head. */
+static void mean_query(struct eng__plan *pl, const struct eng__query *qs,
+    const float *ref, int mass)
+{
+	uint32_t hd = qs->hd, group = qs->group;
+	float *qref = pl->qbar + (size_t)group * 2 * hd;
+
+	memset(pl->qbar, 0, (size_t)group * 2 * hd * sizeof(float));
+	for (uint32_t t = 0; t < qs->n_tok; t++)
+		for (uint32_t h = 0; h < group; h++) {
+			const float *qr = qs->q + t * qs->row + (size_t)h * hd;
+			float *o = pl->qbar + (size_t)h * 2 * hd;
+			for (uint32_t c = 0; c < hd; c++)
+				o[c] += qr[c];
+		}
+	for (uint32_t h = 0; h < group; h++) {
+		float *o = pl->qbar + (size_t)h * 2 * hd;
+		double qr = 0;
+		for (uint32_t c = 0; c < hd; c++) {
+			o[c] /= (float)qs->n_tok;
+			o[hd + c] = mass ? 0.5f * qs->scale * o[c] * o[c] :
+			    fabsf(o[c]);
+			qr += ref ? (double)o[c] * ref[c] : 0.0;
+		}
+		qref[h] = (float)qr;
 	}
 }
 
@@ -133,14 +164,14 @@ static int cmp_u32(const void *a, const void *b)
 }
 
 int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
-    eng_kv *kv, uint32_t layer, uint32_t kvh, const float *q, size_t q_row,
-    uint32_t group, uint32_t hd, uint32_t n_tok, uint32_t pos0,
+    eng_kv *kv, uint32_t layer, uint32_t kvh, const struct eng__query *qs,
     struct eng_pool *pool)
 {
 	uint32_t B = kv->block_tokens, nb, first, last, n_cand, k;
+	uint32_t n_tok = qs->n_tok, pos0 = qs->pos0, hd = qs->hd;
 	const uint16_t *rows;
+	const float *ref;
 	eng_vec_dot_fn dot;
-	float tau2;
 	int mass, rc;
 
 	pl->n_ranges = 0;
@@ -154,7 +185,7 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	last = pos0 > sp->local ? (pos0 - sp->local) / B : 0;
 	if (last <= first || last - first < sp->top_k)
 		return 0;	/* fewer candidates than picks: dense */
-	if ((rc = kv->ops->summary(kv, layer, kvh, &rows, &nb)))
+	if ((rc = kv->ops->summary(kv, layer, kvh, &rows, &ref, &nb)))
 		return rc;
 	if (nb < last || !rows)
 		return ENG_ERANGE;	/* the store lags the sequence */
@@ -162,40 +193,22 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 		return ENG_EUNSUP;
 	n_cand = last - first;
 	k = sp->top_k;
-	if ((rc = grow(&pl->qbar, &pl->qbar_cap, (size_t)group * 2 * hd,
-	    sizeof(float))) ||
+	if ((rc = grow(&pl->qbar, &pl->qbar_cap, (size_t)qs->group *
+	    (2 * hd + 1), sizeof(float))) ||
 	    (rc = grow(&pl->scores, &pl->scores_cap, n_cand,
 	    sizeof(float))) ||
 	    (rc = grow(&pl->pick, &pl->pick_cap, (size_t)k +
 	    pl->n_pins, sizeof(uint32_t))))
 		return rc;
 
-	/* The step's mean query per head (InfLLM scores a chunk this way),
-	 * then |q| (bound) or q^2/(2 tau) (mass). */
-	tau2 = 2.0f * sqrtf((float)hd);
 	mass = n_tok <= ENG_SPARSE_FEW;
-	memset(pl->qbar, 0, (size_t)group * 2 * hd * sizeof(float));
-	for (uint32_t t = 0; t < n_tok; t++)
-		for (uint32_t h = 0; h < group; h++) {
-			const float *qr = q + t * q_row + (size_t)h * hd;
-			float *o = pl->qbar + (size_t)h * 2 * hd;
-			for (uint32_t c = 0; c < hd; c++)
-				o[c] += qr[c];
-		}
-	for (uint32_t h = 0; h < group; h++) {
-		float *o = pl->qbar + (size_t)h * 2 * hd;
-		for (uint32_t c = 0; c < hd; c++) {
-			o[c] /= (float)n_tok;
-			o[hd + c] = mass ? o[c] * o[c] / tau2 : fabsf(o[c]);
-		}
-	}
-
+	mean_query(pl, qs, ref, mass);
 	{
 		/* One pass over every candidate's summary per layer and step
 		 * (16 K blocks at 1M tokens): split over the pool. */
-		struct score_job sj = { pl, rows + (mass ? 2 * hd : 0), dot,
-		    group, hd, first,
-		    n_cand };
+		struct score_job sj = { pl, rows + (mass ? 2 * hd : 0),
+		    pl->qbar + (size_t)qs->group * 2 * hd, dot, qs->group, hd,
+		    first, n_cand };
 		if (pool && n_cand >= 1024)
 			eng_pool_run(pool, score_task, &sj);
 		else

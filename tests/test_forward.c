@@ -946,33 +946,40 @@ START_TEST(sparse_record)
 }
 END_TEST
 
-/* A store of synthetic summaries, for the plan alone. */
+/* A store of synthetic summaries, for the plan alone.  Centres and means
+ * are stored less a reference far from zero (as the stores keep them),
+ * so a plan that compared the group's heads without adding q.ref back
+ * would rank by one head. */
 #define PB 5000
 #define PHD 256
-static float plan_min[PB * PHD], plan_max[PB * PHD];
+static float plan_min[PB * PHD], plan_max[PB * PHD], plan_ref[PHD];
 static uint16_t plan_bounds[PB * 4 * PHD];
+static float plan_scale = 0.0625f;	/* 1/sqrt(PHD) */
 
 static int fake_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
-    const uint16_t **rows, uint32_t *n)
+    const uint16_t **rows, const float **ref, uint32_t *n)
 {
 	(void)kv;
 	(void)layer;
 	(void)kvh;
 	*rows = plan_bounds;
+	*ref = plan_ref;
 	*n = PB;
 	return 0;
 }
 
-/* Random blocks: per-channel min, max and a mean between them, and their
- * summary rows. */
+/* Random blocks around the reference: per-channel min, max and a mean
+ * between them, and their summary rows. */
 static void plan_boxes(void)
 {
 	float mean[PHD];
 
+	for (int c = 0; c < PHD; c++)
+		plan_ref[c] = eng_f16_to_f32(eng_f32_to_f16(frand(-6, 6)));
 	for (int i = 0; i < PB * PHD; i++) {
 		float x = frand(-2, 2), y = frand(-2, 2);
-		plan_min[i] = x < y ? x : y;
-		plan_max[i] = x < y ? y : x;
+		plan_min[i] = plan_ref[i % PHD] + (x < y ? x : y);
+		plan_max[i] = plan_ref[i % PHD] + (x < y ? y : x);
 	}
 	for (int b = 0; b < PB; b++) {
 		for (int c = 0; c < PHD; c++) {
@@ -982,14 +989,23 @@ static void plan_boxes(void)
 		}
 		eng_kv_summary_row(plan_bounds + (size_t)b * 4 * PHD,
 		    plan_min + (size_t)b * PHD, plan_max + (size_t)b * PHD,
-		    mean, NULL, PHD);
+		    mean, plan_ref, PHD);
 	}
 }
 
-/* The block score in double from a summary row as stored, best of 4
- * heads: mass, q.m + sum q^2 v / (2 sqrt(hd)) (f16 mean m, variance v),
- * or Quest's bound, sum_c max(q*lo, q*hi) over the box of the f16
- * centre and radius. */
+/* A plan for n_tok rows of q (4 heads of PHD each) at pos0. */
+static int plan(struct eng__plan *pl, const eng_sparse_params *sp,
+    eng_kv *kv, const float *q, uint32_t n_tok, uint32_t pos0, eng_pool *pool)
+{
+	struct eng__query qs = { q, 4 * PHD, 4, PHD, n_tok, pos0,
+	    plan_scale };
+	return eng__sparse_plan(pl, sp, kv, 0, 0, &qs, pool);
+}
+
+/* The block score in double from a summary row as stored (plus the
+ * reference), best of 4 heads: mass, q.m + s sum q^2 v / 2 (f16 mean m,
+ * variance v, s the plan's scale), or Quest's bound, sum_c max(q*lo,
+ * q*hi) over the box of the f16 centre and radius. */
 static double ref_score_as(const float *q, uint32_t b, int mass)
 {
 	const uint16_t *r = plan_bounds + (size_t)b * 4 * PHD;
@@ -998,13 +1014,14 @@ static double ref_score_as(const float *q, uint32_t b, int mass)
 		double s = 0;
 		for (int c = 0; c < PHD; c++) {
 			double x = q[h * PHD + c];
-			double ce = eng_f16_to_f32(r[c]);
+			double ce = eng_f16_to_f32(r[c]) + plan_ref[c];
 			double ra = eng_f16_to_f32(r[PHD + c]);
-			double m = eng_f16_to_f32(r[2 * PHD + c]);
+			double m = eng_f16_to_f32(r[2 * PHD + c]) +
+			    plan_ref[c];
 			double v = eng_f16_to_f32(r[3 * PHD + c]);
 			double lo = x * (ce - ra), hi = x * (ce + ra);
-			s += mass ? x * m + x * x * v / (2.0 *
-			    sqrt((double)PHD)) : lo > hi ? lo : hi;
+			s += mass ? x * m + plan_scale * x * x * v / 2.0 :
+			    lo > hi ? lo : hi;
 		}
 		if (s > best)
 			best = s;
@@ -1020,8 +1037,9 @@ static double ref_score(const float *q, uint32_t b)
 }
 
 /* The plan picks the top-k blocks by their score (checked against a
- * double-precision reference): estimated mass for a one-token step,
- * Quest's bound for a step of more than ENG_SPARSE_FEW tokens (all the
+ * double-precision reference): estimated mass for a one-token step (at
+ * either scale of q.k), Quest's bound for a step of more than
+ * ENG_SPARSE_FEW tokens (all the
  * same query here, so the mean is that query); the same with the pool as
  * without, in position order, packed in front of the local run. */
 START_TEST(sparse_plan_picks_top_k)
@@ -1043,13 +1061,14 @@ START_TEST(sparse_plan_picks_top_k)
 	for (uint32_t t = 1; t < nq; t++)
 		memcpy(q + (size_t)t * 4 * PHD, q, 4 * PHD * sizeof(float));
 	ck_assert_int_eq(eng_pool_open(&pool, 2), 0);
-	for (int mass = 1; mass >= 0; mass--) {
+	/* Mass at a scale of 1/sqrt(hd) (llama) and 1 (gemma3), bound. */
+	for (int run = 0; run < 3; run++) {
+		int mass = run < 2;
 		struct eng__plan a = { 0 }, b = { 0 };
+		plan_scale = run == 1 ? 1.0f : 0.0625f;
 		uint32_t n_tok = mass ? 1 : nq, p0 = pos0 - n_tok + 1;
-		ck_assert_int_eq(eng__sparse_plan(&a, &sp, &kv, 0, 0, q,
-		    4 * PHD, 4, PHD, n_tok, p0, NULL), 0);
-		ck_assert_int_eq(eng__sparse_plan(&b, &sp, &kv, 0, 0, q,
-		    4 * PHD, 4, PHD, n_tok, p0, pool), 0);
+		ck_assert_int_eq(plan(&a, &sp, &kv, q, n_tok, p0, NULL), 0);
+		ck_assert_int_eq(plan(&b, &sp, &kv, q, n_tok, p0, pool), 0);
 		ck_assert_uint_eq(a.n_ranges, b.n_ranges);
 		ck_assert(memcmp(a.ranges, b.ranges, a.n_ranges *
 		    sizeof(*a.ranges)) == 0);
@@ -1095,6 +1114,7 @@ START_TEST(sparse_plan_picks_top_k)
 		eng__plan_free(&b);
 	}
 	ref_mass = 1;
+	plan_scale = 0.0625f;
 	eng_pool_close(pool);
 	free(sorted);
 	free(ref);
@@ -1155,8 +1175,7 @@ START_TEST(sparse_plan_reach)
 		q[i] = frand(-1, 1);
 	for (int i = 0; i < 3; i++) {
 		sp.reach = reach[i];
-		ck_assert_int_eq(eng__sparse_plan(&pl[i], &sp, &kv, 0, 0, q,
-		    4 * PHD, 4, PHD, 1, pos0, NULL), 0);
+		ck_assert_int_eq(plan(&pl[i], &sp, &kv, q, 1, pos0, NULL), 0);
 		ck_assert_uint_eq(plan_blocks(&pl[i], picks[i]), 32);
 	}
 	ck_assert(memcmp(picks[0], picks[1], sizeof picks[0]) == 0);
@@ -1211,15 +1230,13 @@ START_TEST(sparse_plan_pins)
 		q[i] = frand(-1, 1);
 	/* A step of 2 tokens at pos0 - 2 (both rows of q), then one token
 	 * at pos0 with the second row alone. */
-	ck_assert_int_eq(eng__sparse_plan(&pl, &sp, &kv, 0, 0, q, 4 * PHD, 4,
-	    PHD, 2, pos0 - 2, NULL), 0);
+	ck_assert_int_eq(plan(&pl, &sp, &kv, q, 2, pos0 - 2, NULL), 0);
 	na = plan_blocks(&pl, a);
 	ck_assert_uint_eq(na, 8);
-	ck_assert_int_eq(eng__sparse_plan(&pl, &sp, &kv, 0, 0, q + 4 * PHD,
-	    4 * PHD, 4, PHD, 1, pos0, NULL), 0);
+	ck_assert_int_eq(plan(&pl, &sp, &kv, q + 4 * PHD, 1, pos0, NULL), 0);
 	nb = plan_blocks(&pl, b);
-	ck_assert_int_eq(eng__sparse_plan(&solo, &sp, &kv, 0, 0,
-	    q + 4 * PHD, 4 * PHD, 4, PHD, 1, pos0, NULL), 0);
+	ck_assert_int_eq(plan(&solo, &sp, &kv, q + 4 * PHD, 1, pos0, NULL),
+	    0);
 	nc = plan_blocks(&solo, c);
 	ck_assert_uint_eq(nc, 8);
 	/* b = a union c, in order. */
@@ -1234,8 +1251,8 @@ START_TEST(sparse_plan_pins)
 		ck_assert_uint_lt(b[j - 1], b[j]);
 	check_placement(&pl, (pos0 - 1024) / 64 * 64, 0);
 	/* The pins belong to kv: a step on another cache has its own 8. */
-	ck_assert_int_eq(eng__sparse_plan(&pl, &sp, &other, 0, 0,
-	    q + 4 * PHD, 4 * PHD, 4, PHD, 1, pos0, NULL), 0);
+	ck_assert_int_eq(plan(&pl, &sp, &other, q + 4 * PHD, 1, pos0, NULL),
+	    0);
 	ck_assert_uint_eq(plan_blocks(&pl, b), 8);
 	eng__plan_free(&pl);
 	eng__plan_free(&solo);

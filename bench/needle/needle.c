@@ -3,8 +3,9 @@
  * line "The pass key is NNNNN. Remember it. NNNNN is the pass key." at
  * each of D depths, then the question, framed as `engramctl ask` frames
  * it (one user turn: the context, "\n\nWhat is the pass key?", the
- * model's turn).  Greedy answer of up to 16 tokens; correct when it holds
- * the five digits.  Dense and block-sparse attention (eng_sparse_params)
+ * model's turn), and the start of the answer, "The pass key is", as the
+ * standard test has it (--no-primer leaves it out).  Greedy answer of up
+ * to 16 tokens; correct when it holds the five digits.  Dense and block-sparse attention (eng_sparse_params)
  * run on the same sequences.  See bench/needle/README.md.
  *
  * The prefix before the needle is shared between depths: it is computed
@@ -132,7 +133,7 @@ int main(int argc, char **argv)
 	uint32_t length = 8192, depths = 20, threads = 2;
 	eng_sparse_params sp = { .top_k = 64, .sink = 64, .local = 1024,
 	    .dense_max = 4096 };
-	int dense = 1, sparse = 1, verbose = 0;
+	int dense = 1, sparse = 1, verbose = 0, primer = 1;
 	double depth_max = 1.0;
 	char err[256];
 
@@ -152,12 +153,14 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--reach")) sp.reach = atoi(v), i++;
 		else if (!strcmp(a, "--depth-max")) depth_max = atof(v), i++;
 		else if (!strcmp(a, "--dense-only")) sparse = 0;
+		else if (!strcmp(a, "--no-primer")) primer = 0;
 		else if (!strcmp(a, "-v")) verbose = 1;
 		else {
 			fprintf(stderr, "usage: needle --model GGUF [--length N] "
 			    "[--depths D] [--haystack filler|PATH] [--threads T] "
 			    "[--top-k K] [--sink S] [--local W] [--dense-max M] "
 			    "[--sparse-only|--dense-only] [--reach R|--true-positions] "
+			    "[--no-primer] "
 			    "[--depth-max F] [-v]\n");
 			return 2;
 		}
@@ -177,6 +180,17 @@ int main(int argc, char **argv)
 	    ENG_TOK_ADD_SPECIAL | ENG_TOK_PARSE_SPECIAL, &n_pre);
 	int32_t *q = tok(v, "\n\nWhat is the pass key?<end_of_turn>\n"
 	    "<start_of_turn>model\n", ENG_TOK_PARSE_SPECIAL, &n_q);
+	/* The standard test (InfLLM, Landmark Attention) starts the answer
+	 * with "The pass key is": without it the default model, dense,
+	 * answers with code for passkeys deep in a code haystack. */
+	if (primer) {
+		size_t n_p;
+		int32_t *p = tok(v, "The pass key is", 0, &n_p);
+		q = realloc(q, (n_q + n_p) * sizeof *q);
+		memcpy(q + n_q, p, n_p * sizeof *q);
+		n_q += n_p;
+		free(p);
+	}
 
 	char *text = NULL;
 	size_t tlen = 0;
@@ -216,6 +230,8 @@ int main(int argc, char **argv)
 	    "%u sink %u local %u dense_max %u reach %u%s\n", length, hay,
 	    depths, 100 * depth_max, sp.top_k, sp.sink, sp.local,
 	    sp.dense_max, sp.reach, sp.reach ? "" : " (trained context)");
+	printf("# answer primed with \"The pass key is\": %s\n",
+	    primer ? "yes" : "no");
 	for (int k = 0; k < 2; k++) {
 		if (!use[k])
 			continue;

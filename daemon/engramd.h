@@ -50,6 +50,7 @@ typedef struct ed_settings {
 	int sparse_top_k;	/* 0: dense always */
 	int sparse_sink;
 	int sparse_local;
+	int sparse_prefill_local;
 	int sparse_dense_max;
 	int sparse_reach;	/* 0: the model's trained context */
 	int kv_mode;		/* 0 f16, 1 q8, 2 q4 (ms_mode) */

@@ -36,6 +36,7 @@ void ed_sparse_params(const ed_settings *s, eng_sparse_params *sp)
 	sp->top_k = (uint32_t)s->sparse_top_k;
 	sp->sink = (uint32_t)s->sparse_sink;
 	sp->local = (uint32_t)s->sparse_local;
+	sp->prefill_local = (uint32_t)s->sparse_prefill_local;
 	sp->dense_max = (uint32_t)s->sparse_dense_max;
 	sp->reach = (uint32_t)s->sparse_reach;
 }

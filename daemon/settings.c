@@ -38,6 +38,7 @@ void ed_settings_init(ed_settings *s)
 	s->sparse_top_k = 64;
 	s->sparse_sink = 64;
 	s->sparse_local = 1024;
+	s->sparse_prefill_local = 8192;
 	s->sparse_dense_max = 4096;
 	s->sparse_reach = 0;		/* the trained context */
 	s->kv_mode = 0;			/* f16: exact, read zero-copy */
@@ -147,6 +148,8 @@ int ed_settings_set(ed_settings *s, const char *key, const char *v,
 		NUM(sparse_sink, 0, 1 << 20, 0);
 	if (!strcmp(key, "sparse_local"))
 		NUM(sparse_local, 0, 1 << 20, 0);
+	if (!strcmp(key, "sparse_prefill_local"))
+		NUM(sparse_prefill_local, 0, 1 << 20, 0);
 	if (!strcmp(key, "sparse_dense_max"))
 		NUM(sparse_dense_max, 0, 1 << 30, 0);
 	if (!strcmp(key, "sparse_reach"))

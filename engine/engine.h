@@ -538,7 +538,11 @@ typedef enum eng_attn_mode {
  * of the default model's three global layers; the mass estimate alone,
  * for prefill chunks too, finds fewer passkeys: bench/RESULTS.md.)
  * Steps of one token also attend the blocks the last step of several
- * tokens (the question) picked.
+ * tokens (the question) picked.  A prefill chunk's local run is
+ * prefill_local positions where that is longer: tokens made from too
+ * little of their own context derail later answers (bench/RESULTS.md: at
+ * 32K a passkey dense attention finds was missed with 1024 local
+ * positions for prefill, found with 8192).
  *
  * Placement: keys are stored rotated at their true positions.  Retrieved
  * positions may appear at most `reach` positions before the local run: the
@@ -547,7 +551,7 @@ typedef enum eng_attn_mode {
  * rotated back by a range's shift, so its keys look that much later), so
  * that every distance the model sees stays below reach + local + n_batch
  * however long the session.  reach 0 means the model's trained context
- * less local and n_batch; reach is never less than sink + top_k*B (the
+ * less the longer local run and n_batch; reach is never less than sink + top_k*B (the
  * tightest packing: everything just before the local run); UINT32_MAX
  * keeps every true position.  Within reach, placement is the identity,
  * and with every block selected the result equals dense attention
@@ -560,6 +564,9 @@ typedef struct eng_sparse_params {
 	uint32_t top_k;		/* blocks retrieved per step; 0: always dense */
 	uint32_t sink;		/* first positions always attended */
 	uint32_t local;		/* recent positions always attended */
+	uint32_t prefill_local;	/* the same for a prefill chunk (a step of
+				 * more than ENG_SPARSE_FEW tokens), if
+				 * more than local */
 	uint32_t dense_max;	/* contexts up to this are attended densely */
 	uint32_t reach;		/* see above; 0: from the trained context */
 } eng_sparse_params;

@@ -1409,7 +1409,8 @@ void eng_fwd_set_sparse(eng_fwd *f, const eng_sparse_params *sp)
 	f->sparse = *sp;
 	/* reach 0: keep every distance inside the trained context (1 where
 	 * that leaves nothing: sparse.c then packs as tight as it can). */
-	lim = (uint64_t)sp->local + f->n_batch;
+	lim = (uint64_t)(sp->prefill_local > sp->local ? sp->prefill_local :
+	    sp->local) + f->n_batch;
 	if (!sp->reach)
 		f->sparse.reach = f->hp.n_ctx_train > lim ?
 		    (uint32_t)(f->hp.n_ctx_train - lim) : 1;

@@ -169,6 +169,8 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 {
 	uint32_t B = kv->block_tokens, nb, first, last, n_cand, k;
 	uint32_t n_tok = qs->n_tok, pos0 = qs->pos0, hd = qs->hd;
+	uint32_t local = n_tok > ENG_SPARSE_FEW && sp->prefill_local >
+	    sp->local ? sp->prefill_local : sp->local;
 	const uint16_t *rows;
 	const float *ref;
 	eng_vec_dot_fn dot;
@@ -182,7 +184,7 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 		return 0;
 	/* Candidates: whole blocks after the sink, before the local run. */
 	first = (sp->sink + B - 1) / B;
-	last = pos0 > sp->local ? (pos0 - sp->local) / B : 0;
+	last = pos0 > local ? (pos0 - local) / B : 0;
 	if (last <= first || last - first < sp->top_k)
 		return 0;	/* fewer candidates than picks: dense */
 	if ((rc = kv->ops->summary(kv, layer, kvh, &rows, &ref, &nb)))

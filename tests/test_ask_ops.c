@@ -32,6 +32,7 @@ static void start(void)
 	const char *extra[] = { "--model", model, "--workers", "4",
 				"--set", "sparse_dense_max=256", "--set", "sparse_top_k=4",
 				"--set", "sparse_local=128", "--set", "sparse_sink=64",
+				"--set", "sparse_prefill_local=0",
 				/* packed tight: shifted ranges on every
 				 * sparse step of these short sessions */
 				"--set", "sparse_reach=1", NULL };

@@ -1260,6 +1260,43 @@ START_TEST(sparse_plan_pins)
 }
 END_TEST
 
+/* A prefill chunk (more than ENG_SPARSE_FEW tokens) keeps prefill_local
+ * recent positions, a question local: the open range starts at the block
+ * boundary below each; no picked block lies inside either. */
+START_TEST(sparse_plan_prefill_local)
+{
+	static const eng_kv_ops ops = { .summary = fake_summary };
+	eng_kv kv = { .ops = &ops, .block_tokens = 64 };
+	eng_sparse_params sp = { .top_k = 32, .sink = 64, .local = 1024,
+	    .prefill_local = 8192, .reach = UINT32_MAX };
+	const uint32_t nq = ENG_SPARSE_FEW + 1, pos0 = PB * 64 - nq;
+	float *q = malloc((size_t)nq * 4 * PHD * sizeof(float));
+	uint32_t got[64];
+
+	rng_state = 3;
+	plan_boxes();
+	for (uint32_t i = 0; i < nq * 4 * PHD; i++)
+		q[i] = frand(-1, 1);
+	for (int run = 0; run < 3; run++) {
+		struct eng__plan pl = { 0 };
+		/* A chunk, a question, and a chunk with prefill_local below
+		 * local (local wins). */
+		uint32_t n = run == 1 ? 1 : nq;
+		uint32_t w = run == 0 ? 8192 : 1024;
+		if (run == 2)
+			sp.prefill_local = 512;
+		ck_assert_int_eq(plan(&pl, &sp, &kv, q, n, pos0, NULL), 0);
+		uint32_t L0 = (pos0 - w) / 64 * 64;
+		ck_assert_uint_eq(pl.ranges[pl.n_ranges - 1].pos0, L0);
+		ck_assert_uint_eq(plan_blocks(&pl, got), 32);
+		for (uint32_t i = 0; i < 32; i++)
+			ck_assert_uint_lt(got[i] * 64 + 64, L0 + 1);
+		eng__plan_free(&pl);
+	}
+	free(q);
+}
+END_TEST
+
 START_TEST(eval_bad_input)
 {
 	struct fixture fx;
@@ -1545,6 +1582,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, sparse_plan_picks_top_k);
 	tcase_add_test(tc, sparse_plan_reach);
 	tcase_add_test(tc, sparse_plan_pins);
+	tcase_add_test(tc, sparse_plan_prefill_local);
 	tcase_add_test(tc, eval_bad_input);
 	tcase_add_test(tc, open_missing_tensor);
 	tcase_add_test(tc, chat_gemma);

@@ -132,6 +132,7 @@ int main(int argc, char **argv)
 	const char *model = NULL, *hay = "filler";
 	uint32_t length = 8192, depths = 20, threads = 2;
 	eng_sparse_params sp = { .top_k = 64, .sink = 64, .local = 1024,
+	    .prefill_local = 8192,
 	    .dense_max = 4096 };
 	int dense = 1, sparse = 1, verbose = 0, primer = 1;
 	double depth_max = 1.0;
@@ -147,6 +148,8 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--top-k")) sp.top_k = atoi(v), i++;
 		else if (!strcmp(a, "--sink")) sp.sink = atoi(v), i++;
 		else if (!strcmp(a, "--local")) sp.local = atoi(v), i++;
+		else if (!strcmp(a, "--prefill-local"))
+			sp.prefill_local = atoi(v), i++;
 		else if (!strcmp(a, "--dense-max")) sp.dense_max = atoi(v), i++;
 		else if (!strcmp(a, "--sparse-only")) dense = 0;
 		else if (!strcmp(a, "--true-positions")) sp.reach = UINT32_MAX;
@@ -158,7 +161,8 @@ int main(int argc, char **argv)
 		else {
 			fprintf(stderr, "usage: needle --model GGUF [--length N] "
 			    "[--depths D] [--haystack filler|PATH] [--threads T] "
-			    "[--top-k K] [--sink S] [--local W] [--dense-max M] "
+			    "[--top-k K] [--sink S] [--local W] "
+			    "[--prefill-local P] [--dense-max M] "
 			    "[--sparse-only|--dense-only] [--reach R|--true-positions] "
 			    "[--no-primer] "
 			    "[--depth-max F] [-v]\n");
@@ -227,9 +231,10 @@ int main(int argc, char **argv)
 
 	srand(12345);
 	printf("# length %u, haystack %s, %u depths up to %.0f%%, sparse top_k "
-	    "%u sink %u local %u dense_max %u reach %u%s\n", length, hay,
-	    depths, 100 * depth_max, sp.top_k, sp.sink, sp.local,
-	    sp.dense_max, sp.reach, sp.reach ? "" : " (trained context)");
+	    "%u sink %u local %u prefill_local %u dense_max %u reach %u%s\n",
+	    length, hay, depths, 100 * depth_max, sp.top_k, sp.sink, sp.local,
+	    sp.prefill_local, sp.dense_max, sp.reach, sp.reach ? "" :
+	    " (trained context)");
 	printf("# answer primed with \"The pass key is\": %s\n",
 	    primer ? "yes" : "no");
 	for (int k = 0; k < 2; k++) {

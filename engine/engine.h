@@ -551,13 +551,13 @@ typedef enum eng_attn_mode {
  * rotated back by a range's shift, so its keys look that much later), so
  * that every distance the model sees stays below reach + local + n_batch
  * however long the session.  reach 0 means the model's trained context
- * less the longer local run and n_batch; reach is never less than sink + top_k*B (the
- * tightest packing: everything just before the local run); UINT32_MAX
- * keeps every true position.  Within reach, placement is the identity,
- * and with every block selected the result equals dense attention
- * exactly.  (Packing tighter than needed costs recall: on code at 8K the
- * model finds a passkey at its true distance that it misses when the
- * same blocks are packed; bench/RESULTS.md.) */
+ * less the longer local run and n_batch; reach is never less than
+ * sink + top_k*B (the tightest packing: everything just before the local
+ * run); UINT32_MAX keeps every true position.  Within reach, placement
+ * is the identity, and with every block selected the result equals
+ * dense attention exactly.  (Packing tighter than needed costs recall:
+ * on code at 8K the model finds a passkey at its true distance that it
+ * misses when the same blocks are packed; bench/RESULTS.md.) */
 /* Steps of at most this many tokens score blocks by estimated mass. */
 #define ENG_SPARSE_FEW 64
 typedef struct eng_sparse_params {

@@ -484,7 +484,8 @@ void eng_kv_summary_ref(float *ref, const float *kmean0, uint32_t hd);
  * k + i*hd): min, max and the mean as memstore computes it (a double sum
  * in position order, then divided), so that the row equals the one made
  * from the store's record.  first: the layer and head's first block,
- * whose mean becomes ref (eng_kv_summary_ref) before the row is made. */
+ * whose mean becomes ref (eng_kv_summary_ref) before the row is made.
+ * hd <= ENG_KV_HD_MAX (the stores refuse wider heads). */
 void eng_kv_summarize_block(uint16_t *row, float *ref, int first,
     const float *k, uint32_t n, uint32_t hd);
 /* Key width a summary supports (summaries are made with stack rows). */
@@ -570,6 +571,12 @@ typedef struct eng_sparse_params {
 	uint32_t dense_max;	/* contexts up to this are attended densely */
 	uint32_t reach;		/* see above; 0: from the trained context */
 } eng_sparse_params;
+
+/* The defaults measured in bench/RESULTS.md (engramd.conf(5) gives the
+ * same): top_k 64, sink 64, local 1024, prefill_local 8192, dense_max
+ * 4096, reach 0.  Sparse attention is off until such params are given to
+ * eng_fwd_set_sparse or eng_fwd_params.sparse. */
+void eng_sparse_params_init(eng_sparse_params *sp);
 
 typedef struct eng_fwd_params {
 	int n_threads;		/* pool size; <= 0: one per online CPU */

@@ -74,7 +74,8 @@ static int mem_layer_reserve(struct kv_mem *m, struct kv_layer *l,
 	return 0;
 }
 
-/* Makes room for need block summaries in a global layer. */
+/* Makes room for need block summaries in a global layer (and its
+ * per-head references). */
 static int mem_sum_reserve(struct kv_mem *m, struct kv_layer *l,
     uint32_t need)
 {
@@ -83,6 +84,9 @@ static int mem_sum_reserve(struct kv_mem *m, struct kv_layer *l,
 	size_t cap = l->sum_cap ? l->sum_cap : 64;
 	uint16_t *nb;
 
+	if (!l->sref && !(l->sref = malloc((size_t)b->n_head_kv *
+	    b->head_dim_k * sizeof *l->sref)))
+		return ENG_ENOMEM;
 	if (need <= l->sum_cap)
 		return 0;
 	while (cap < need)
@@ -124,9 +128,7 @@ static int mem_summarize(struct kv_mem *m, uint32_t n_pos)
 			continue;
 		if (l->n_sum > n_pos / B)
 			l->n_sum = n_pos / B;
-		if ((rc = mem_sum_reserve(m, l, n_pos / B)) || (!l->sref &&
-		    !(l->sref = malloc((size_t)b->n_head_kv * hd *
-		    sizeof *l->sref)) && (rc = ENG_ENOMEM))) {
+		if ((rc = mem_sum_reserve(m, l, n_pos / B))) {
 			free(kf);
 			return rc;
 		}
@@ -174,7 +176,7 @@ void eng_kv_summarize_block(uint16_t *row, float *ref, int first,
 {
 	float mn[ENG_KV_HD_MAX], mx[ENG_KV_HD_MAX], mean[ENG_KV_HD_MAX];
 
-	for (uint32_t c = 0; c < hd && c < ENG_KV_HD_MAX; c++) {
+	for (uint32_t c = 0; c < hd; c++) {
 		double sum = 0;
 		mn[c] = mx[c] = k[c];
 		for (uint32_t i = 0; i < n; i++) {

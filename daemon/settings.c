@@ -33,14 +33,16 @@ void ed_settings_init(ed_settings *s)
 	s->workers = 4;
 	s->threads = 0;			/* 0: one per online core */
 	s->shutdown_timeout = 30.0;
-	/* Block-sparse attention over long sessions: defaults measured in
-	 * bench/RESULTS.md (needle recall and cost per length). */
-	s->sparse_top_k = 64;
-	s->sparse_sink = 64;
-	s->sparse_local = 1024;
-	s->sparse_prefill_local = 8192;
-	s->sparse_dense_max = 4096;
-	s->sparse_reach = 0;		/* the trained context */
+	/* Block-sparse attention over long sessions: the engine's defaults
+	 * (measured in bench/RESULTS.md). */
+	eng_sparse_params sp;
+	eng_sparse_params_init(&sp);
+	s->sparse_top_k = (int)sp.top_k;
+	s->sparse_sink = (int)sp.sink;
+	s->sparse_local = (int)sp.local;
+	s->sparse_prefill_local = (int)sp.prefill_local;
+	s->sparse_dense_max = (int)sp.dense_max;
+	s->sparse_reach = (int)sp.reach;	/* 0: the trained context */
 	s->kv_mode = 0;			/* f16: exact, read zero-copy */
 }
 

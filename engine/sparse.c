@@ -279,6 +279,12 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	return 0;
 }
 
+void eng_sparse_params_init(eng_sparse_params *sp)
+{
+	*sp = (eng_sparse_params){ .top_k = 64, .sink = 64, .local = 1024,
+	    .prefill_local = 8192, .dense_max = 4096, .reach = 0 };
+}
+
 void eng__plan_free(struct eng__plan *pl)
 {
 	if (!pl)

@@ -85,10 +85,11 @@ int main(int argc, char **argv)
 {
 	const char *model = NULL, *lengths = "8192,32768,131072,1048576";
 	uint32_t steps = 32, threads = 2;
-	eng_sparse_params sp = { .top_k = 64, .sink = 64, .local = 1024,
-	    .dense_max = 4096 };
+	eng_sparse_params sp;
 	char err[256];
 	int rc;
+
+	eng_sparse_params_init(&sp);	/* engramd's defaults */
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";

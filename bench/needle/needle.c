@@ -5,8 +5,9 @@
  * it (one user turn: the context, "\n\nWhat is the pass key?", the
  * model's turn), and the start of the answer, "The pass key is", as the
  * standard test has it (--no-primer leaves it out).  Greedy answer of up
- * to 16 tokens; correct when it holds the five digits.  Dense and block-sparse attention (eng_sparse_params)
- * run on the same sequences.  See bench/needle/README.md.
+ * to 16 tokens; correct when it holds the five digits.  Dense and
+ * block-sparse attention (eng_sparse_params, the engine's defaults) run
+ * on the same sequences.  See bench/needle/README.md.
  *
  * The prefix before the needle is shared between depths: it is computed
  * once and the cache cloned at each depth (eng_kv_mem_clone).
@@ -131,12 +132,12 @@ int main(int argc, char **argv)
 {
 	const char *model = NULL, *hay = "filler";
 	uint32_t length = 8192, depths = 20, threads = 2;
-	eng_sparse_params sp = { .top_k = 64, .sink = 64, .local = 1024,
-	    .prefill_local = 8192,
-	    .dense_max = 4096 };
+	eng_sparse_params sp;
 	int dense = 1, sparse = 1, verbose = 0, primer = 1;
 	double depth_max = 1.0;
 	char err[256];
+
+	eng_sparse_params_init(&sp);
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
@@ -190,7 +191,10 @@ int main(int argc, char **argv)
 	if (primer) {
 		size_t n_p;
 		int32_t *p = tok(v, "The pass key is", 0, &n_p);
-		q = realloc(q, (n_q + n_p) * sizeof *q);
+		int32_t *nq = realloc(q, (n_q + n_p) * sizeof *q);
+		if (!nq)
+			die("out of memory", 0);
+		q = nq;
 		memcpy(q + n_q, p, n_p * sizeof *q);
 		n_q += n_p;
 		free(p);

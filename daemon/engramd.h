@@ -53,6 +53,7 @@ typedef struct ed_settings {
 	int sparse_prefill_local;
 	int sparse_dense_max;
 	int sparse_reach;	/* 0: the model's trained context */
+	int sparse_scan_max;	/* 0: questions score by summaries */
 	int kv_mode;		/* 0 f16, 1 q8, 2 q4 (ms_mode) */
 } ed_settings;
 

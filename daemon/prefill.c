@@ -39,6 +39,7 @@ void ed_sparse_params(const ed_settings *s, eng_sparse_params *sp)
 	sp->prefill_local = (uint32_t)s->sparse_prefill_local;
 	sp->dense_max = (uint32_t)s->sparse_dense_max;
 	sp->reach = (uint32_t)s->sparse_reach;
+	sp->scan_max = (uint32_t)s->sparse_scan_max;
 }
 
 int ed_fwd_open(const ed_settings *s, eng_fwd **out, char *err,

@@ -43,6 +43,7 @@ void ed_settings_init(ed_settings *s)
 	s->sparse_prefill_local = (int)sp.prefill_local;
 	s->sparse_dense_max = (int)sp.dense_max;
 	s->sparse_reach = (int)sp.reach;	/* 0: the trained context */
+	s->sparse_scan_max = (int)sp.scan_max;
 	s->kv_mode = 0;			/* f16: exact, read zero-copy */
 }
 
@@ -156,6 +157,8 @@ int ed_settings_set(ed_settings *s, const char *key, const char *v,
 		NUM(sparse_dense_max, 0, 1 << 30, 0);
 	if (!strcmp(key, "sparse_reach"))
 		NUM(sparse_reach, 0, 1 << 30, 0);
+	if (!strcmp(key, "sparse_scan_max"))
+		NUM(sparse_scan_max, 0, 1 << 30, 0);
 	if (!strcmp(key, "kv_mode")) {
 		static const char *const modes[] = { "f16", "q8", "q4" };
 		for (int i = 0; i < 3; i++)

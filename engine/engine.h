@@ -538,6 +538,17 @@ typedef enum eng_attn_mode {
  * holding a passkey in code no better than chance for a question on two
  * of the default model's three global layers; the mass estimate alone,
  * for prefill chunks too, finds fewer passkeys: bench/RESULTS.md.)
+ * A question (2..ENG_SPARSE_FEW tokens) whose candidate blocks hold at
+ * most scan_max positions is scored exactly instead: each block by its
+ * best key, the highest q.k over its keys and the group's heads, for the
+ * step's last query (the token the answer grows from), every candidate
+ * key read through the store's views.  No summary kept the passkey: at
+ * 32K in code the estimate and Quest's bound rank its block 23..303 of
+ * 494 on the three global layers, its best key 0, 0 and 61; 4 to 16
+ * keys per block chosen from the keys alone (farthest from the mean, or
+ * from each other) rank it 0..249.  A question then costs one q.k per
+ * candidate key and head (1M keys: 3 x 1G multiply-adds on the default
+ * model); decode steps still score by summaries.
  * Steps of one token also attend the blocks the last step of several
  * tokens (the question) picked.  A prefill chunk's local run is
  * prefill_local positions where that is longer: tokens made from too
@@ -570,6 +581,9 @@ typedef struct eng_sparse_params {
 				 * more than local */
 	uint32_t dense_max;	/* contexts up to this are attended densely */
 	uint32_t reach;		/* see above; 0: from the trained context */
+	uint32_t scan_max;	/* a question whose candidates hold at most
+				 * this many positions scores them exactly
+				 * (see above); 0: never */
 } eng_sparse_params;
 
 /* The defaults measured in bench/RESULTS.md (engramd.conf(5) gives the

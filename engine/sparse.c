@@ -1,7 +1,8 @@
 /* sparse.c - which blocks of a long context a step attends: the first
  * positions (attention sinks), the recent past, and the top-k blocks by
- * the per-block key summaries the store keeps (estimated attention mass
- * for questions and decode, Quest's bound for prefill chunks); and where
+ * their best key for a question's last query (every candidate key read),
+ * or by the per-block key summaries the store keeps (estimated attention
+ * mass for decode, Quest's bound for prefill chunks); and where
  * they are placed (at their true positions within the reach, packed into
  * it from farther away; see eng_sparse_params in engine.h).
  *
@@ -15,6 +16,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,7 +65,8 @@ static int push_range(struct eng__plan *pl, uint32_t pos0, uint32_t n,
 
 /* A block's score for a query q (per head), from its summary row
  * [centre | radius | mean | var] (centre and mean less the reference ref):
- *  - mass (steps of at most ENG_SPARSE_FEW tokens: a question, decode):
+ *  - mass (steps of at most ENG_SPARSE_FEW tokens: decode, and a
+ *    question whose candidates are too many to scan):
  *    the log of its attention mass, estimated as if its keys were
  *    Gaussian with the summary's mean m and variance v; with s the scale
  *    the model applies to q.k,
@@ -105,6 +108,57 @@ static void score_task(void *arg, int ith, int nth)
 					best = s[t] + j->qref[h + t];
 		}
 		/* A NaN never wins. */
+		j->pl->scores[i] = best == best ? best : -INFINITY;
+	}
+}
+
+/* A question's exact scores: each candidate block's best key, the
+ * highest q.k over its positions and the group's heads, for the step's
+ * last query (the token the answer grows from; bench/RESULTS.md: a
+ * passkey's block that the summary estimate ranks in the middle of 494
+ * is first here).  Keys are read through the store's views, from the
+ * pool's threads. */
+struct scan_job {
+	struct eng__plan *pl;
+	eng_kv *kv;
+	const float *q;		/* the last token's group rows */
+	size_t row;		/* between heads of q: hd */
+	eng_vec_dot_fn dot;
+	uint32_t layer, kvh, group, hd, first, n_cand;
+	atomic_int rc;		/* a view's error */
+};
+
+static void scan_task(void *arg, int ith, int nth)
+{
+	struct scan_job *j = arg;
+	uint32_t per = (j->n_cand + nth - 1) / nth, B = j->kv->block_tokens;
+	uint32_t a = per * ith, e = a + per < j->n_cand ? a + per : j->n_cand;
+	float s[ENG_NT_MAX];
+
+	for (uint32_t i = a; i < e; i++) {
+		uint32_t p = (j->first + i) * B, end = p + B;
+		float best = -INFINITY;
+		while (p < end) {
+			eng_kv_span sp;
+			int rc = j->kv->ops->view(j->kv, j->layer, j->kvh, p,
+			    end - p, &sp);
+			if (rc) {
+				atomic_store(&j->rc, rc);
+				return;
+			}
+			for (uint32_t t = 0; t < sp.n; t++)
+				for (uint32_t h = 0; h < j->group;
+				    h += ENG_NT_MAX) {
+					int nt = j->group - h < ENG_NT_MAX ?
+					    (int)(j->group - h) : ENG_NT_MAX;
+					j->dot(j->hd, (const char *)sp.k +
+					    t * sp.k_stride, j->q + h * j->row,
+					    j->row * sizeof(float), s, 1, nt);
+					for (int u = 0; u < nt; u++)
+						best = s[u] > best ? s[u] : best;
+				}
+			p += sp.n;
+		}
 		j->pl->scores[i] = best == best ? best : -INFINITY;
 	}
 }
@@ -205,7 +259,19 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 
 	mass = n_tok <= ENG_SPARSE_FEW;
 	mean_query(pl, qs, ref, mass);
-	{
+	if (mass && n_tok > 1 && (uint64_t)n_cand * B <= sp->scan_max) {
+		struct scan_job sj = { pl, kv, qs->q + (size_t)(n_tok - 1) *
+		    qs->row, hd, eng_vec_dot_get(kv->type, eng_simd_active()),
+		    layer, kvh, qs->group, hd, first, n_cand, 0 };
+		if (!sj.dot)
+			return ENG_EUNSUP;
+		if (pool && n_cand >= 64)
+			eng_pool_run(pool, scan_task, &sj);
+		else
+			scan_task(&sj, 0, 1);
+		if ((rc = atomic_load(&sj.rc)))
+			return rc;
+	} else {
 		/* One pass over every candidate's summary per layer and step
 		 * (16 K blocks at 1M tokens): split over the pool. */
 		struct score_job sj = { pl, rows + (mass ? 2 * hd : 0),
@@ -282,7 +348,8 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 void eng_sparse_params_init(eng_sparse_params *sp)
 {
 	*sp = (eng_sparse_params){ .top_k = 64, .sink = 64, .local = 1024,
-	    .prefill_local = 8192, .dense_max = 4096, .reach = 0 };
+	    .prefill_local = 8192, .dense_max = 4096, .reach = 0,
+	    .scan_max = 1u << 20 };
 }
 
 void eng__plan_free(struct eng__plan *pl)

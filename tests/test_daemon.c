@@ -563,6 +563,9 @@ START_TEST(test_config_file)
 	snprintf(cmd, sizeof(cmd), "'%s' -f --config /dev/null --set sparse_prefill_local=2000000 -s '%s' -d '%s' 2>/dev/null",
 		 getenv("ENGRAMD"), D.sock, D.data);
 	ck_assert_int_eq(WEXITSTATUS(system(cmd)), 2);
+	snprintf(cmd, sizeof(cmd), "'%s' -f --config /dev/null --set sparse_scan_max=x -s '%s' -d '%s' 2>/dev/null",
+		 getenv("ENGRAMD"), D.sock, D.data);
+	ck_assert_int_eq(WEXITSTATUS(system(cmd)), 2);
 	snprintf(cmd, sizeof(cmd), "'%s' --no-such-option 2>/dev/null", getenv("ENGRAMD"));
 	ck_assert_int_eq(WEXITSTATUS(system(cmd)), 2);
 	snprintf(cmd, sizeof(cmd), "'%s' -f -c '%s/missing.conf' 2>/dev/null", getenv("ENGRAMD"), D.dir);

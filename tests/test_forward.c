@@ -1297,6 +1297,110 @@ START_TEST(sparse_plan_prefill_local)
 }
 END_TEST
 
+/* Keys for the scan: SB blocks of 64 positions, f32, read through
+ * views of at most 24 positions that end at block boundaries (as the
+ * daemon's store's do); a view holding position scan_bad fails. */
+#define SB 200
+static float *scan_keys;
+static uint32_t scan_bad = UINT32_MAX;
+
+static int fake_view(eng_kv *kv, uint32_t layer, uint32_t kvh,
+    uint32_t pos0, uint32_t n, eng_kv_span *out)
+{
+	(void)kv;
+	(void)layer;
+	(void)kvh;
+	if (n > 24)
+		n = 24;
+	if (n > 64 - pos0 % 64)
+		n = 64 - pos0 % 64;
+	if (pos0 >= SB * 64 || (scan_bad >= pos0 && scan_bad < pos0 + n))
+		return ENG_ERANGE;
+	*out = (eng_kv_span){ scan_keys + (size_t)pos0 * PHD, NULL,
+	    PHD * sizeof(float), 0, n };
+	return 0;
+}
+
+/* A question (2..ENG_SPARSE_FEW tokens) whose candidates hold at most
+ * scan_max positions ranks them by their best key for its last query,
+ * exactly: the block holding one key along that query is picked though
+ * its summary ranks it nowhere, and the picks are the top_k by the best
+ * key computed here in double; one position more than scan_max and the
+ * summaries decide; a failing view is the plan's error. */
+START_TEST(sparse_plan_scans_question)
+{
+	static const eng_kv_ops ops = { .view = fake_view,
+	    .summary = fake_summary };
+	eng_kv kv = { .ops = &ops, .type = ENG_TYPE_F32, .block_tokens = 64 };
+	eng_sparse_params sp = { .top_k = 8, .sink = 64, .local = 1024 };
+	const uint32_t nq = 4, pos0 = SB * 64, needle = 37;
+	uint32_t last = (pos0 - nq - 1024) / 64, n_cand = last - 1, got[64];
+	float *q = malloc((size_t)nq * 4 * PHD * sizeof(float));
+	double best[SB], kth = 0;
+	eng_pool *pool;
+
+	scan_keys = malloc((size_t)SB * 64 * PHD * sizeof(float));
+	ck_assert_ptr_nonnull(scan_keys);
+	rng_state = 11;
+	plan_boxes();
+	for (size_t i = 0; i < (size_t)SB * 64 * PHD; i++)
+		scan_keys[i] = frand(-0.2f, 0.2f);
+	for (uint32_t i = 0; i < nq * 4 * PHD; i++)
+		q[i] = frand(-1, 1);
+	/* Position 21 of the needle's block: the last query's head 2. */
+	for (int c = 0; c < PHD; c++)
+		scan_keys[((size_t)needle * 64 + 21) * PHD + c] =
+		    0.5f * q[(size_t)(nq - 1) * 4 * PHD + 2 * PHD + c];
+	for (uint32_t b = 1; b < last; b++) {
+		best[b] = -1e300;
+		for (uint32_t t = 0; t < 64; t++)
+			for (int h = 0; h < 4; h++) {
+				double d = 0;
+				for (int c = 0; c < PHD; c++)
+					d += (double)q[(size_t)(nq - 1) * 4 *
+					    PHD + h * PHD + c] * scan_keys[
+					    ((size_t)b * 64 + t) * PHD + c];
+				best[b] = d > best[b] ? d : best[b];
+			}
+	}
+	for (uint32_t i = 0; i < 8; i++) {	/* the 8th best */
+		double m = -1e300;
+		for (uint32_t b = 1; b < last; b++)
+			if (best[b] > m && (i == 0 || best[b] < kth))
+				m = best[b];
+		kth = m;
+	}
+	ck_assert_int_eq(eng_pool_open(&pool, 2), 0);
+	for (int run = 0; run < 4; run++) {
+		struct eng__plan pl = { 0 };
+		int scans = run != 1, hit = 0;
+		sp.scan_max = run == 1 ? n_cand * 64 - 1 : n_cand * 64;
+		ck_assert_int_eq(plan(&pl, &sp, &kv, q, nq, pos0 - nq,
+		    run == 2 ? pool : NULL), 0);
+		uint32_t n = plan_blocks(&pl, got);
+		ck_assert_uint_eq(n, 8);
+		for (uint32_t i = 0; i < n; i++) {
+			hit |= got[i] == needle;
+			if (scans)
+				ck_assert_msg(best[got[i]] >= kth - 1e-4 *
+				    fabs(kth), "block %u's best key %f below "
+				    "the 8th %f", got[i], best[got[i]], kth);
+		}
+		ck_assert_int_eq(hit, scans);
+		if (run == 3) {
+			scan_bad = needle * 64 + 5;
+			ck_assert_int_eq(plan(&pl, &sp, &kv, q, nq, pos0 - nq,
+			    pool), ENG_ERANGE);
+			scan_bad = UINT32_MAX;
+		}
+		eng__plan_free(&pl);
+	}
+	eng_pool_close(pool);
+	free(scan_keys);
+	free(q);
+}
+END_TEST
+
 START_TEST(eval_bad_input)
 {
 	struct fixture fx;
@@ -1583,6 +1687,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, sparse_plan_reach);
 	tcase_add_test(tc, sparse_plan_pins);
 	tcase_add_test(tc, sparse_plan_prefill_local);
+	tcase_add_test(tc, sparse_plan_scans_question);
 	tcase_add_test(tc, eval_bad_input);
 	tcase_add_test(tc, open_missing_tensor);
 	tcase_add_test(tc, chat_gemma);

@@ -482,6 +482,17 @@ static void skv_close(eng_kv *kv)
 	free(s);
 }
 
+uint32_t ed_skv_scan_max(const eng_kv *kv)
+{
+	const struct skv *s = (const struct skv *)kv;
+	size_t per_pos = (size_t)s->n_glob * s->nkv * s->hd * 2 *
+	    sizeof(uint16_t);
+
+	if (s->mode == MS_MODE_F16 || !per_pos)
+		return UINT32_MAX;
+	return (uint32_t)(SKV_DECODED_MAX / per_pos);
+}
+
 static const eng_kv_ops skv_ops = {
 	.write = skv_write,
 	.view = skv_view,

@@ -51,4 +51,10 @@ int ed_skv_save(eng_kv *kv, const int32_t *tokens, uint64_t first,
 /* The stored length (positions durable in LMDB). */
 uint64_t ed_skv_stored(const eng_kv *kv);
 
+/* The most positions a question may scan (eng_sparse_params.scan_max)
+ * on this session: no limit for f16 blocks, read in place; a q8 or q4
+ * session decodes every block it reads, and a step cannot drop them, so
+ * as many as the decoded-block budget holds. */
+uint32_t ed_skv_scan_max(const eng_kv *kv);
+
 #endif

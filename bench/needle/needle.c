@@ -155,6 +155,8 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--sparse-only")) dense = 0;
 		else if (!strcmp(a, "--true-positions")) sp.reach = UINT32_MAX;
 		else if (!strcmp(a, "--reach")) sp.reach = atoi(v), i++;
+		else if (!strcmp(a, "--scan-max"))
+			sp.scan_max = (uint32_t)strtoul(v, NULL, 10), i++;
 		else if (!strcmp(a, "--depth-max")) depth_max = atof(v), i++;
 		else if (!strcmp(a, "--dense-only")) sparse = 0;
 		else if (!strcmp(a, "--no-primer")) primer = 0;
@@ -165,7 +167,7 @@ int main(int argc, char **argv)
 			    "[--top-k K] [--sink S] [--local W] "
 			    "[--prefill-local P] [--dense-max M] "
 			    "[--sparse-only|--dense-only] [--reach R|--true-positions] "
-			    "[--no-primer] "
+			    "[--scan-max P] [--no-primer] "
 			    "[--depth-max F] [-v]\n");
 			return 2;
 		}
@@ -235,10 +237,10 @@ int main(int argc, char **argv)
 
 	srand(12345);
 	printf("# length %u, haystack %s, %u depths up to %.0f%%, sparse top_k "
-	    "%u sink %u local %u prefill_local %u dense_max %u reach %u%s\n",
-	    length, hay, depths, 100 * depth_max, sp.top_k, sp.sink, sp.local,
-	    sp.prefill_local, sp.dense_max, sp.reach, sp.reach ? "" :
-	    " (trained context)");
+	    "%u sink %u local %u prefill_local %u dense_max %u reach %u%s "
+	    "scan_max %u\n", length, hay, depths, 100 * depth_max, sp.top_k,
+	    sp.sink, sp.local, sp.prefill_local, sp.dense_max, sp.reach,
+	    sp.reach ? "" : " (trained context)", sp.scan_max);
 	printf("# answer primed with \"The pass key is\": %s\n",
 	    primer ? "yes" : "no");
 	for (int k = 0; k < 2; k++) {

@@ -1,13 +1,15 @@
 /* decode_cost.c - what one decode step costs as the context grows, with
  * block-sparse attention, in memory: the cache is filled with synthetic
- * keys and values (no prefill: a 1M-token context in seconds), then
- * tokens are decoded at its end and timed.  What it isolates is the
+ * keys and values (no prefill: a 1M-token context in seconds), then a
+ * question of 16 tokens and single tokens are run at its end and timed
+ * (a question scores the blocks exactly up to --scan-max candidate
+ * positions, decode always by their summaries).  What it isolates is the
  * engine's part of decode at length n (selecting blocks, attending);
  * bench/longctx/run.py measures the same through engramd and LMDB.
  *
  *     decode_cost --model GGUF --lengths 8192,131072,1048576 [--steps N]
  *         [--threads T] [--top-k K] [--sink S] [--local W]
- *         [--dense-max M] [--dense]
+ *         [--dense-max M] [--scan-max P] [--dense]
  *
  * Keys are drawn per block around a random centre (blocks differ, tokens
  * within a block are alike, as real text's are more than noise is), so
@@ -37,6 +39,8 @@ static void die(const char *msg, int rc)
 }
 
 static uint64_t rng = 88172645463325252ull;
+
+#define QUESTION 16	/* tokens of the timed question step */
 
 static float frand(void)	/* uniform in [-1, 1) */
 {
@@ -101,12 +105,14 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--sink")) sp.sink = atoi(v), i++;
 		else if (!strcmp(a, "--local")) sp.local = atoi(v), i++;
 		else if (!strcmp(a, "--dense-max")) sp.dense_max = atoi(v), i++;
+		else if (!strcmp(a, "--scan-max"))
+			sp.scan_max = (uint32_t)strtoul(v, NULL, 10), i++;
 		else if (!strcmp(a, "--dense")) sp.top_k = 0;
 		else {
 			fprintf(stderr, "usage: decode_cost --model GGUF "
 			    "[--lengths N,N,...] [--steps N] [--threads T] "
 			    "[--top-k K] [--sink S] [--local W] "
-			    "[--dense-max M] [--dense]\n");
+			    "[--dense-max M] [--scan-max P] [--dense]\n");
 			return 2;
 		}
 	}
@@ -125,10 +131,11 @@ int main(int argc, char **argv)
 	if ((rc = eng_fwd_open(m, &p, &f, err, sizeof err)))
 		die(err, rc);
 
-	printf("# top_k %u sink %u local %u dense_max %u, %u threads, "
-	    "%u steps\n", sp.top_k, sp.sink, sp.local, sp.dense_max, threads,
-	    steps);
-	printf("%10s %12s %10s\n", "length", "fill s", "ms/token");
+	printf("# top_k %u sink %u local %u dense_max %u scan_max %u, %u "
+	    "threads, %u steps\n", sp.top_k, sp.sink, sp.local, sp.dense_max,
+	    sp.scan_max, threads, steps);
+	printf("%10s %12s %12s %10s\n", "length", "fill s", "question ms",
+	    "ms/token");
 	for (const char *s = lengths; *s;) {
 		uint32_t n = (uint32_t)strtoul(s, (char **)&s, 10);
 		if (*s == ',')
@@ -136,24 +143,32 @@ int main(int argc, char **argv)
 		if (n < 1)
 			die("bad --lengths", 0);
 		eng_kv *kv;
-		if ((rc = eng_kv_mem_open(m, n + steps + 1, eng_fwd_n_batch(f),
+		if ((rc = eng_kv_mem_open(m, n + steps + 1 + QUESTION,
+		    eng_fwd_n_batch(f),
 		    ENG_TYPE_F16, &kv)) ||
 		    (rc = eng_kv_mem_summaries(kv, 64)))
 			die("cache", rc);
 		double t0 = now_s();
 		fill(kv, hp, n);
 		double t1 = now_s();
-		int32_t tok = 2;	/* any id: the costs do not depend on it */
+		/* Any ids: the costs do not depend on them. */
+		int32_t tok = 2, question[QUESTION];
 		const float *l;
+		for (int i = 0; i < QUESTION; i++)
+			question[i] = 2 + i;
 		/* One step untimed: first touches, buffers sized. */
 		if ((rc = eng_fwd_eval(f, kv, &tok, 1, 0, &l, NULL)))
+			die("eval", rc);
+		double tq = now_s();
+		if ((rc = eng_fwd_eval(f, kv, question, QUESTION, 0, &l,
+		    NULL)))
 			die("eval", rc);
 		double t2 = now_s();
 		for (uint32_t i = 1; i < steps; i++)
 			if ((rc = eng_fwd_eval(f, kv, &tok, 1, 0, &l, NULL)))
 				die("eval", rc);
 		double t3 = now_s();
-		printf("%10u %12.1f %10.2f\n", n, t1 - t0,
+		printf("%10u %12.1f %12.1f %10.2f\n", n, t1 - t0, 1e3 * (t2 - tq),
 		    steps > 1 ? 1e3 * (t3 - t2) / (steps - 1) : 0.0);
 		fflush(stdout);
 		eng_kv_close(kv);

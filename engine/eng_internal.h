@@ -89,5 +89,10 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
     eng_kv *kv, uint32_t layer, uint32_t kvh, const struct eng__query *qs,
     struct eng_pool *pool);
 void eng__plan_free(struct eng__plan *pl);
+/* How many of a prompt's n tokens its last step should hold on kv: n, or
+ * ENG_SPARSE_FEW where the step will be sparse, so that a long prompt
+ * ends in a question step (sparse.c ranks its blocks by its last query)
+ * rather than in a prefill chunk. */
+uint32_t eng__fwd_last_step(const eng_fwd *f, const eng_kv *kv, uint32_t n);
 
 #endif /* ENGRAM_ENG_INTERNAL_H */

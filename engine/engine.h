@@ -720,7 +720,10 @@ int eng_chat_apply(const eng_model *m, const eng_chat_msg *msgs, size_t n,
  * max_tokens, when on_token returns nonzero, or when *cancel becomes
  * nonzero (ENG_ECANCELED; checked between forward steps).  Runs on the
  * caller's thread (the daemon's worker); f, kv and s are used by this call
- * only.  The prompt is appended to whatever kv already holds.
+ * only.  The prompt is appended to whatever kv already holds; where
+ * attention on kv is sparse, a prompt of more than ENG_SPARSE_FEW tokens
+ * ends in a step of ENG_SPARSE_FEW, so that its blocks are picked as a
+ * question's are (by the last query), not as a prefill chunk's.
  * ------------------------------------------------------------------------ */
 
 typedef int (*eng_token_cb)(void *ud, int32_t id, const char *text,

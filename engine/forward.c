@@ -1400,6 +1400,15 @@ uint32_t eng_fwd_n_vocab(const eng_fwd *f)
 	return f ? f->hp.n_vocab : 0;
 }
 
+uint32_t eng__fwd_last_step(const eng_fwd *f, const eng_kv *kv, uint32_t n)
+{
+	if (n <= ENG_SPARSE_FEW || !f->sparse.top_k || !kv->block_tokens ||
+	    !kv->ops->summary ||
+	    (uint64_t)kv->n_pos + n <= f->sparse.dense_max)
+		return n;
+	return ENG_SPARSE_FEW;
+}
+
 void eng_fwd_set_sparse(eng_fwd *f, const eng_sparse_params *sp)
 {
 	uint64_t lim;

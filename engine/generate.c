@@ -1,4 +1,5 @@
-/* generate.c - prompt ids in, streamed tokens out: prefill in steps, then
+/* generate.c - prompt ids in, streamed tokens out: prefill in steps (on a
+ * sparse context the last of at most ENG_SPARSE_FEW tokens), then
  * sample, detokenize and evaluate one token at a time until a stop
  * condition.  Text that may be the start of a stop string is held back
  * until it is known not to be.  API: engine.h.
@@ -123,8 +124,14 @@ int eng_generate(eng_fwd *f, eng_kv *kv, eng_sampler *s,
 	}
 
 	t0 = now_ms();
-	if ((rc = eng_fwd_eval(f, kv, prompt, n_prompt, 0, &logits, cancel)))
-		goto fail;
+	{
+		uint32_t last = eng__fwd_last_step(f, kv, n_prompt);
+		if ((last < n_prompt && (rc = eng_fwd_eval(f, kv, prompt,
+		    n_prompt - last, 0, NULL, cancel))) ||
+		    (rc = eng_fwd_eval(f, kv, prompt + n_prompt - last, last,
+		    0, &logits, cancel)))
+			goto fail;
+	}
 	for (uint32_t i = 0; i < n_prompt; i++)
 		eng_sampler_accept(s, prompt[i]);
 	t1 = now_ms();

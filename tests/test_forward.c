@@ -1611,6 +1611,76 @@ END_TEST
 
 /* A stop string spanning several tokens is cut, never passed on, and text
  * before it arrives in full. */
+/* On a sparse context a prompt longer than ENG_SPARSE_FEW ends in a step
+ * of ENG_SPARSE_FEW tokens, a question to sparse.c: what its last token
+ * attended (the record) equals a hand-made split, with `local` recent
+ * positions, and differs from one step of the whole prompt, a prefill
+ * chunk with `prefill_local` of them. */
+START_TEST(generate_long_prompt_ends_in_question)
+{
+	struct fixture fx;
+	eng_sparse_params sp = { .top_k = 3, .sink = 4, .local = 8,
+	    .prefill_local = 64, .dense_max = 16 };
+	const uint32_t n_ctx = 200, n_p = ENG_SPARSE_FEW + 16;
+	int32_t tok[200 + ENG_SPARSE_FEW + 16];
+	eng_sampler_params smpp;
+	eng_gen_params gp;
+	eng_gen_stats st;
+	eng_attn_block blk[64];
+	uint64_t nk[3];
+	uint32_t nb;
+	eng_sampler *smp;
+	struct sink sk;
+	const float *l;
+
+	fixture_open(&fx, &gemma_f16_cfg);
+	rand_tokens(tok, LEN(tok));
+	eng_fwd *f = fwd_open(fx.model, 128, ENG_ATTN_F32);
+	eng_fwd_set_sparse(f, &sp);
+	eng_sampler_params_init(&smpp);
+	smpp.temperature = 0;
+	ck_assert_int_eq(eng_sampler_open(&smpp, N_VOCAB, &smp), 0);
+	eng_gen_params_init(&gp);
+	gp.max_tokens = 4;
+	eng_fwd_record(f, 1);
+	for (int run = 0; run < 3; run++) {
+		eng_kv *kv;
+		ck_assert_int_eq(eng_kv_mem_open(fx.model, 512, 128,
+		    ENG_TYPE_F16, &kv), 0);
+		ck_assert_int_eq(eng_kv_mem_summaries(kv, 4), 0);
+		ck_assert_int_eq(eng_fwd_eval(f, kv, tok, n_ctx, 0, &l, NULL),
+		    0);
+		if (run == 0) {
+			/* Stopped by the callback at the first token,
+			 * before it is evaluated: the record stays the
+			 * prompt's. */
+			memset(&sk, 0, sizeof sk);
+			sk.stop_after = 1;
+			ck_assert_int_eq(eng_generate(f, kv, smp,
+			    eng_model_vocab(fx.model), tok + n_ctx, n_p, &gp,
+			    sink_cb, &sk, NULL, &st), 0);
+			ck_assert_uint_eq(st.n_prompt, n_p);
+		} else if (run == 1) {
+			ck_assert_int_eq(eng_fwd_eval(f, kv, tok + n_ctx,
+			    n_p - ENG_SPARSE_FEW, 0, &l, NULL), 0);
+			ck_assert_int_eq(eng_fwd_eval(f, kv, tok + n_ctx + n_p -
+			    ENG_SPARSE_FEW, ENG_SPARSE_FEW, 0, &l, NULL), 0);
+		} else {
+			ck_assert_int_eq(eng_fwd_eval(f, kv, tok + n_ctx, n_p,
+			    0, &l, NULL), 0);
+		}
+		ck_assert_int_eq(eng_fwd_attended(f, blk, LEN(blk), &nb,
+		    &nk[run]), 0);
+		eng_kv_close(kv);
+	}
+	ck_assert_uint_eq(nk[0], nk[1]);
+	ck_assert_uint_gt(nk[2], nk[1] + 40);
+	eng_sampler_close(smp);
+	eng_fwd_close(f);
+	fixture_close(&fx);
+}
+END_TEST
+
 START_TEST(generate_stop_string)
 {
 	struct fixture fx;
@@ -1688,6 +1758,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, sparse_plan_pins);
 	tcase_add_test(tc, sparse_plan_prefill_local);
 	tcase_add_test(tc, sparse_plan_scans_question);
+	tcase_add_test(tc, generate_long_prompt_ends_in_question);
 	tcase_add_test(tc, eval_bad_input);
 	tcase_add_test(tc, open_missing_tensor);
 	tcase_add_test(tc, chat_gemma);

@@ -106,6 +106,7 @@ def run(args, length):
     settings = ["threads=%d" % args.threads]
     if args.dense:
         settings.append("sparse_top_k=0")
+    settings += args.set
     d = Daemon(args.build, data, args.model, settings)
     d.start()
     try:
@@ -193,6 +194,8 @@ def main():
     ap.add_argument("--bytes-per-token", type=float, default=3.4,
                     help="of the corpus, to size the copy (measure with one ingest)")
     ap.add_argument("--dense", action="store_true")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="an engramd setting (engramd.conf(5)), repeatable")
     ap.add_argument("--resume", help="a data folder of an earlier run")
     ap.add_argument("--budget-s", type=float, default=0,
                     help="stop the prefill after this long and measure at the length reached")

@@ -258,7 +258,6 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 		return rc;
 
 	mass = n_tok <= ENG_SPARSE_FEW;
-	mean_query(pl, qs, ref, mass);
 	if (mass && n_tok > 1 && (uint64_t)n_cand * B <= sp->scan_max) {
 		struct scan_job sj = { pl, kv, qs->q + (size_t)(n_tok - 1) *
 		    qs->row, hd, eng_vec_dot_get(kv->type, eng_simd_active()),
@@ -274,6 +273,7 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	} else {
 		/* One pass over every candidate's summary per layer and step
 		 * (16 K blocks at 1M tokens): split over the pool. */
+		mean_query(pl, qs, ref, mass);
 		struct score_job sj = { pl, rows + (mass ? 2 * hd : 0),
 		    pl->qbar + (size_t)qs->group * 2 * hd, dot, qs->group, hd,
 		    first, n_cand };

@@ -548,9 +548,10 @@ typedef enum eng_attn_mode {
  * keys per block chosen from the keys alone (farthest from the mean, or
  * from each other) rank it 0..249.  A question then costs one q.k per
  * candidate key and head (1M keys: 3 x 1G multiply-adds on the default
- * model, 0.1 s in memory; through engramd at 767K, where the first scan
- * of a session touches every stored block, 2.2 s), hence scan_max 128K
- * by default; decode steps still score by summaries.
+ * model, 0.1 s in memory; through engramd, where the first scan of a
+ * session touches every stored block, 0.1-0.2 s at 146K and 2.2 s at
+ * 767K), hence scan_max 256K by default; decode steps still score by
+ * summaries.
  * Steps of one token also attend the blocks the last step of several
  * tokens (the question) picked.  A prefill chunk's local run is
  * prefill_local positions where that is longer: tokens made from too
@@ -590,7 +591,7 @@ typedef struct eng_sparse_params {
 
 /* The defaults measured in bench/RESULTS.md (engramd.conf(5) gives the
  * same): top_k 64, sink 64, local 1024, prefill_local 8192, dense_max
- * 4096, reach 0, scan_max 131072.  Sparse attention is off until such
+ * 4096, reach 0, scan_max 262144.  Sparse attention is off until such
  * params are given to eng_fwd_set_sparse or eng_fwd_params.sparse. */
 void eng_sparse_params_init(eng_sparse_params *sp);
 

@@ -349,7 +349,7 @@ void eng_sparse_params_init(eng_sparse_params *sp)
 {
 	*sp = (eng_sparse_params){ .top_k = 64, .sink = 64, .local = 1024,
 	    .prefill_local = 8192, .dense_max = 4096, .reach = 0,
-	    .scan_max = 131072 };
+	    .scan_max = 262144 };
 }
 
 void eng__plan_free(struct eng__plan *pl)

@@ -233,7 +233,11 @@ void ed_prefill_run(ed_prefill *p);
 /* An eng_fwd with the daemon's threads and sparse-attention settings. */
 int ed_fwd_open(const ed_settings *s, struct eng_fwd **out, char *err,
 		size_t errlen);
-void ed_sparse_params(const ed_settings *s, eng_sparse_params *sp);
+/* Fits f's sparse settings to the session cache kv it will run on: a
+ * question's scan stops where kv would decode more than its budget
+ * (ed_skv_scan_max). */
+void ed_fwd_fit(struct eng_fwd *f, const ed_settings *s,
+		const struct eng_kv *kv);
 /* Context positions [a, b) of session sid into out: pre[0..n_pre) (its
  * preamble), then its stream.  0 or an MS_E* code. */
 int ed_context_read(int64_t sid, const int32_t *pre, size_t n_pre,

@@ -406,13 +406,7 @@ static void ask_worker(ed_req *r)
 		    *err ? err : eng_strerror(rc));
 		goto release;
 	}
-	{
-		eng_sparse_params sp;
-		ed_sparse_params(set, &sp);
-		if (sp.scan_max > ed_skv_scan_max(kv))
-			sp.scan_max = ed_skv_scan_max(kv);
-		eng_fwd_set_sparse(a.f, &sp);
-	}
+	ed_fwd_fit(a.f, set, kv);
 	ed_req_emit(r, "prompt", json_pack("{s:I,s:I,s:I,s:I,s:I}", "n_context",
 	    (json_int_t)eng_kv_length(kv), "n_question", (json_int_t)nq,
 	    "prefilled", (json_int_t)prefilled, "stream_tokens",

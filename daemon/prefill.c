@@ -31,7 +31,7 @@ static double now_s(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-void ed_sparse_params(const ed_settings *s, eng_sparse_params *sp)
+static void sparse_params(const ed_settings *s, eng_sparse_params *sp)
 {
 	sp->top_k = (uint32_t)s->sparse_top_k;
 	sp->sink = (uint32_t)s->sparse_sink;
@@ -49,8 +49,18 @@ int ed_fwd_open(const ed_settings *s, eng_fwd **out, char *err,
 
 	eng_fwd_params_init(&fp);
 	fp.n_threads = s->threads;
-	ed_sparse_params(s, &fp.sparse);
+	sparse_params(s, &fp.sparse);
 	return eng_fwd_open(ed_model(), &fp, out, err, errlen);
+}
+
+void ed_fwd_fit(eng_fwd *f, const ed_settings *s, const eng_kv *kv)
+{
+	eng_sparse_params sp;
+
+	sparse_params(s, &sp);
+	if (sp.scan_max > ed_skv_scan_max(kv))
+		sp.scan_max = ed_skv_scan_max(kv);
+	eng_fwd_set_sparse(f, &sp);
 }
 
 int ed_context_read(int64_t sid, const int32_t *pre, size_t n_pre,
@@ -110,6 +120,7 @@ void ed_prefill_run(ed_prefill *p)
 		snprintf(p->error, sizeof(p->error), "%s", err);
 		goto fail;
 	}
+	ed_fwd_fit(f, p->set, kv);	/* a last chunk of 2..64 tokens scans */
 	pos = eng_kv_length(kv);
 	if (pos > total) {
 		snprintf(p->error, sizeof(p->error), "the session's KV (%llu) "

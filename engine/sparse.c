@@ -121,8 +121,7 @@ static void score_task(void *arg, int ith, int nth)
 struct scan_job {
 	struct eng__plan *pl;
 	eng_kv *kv;
-	const float *q;		/* the last token's group rows */
-	size_t row;		/* between heads of q: hd */
+	const float *q;		/* the last token's group rows, hd apart */
 	eng_vec_dot_fn dot;
 	uint32_t layer, kvh, group, hd, first, n_cand;
 	atomic_int rc;		/* a view's error */
@@ -152,8 +151,8 @@ static void scan_task(void *arg, int ith, int nth)
 					int nt = j->group - h < ENG_NT_MAX ?
 					    (int)(j->group - h) : ENG_NT_MAX;
 					j->dot(j->hd, (const char *)sp.k +
-					    t * sp.k_stride, j->q + h * j->row,
-					    j->row * sizeof(float), s, 1, nt);
+					    t * sp.k_stride, j->q + h * j->hd,
+					    j->hd * sizeof(float), s, 1, nt);
 					for (int u = 0; u < nt; u++)
 						best = s[u] > best ? s[u] : best;
 				}
@@ -260,7 +259,7 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	mass = n_tok <= ENG_SPARSE_FEW;
 	if (mass && n_tok > 1 && (uint64_t)n_cand * B <= sp->scan_max) {
 		struct scan_job sj = { pl, kv, qs->q + (size_t)(n_tok - 1) *
-		    qs->row, hd, eng_vec_dot_get(kv->type, eng_simd_active()),
+		    qs->row, eng_vec_dot_get(kv->type, eng_simd_active()),
 		    layer, kvh, qs->group, hd, first, n_cand, 0 };
 		if (!sj.dot)
 			return ENG_EUNSUP;

@@ -267,6 +267,41 @@ eng_repack_fn eng_repack_q8_0_get(eng_type t, eng_simd level);
 eng_repack_fn eng__repack_q8_0_avx2(eng_type t);
 eng_repack_fn eng__repack_q8_0_avx512(eng_type t);
 
+/* Prefill products on interleaved rows (gemm_avx512.c; AVX-512 VNNI).
+ *
+ * A group of ENG_GEMM_ROWS weight rows is packed once per call so that
+ * one 256-bit vector holds 4 consecutive quants of each of the 8 rows as
+ * unsigned bytes; VPDPBUSD with 4 broadcast activation bytes then adds to
+ * all 8 rows' integer sums, and each scale block's float work is shared by
+ * the 8 rows.  Per scale block of bl elements a group is
+ *     float s[8]; float m[8] (min formats only); uint8 q[bl / 4][8][4]
+ * Activations take a companion layout per token: the n quants of its dot
+ * type's row, then n / bl entries of ENG_GEMM_SIDE_BYTES (the block's
+ * scale and its sum, see gemm_avx512.c).  The integer sums are those of
+ * the row kernels; only the order of float additions differs. */
+#define ENG_GEMM_ROWS 8
+#define ENG_GEMM_NT 8		/* tokens per kernel call, at most */
+#define ENG_GEMM_SIDE_BYTES 8
+typedef struct eng_gemm {
+	int bl;			/* elements per scale block: 16 or 32 */
+	int min;		/* 1: blocks carry m[8] (q4_K, q5_K) */
+	/* Packs rows [0, nr) of w (row stride ws, nr <= 8, missing rows as
+	 * zeros) into dst, eng_gemm_pack_bytes(g, n) bytes. */
+	void (*pack)(const void *w, size_t ws, int nr, int64_t n, void *dst);
+	/* One row of the dot type (n elements) to its companion layout,
+	 * eng_gemm_act_bytes(g, n) bytes. */
+	void (*act)(const void *src, void *dst, int64_t n);
+	/* s[t * ss + r] = dot(row r, token t) for r < nr, t < nt, nt in
+	 * 1..ENG_GEMM_NT; token t's companion row at act + t * as. */
+	void (*run)(int64_t n, const void *pw, const void *act, size_t as,
+		    float *s, size_t ss, int nr, int nt);
+} eng_gemm;
+/* The interleaved kernels of weight type t at a level; NULL below
+ * AVX-512 and for types without them (callers use the tiles or rows). */
+const eng_gemm *eng_gemm_get(eng_type t, eng_simd level);
+size_t eng_gemm_pack_bytes(const eng_gemm *g, int64_t n);
+size_t eng_gemm_act_bytes(const eng_gemm *g, int64_t n);
+
 /* Fast activation quantizers (NULL if none at the level). */
 typedef void (*eng_quantize_fn)(const float *x, void *y, int64_t n);
 eng_quantize_fn eng__quantize_avx2(eng_type dt);

@@ -7,6 +7,7 @@ ENGINE_KERNEL_SOURCES += \
 	%reldir%/kernels_scalar.c \
 	%reldir%/kernels_avx2.c \
 	%reldir%/kernels_avx512.c \
+	%reldir%/gemm_avx512.c \
 	%reldir%/matmul.c \
 	%reldir%/threadpool.c
 

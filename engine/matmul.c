@@ -15,6 +15,12 @@
  * q4_0/q5_0 panel is unpacked to q8_0 blocks once (per-thread buffer after
  * the activations in the scratch) so the bit fiddling is not repeated for
  * every token group.
+ *
+ * Where the CPU has AVX-512 VNNI and the type an eng_gemm, prefill from
+ * GEMM_MIN_TOKENS tokens on takes that path instead: each thread packs its
+ * panel's rows in groups of 8 (kernels.h) and runs every token group
+ * against each packed group; activations are quantized as usual, then
+ * copied into the gemm's companion layout.
  */
 #include "config.h"
 #include <stdatomic.h>
@@ -27,6 +33,9 @@
 /* From this many tokens on, q4_0/q5_0 panels are unpacked to q8_0 once and
  * shared by all tokens (the unpacking then costs a few percent at most). */
 #define REPACK_MIN_TOKENS 32
+/* From this many tokens on, the interleaved kernels (packing a panel
+ * costs about what one token's products do). */
+#define GEMM_MIN_TOKENS 16
 
 struct mm_task {
 	const eng_qmat *w;
@@ -38,6 +47,10 @@ struct mm_task {
 	size_t rrow;		/* bytes of an unpacked row */
 	eng_type dt;
 	const float *x;		/* n_tokens x n_cols */
+	const eng_gemm *gemm;	/* non-NULL: the interleaved path */
+	void *gact;		/* companion rows, gact_stride bytes each */
+	size_t gact_stride;
+	size_t gpack;		/* bytes of a packed group */
 	const void *act;	/* quantized x, act_stride bytes per token */
 	void *qbuf;		/* where x is quantized (NULL: act = x) */
 	size_t act_stride;
@@ -51,10 +64,51 @@ struct mm_task {
 static void quantize_task(void *arg, int ith, int nth)
 {
 	struct mm_task *k = arg;
-	for (int64_t t = ith; t < k->n_tokens; t += nth)
-		eng_quantize_row(k->dt, k->x + t * k->w->n_cols,
-				 (char *)k->qbuf + (size_t)t * k->act_stride,
-				 k->w->n_cols);
+	for (int64_t t = ith; t < k->n_tokens; t += nth) {
+		/* gemm: one row per thread, then its companion layout */
+		char *q = k->gemm ? (char *)k->qbuf + (size_t)ith * k->act_stride
+				  : (char *)k->qbuf + (size_t)t * k->act_stride;
+		eng_quantize_row(k->dt, k->x + t * k->w->n_cols, q, k->w->n_cols);
+		if (k->gemm)
+			k->gemm->act(q, (char *)k->gact + (size_t)t * k->gact_stride,
+				     k->w->n_cols);
+	}
+}
+
+/* The interleaved path: a chunk is a panel of whole groups of rows. */
+static void gemm_task(void *arg, int ith, int nth)
+{
+	struct mm_task *k = arg;
+	const eng_qmat *w = k->w;
+	const eng_gemm *g = k->gemm;
+	char *buf = (char *)k->rbuf + (size_t)ith * k->rbuf_bytes;
+	(void)nth;
+	for (;;) {
+		int64_t c = atomic_fetch_add_explicit(&k->next, 1, memory_order_relaxed);
+		if (c >= k->n_chunks)
+			return;
+		int64_t r0 = c * k->chunk_rows, r1 = r0 + k->chunk_rows;
+		if (r1 > w->n_rows)
+			r1 = w->n_rows;
+		for (int64_t r = r0; r < r1; r += ENG_GEMM_ROWS) {
+			int nr = r1 - r < ENG_GEMM_ROWS ? (int)(r1 - r) : ENG_GEMM_ROWS;
+			g->pack((const char *)w->data + (size_t)r * w->row_stride,
+				w->row_stride, nr, w->n_cols,
+				buf + (size_t)(r - r0) / ENG_GEMM_ROWS * k->gpack);
+		}
+		for (int64_t t0 = 0; t0 < k->n_tokens; t0 += ENG_GEMM_NT) {
+			int nt = k->n_tokens - t0 < ENG_GEMM_NT ? (int)(k->n_tokens - t0)
+							       : ENG_GEMM_NT;
+			const char *a = (const char *)k->gact + (size_t)t0 * k->gact_stride;
+			for (int64_t r = r0; r < r1; r += ENG_GEMM_ROWS) {
+				int nr = r1 - r < ENG_GEMM_ROWS ? (int)(r1 - r) : ENG_GEMM_ROWS;
+				g->run(w->n_cols,
+				       buf + (size_t)(r - r0) / ENG_GEMM_ROWS * k->gpack,
+				       a, k->gact_stride, k->out + t0 * w->n_rows + r,
+				       (size_t)w->n_rows, nr, nt);
+			}
+		}
+	}
 }
 
 static void dot_task(void *arg, int ith, int nth)
@@ -129,6 +183,50 @@ static int check_args(const float *out, const eng_qmat *w, const float *x,
 	return 0;
 }
 
+/* The interleaved path (checked arguments).  Scratch: the companion rows,
+ * then per thread one quantized row and one packed panel. */
+static int gemm_matmul(float *out, const eng_qmat *w, const float *x,
+		       int64_t n_tokens, eng_pool *pool, const eng_gemm *g,
+		       size_t act_stride)
+{
+	int nth = eng_pool_threads(pool);
+	struct mm_task k = {
+		.w = w, .gemm = g, .x = x, .out = out, .n_tokens = n_tokens,
+		.dt = eng_type_traits_get(w->type)->dot_type,
+		.act_stride = (act_stride + 63) & ~(size_t)63,
+		.gact_stride = (eng_gemm_act_bytes(g, w->n_cols) + 63) & ~(size_t)63,
+		.gpack = eng_gemm_pack_bytes(g, w->n_cols),
+	};
+	/* a panel: whole groups within PANEL_BYTES and a fair share */
+	int64_t groups = (w->n_rows + ENG_GEMM_ROWS - 1) / ENG_GEMM_ROWS;
+	int64_t panel = PANEL_BYTES / (int64_t)k.gpack;
+	int64_t fair = (groups + nth - 1) / nth;
+	if (panel > fair)
+		panel = fair;
+	if (panel < 1)
+		panel = 1;
+	k.chunk_rows = panel * ENG_GEMM_ROWS;
+	k.n_chunks = (w->n_rows + k.chunk_rows - 1) / k.chunk_rows;
+	k.rbuf_bytes = ((size_t)panel * k.gpack + 63) & ~(size_t)63;
+	if ((uint64_t)n_tokens > SIZE_MAX / 2 / k.gact_stride ||
+	    k.rbuf_bytes + k.act_stride > SIZE_MAX / 4 / (size_t)nth)
+		return ENG_ERANGE;
+	size_t gbytes = (size_t)n_tokens * k.gact_stride;
+	size_t need = gbytes + (size_t)nth * (k.act_stride + k.rbuf_bytes);
+	void *tmp = NULL;
+	char *mem = pool ? eng__pool_scratch(pool, need) : (tmp = malloc(need));
+	if (!mem)
+		return ENG_ENOMEM;
+	k.gact = mem;
+	k.qbuf = mem + gbytes;
+	k.rbuf = mem + gbytes + (size_t)nth * k.act_stride;
+	eng_pool_run(pool, quantize_task, &k);
+	atomic_init(&k.next, 0);
+	eng_pool_run(pool, gemm_task, &k);
+	free(tmp);
+	return 0;
+}
+
 int eng_matmul(float *out, const eng_qmat *w, const float *x,
 	       int64_t n_tokens, eng_pool *pool)
 {
@@ -137,9 +235,12 @@ int eng_matmul(float *out, const eng_qmat *w, const float *x,
 	int rc = check_args(out, w, x, n_tokens, &dtr, &act_stride);
 	if (rc)
 		return rc;
+	eng_simd lv = eng_simd_active();
+	const eng_gemm *g = n_tokens >= GEMM_MIN_TOKENS ? eng_gemm_get(w->type, lv) : NULL;
+	if (g)
+		return gemm_matmul(out, w, x, n_tokens, pool, g, act_stride);
 	eng_type dt = eng_type_traits_get(w->type)->dot_type;
 	eng_type kt = w->type;	/* the type the kernels see */
-	eng_simd lv = eng_simd_active();
 	int nth = eng_pool_threads(pool);
 	struct mm_task k = {
 		.w = w, .dt = dt, .x = x, .out = out, .n_tokens = n_tokens,

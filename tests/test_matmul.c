@@ -1,7 +1,8 @@
 /* test_matmul.c - every SIMD dot kernel against the scalar reference
  * (named error bound per format), eng_matmul against the reference product
  * and against a naive f32 product of dequantized weights, over odd sizes,
- * 1..67 tokens and 1..3 threads; the thread pool; bad arguments. */
+ * 1..67 tokens and 1..3 threads (from 16 tokens on, the interleaved gemm
+ * where the CPU has AVX-512); the thread pool; bad arguments. */
 #include "config.h"
 #include <check.h>
 #include <math.h>
@@ -286,7 +287,7 @@ START_TEST(test_matmul_types)
 	int64_t cols = tr->blck == 256 ? 512 : tr->blck == 32 ? 160 : 69;
 	struct mm_case c;
 	tu_seed(5000 + _i);
-	mm_case_make(&c, t, 37, cols, 4, 9);
+	mm_case_make(&c, t, 37, cols, 4, 19);
 	for (int lv = 0; lv <= (int)eng_simd_supported(); lv++) {
 		ck_assert_int_eq(eng_simd_force((eng_simd)lv), 0);
 		for (int th = 1; th <= 3; th++) {
@@ -295,6 +296,7 @@ START_TEST(test_matmul_types)
 			check_matmul(&c, 1, pool);
 			check_matmul(&c, 5, pool);
 			check_matmul(&c, 9, pool);
+			check_matmul(&c, 19, pool);	/* prefill: gemm where there is one */
 			eng_pool_close(pool);
 		}
 		check_matmul(&c, 3, NULL);

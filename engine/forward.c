@@ -12,7 +12,10 @@
  * (eng_attn_mode): steps of fewer than 64 tokens reproduce llama.cpp's
  * one-chunk flash attention (Q rounded to f16, q.k summed in ggml's order,
  * online softmax, values accumulated in f16), longer steps and ENG_ATTN_F32
- * are a two-pass f32 softmax like its tiled kernel.  With equal inputs the
+ * are f32: on AVX-512, tiles of TILE_TOKENS tokens share each key and
+ * value block (attn_tile, an online softmax over chunks of keys, kernels in
+ * attn_avx512.c), elsewhere or for one token a two-pass softmax per token
+ * (attn_one).  With equal inputs the
  * attention output is bit-identical to llama.cpp's; what still differs is
  * the summation order inside the quantized matrix kernels, and since the
  * next layer rounds activations to 8 bits, a last-bit difference sometimes
@@ -73,7 +76,18 @@ struct attn_scratch {
 	float *acc;		/* (group, hd_v) */
 	float *qrow;		/* (group, hd_k) f32, or f16 queries */
 	float *qrot;		/* (group, hd_k) queries of a shifted range */
+	/* Tiled attention, R = TILE_TOKENS * group rows: */
+	float *tq;		/* (R, hd_k) the tile's queries */
+	float *tkv;		/* (ENG__ATTN_KB, max(hd_k, hd_v)) as f32 */
+	float *ts;		/* (R, TILE_CHUNK) scores, then weights */
+	float *tacc;		/* (R, hd_v) unnormalized outputs */
+	float *tm, *tl;		/* (R) running maxima and sums */
 };
+
+/* Tiled attention (prefill, AVX-512): tokens per work item, and keys per
+ * online-softmax update. */
+#define TILE_TOKENS 8
+#define TILE_CHUNK 64
 
 struct eng_fwd {
 	const eng_model *model;	/* borrowed */
@@ -120,6 +134,7 @@ struct eng_fwd {
 	float (*kq_dot_f16)(uint32_t n, const eng_f16 *k, const eng_f16 *q);
 	eng_vec_dot_fn kdot;	/* key (cache type) . f32 query rows */
 	eng_type kdot_type;
+	const eng__attn_kern *akern;	/* tiled attention; NULL: none */
 
 	/* Sparse attention: settings, a plan per layer and kv head (kept
 	 * from step to step: a question's picks stay pinned while it is
@@ -484,6 +499,7 @@ struct attn_job {
 	uint32_t window;	/* 0: causal over everything */
 	const struct eng__plan *plans;	/* (n_head_kv) or NULL: dense */
 	int f16acc;		/* use attn_one_f16acc */
+	int tiled;		/* use attn_tile */
 	_Atomic uint32_t next;	/* next work item */
 	atomic_int rc;
 };
@@ -719,6 +735,109 @@ static int attn_one(struct attn_job *j, struct attn_scratch *s, uint32_t t,
 	return 0;
 }
 
+/* Online softmax over a chunk of c keys at positions kp0.. for the tile's
+ * rows (token t = row / group at position p0 + t): each row sees keys up
+ * to its position and, on a window layer, within its window. */
+static void tile_softmax(const struct attn_job *j, struct attn_scratch *s,
+    uint32_t R, uint32_t group, uint32_t p0, uint32_t kp0, uint32_t c)
+{
+	const eng_fwd *f = j->f;
+
+	for (uint32_t r = 0; r < R; r++) {
+		uint32_t pt = p0 + r / group, lo = 0, hi;
+		hi = pt < kp0 ? 0 : pt - kp0 + 1 < c ? pt - kp0 + 1 : c;
+		if (j->window && pt + 1 > kp0 + j->window)
+			lo = pt + 1 - j->window - kp0;
+		f->akern->softmax(s->ts + (size_t)r * TILE_CHUNK, c, lo, hi,
+		    f->attn_scale, &s->tm[r], &s->tl[r],
+		    s->tacc + (size_t)r * f->hp.head_dim_v, f->hp.head_dim_v);
+	}
+}
+
+/* One view's keys and values, chunk by chunk: scores of all the tile's
+ * rows, the online softmax, the weighted values. */
+static void tile_span(const struct attn_job *j, struct attn_scratch *s,
+    uint32_t R, uint32_t p0, uint32_t kp0, const eng_kv_span *sp)
+{
+	const eng_fwd *f = j->f;
+	const eng__attn_kern *K = f->akern;
+	uint32_t hdk = f->hp.head_dim_k, hdv = f->hp.head_dim_v;
+	uint32_t group = f->hp.n_head / f->hp.n_head_kv;
+	int f16 = j->kv->type == ENG_TYPE_F16;
+
+	for (uint32_t i = 0; i < sp->n; i += TILE_CHUNK) {
+		uint32_t c = sp->n - i < TILE_CHUNK ? sp->n - i : TILE_CHUNK;
+		for (uint32_t b = 0; b < c; b += ENG__ATTN_KB) {
+			uint32_t kb = c - b < ENG__ATTN_KB ? c - b : ENG__ATTN_KB;
+			K->to_f32(kb, hdk, (const char *)sp->k + (size_t)(i + b) *
+			    sp->k_stride, sp->k_stride, f16, s->tkv);
+			K->scores(R, hdk, s->tq, s->tkv, kb, s->ts + b, TILE_CHUNK);
+		}
+		tile_softmax(j, s, R, group, p0, kp0 + i, c);
+		for (uint32_t b = 0; b < c; b += ENG__ATTN_KB) {
+			uint32_t kb = c - b < ENG__ATTN_KB ? c - b : ENG__ATTN_KB;
+			K->to_f32(kb, hdv, (const char *)sp->v + (size_t)(i + b) *
+			    sp->v_stride, sp->v_stride, f16, s->tkv);
+			K->pv(R, hdv, s->ts + b, TILE_CHUNK, s->tkv, kb, s->tacc);
+		}
+	}
+}
+
+/* Attention of tokens t0..t0+tb-1 for kv head g at once: every key and
+ * value block is read once for the tb * group query rows (f32, online
+ * softmax).  The ranges are the last token's, from the first token's
+ * window start; each row masks what its token may not see. */
+static int attn_tile(struct attn_job *j, struct attn_scratch *s, uint32_t t0,
+    uint32_t tb, uint32_t g)
+{
+	eng_fwd *f = j->f;
+	const eng_hparams *hp = &f->hp;
+	uint32_t hdk = hp->head_dim_k, hdv = hp->head_dim_v;
+	uint32_t group = hp->n_head / hp->n_head_kv, R = tb * group;
+	uint32_t p0 = j->pos0 + t0, pl = p0 + tb - 1;
+	const struct eng__range *rg;
+	struct eng__range one;
+	uint32_t nr = attn_ranges(j, g, pl, &rg, &one);
+	eng_kv_span sp;
+	int rc;
+
+	if (rg == &one)
+		one.pos0 = j->window && p0 + 1 > j->window ? p0 + 1 - j->window : 0;
+	for (uint32_t r = 0; r < R; r++) {
+		s->tm[r] = -INFINITY;
+		s->tl[r] = 0.0f;
+	}
+	memset(s->tacc, 0, (size_t)R * hdv * sizeof(float));
+	for (uint32_t r = 0; r < nr; r++) {
+		uint32_t e = range_end(rg, r, nr, pl);
+		for (uint32_t t = 0; t < tb; t++) {
+			const float *q = f->q + ((size_t)(t0 + t) * hp->n_head +
+			    g * group) * hdk;
+			memcpy(s->tq + (size_t)t * group * hdk,
+			    range_query(j, s, g, rg, r, q),
+			    (size_t)group * hdk * sizeof(float));
+		}
+		for (uint32_t pos = rg[r].pos0; pos < e; pos += sp.n) {
+			if ((rc = j->kv->ops->view(j->kv, j->layer, g, pos,
+			    e - pos, &sp)))
+				return rc;
+			tile_span(j, s, R, p0, pos, &sp);
+		}
+	}
+	for (uint32_t t = 0; t < tb; t++) {
+		float *out = f->att + ((size_t)(t0 + t) * hp->n_head +
+		    g * group) * hdv;
+		for (uint32_t h = 0; h < group; h++) {
+			uint32_t r = t * group + h;
+			float inv = s->tl[r] == 0.0f ? 0.0f : 1.0f / s->tl[r];
+			for (uint32_t d = 0; d < hdv; d++)
+				out[(size_t)h * hdv + d] =
+				    s->tacc[(size_t)r * hdv + d] * inv;
+		}
+	}
+	return 0;
+}
+
 /* Adds where the step's last token put its attention on this layer to the
  * record: probability mass per block of rec_B positions. */
 static int attn_record(struct attn_job *j)
@@ -812,17 +931,28 @@ static int attn_plan(eng_fwd *f, eng_kv *kv, uint32_t il, uint32_t n,
 static void attn_task(void *arg, int ith, int nth)
 {
 	struct attn_job *j = arg;
-	uint32_t n_items = j->n * j->f->hp.n_head_kv;
+	uint32_t n_kv = j->f->hp.n_head_kv;
+	uint32_t n_tiles = (j->n + TILE_TOKENS - 1) / TILE_TOKENS;
+	uint32_t n_items = (j->tiled ? n_tiles : j->n) * n_kv;
 	(void)nth;
 	for (;;) {
 		uint32_t it = atomic_fetch_add_explicit(&j->next, 1,
 		    memory_order_relaxed);
 		if (it >= n_items || atomic_load(&j->rc))
 			return;
-		uint32_t t = it / j->f->hp.n_head_kv;
-		uint32_t g = it % j->f->hp.n_head_kv;
-		int rc = j->f16acc ? attn_one_f16acc(j, &j->f->ts[ith], t, g) :
-		    attn_one(j, &j->f->ts[ith], t, g);
+		uint32_t t = it / n_kv, g = it % n_kv;
+		struct attn_scratch *s = &j->f->ts[ith];
+		int rc;
+		if (j->tiled) {
+			/* the last tiles see the most keys: hand them out first */
+			uint32_t t0 = (n_tiles - 1 - t) * TILE_TOKENS;
+			uint32_t tb = j->n - t0 < TILE_TOKENS ? j->n - t0 :
+			    TILE_TOKENS;
+			rc = attn_tile(j, s, t0, tb, g);
+		} else {
+			rc = j->f16acc ? attn_one_f16acc(j, s, t, g) :
+			    attn_one(j, s, t, g);
+		}
 		if (rc)
 			atomic_store(&j->rc, rc);
 	}
@@ -840,8 +970,12 @@ static int attn_reserve(eng_fwd *f, size_t n_keys)
 		return 0;
 	if (n_keys < 1024)
 		n_keys = 1024;
+	size_t R = TILE_TOKENS * group, hdm = hp->head_dim_k > hp->head_dim_v ?
+	    hp->head_dim_k : hp->head_dim_v;
+	size_t tile = R * (hp->head_dim_k + TILE_CHUNK + hp->head_dim_v + 2) +
+	    ENG__ATTN_KB * hdm;
 	per = group * n_keys + group * hp->head_dim_v +
-	    2 * group * hp->head_dim_k;
+	    2 * group * hp->head_dim_k + tile;
 	per = (per + 15) & ~(size_t)15;
 	if (!(mem = malloc(nth * per * sizeof(float))))
 		return ENG_ENOMEM;
@@ -853,6 +987,12 @@ static int attn_reserve(eng_fwd *f, size_t n_keys)
 		f->ts[i].acc = b + group * n_keys;
 		f->ts[i].qrow = f->ts[i].acc + group * hp->head_dim_v;
 		f->ts[i].qrot = f->ts[i].qrow + group * hp->head_dim_k;
+		f->ts[i].tq = f->ts[i].qrot + group * hp->head_dim_k;
+		f->ts[i].tkv = f->ts[i].tq + R * hp->head_dim_k;
+		f->ts[i].ts = f->ts[i].tkv + ENG__ATTN_KB * hdm;
+		f->ts[i].tacc = f->ts[i].ts + R * TILE_CHUNK;
+		f->ts[i].tm = f->ts[i].tacc + R * hp->head_dim_v;
+		f->ts[i].tl = f->ts[i].tm + R;
 	}
 	f->ts_keys = n_keys;
 	return 0;
@@ -880,6 +1020,8 @@ static int attention(eng_fwd *f, eng_kv *kv, uint32_t il, uint32_t n,
 		.f16acc = kv->type == ENG_TYPE_F16 &&
 		    f->attn_mode == ENG_ATTN_LLAMACPP && n < 64,
 	};
+	job.tiled = !job.f16acc && n > 1 && f->akern &&
+	    (kv->type == ENG_TYPE_F16 || kv->type == ENG_TYPE_F32);
 	int rc;
 
 	if (!L->swa && (rc = attn_plan(f, kv, il, n, pos0, &job.plans)))
@@ -1339,6 +1481,8 @@ int eng_fwd_open(const eng_model *m, const eng_fwd_params *pp, eng_fwd **out,
 #endif
 	f->kdot_type = ENG_TYPE_F16;
 	f->kdot = eng_vec_dot_get(ENG_TYPE_F16, eng_simd_active());
+	if (hp->head_dim_k % 16 == 0 && hp->head_dim_v % 16 == 0)
+		f->akern = eng__attn_kern_get(eng_simd_active());
 	*out = f;
 	return 0;
 fail:

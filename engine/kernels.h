@@ -302,6 +302,33 @@ const eng_gemm *eng_gemm_get(eng_type t, eng_simd level);
 size_t eng_gemm_pack_bytes(const eng_gemm *g, int64_t n);
 size_t eng_gemm_act_bytes(const eng_gemm *g, int64_t n);
 
+/* Tiled attention's kernels (attn_avx512.c): forward.c runs several
+ * tokens' query rows against each block of at most ENG__ATTN_KB keys or
+ * values, converted to f32 once.  hd is a multiple of 16. */
+#define ENG__ATTN_KB 16
+typedef struct eng__attn_kern {
+	/* dst[j * hd + d] = row j of src (stride bytes apart; f16 or f32). */
+	void (*to_f32)(uint32_t kb, uint32_t hd, const void *src,
+		       size_t stride, int is_f16, float *dst);
+	/* S[r * ss + j] = Q[r] . K[j] for r < R, j < kb (rows hd apart). */
+	void (*scores)(uint32_t R, uint32_t hd, const float *Q, const float *K,
+		       uint32_t kb, float *S, size_t ss);
+	/* acc[r * hd + d] += sum_j P[r * ps + j] * V[j * hd + d]. */
+	void (*pv)(uint32_t R, uint32_t hd, const float *P, size_t ps,
+		   const float *V, uint32_t kb, float *acc);
+	/* One row's online-softmax step over a chunk of c scores sc, of which
+	 * [lo, hi) are visible (the rest get weight 0): sc becomes the weights
+	 * e^(scale * s - m') against the new running maximum m' (in *m), *l
+	 * and the row's hd accumulators acc are rescaled to m' and *l adds
+	 * the chunk's weights.  Nothing visible: sc is zeroed, nothing else
+	 * changes. */
+	void (*softmax)(float *sc, uint32_t c, uint32_t lo, uint32_t hi,
+			float scale, float *m, float *l, float *acc,
+			uint32_t hd);
+} eng__attn_kern;
+/* NULL below AVX-512: forward.c then attends one token at a time. */
+const eng__attn_kern *eng__attn_kern_get(eng_simd level);
+
 /* Fast activation quantizers (NULL if none at the level). */
 typedef void (*eng_quantize_fn)(const float *x, void *y, int64_t n);
 eng_quantize_fn eng__quantize_avx2(eng_type dt);

@@ -8,6 +8,7 @@ ENGINE_KERNEL_SOURCES += \
 	%reldir%/kernels_avx2.c \
 	%reldir%/kernels_avx512.c \
 	%reldir%/gemm_avx512.c \
+	%reldir%/attn_avx512.c \
 	%reldir%/matmul.c \
 	%reldir%/threadpool.c
 

@@ -34,9 +34,13 @@
 #define TOL_REF 0.06
 /* Prefill of N tokens vs N one-token steps, ENG_ATTN_F32: same products,
  * only float order in multi-token kernels differs; with quantized weights
- * that can flip an 8-bit rounding now and then (TOL_STEP_Q). */
+ * that can flip an 8-bit rounding now and then (TOL_STEP_Q).  One flip
+ * costs 1-4% here: with the tiled attention, llama's batch-64 prefill
+ * matches its steps to 2e-7 up to token 13, then 2.6e-2 from one flip,
+ * and the engine and the reference part by 2.5e-2 at token 9 the same
+ * way (FWD_TEST_VERBOSE=1 shows each token). */
 #define TOL_STEP 1e-3
-#define TOL_STEP_Q 0.02
+#define TOL_STEP_Q 0.04
 /* ENG_ATTN_LLAMACPP (f16 queries and value accumulator) vs ENG_ATTN_F32. */
 #define TOL_F16ACC 5e-3
 

@@ -284,20 +284,28 @@ G_AI void g_run(int64_t n, const void *pw, const void *act, size_t as,
 		G_UNROLL
 		for (int k = 0; k < BL / 4; k++)
 			wv[k] = _mm256_loadu_si256((const __m256i *)(const void *)(p + hdr + 32 * k));
+		__m256i acc_i[ENG_GEMM_NT];
 		G_UNROLL
 		for (int t = 0; t < NT; t++) {
 			const int8_t *at = (const int8_t *)act + (size_t)t * as;
 			const g_side *sd = (const g_side *)(const void *)(at + n) + b;
-			const int8_t *ab = at + b * BL;
-			__m256i acc_i = MINF ? _mm256_setzero_si256()
-					     : _mm256_set1_epi32(sd->c.corr);
+			acc_i[t] = MINF ? _mm256_setzero_si256()
+					: _mm256_set1_epi32(sd->c.corr);
+		}
+		/* tokens innermost: NT independent chains of VPDPBUSD */
+		G_UNROLL
+		for (int k = 0; k < BL / 4; k++)
 			G_UNROLL
-			for (int k = 0; k < BL / 4; k++) {
+			for (int t = 0; t < NT; t++) {
 				int32_t a4;
-				memcpy(&a4, ab + 4 * k, 4);
-				acc_i = _mm256_dpbusd_epi32(acc_i, wv[k], _mm256_set1_epi32(a4));
+				memcpy(&a4, (const int8_t *)act + (size_t)t * as + b * BL + 4 * k, 4);
+				acc_i[t] = _mm256_dpbusd_epi32(acc_i[t], wv[k], _mm256_set1_epi32(a4));
 			}
-			__m256 f = _mm256_cvtepi32_ps(acc_i);
+		G_UNROLL
+		for (int t = 0; t < NT; t++) {
+			const int8_t *at = (const int8_t *)act + (size_t)t * as;
+			const g_side *sd = (const g_side *)(const void *)(at + n) + b;
+			__m256 f = _mm256_cvtepi32_ps(acc_i[t]);
 			acc[t] = _mm256_fmadd_ps(f, _mm256_mul_ps(sv, _mm256_set1_ps(sd->d)),
 						 acc[t]);
 			if (MINF)

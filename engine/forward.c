@@ -126,6 +126,9 @@ struct eng_fwd {
 	float *ts_mem;
 
 	/* SIMD helpers chosen at open. */
+	void (*rmsnorm)(float *out, const float *x, const float *w,
+	    uint32_t n, size_t rows, float eps);
+	void (*geglu)(float *y, const float *g, const float *u, size_t n);
 	void (*vacc)(uint32_t n, float *out, uint32_t ng, const float *p,
 	    size_t ps, const void *v, size_t vs, uint32_t nk, int is_f16);
 	void (*scale_f16)(uint32_t n, eng_f16 *y, float a);
@@ -367,7 +370,7 @@ static float kq_dot_f16_avx512(uint32_t n, const eng_f16 *k, const eng_f16 *q)
 
 /* ggml's GELU (tanh form) looked up by the f16 rounding of its input, the
  * result rounded to f16: GGML_GELU_FP16 in ggml-cpu/vec.h. */
-static eng_f16 gelu_table[1 << 16];
+static eng_f16 gelu_table[(1 << 16) + 2];	/* +2: 4-byte gathers */
 static pthread_once_t gelu_once = PTHREAD_ONCE_INIT;
 
 static float gelu_f32(float x)
@@ -398,6 +401,37 @@ static void geglu(float *y, const float *g, const float *u, size_t n)
 	}
 }
 
+#if FWD_X86
+/* geglu with the rounding and the table lookup done 8 at a time: the
+ * same values as geglu's (F16C rounds to nearest even as eng_f32_to_f16
+ * does). */
+__attribute__((target("avx2,fma,f16c")))
+static void geglu_avx2(float *y, const float *g, const float *u, size_t n)
+{
+	const __m256 lo = _mm256_set1_ps(-10.0f), hi = _mm256_set1_ps(10.0f);
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		__m256 x = _mm256_loadu_ps(g + i), uu = _mm256_loadu_ps(u + i);
+		__m256i idx = _mm256_cvtepu16_epi32(_mm256_cvtps_ph(x,
+		    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+		__m256i t = _mm256_and_si256(_mm256_i32gather_epi32(
+		    (const int *)(const void *)gelu_table, idx, 2),
+		    _mm256_set1_epi32(0xffff));
+		__m256 gv = _mm256_cvtph_ps(_mm_packus_epi32(
+		    _mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1)));
+		__m256 r = _mm256_mul_ps(gv, uu);
+		r = _mm256_blendv_ps(r, _mm256_setzero_ps(),
+		    _mm256_cmp_ps(x, lo, _CMP_LE_OQ));
+		r = _mm256_blendv_ps(r, _mm256_mul_ps(x, uu),
+		    _mm256_cmp_ps(x, hi, _CMP_GE_OQ));
+		_mm256_storeu_ps(y + i, r);
+	}
+	if (i < n)
+		geglu(y + i, g + i, u + i, n - i);
+}
+#endif
+
 /* y = silu(g) * u. */
 static void swiglu(float *y, const float *g, const float *u, size_t n)
 {
@@ -420,6 +454,40 @@ static void rmsnorm(float *out, const float *x, const float *w, uint32_t n,
 			out[i] = (x[i] * scale) * w[i];
 	}
 }
+
+#if FWD_X86
+/* rmsnorm 8 lanes at a time, squares summed in double as there (each
+ * float square is exact in double; only the order of the sum differs). */
+__attribute__((target("avx2,fma")))
+static void rmsnorm_avx2(float *out, const float *x, const float *w,
+    uint32_t n, size_t rows, float eps)
+{
+	for (size_t r = 0; r < rows; r++, x += n, out += n) {
+		__m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+		uint32_t i = 0;
+		for (; i + 8 <= n; i += 8) {
+			__m256 v = _mm256_loadu_ps(x + i);
+			__m256 sq = _mm256_mul_ps(v, v);
+			s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(
+			    _mm256_castps256_ps128(sq)));
+			s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(
+			    _mm256_extractf128_ps(sq, 1)));
+		}
+		double d[4], sum;
+		_mm256_storeu_pd(d, _mm256_add_pd(s0, s1));
+		sum = (d[0] + d[1]) + (d[2] + d[3]);
+		for (; i < n; i++)
+			sum += (double)(x[i] * x[i]);
+		float scale = 1.0f / sqrtf((float)(sum / n) + eps);
+		__m256 vs = _mm256_set1_ps(scale);
+		for (i = 0; i + 8 <= n; i += 8)
+			_mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(
+			    _mm256_loadu_ps(x + i), vs), _mm256_loadu_ps(w + i)));
+		for (; i < n; i++)
+			out[i] = (x[i] * scale) * w[i];
+	}
+}
+#endif
 
 static void add_rows(float *x, const float *y, size_t n)
 {
@@ -1008,6 +1076,104 @@ static int mm(eng_fwd *f, float *out, const eng_qmat *w, const float *x,
 	return eng_matmul(out, w, x, n, f->pool);
 }
 
+/* Row-wise work of a step split over the pool: fn(args, r0, r1) on a
+ * contiguous share of the rows per thread (the caller's included).  Small
+ * work stays on the caller: waking workers costs more. */
+struct rows_job {
+	void (*fn)(const struct rows_job *j, size_t r0, size_t r1);
+	size_t rows;
+	float *out;
+	const float *x, *w;
+	uint32_t n;		/* floats per row */
+	float eps;
+	const eng_fwd *f;
+	/* rope */
+	const float *tab;
+	uint32_t n_heads, hd, n_rot;
+	size_t row;
+};
+
+static void rows_task(void *arg, int ith, int nth)
+{
+	const struct rows_job *j = arg;
+	size_t r0 = j->rows * (size_t)ith / (size_t)nth;
+	size_t r1 = j->rows * (size_t)(ith + 1) / (size_t)nth;
+	if (r0 < r1)
+		j->fn(j, r0, r1);
+}
+
+static void par_rows(eng_fwd *f, struct rows_job *j)
+{
+	if (j->rows * j->n < 16384 || eng_pool_threads(f->pool) < 2)
+		j->fn(j, 0, j->rows);
+	else
+		eng_pool_run(f->pool, rows_task, j);
+}
+
+static void norm_rows(const struct rows_job *j, size_t r0, size_t r1)
+{
+	j->f->rmsnorm(j->out + r0 * j->n, j->x + r0 * j->n, j->w, j->n,
+	    r1 - r0, j->eps);
+}
+
+/* out = rmsnorm(x) * w over rows of n (out may be x). */
+static void norm(eng_fwd *f, float *out, const float *x, const float *w,
+    uint32_t n, size_t rows)
+{
+	struct rows_job j = { .fn = norm_rows, .rows = rows, .out = out,
+	    .x = x, .w = w, .n = n, .eps = f->hp.rms_eps, .f = f };
+	par_rows(f, &j);
+}
+
+static void glu_rows(const struct rows_job *j, size_t r0, size_t r1)
+{
+	size_t a = r0 * j->n, c = (r1 - r0) * j->n;
+	if (j->f->hp.arch == ENG_ARCH_GEMMA3)
+		j->f->geglu(j->out + a, j->out + a, j->x + a, c);
+	else
+		swiglu(j->out + a, j->out + a, j->x + a, c);
+}
+
+/* g = act(g) * u over rows of n. */
+static void glu(eng_fwd *f, float *g, const float *u, uint32_t n,
+    size_t rows)
+{
+	struct rows_job j = { .fn = glu_rows, .rows = rows, .out = g, .x = u,
+	    .n = n, .f = f };
+	par_rows(f, &j);
+}
+
+static void add_rows_job(const struct rows_job *j, size_t r0, size_t r1)
+{
+	add_rows(j->out + r0 * j->n, j->x + r0 * j->n, (r1 - r0) * j->n);
+}
+
+/* x += y over rows of n. */
+static void add(eng_fwd *f, float *x, const float *y, uint32_t n,
+    size_t rows)
+{
+	struct rows_job j = { .fn = add_rows_job, .rows = rows, .out = x,
+	    .x = y, .n = n, .f = f };
+	par_rows(f, &j);
+}
+
+static void rope_rows(const struct rows_job *j, size_t r0, size_t r1)
+{
+	rope_apply(j->out + r0 * j->row, j->tab + r0 * j->n_rot,
+	    (uint32_t)(r1 - r0), j->n_heads, j->hd, j->row, j->n_rot,
+	    j->f->rope_neox);
+}
+
+/* RoPE of n tokens' n_heads heads (rows of width row). */
+static void rope(eng_fwd *f, float *x, const float *tab, uint32_t n,
+    uint32_t n_heads, uint32_t hd, size_t row)
+{
+	struct rows_job j = { .fn = rope_rows, .rows = n, .out = x,
+	    .n = (uint32_t)row, .f = f, .tab = tab, .n_heads = n_heads,
+	    .hd = hd, .n_rot = f->hp.n_rot, .row = row };
+	par_rows(f, &j);
+}
+
 /* Attention of layer il for the step: plan (sparse, global layers), the
  * work items on the pool, then the record of the last token if asked. */
 static int attention(eng_fwd *f, eng_kv *kv, uint32_t il, uint32_t n,
@@ -1079,11 +1245,11 @@ static int forward(eng_fwd *f, eng_kv *kv, const int32_t *tokens,
 
 	for (uint32_t il = 0; il < hp->n_layer; il++) {
 		struct fwd_layer *L = &f->layers[il];
-		const float *rope = f->rope +
+		const float *rtab = f->rope +
 		    (size_t)L->rope_set * f->n_batch * hp->n_rot;
 
 		/* ---- attention ---- */
-		rmsnorm(f->xb, x, L->attn_norm, dim, n, hp->rms_eps);
+		norm(f, f->xb, x, L->attn_norm, dim, n);
 		/* q (n, nh*hdk), k (n, nkv*hdk), v (n, nkv*hdv) */
 		if ((rc = mm(f, f->q, &L->wq, f->xb, n)) ||
 		    (rc = mm(f, f->k, &L->wk, f->xb, n)) ||
@@ -1094,15 +1260,11 @@ static int forward(eng_fwd *f, eng_kv *kv, const int32_t *tokens,
 		add_bias(f->v, L->bv, vdim, n);
 		/* Gemma: RMSNorm of every head of q and k. */
 		if (L->q_norm) {
-			rmsnorm(f->q, f->q, L->q_norm, hdk, (size_t)n * nh,
-			    hp->rms_eps);
-			rmsnorm(f->k, f->k, L->k_norm, hdk, (size_t)n * nkv,
-			    hp->rms_eps);
+			norm(f, f->q, f->q, L->q_norm, hdk, (size_t)n * nh);
+			norm(f, f->k, f->k, L->k_norm, hdk, (size_t)n * nkv);
 		}
-		rope_apply(f->q, rope, n, nh, hdk, qdim, hp->n_rot,
-		    f->rope_neox);
-		rope_apply(f->k, rope, n, nkv, hdk, kdim, hp->n_rot,
-		    f->rope_neox);
+		rope(f, f->q, rtab, n, nh, hdk, qdim);
+		rope(f, f->k, rtab, n, nkv, hdk, kdim);
 		if (f->scale_q_first)
 			for (size_t i = 0; i < (size_t)n * qdim; i++)
 				f->q[i] *= f->attn_scale0;
@@ -1116,34 +1278,29 @@ static int forward(eng_fwd *f, eng_kv *kv, const int32_t *tokens,
 		if ((rc = mm(f, f->xb2, &L->wo, f->att, n)))
 			return rc;
 		if (L->post_attn_norm)
-			rmsnorm(f->xb2, f->xb2, L->post_attn_norm, dim, n,
-			    hp->rms_eps);
-		add_rows(x, f->xb2, (size_t)n * dim);
+			norm(f, f->xb2, f->xb2, L->post_attn_norm, dim, n);
+		add(f, x, f->xb2, dim, n);
 
 		/* ---- feed-forward ---- */
-		rmsnorm(f->xb, x, L->ffn_norm, dim, n, hp->rms_eps);
+		norm(f, f->xb, x, L->ffn_norm, dim, n);
 		/* hb = gate(xb), hb2 = up(xb): (n, n_ff) */
 		if ((rc = mm(f, f->hb, &L->w_gate, f->xb, n)) ||
 		    (rc = mm(f, f->hb2, &L->w_up, f->xb, n)))
 			return rc;
-		if (hp->arch == ENG_ARCH_GEMMA3)
-			geglu(f->hb, f->hb, f->hb2, (size_t)n * n_ff);
-		else
-			swiglu(f->hb, f->hb, f->hb2, (size_t)n * n_ff);
+		glu(f, f->hb, f->hb2, n_ff, n);
 		/* xb2 = down(hb): (n, dim) */
 		if ((rc = mm(f, f->xb2, &L->w_down, f->hb, n)))
 			return rc;
 		if (L->post_ffn_norm)
-			rmsnorm(f->xb2, f->xb2, L->post_ffn_norm, dim, n,
-			    hp->rms_eps);
-		add_rows(x, f->xb2, (size_t)n * dim);
+			norm(f, f->xb2, f->xb2, L->post_ffn_norm, dim, n);
+		add(f, x, f->xb2, dim, n);
 	}
 
 	if (!logits || n_out == 0)
 		return 0;
 	/* Final norm and output head on the last n_out rows: (n_out, vocab) */
-	rmsnorm(f->xb, x + (size_t)(n - n_out) * dim, f->output_norm, dim,
-	    n_out, hp->rms_eps);
+	norm(f, f->xb, x + (size_t)(n - n_out) * dim, f->output_norm, dim,
+	    n_out);
 	return mm(f, logits, &f->output, f->xb, n_out);
 }
 
@@ -1466,12 +1623,16 @@ int eng_fwd_open(const eng_model *m, const eng_fwd_params *pp, eng_fwd **out,
 		goto fail;
 	}
 	f->vacc = vacc_scalar;
+	f->rmsnorm = rmsnorm;
+	f->geglu = geglu;
 	f->scale_f16 = scale_f16_scalar;
 	f->mad_f16 = mad_f16_scalar;
 	f->kq_dot_f16 = kq_dot_f16_scalar;
 #if FWD_X86
 	if (eng_simd_active() >= ENG_SIMD_AVX2) {
 		f->vacc = vacc_avx2;
+		f->rmsnorm = rmsnorm_avx2;
+		f->geglu = geglu_avx2;
 		f->scale_f16 = scale_f16_avx2;
 		f->mad_f16 = mad_f16_avx2;
 		f->kq_dot_f16 = kq_dot_f16_avx2;

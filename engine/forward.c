@@ -86,7 +86,7 @@ struct attn_scratch {
 
 /* Tiled attention (prefill, AVX-512): tokens per work item, and keys per
  * online-softmax update. */
-#define TILE_TOKENS 8
+#define TILE_TOKENS 32
 #define TILE_CHUNK 64
 
 struct eng_fwd {

@@ -679,12 +679,15 @@ static void check_model(const struct cfg *c, uint32_t n, uint32_t n_batch)
  * ------------------------------------------------------------------------ */
 
 /* 7 layers: 0-4 and 6 local (window 8), 5 global; 24 tokens cross the
- * window three times; steps of 5 cross it inside a step. */
+ * window three times; steps of 5 cross it inside a step; 64 tokens in
+ * steps of 40 give tiled attention whole and partial tiles. */
 START_TEST(gemma3_matches_reference)
 {
 	check_model(&gemma_f16_cfg, 24, 64);
 	check_model(&gemma_f16_cfg, 24, 5);
 	check_model(&gemma_cfg, 24, 64);
+	/* 2 tiles and a part of attention's TILE_TOKENS (32) in one step */
+	check_model(&gemma_f16_cfg, 64, 40);
 }
 END_TEST
 

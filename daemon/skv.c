@@ -526,9 +526,7 @@ static int sum_load_fn(void *arg, const ms_summary *sm)
 		for (uint32_t h = 0; h < s->nkv; h++) {
 			float mn[ENG_KV_HD_MAX], mx[ENG_KV_HD_MAX];
 			float mean[ENG_KV_HD_MAX];
-			for (uint32_t c = 0; c < s->hd; c++)
-				ms_summary_channel(sm, g, h, c, &mn[c], &mx[c],
-				    &mean[c]);
+			ms_summary_vectors(sm, g, h, mn, mx, mean);
 			float *ref = s->sref + ((size_t)g * s->nkv + h) *
 			    s->hd;
 			if (!s->n_sum)

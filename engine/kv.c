@@ -198,12 +198,48 @@ void eng_kv_summary_ref(float *ref, const float *kmean0, uint32_t hd)
 		ref[c] = eng_f16_to_f32(eng_f32_to_f16(kmean0[c]));
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* The same row 8 channels at a time, with the same operations in the same
+ * order (no FMA in this target, so nothing is contracted) and F16C's
+ * round-to-nearest-even: bit for bit the scalar row. */
+__attribute__((target("avx2,f16c")))
+static uint32_t summary_row_avx2(uint16_t *row, const float *kmin,
+    const float *kmax, const float *kmean, const float *ref, uint32_t hd)
+{
+	const int rn = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+	const __m256 half = _mm256_set1_ps(0.5f), k48 = _mm256_set1_ps(4.8f);
+	uint32_t c = 0;
+
+	for (; c + 8 <= hd; c += 8) {
+		__m256 mn = _mm256_loadu_ps(kmin + c), mx = _mm256_loadu_ps(kmax + c);
+		__m256 r0 = ref ? _mm256_loadu_ps(ref + c) : _mm256_setzero_ps();
+		__m256 sd = _mm256_div_ps(_mm256_sub_ps(mx, mn), k48);
+		_mm_storeu_si128((__m128i *)(void *)(row + c), _mm256_cvtps_ph(
+		    _mm256_sub_ps(_mm256_mul_ps(half, _mm256_add_ps(mx, mn)), r0), rn));
+		_mm_storeu_si128((__m128i *)(void *)(row + hd + c), _mm256_cvtps_ph(
+		    _mm256_mul_ps(half, _mm256_sub_ps(mx, mn)), rn));
+		_mm_storeu_si128((__m128i *)(void *)(row + 2 * hd + c), _mm256_cvtps_ph(
+		    _mm256_sub_ps(_mm256_loadu_ps(kmean + c), r0), rn));
+		_mm_storeu_si128((__m128i *)(void *)(row + 3 * hd + c), _mm256_cvtps_ph(
+		    _mm256_mul_ps(sd, sd), rn));
+	}
+	return c;
+}
+#endif
+
 void eng_kv_summary_row(uint16_t *row, const float *kmin, const float *kmax,
     const float *kmean, const float *ref, uint32_t hd)
 {
+	uint32_t c = 0;
+
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (eng_simd_active() >= ENG_SIMD_AVX2)
+		c = summary_row_avx2(row, kmin, kmax, kmean, ref, hd);
+#endif
 	/* The range of 64 normal samples is about 4.8 standard deviations
 	 * (Tippett's table: 4.65). */
-	for (uint32_t c = 0; c < hd; c++) {
+	for (; c < hd; c++) {
 		float sd = (kmax[c] - kmin[c]) / 4.8f, r0 = ref ? ref[c] : 0;
 		row[c] = eng_f32_to_f16(0.5f * (kmax[c] + kmin[c]) - r0);
 		row[hd + c] = eng_f32_to_f16(0.5f * (kmax[c] - kmin[c]));

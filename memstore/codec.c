@@ -2,6 +2,9 @@
  * (F16, Q8 and Q4 with the KIVI split), verification and decoding, and the
  * per-block key summaries.  Format: memstore.h (DESIGN, ms_mode). */
 #include "config.h"
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 #include <math.h>
 #include <string.h>
 #define XXH_STATIC_LINKING_ONLY	/* XXH3_state_t on the stack */
@@ -506,6 +509,41 @@ void ms__summary_encode(uint8_t *rec, const ms_geom *g, uint32_t n_tokens,
 				  (float)(sum / n_tokens));
 		}
 	}
+}
+
+/* n f16 values at p (any alignment) to f32. */
+static void f16_row(const uint8_t *p, float *out, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		out[i] = ms_f16_load(p + 2 * i);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx,f16c")))
+static void f16_row_f16c(const uint8_t *p, float *out, size_t n)
+{
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(
+			(const __m128i *)(const void *)(p + 2 * i))));
+	f16_row(p + 2 * i, out + i, n - i);
+}
+#endif
+
+void ms_summary_vectors(const ms_summary *s, uint32_t layer, uint32_t head,
+			float *mn, float *mx, float *mean)
+{
+	size_t d = s->head_dim;
+	const uint8_t *o = s->data +
+			   ((size_t)layer * s->n_kv_heads + head) * 3 * d * 2;
+	void (*row)(const uint8_t *, float *, size_t) = f16_row;
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (__builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx"))
+		row = f16_row_f16c;
+#endif
+	row(o, mn, d);
+	row(o + 2 * d, mx, d);
+	row(o + 4 * d, mean, d);
 }
 
 void ms_summary_channel(const ms_summary *s, uint32_t layer, uint32_t head,

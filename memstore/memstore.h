@@ -448,6 +448,11 @@ int ms_summary_scan(ms_txn *txn, int64_t id, uint64_t first,
 /* min/max/mean of channel c of (layer, head) of a summary. */
 void ms_summary_channel(const ms_summary *s, uint32_t layer, uint32_t head,
 			uint32_t c, float *mn, float *mx, float *mean);
+/* The same for every channel at once: mn, mx and mean receive head_dim
+ * floats each (F16C where the CPU has it: a session's summaries are read
+ * this way when it is opened). */
+void ms_summary_vectors(const ms_summary *s, uint32_t layer, uint32_t head,
+			float *mn, float *mx, float *mean);
 
 /* f16 helpers (round to nearest even; inf/NaN preserved). */
 uint16_t ms_f16_from_f32(float f);

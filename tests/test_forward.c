@@ -1049,6 +1049,37 @@ static double ref_score(const float *q, uint32_t b)
  * ENG_SPARSE_FEW tokens (all the
  * same query here, so the mean is that query); the same with the pool as
  * without, in position order, packed in front of the local run. */
+/* eng_kv_summary_row's SIMD path gives the scalar row bit for bit, on
+ * ordinary, tiny (f16 subnormal) and large values and a tail of 3. */
+START_TEST(summary_row_simd_equals_scalar)
+{
+	enum { HD = 259 };
+	float mn[HD], mx[HD], mean[HD], ref[HD];
+	uint16_t a[4 * HD], b[4 * HD];
+
+	rng_state = 5;
+	for (int i = 0; i < HD; i++) {
+		float sc = i % 3 == 0 ? 1e-6f : i % 3 == 1 ? 1.0f : 3000.0f;
+		float x = ((float)rnd() / 4294967296.0f - 0.5f) * sc;
+		float y = ((float)rnd() / 4294967296.0f) * sc;
+		mn[i] = x - y;
+		mx[i] = x + y;
+		mean[i] = x + y * 0.25f;
+		ref[i] = ((float)rnd() / 4294967296.0f - 0.5f) * sc;
+	}
+	for (int r = 0; r < 2; r++) {
+		const float *rf = r ? ref : NULL;
+		ck_assert_int_eq(eng_simd_force(ENG_SIMD_SCALAR), 0);
+		eng_kv_summary_row(a, mn, mx, mean, rf, HD);
+		ck_assert_int_eq(eng_simd_force(eng_simd_supported()), 0);
+		eng_kv_summary_row(b, mn, mx, mean, rf, HD);
+		for (int i = 0; i < 4 * HD; i++)
+			ck_assert_msg(a[i] == b[i], "row[%d]: scalar %04x simd %04x",
+			    i, a[i], b[i]);
+	}
+}
+END_TEST
+
 START_TEST(sparse_plan_picks_top_k)
 {
 	static const eng_kv_ops ops = { .summary = fake_summary };
@@ -1760,6 +1791,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, kv_ring_and_truncate);
 	tcase_add_test(tc, sparse_all_blocks_equals_dense);
 	tcase_add_test(tc, sparse_record);
+	tcase_add_test(tc, summary_row_simd_equals_scalar);
 	tcase_add_test(tc, sparse_plan_picks_top_k);
 	tcase_add_test(tc, sparse_plan_reach);
 	tcase_add_test(tc, sparse_plan_pins);

@@ -354,6 +354,18 @@ static int on_summary(void *arg, const ms_summary *s)
 	struct sumscan *sc = arg;
 	if (s->index != sc->n || s->n_tokens != B || s->head_dim != D)
 		return 7;
+	for (uint32_t l = 0; l < L; l++) {
+		/* the bulk reader gives what the per-channel one does */
+		float vmn[D], vmx[D], vmean[D];
+		ms_summary_vectors(s, l, 0, vmn, vmx, vmean);
+		for (uint32_t c = 0; c < D; c++) {
+			float mn, mx, mean;
+			ms_summary_channel(s, l, 0, c, &mn, &mx, &mean);
+			sc->bounds_ok &= !memcmp(&mn, &vmn[c], 4) &&
+					 !memcmp(&mx, &vmx[c], 4) &&
+					 !memcmp(&mean, &vmean[c], 4);
+		}
+	}
 	if (s->index == 0) {
 		for (uint32_t l = 0; l < L; l++)
 			for (uint32_t c = 0; c < D; c++) {

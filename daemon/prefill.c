@@ -31,6 +31,19 @@ static double now_s(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* Copies the session's summaries into one record (ms_summary_pack), so
+ * that a restart reads them in one sequence.  A failure costs only that
+ * speed: logged, not fatal. */
+static void pack_summaries(int64_t id)
+{
+	ms_store *ms = ed_store_lock();
+	int rc = ms ? ms_summary_pack(ms, id) : MS_EIO;
+	ed_store_unlock();
+	if (rc)
+		ed_log(ED_LOG_WARN, "session %lld: summaries not packed: %s",
+		    (long long)id, ms_strerror(rc));
+}
+
 static void sparse_params(const ed_settings *s, eng_sparse_params *sp)
 {
 	sp->top_k = (uint32_t)s->sparse_top_k;
@@ -176,6 +189,7 @@ void ed_prefill_run(ed_prefill *p)
 	p->seconds = now_s() - t0;
 	p->rc = rc == ENG_ECANCELED || atomic_load(&p->cancel) ? ENG_ECANCELED
 	    : 0;
+	pack_summaries(p->session_id);
 	goto out;
 fail:
 	p->rc = rc < 0 ? rc : -1;

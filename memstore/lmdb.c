@@ -77,6 +77,7 @@ static const struct {
 	{ "summaries", offsetof(ms_store, db_sums) },
 	{ "heads", offsetof(ms_store, db_heads) },
 	{ "tails", offsetof(ms_store, db_tails) },
+	{ "sumpacks", offsetof(ms_store, db_packs) },
 };
 
 /* Opens the named databases and checks the format version, creating both
@@ -337,6 +338,15 @@ static int range_drop(ms_store *ms, MDB_txn *txn, MDB_dbi dbi, int64_t id,
 		return ms__lmdb(ms, rc, "cursor");
 	struct ms__sidx sk;
 	ms__sidx(&sk, id, first);
+	if (dbi == ms->db_sums) {
+		/* a pack copies the summaries: it goes with any of them */
+		MDB_val pk = { 8, sk.b };
+		rc = mdb_del(txn, ms->db_packs, &pk, NULL);
+		if (rc && rc != MDB_NOTFOUND) {
+			mdb_cursor_close(c);
+			return ms__lmdb(ms, rc, "delete summary pack");
+		}
+	}
 	for (;;) {
 		/* Re-seek after each delete: simplest cursor rule to trust. */
 		MDB_val k = { 16, sk.b }, v;
@@ -1114,13 +1124,90 @@ static void sums_prefetch(MDB_cursor *c, const struct ms__sidx *sk)
 		(void)madvise((void *)lo, hi - lo, MADV_WILLNEED);
 }
 
+/* One summary record (its "summaries" value) to fn; index is its block. */
+static int sum_call(ms_txn *t, uint64_t index, const uint8_t *rec, size_t len,
+		    ms_summary_fn fn, void *arg)
+{
+	struct ms__sum_hdr h;
+	if (len < sizeof(h))
+		return ms__fail(t->ms, MS_ECORRUPT, "short summary");
+	memcpy(&h, rec, sizeof(h));
+	ms_geom g = { h.n_layers, h.n_kv_heads, h.head_dim, 0, 0 };
+	if (h.magic != MS__SUM_MAGIC || h.version != MS_FORMAT_VERSION ||
+	    len != ms__summary_size(&g))
+		return ms__fail(t->ms, MS_ECORRUPT, "bad summary record");
+	ms_summary s = {
+		.index = index, .position = h.position, .n_tokens = h.n_tokens,
+		.n_layers = h.n_layers, .n_kv_heads = h.n_kv_heads,
+		.head_dim = h.head_dim, .data = rec + sizeof(h),
+	};
+	memcpy(s.key.b, h.key, 16);
+	return fn(arg, &s);
+}
+
+/* The session's pack, if there is one and its last record is still the
+ * session's summary of that block (a block's key names its whole prefix,
+ * so the records before it are the session's too; dropping summaries
+ * drops the pack anyway).  *n = 0 when there is none to use. */
+static int pack_find(ms_txn *t, int64_t id, const uint8_t **recs, uint64_t *n,
+		     size_t *rec)
+{
+	uint8_t kb[8];
+	struct ms__pack_hdr ph;
+	*n = 0;
+	ms__sid(kb, id);
+	MDB_val k = { 8, kb }, v;
+	int rc = mdb_get(t->txn, t->ms->db_packs, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc)
+		return ms__lmdb(t->ms, rc, "summary pack");
+	if (v.mv_size < sizeof(ph))
+		return 0;
+	memcpy(&ph, v.mv_data, sizeof(ph));
+	if (ph.magic != MS__PACK_MAGIC || ph.version != MS_FORMAT_VERSION ||
+	    !ph.n || !ph.rec || ph.n > (v.mv_size - sizeof(ph)) / ph.rec ||
+	    v.mv_size != sizeof(ph) + ph.n * ph.rec)
+		return 0;
+	const uint8_t *base = (const uint8_t *)v.mv_data + sizeof(ph);
+	struct ms__sidx sk;
+	ms__sidx(&sk, id, ph.n - 1);
+	MDB_val lk = { 16, sk.b }, lv;
+	if (mdb_get(t->txn, t->ms->db_sums, &lk, &lv) || lv.mv_size != ph.rec ||
+	    memcmp(lv.mv_data, base + (ph.n - 1) * ph.rec, ph.rec))
+		return 0;
+	*recs = base;
+	*n = ph.n;
+	*rec = ph.rec;
+	return 0;
+}
+
 int ms_summary_scan(ms_txn *t, int64_t id, uint64_t first, ms_summary_fn fn,
 		    void *arg)
 {
 	if (!t || !fn)
 		return MS_EINVAL;
+	const uint8_t *recs = NULL;
+	uint64_t np;
+	size_t rec = 0;
+	int rc = pack_find(t, id, &recs, &np, &rec);
+	if (rc)
+		return rc;
+	if (first < np) {
+		/* one sequential read instead of a page or two per block */
+		long pg = sysconf(_SC_PAGESIZE);
+		uintptr_t a = (uintptr_t)(recs + first * rec);
+		if (pg > 0)
+			(void)madvise((void *)(a & ~(uintptr_t)(pg - 1)),
+			    (np - first) * rec + (a & (uintptr_t)(pg - 1)),
+			    MADV_WILLNEED);
+		for (uint64_t i = first; i < np; i++)
+			if ((rc = sum_call(t, i, recs + i * rec, rec, fn, arg)))
+				return rc;
+		first = np;
+	}
 	MDB_cursor *c;
-	int rc = mdb_cursor_open(t->txn, t->ms->db_sums, &c);
+	rc = mdb_cursor_open(t->txn, t->ms->db_sums, &c);
 	if (rc)
 		return ms__lmdb(t->ms, rc, "cursor");
 	struct ms__sidx sk;
@@ -1129,27 +1216,8 @@ int ms_summary_scan(ms_txn *t, int64_t id, uint64_t first, ms_summary_fn fn,
 	MDB_val k = { 16, sk.b }, v;
 	rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
 	while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, sk.b, 8) == 0) {
-		struct ms__sum_hdr h;
-		if (v.mv_size < sizeof(h)) {
-			rc = ms__fail(t->ms, MS_ECORRUPT, "short summary");
-			goto out;
-		}
-		memcpy(&h, v.mv_data, sizeof(h));
-		ms_geom g = { h.n_layers, h.n_kv_heads, h.head_dim, 0, 0 };
-		if (h.magic != MS__SUM_MAGIC || h.version != MS_FORMAT_VERSION ||
-		    v.mv_size != ms__summary_size(&g)) {
-			rc = ms__fail(t->ms, MS_ECORRUPT, "bad summary record");
-			goto out;
-		}
-		ms_summary s = {
-			.index = (uint64_t)ms__sid_get((const uint8_t *)k.mv_data + 8),
-			.position = h.position, .n_tokens = h.n_tokens,
-			.n_layers = h.n_layers, .n_kv_heads = h.n_kv_heads,
-			.head_dim = h.head_dim,
-			.data = (const uint8_t *)v.mv_data + sizeof(h),
-		};
-		memcpy(s.key.b, h.key, 16);
-		if ((rc = fn(arg, &s)))
+		if ((rc = sum_call(t, (uint64_t)ms__sid_get((const uint8_t *)k.mv_data + 8),
+				   v.mv_data, v.mv_size, fn, arg)))
 			goto out;
 		rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
 	}
@@ -1157,4 +1225,68 @@ int ms_summary_scan(ms_txn *t, int64_t id, uint64_t first, ms_summary_fn fn,
 out:
 	mdb_cursor_close(c);
 	return rc;
+}
+
+/* ---- summary packs -------------------------------------------------- */
+
+/* Copies the session's summaries, in block order, into its pack. */
+static int pack_w(ms_store *ms, MDB_txn *txn, void *arg)
+{
+	int64_t id = *(int64_t *)arg;
+	struct ms__pack_hdr ph = { MS__PACK_MAGIC, MS_FORMAT_VERSION, 0, 0 };
+	MDB_cursor *c;
+	struct ms__sidx sk;
+	uint8_t kb[8];
+	int rc;
+
+	ms__sid(kb, id);
+	MDB_val pk = { 8, kb };
+	rc = mdb_del(txn, ms->db_packs, &pk, NULL);
+	if (rc && rc != MDB_NOTFOUND)
+		return ms__lmdb(ms, rc, "delete summary pack");
+	if ((rc = mdb_cursor_open(txn, ms->db_sums, &c)))
+		return ms__lmdb(ms, rc, "cursor");
+	/* first pass: how many records, all of one size, indices 0..n-1 */
+	ms__sidx(&sk, id, 0);
+	MDB_val k = { 16, sk.b }, v;
+	rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+	while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, sk.b, 8) == 0 &&
+	       (uint64_t)ms__sid_get((const uint8_t *)k.mv_data + 8) == ph.n &&
+	       (!ph.rec || v.mv_size == ph.rec)) {
+		ph.rec = v.mv_size;
+		ph.n++;
+		rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+	}
+	if (rc && rc != MDB_NOTFOUND) {
+		mdb_cursor_close(c);
+		return ms__lmdb(ms, rc, "summary scan");
+	}
+	if (ph.n < 2) {
+		mdb_cursor_close(c);
+		return 0;
+	}
+	MDB_val pv = { sizeof(ph) + ph.n * ph.rec, NULL };
+	if ((rc = mdb_put(txn, ms->db_packs, &pk, &pv, MDB_RESERVE))) {
+		mdb_cursor_close(c);
+		return ms__lmdb(ms, rc, "put summary pack");
+	}
+	uint8_t *o = pv.mv_data;
+	memcpy(o, &ph, sizeof(ph));
+	o += sizeof(ph);
+	k = (MDB_val){ 16, sk.b };
+	rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+	for (uint64_t i = 0; i < ph.n && rc == 0; i++, o += ph.rec) {
+		memcpy(o, v.mv_data, ph.rec);
+		if (i + 1 < ph.n)
+			rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(c);
+	return rc ? ms__lmdb(ms, rc, "summary scan") : 0;
+}
+
+int ms_summary_pack(ms_store *ms, int64_t id)
+{
+	if (!ms)
+		return MS_EINVAL;
+	return ms__write(ms, pack_w, &id);
 }

@@ -77,6 +77,17 @@ struct ms__sum_hdr {
 };
 static_assert(sizeof(struct ms__sum_hdr) == 40, "summary header size");
 
+/* Header of a "sumpacks" record: n summary records of rec bytes each
+ * follow, back to back, copies of the session's first n "summaries". */
+#define MS__PACK_MAGIC 0x50534745u	/* "EGSP" */
+struct ms__pack_hdr {
+	uint32_t magic;
+	uint32_t version;
+	uint64_t n;
+	uint64_t rec;
+};
+static_assert(sizeof(struct ms__pack_hdr) == 24, "pack header size");
+
 /* (session, index) big-endian key of "chain" and "summaries". */
 struct ms__sidx {
 	uint8_t b[16];
@@ -87,7 +98,7 @@ struct ms_store {
 	ms_settings set;
 	MDB_env *env;
 	MDB_dbi db_meta, db_blocks, db_prefix, db_chain, db_sums, db_heads,
-		db_tails;
+		db_tails, db_packs;
 	size_t map_size;
 	int live_txns;		/* open ms_txn: the map cannot grow */
 	sqlite3 *db;

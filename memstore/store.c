@@ -180,6 +180,11 @@ int ms_stats_get(ms_store *ms, ms_stats *out)
 		goto out;
 	}
 	out->sessions = hs.ms_entries;
+	if ((rc = mdb_stat(t->txn, ms->db_packs, &hs))) {
+		rc = ms__lmdb(ms, rc, "stat");
+		goto out;
+	}
+	out->packs = hs.ms_entries;
 	if ((rc = db_each(ms, t->txn, ms->db_prefix, stat_pfx, out)) ||
 	    (rc = db_each(ms, t->txn, ms->db_blocks, stat_block, out)) ||
 	    (rc = db_each(ms, t->txn, ms->db_tails, stat_tail, out)))
@@ -473,6 +478,7 @@ int ms_check(ms_store *ms, int deep, uint64_t *problems)
 	if ((rc = db_each(ms, t->txn, ms->db_heads, check_head, &c)) ||
 	    (rc = db_each(ms, t->txn, ms->db_chain, check_owned, &c)) ||
 	    (rc = db_each(ms, t->txn, ms->db_sums, check_owned, &c)) ||
+	    (rc = db_each(ms, t->txn, ms->db_packs, check_owned, &c)) ||
 	    (rc = db_each(ms, t->txn, ms->db_tails, check_tail, &c)) ||
 	    (rc = check_refs(ms, t->txn, &c)) ||
 	    (rc = check_catalog(ms, t->txn, &c)))
@@ -572,6 +578,7 @@ static int gc_w(ms_store *ms, MDB_txn *txn, void *arg)
 	 * are ms_check's to verify. */
 	if ((rc = gc_pass(ms, txn, ms->db_chain, gc_headless, freed)) ||
 	    (rc = gc_pass(ms, txn, ms->db_sums, gc_headless, freed)) ||
+	    (rc = gc_pass(ms, txn, ms->db_packs, gc_headless, freed)) ||
 	    (rc = gc_pass(ms, txn, ms->db_tails, gc_headless, freed)) ||
 	    (rc = gc_pass(ms, txn, ms->db_prefix, gc_pfx, freed)) ||
 	    (rc = gc_pass(ms, txn, ms->db_blocks, gc_block, freed)))

@@ -385,6 +385,98 @@ static int on_summary(void *arg, const ms_summary *s)
 	return 0;
 }
 
+/* Summaries as a scan hands them out, copied. */
+struct sumlist {
+	uint64_t n;
+	uint64_t index[16], position[16];
+	uint8_t data[16][L * 3 * D * 2];
+};
+
+static int on_sumlist(void *arg, const ms_summary *s)
+{
+	struct sumlist *sl = arg;
+	if (sl->n >= 16 || s->n_layers != L || s->n_kv_heads != 1)
+		return 9;
+	sl->index[sl->n] = s->index;
+	sl->position[sl->n] = s->position;
+	memcpy(sl->data[sl->n], s->data, sizeof(sl->data[0]));
+	sl->n++;
+	return 0;
+}
+
+static void scan_list(ms_store *ms, int64_t id, uint64_t first,
+		      struct sumlist *sl)
+{
+	ms_txn *t;
+	sl->n = 0;
+	ck_assert_int_eq(ms_read_begin(ms, &t), 0);
+	ck_assert_int_eq(ms_summary_scan(t, id, first, on_sumlist, sl), 0);
+	ms_read_end(t);
+}
+
+static void expect_same(const struct sumlist *a, const struct sumlist *b,
+			uint64_t n)
+{
+	ck_assert_uint_eq(b->n, n);
+	for (uint64_t i = 0; i < n; i++) {
+		ck_assert_uint_eq(a->index[i], b->index[i]);
+		ck_assert_uint_eq(a->position[i], b->position[i]);
+		ck_assert(!memcmp(a->data[i], b->data[i], sizeof(a->data[0])));
+	}
+}
+
+/* A pack gives the scan the summaries it gave without one, from any
+ * first block; blocks appended later come after it; truncating drops it,
+ * as deleting does; fsck and gc know it. */
+START_TEST(test_summary_pack)
+{
+	ms_store *ms = open_store(NULL);
+	ms_geom g = geom(MS_MODE_Q8);
+	int64_t id;
+	ms_stats st;
+	static struct sumlist want, got;
+	ck_assert_int_eq(ms_session_create(ms, "s", FP, &g, &id), 0);
+	for (int i = 0; i < 6; i++)
+		ck_assert_int_eq(append(ms, id, 4, i, B, NULL), 0);
+	scan_list(ms, id, 0, &want);
+	ck_assert_uint_eq(want.n, 6);
+	ck_assert_int_eq(ms_summary_pack(ms, id), 0);
+	ck_assert_int_eq(ms_stats_get(ms, &st), 0);
+	ck_assert_uint_eq(st.packs, 1);
+	scan_list(ms, id, 0, &got);
+	expect_same(&want, &got, 6);
+	scan_list(ms, id, 4, &got);
+	ck_assert_uint_eq(got.n, 2);
+	ck_assert_uint_eq(got.index[0], 4);
+	ck_assert(!memcmp(got.data[0], want.data[4], sizeof(got.data[0])));
+	expect_check(ms);
+
+	/* two more blocks: six from the pack, two from "summaries" */
+	for (int i = 6; i < 8; i++)
+		ck_assert_int_eq(append(ms, id, 4, i, B, NULL), 0);
+	scan_list(ms, id, 0, &got);
+	ck_assert_uint_eq(got.n, 8);
+	got.n = 6;
+	expect_same(&want, &got, 6);
+	ck_assert_uint_eq(got.index[6], 6);
+	ck_assert_uint_eq(got.index[7], 7);
+	scan_list(ms, id, 0, &want);	/* the new truth, pack included */
+
+	/* truncate to 3 blocks: the pack goes, the scan stays right */
+	ck_assert_int_eq(ms_session_truncate(ms, id, 3 * B), 0);
+	ck_assert_int_eq(ms_stats_get(ms, &st), 0);
+	ck_assert_uint_eq(st.packs, 0);
+	scan_list(ms, id, 0, &got);
+	expect_same(&want, &got, 3);
+	ck_assert_int_eq(ms_summary_pack(ms, id), 0);
+	ck_assert_int_eq(ms_session_delete(ms, "s"), 0);
+	ck_assert_int_eq(ms_stats_get(ms, &st), 0);
+	ck_assert_uint_eq(st.packs, 0);
+	expect_check(ms);
+	ms_close(ms);
+}
+END_TEST
+
 START_TEST(test_summaries_and_tail)
 {
 	ms_store *ms = open_store(NULL);
@@ -732,6 +824,7 @@ int main(void)
 	tcase_add_test(tc, test_sharing_and_delete);
 	tcase_add_test(tc, test_rename_keeps_blocks);
 	tcase_add_test(tc, test_summaries_and_tail);
+	tcase_add_test(tc, test_summary_pack);
 	tcase_add_test(tc, test_map_growth_and_budget);
 	tcase_add_test(tc, test_growth_blocked_by_reader);
 	tcase_add_test(tc, test_corrupt_block);

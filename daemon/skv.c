@@ -369,6 +369,35 @@ static int skv_view(eng_kv *kv, uint32_t layer, uint32_t kvh, uint32_t pos0,
 	return 0;
 }
 
+/* Asks for the stored blocks under positions pos0..pos0+n-1 that are not
+ * resolved yet (their pages, read by the kernel in parallel; blk_resolve
+ * then finds them in memory). */
+static void skv_prefetch(eng_kv *kv, uint32_t layer, uint32_t kvh,
+    uint32_t pos0, uint32_t n)
+{
+	struct skv *s = (struct skv *)kv;
+	(void)kvh;
+
+	if (layer >= kv->n_layer || !s->is_glob[layer] || !n ||
+	    pos0 >= s->pos_base)
+		return;
+	uint64_t end = (uint64_t)pos0 + n;
+	if (end > s->pos_base)
+		end = s->pos_base;
+	uint32_t b1 = (uint32_t)((end - 1) / s->B);
+	pthread_mutex_lock(&s->mu);
+	if (!s->txn && !s->miss_rc) {
+		ms_store *ms = ed_store_lock();
+		if (!ms || ms_read_begin(ms, &s->txn))
+			s->txn = NULL;
+		ed_store_unlock();
+	}
+	for (uint32_t b = pos0 / s->B; s->txn && b <= b1 && b < s->n_blk; b++)
+		if (!atomic_load_explicit(&s->ready[b], memory_order_acquire))
+			(void)ms_session_block_willneed(s->txn, s->id, b);
+	pthread_mutex_unlock(&s->mu);
+}
+
 static int skv_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
     const uint16_t **rows, const float **ref, uint32_t *n_blocks)
 {
@@ -497,6 +526,7 @@ static const eng_kv_ops skv_ops = {
 	.write = skv_write,
 	.view = skv_view,
 	.summary = skv_summary,
+	.prefetch = skv_prefetch,
 	.commit = skv_commit,
 	.close = skv_close,
 };

@@ -441,6 +441,13 @@ typedef struct eng_kv_ops {
 	int (*commit)(eng_kv *kv, uint32_t n_pos);
 	/* Frees the store and kv itself. */
 	void (*close)(eng_kv *kv);
+	/* Optional (NULL: none): a hint that positions pos0..pos0+n-1 of
+	 * (layer, kvh) will be viewed soon, so that a store on disk can
+	 * start reading them all at once.  Called by the forward pass with a
+	 * sparse plan's ranges, from the caller's thread, before the views.
+	 * Errors are the store's to report at view time; returns nothing. */
+	void (*prefetch)(eng_kv *kv, uint32_t layer, uint32_t kvh,
+	    uint32_t pos0, uint32_t n);
 } eng_kv_ops;
 
 /* The common head of every store; an implementation embeds it first. */

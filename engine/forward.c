@@ -984,6 +984,16 @@ static int attn_plan(eng_fwd *f, eng_kv *kv, uint32_t il, uint32_t n,
 		f->rot = r;
 		f->rot_cap = need;
 	}
+	/* what the plan will read, requested from the store at once (the
+	 * open range's stored part ends where this step begins) */
+	for (uint32_t g = 0; kv->ops->prefetch && g < hp->n_head_kv; g++)
+		for (uint32_t r = 0; r < pl[g].n_ranges; r++) {
+			const struct eng__range *q = &pl[g].ranges[r];
+			uint32_t cnt = r + 1 < pl[g].n_ranges ? q->n :
+			    pos0 > q->pos0 ? pos0 - q->pos0 : 0;
+			if (cnt)
+				kv->ops->prefetch(kv, il, g, q->pos0, cnt);
+		}
 	f->rot_ranges = maxr;
 	for (uint32_t g = 0; g < hp->n_head_kv; g++)
 		for (uint32_t r = 0; r < pl[g].n_ranges; r++)

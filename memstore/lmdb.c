@@ -1026,6 +1026,32 @@ int ms_session_block(ms_txn *t, int64_t id, uint64_t index, ms_block *out)
 	return ms_block_get(t, &key, out);
 }
 
+int ms_session_block_willneed(ms_txn *t, int64_t id, uint64_t index)
+{
+	if (!t)
+		return MS_EINVAL;
+	struct ms__sidx sk;
+	ms__sidx(&sk, id, index);
+	MDB_val k = { 16, sk.b }, v;
+	int rc = mdb_get(t->txn, t->ms->db_chain, &k, &v);
+	if (rc)
+		return ms__lmdb(t->ms, rc, "read chain");
+	if (v.mv_size != 16)
+		return ms__fail(t->ms, MS_ECORRUPT, "chain entry size");
+	/* a big record's address is computed from its leaf: nothing of the
+	 * record itself is read here */
+	MDB_val bk = { 16, v.mv_data }, bv;
+	if ((rc = mdb_get(t->txn, t->ms->db_blocks, &bk, &bv)))
+		return ms__lmdb(t->ms, rc, "read block");
+	long pg = sysconf(_SC_PAGESIZE);
+	if (pg > 0) {
+		uintptr_t a = (uintptr_t)bv.mv_data & ~(uintptr_t)(pg - 1);
+		(void)madvise((void *)a, (uintptr_t)bv.mv_data + bv.mv_size - a,
+		    MADV_WILLNEED);
+	}
+	return 0;
+}
+
 int ms_tail_get(ms_txn *t, int64_t id, ms_block *out)
 {
 	if (!t || !out)

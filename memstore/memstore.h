@@ -402,6 +402,10 @@ typedef struct ms_block {
 int ms_block_get(ms_txn *txn, const ms_key *key, ms_block *out);
 /* The index-th block of a session. */
 int ms_session_block(ms_txn *txn, int64_t id, uint64_t index, ms_block *out);
+/* Asks the kernel to read block index of session id into the page cache
+ * (madvise WILLNEED) without reading or checking it here, so that the
+ * blocks a step is about to use are fetched from the disk together. */
+int ms_session_block_willneed(ms_txn *txn, int64_t id, uint64_t index);
 /* The session's tail record (MS_ENOTFOUND if none was put). */
 int ms_tail_get(ms_txn *txn, int64_t id, ms_block *out);
 /* The session head as LMDB has it (the truth) in this snapshot. */

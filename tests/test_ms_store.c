@@ -440,6 +440,12 @@ START_TEST(test_summary_pack)
 		ck_assert_int_eq(append(ms, id, 4, i, B, NULL), 0);
 	scan_list(ms, id, 0, &want);
 	ck_assert_uint_eq(want.n, 6);
+	ms_txn *t;
+	ck_assert_int_eq(ms_read_begin(ms, &t), 0);
+	ck_assert_int_eq(ms_session_block_willneed(t, id, 5), 0);
+	ck_assert_int_ne(ms_session_block_willneed(t, id, 6), 0);
+	ck_assert_int_ne(ms_session_block_willneed(t, id + 1000, 0), 0);
+	ms_read_end(t);
 	ck_assert_int_eq(ms_summary_pack(ms, id), 0);
 	ck_assert_int_eq(ms_stats_get(ms, &st), 0);
 	ck_assert_uint_eq(st.packs, 1);

@@ -61,6 +61,18 @@ struct mm_task {
 	_Atomic int64_t next;
 };
 
+/* The next chunk of rows [*r0, *r1) handed out; 0 when none is left. */
+static int next_chunk(struct mm_task *k, int64_t *r0, int64_t *r1)
+{
+	int64_t c = atomic_fetch_add_explicit(&k->next, 1, memory_order_relaxed);
+	if (c >= k->n_chunks)
+		return 0;
+	*r0 = c * k->chunk_rows;
+	*r1 = *r0 + k->chunk_rows < k->w->n_rows ? *r0 + k->chunk_rows
+						  : k->w->n_rows;
+	return 1;
+}
+
 static void quantize_task(void *arg, int ith, int nth)
 {
 	struct mm_task *k = arg;
@@ -82,14 +94,9 @@ static void gemm_task(void *arg, int ith, int nth)
 	const eng_qmat *w = k->w;
 	const eng_gemm *g = k->gemm;
 	char *buf = (char *)k->rbuf + (size_t)ith * k->rbuf_bytes;
+	int64_t r0, r1;
 	(void)nth;
-	for (;;) {
-		int64_t c = atomic_fetch_add_explicit(&k->next, 1, memory_order_relaxed);
-		if (c >= k->n_chunks)
-			return;
-		int64_t r0 = c * k->chunk_rows, r1 = r0 + k->chunk_rows;
-		if (r1 > w->n_rows)
-			r1 = w->n_rows;
+	while (next_chunk(k, &r0, &r1)) {
 		for (int64_t r = r0; r < r1; r += ENG_GEMM_ROWS) {
 			int nr = r1 - r < ENG_GEMM_ROWS ? (int)(r1 - r) : ENG_GEMM_ROWS;
 			g->pack((const char *)w->data + (size_t)r * w->row_stride,
@@ -115,14 +122,9 @@ static void dot_task(void *arg, int ith, int nth)
 {
 	struct mm_task *k = arg;
 	const eng_qmat *w = k->w;
+	int64_t r0, r1;
 	(void)nth;
-	for (;;) {
-		int64_t c = atomic_fetch_add_explicit(&k->next, 1, memory_order_relaxed);
-		if (c >= k->n_chunks)
-			return;
-		int64_t r0 = c * k->chunk_rows, r1 = r0 + k->chunk_rows;
-		if (r1 > w->n_rows)
-			r1 = w->n_rows;
+	while (next_chunk(k, &r0, &r1)) {
 		/* rows r0..r1 of the panel: in place, or unpacked once here */
 		const char *base = (const char *)w->data + (size_t)r0 * w->row_stride;
 		size_t stride = w->row_stride;

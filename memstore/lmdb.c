@@ -1009,10 +1009,9 @@ int ms_block_get(ms_txn *t, const ms_key *key, ms_block *out)
 	return 0;
 }
 
-int ms_session_block(ms_txn *t, int64_t id, uint64_t index, ms_block *out)
+/* The key of block index of session id, from its chain. */
+static int chain_key(ms_txn *t, int64_t id, uint64_t index, ms_key *key)
 {
-	if (!t || !out)
-		return MS_EINVAL;
 	struct ms__sidx sk;
 	ms__sidx(&sk, id, index);
 	MDB_val k = { 16, sk.b }, v;
@@ -1021,26 +1020,30 @@ int ms_session_block(ms_txn *t, int64_t id, uint64_t index, ms_block *out)
 		return ms__lmdb(t->ms, rc, "read chain");
 	if (v.mv_size != 16)
 		return ms__fail(t->ms, MS_ECORRUPT, "chain entry size");
+	memcpy(key->b, v.mv_data, 16);
+	return 0;
+}
+
+int ms_session_block(ms_txn *t, int64_t id, uint64_t index, ms_block *out)
+{
+	if (!t || !out)
+		return MS_EINVAL;
 	ms_key key;
-	memcpy(key.b, v.mv_data, 16);
-	return ms_block_get(t, &key, out);
+	int rc = chain_key(t, id, index, &key);
+	return rc ? rc : ms_block_get(t, &key, out);
 }
 
 int ms_session_block_willneed(ms_txn *t, int64_t id, uint64_t index)
 {
 	if (!t)
 		return MS_EINVAL;
-	struct ms__sidx sk;
-	ms__sidx(&sk, id, index);
-	MDB_val k = { 16, sk.b }, v;
-	int rc = mdb_get(t->txn, t->ms->db_chain, &k, &v);
+	ms_key key;
+	int rc = chain_key(t, id, index, &key);
 	if (rc)
-		return ms__lmdb(t->ms, rc, "read chain");
-	if (v.mv_size != 16)
-		return ms__fail(t->ms, MS_ECORRUPT, "chain entry size");
+		return rc;
 	/* a big record's address is computed from its leaf: nothing of the
 	 * record itself is read here */
-	MDB_val bk = { 16, v.mv_data }, bv;
+	MDB_val bk = { 16, key.b }, bv;
 	if ((rc = mdb_get(t->txn, t->ms->db_blocks, &bk, &bv)))
 		return ms__lmdb(t->ms, rc, "read block");
 	long pg = sysconf(_SC_PAGESIZE);

@@ -2,6 +2,8 @@
 # (%reldir% here is engine/, the directory of this fragment.)
 ENGINE_FORWARD_SOURCES += \
 	%reldir%/forward.c \
+	%reldir%/fwd_internal.h \
+	%reldir%/attention.c \
 	%reldir%/kv.c \
 	%reldir%/sparse.c \
 	%reldir%/sample.c \

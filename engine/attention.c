@@ -1,0 +1,813 @@
+/* attention.c - attention of one layer for one step of the forward pass:
+ * the group of query heads that share a kv head is computed together,
+ * over the positions a token may see (causal; the window of a local
+ * layer; a sparse plan's ranges on a global layer).
+ *
+ * Three ways, one result up to rounding (see forward.c's header for the
+ * numerics): attn_one, a two-pass f32 softmax per token; attn_one_f16acc,
+ * llama.cpp's one-chunk kernel (f16 queries and value accumulator) for
+ * steps of fewer than 64 tokens; attn_tile, TILE_TOKENS tokens at once
+ * over each key block (AVX-512; f32 online softmax).  The record of what
+ * the last token attended (eng_fwd_record) is made here too.
+ *
+ * State: struct eng_fwd (fwd_internal.h); the per-thread scratch is owned
+ * by the eng_fwd (eng__attn_reserve).
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fwd_internal.h"
+
+/* ------------------------------------------------------------------------
+ * Small vector helpers (scalar and AVX2)
+ * ------------------------------------------------------------------------ */
+
+/* For each of ng heads h: out[h*n + d] += sum_j p[h*ps + j] * v_j[d], over
+ * nk value rows v_j at v + j*vs bytes (f16 if is_f16, else f32).  Each
+ * value row is converted once for all heads of the group; outputs are
+ * loaded and stored once per call (4 heads) or per 8 rows.  Callers pass
+ * blocks of VACC_ROWS rows so that the block stays in L1. */
+#define VACC_ROWS 32
+static void vacc_scalar(uint32_t n, float *out, uint32_t ng, const float *p,
+    size_t ps, const void *v, size_t vs, uint32_t nk, int is_f16)
+{
+	for (uint32_t j = 0; j < nk; j++) {
+		const char *r = (const char *)v + j * vs;
+		for (uint32_t d = 0; d < n; d++) {
+			float x = is_f16 ? eng_f16_to_f32(((const eng_f16 *)
+			    (const void *)r)[d]) : ((const float *)(const void *)
+			    r)[d];
+			for (uint32_t h = 0; h < ng; h++)
+				out[h * n + d] += p[h * ps + j] * x;
+		}
+	}
+}
+
+#if FWD_X86
+/* The common group of 4 query heads per kv head (Gemma 3, Llama 3): the
+ * four accumulators stay in registers over all nk rows. */
+__attribute__((target("avx2,fma,f16c")))
+static void vacc4_avx2(uint32_t n, float *out, const float *p, size_t ps,
+    const void *v, size_t vs, uint32_t nk, int is_f16)
+{
+	for (uint32_t d = 0; d < n; d += 8) {
+		__m256 a0 = _mm256_loadu_ps(out + d);
+		__m256 a1 = _mm256_loadu_ps(out + n + d);
+		__m256 a2 = _mm256_loadu_ps(out + 2 * n + d);
+		__m256 a3 = _mm256_loadu_ps(out + 3 * n + d);
+		const char *r = (const char *)v;
+		for (uint32_t j = 0; j < nk; j++, r += vs) {
+			__m256 x = is_f16 ? _mm256_cvtph_ps(_mm_loadu_si128(
+			    (const __m128i *)(const void *)(r + 2 * d))) :
+			    _mm256_loadu_ps((const float *)(const void *)
+			    (r + 4 * d));
+			a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j), x, a0);
+			a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + ps + j), x,
+			    a1);
+			a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + 2 * ps + j),
+			    x, a2);
+			a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + 3 * ps + j),
+			    x, a3);
+		}
+		_mm256_storeu_ps(out + d, a0);
+		_mm256_storeu_ps(out + n + d, a1);
+		_mm256_storeu_ps(out + 2 * n + d, a2);
+		_mm256_storeu_ps(out + 3 * n + d, a3);
+	}
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static void vacc_avx2(uint32_t n, float *out, uint32_t ng, const float *p,
+    size_t ps, const void *v, size_t vs, uint32_t nk, int is_f16)
+{
+	uint32_t d = 0;
+
+	if (ng == 4 && n % 8 == 0) {
+		vacc4_avx2(n, out, p, ps, v, vs, nk, is_f16);
+		return;
+	}
+	for (uint32_t j0 = 0; j0 < nk; j0 += 8) {
+		uint32_t m = nk - j0 < 8 ? nk - j0 : 8;
+		const char *v0 = (const char *)v + j0 * vs;
+		for (d = 0; d + 8 <= n; d += 8) {
+			__m256 vj[8];
+			const char *r = v0;
+			for (uint32_t j = 0; j < m; j++, r += vs)
+				vj[j] = is_f16 ? _mm256_cvtph_ps(_mm_loadu_si128(
+				    (const __m128i *)(const void *)(r + 2 * d))) :
+				    _mm256_loadu_ps((const float *)(const void *)
+				    (r + 4 * d));
+			for (uint32_t h = 0; h < ng; h++) {
+				__m256 acc = _mm256_loadu_ps(out + h * n + d);
+				for (uint32_t j = 0; j < m; j++)
+					acc = _mm256_fmadd_ps(_mm256_broadcast_ss(
+					    p + h * ps + j0 + j), vj[j], acc);
+				_mm256_storeu_ps(out + h * n + d, acc);
+			}
+		}
+		if (d < n)
+			for (uint32_t h = 0; h < ng; h++)
+				vacc_scalar(n - d, out + h * n + d, 1,
+				    p + h * ps + j0, ps, v0 + (is_f16 ? 2 : 4) *
+				    d, vs, m, is_f16);
+	}
+}
+#endif
+
+/* y = f16(y * a), y = f16(y + x * a): the f16 accumulator of llama.cpp's
+ * CPU flash attention (ggml_vec_scale_f16, ggml_vec_mad_f16). */
+static void scale_f16_scalar(uint32_t n, eng_f16 *y, float a)
+{
+	for (uint32_t i = 0; i < n; i++)
+		y[i] = eng_f32_to_f16(eng_f16_to_f32(y[i]) * a);
+}
+
+static void mad_f16_scalar(uint32_t n, eng_f16 *y, const eng_f16 *x, float a)
+{
+	for (uint32_t i = 0; i < n; i++)
+		y[i] = eng_f32_to_f16(fmaf(eng_f16_to_f32(x[i]), a,
+		    eng_f16_to_f32(y[i])));
+}
+
+#if FWD_X86
+__attribute__((target("avx2,fma,f16c")))
+static void scale_f16_avx2(uint32_t n, eng_f16 *y, float a)
+{
+	__m256 va = _mm256_set1_ps(a);
+	uint32_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 v = _mm256_cvtph_ps(_mm_loadu_si128((__m128i *)(y + i)));
+		_mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(
+		    _mm256_mul_ps(v, va), _MM_FROUND_TO_NEAREST_INT));
+	}
+	scale_f16_scalar(n - i, y + i, a);
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static void mad_f16_avx2(uint32_t n, eng_f16 *y, const eng_f16 *x, float a)
+{
+	__m256 va = _mm256_set1_ps(a);
+	uint32_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 vy = _mm256_cvtph_ps(_mm_loadu_si128((__m128i *)(y + i)));
+		__m256 vx = _mm256_cvtph_ps(_mm_loadu_si128(
+		    (const __m128i *)(x + i)));
+		_mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(
+		    _mm256_fmadd_ps(vx, va, vy), _MM_FROUND_TO_NEAREST_INT));
+	}
+	mad_f16_scalar(n - i, y + i, x + i, a);
+}
+#endif
+
+/* q . k of two f16 rows summed in the order of ggml_vec_dot_f16 on the
+ * same SIMD level (llama.cpp is built for the host), so that attention
+ * scores are bit-identical to llama.cpp's: 4 accumulators of 16 (AVX-512)
+ * or 8 (AVX2) lanes over steps of 64 or 32 elements, reduced pairwise;
+ * the tail in double. */
+static float kq_dot_f16_scalar(uint32_t n, const eng_f16 *k, const eng_f16 *q)
+{
+	double s = 0.0;
+	for (uint32_t i = 0; i < n; i++)
+		s += (double)(eng_f16_to_f32(k[i]) * eng_f16_to_f32(q[i]));
+	return (float)s;
+}
+
+#if FWD_X86
+__attribute__((target("avx2,fma,f16c")))
+static float kq_dot_f16_avx2(uint32_t n, const eng_f16 *k, const eng_f16 *q)
+{
+	__m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(),
+	    _mm256_setzero_ps(), _mm256_setzero_ps() };
+	uint32_t np = n & ~31u, i;
+	double s;
+
+	for (i = 0; i < np; i += 32)
+		for (int j = 0; j < 4; j++) {
+			__m256 a = _mm256_cvtph_ps(_mm_loadu_si128(
+			    (const __m128i *)(k + i + 8 * j)));
+			__m256 b = _mm256_cvtph_ps(_mm_loadu_si128(
+			    (const __m128i *)(q + i + 8 * j)));
+			acc[j] = _mm256_fmadd_ps(a, b, acc[j]);
+		}
+	acc[0] = _mm256_add_ps(acc[0], acc[2]);
+	acc[1] = _mm256_add_ps(acc[1], acc[3]);
+	acc[0] = _mm256_add_ps(acc[0], acc[1]);
+	__m128 t0 = _mm_add_ps(_mm256_castps256_ps128(acc[0]),
+	    _mm256_extractf128_ps(acc[0], 1));
+	__m128 t1 = _mm_hadd_ps(t0, t0);
+	s = _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+	for (; i < n; i++)
+		s += (double)(eng_f16_to_f32(k[i]) * eng_f16_to_f32(q[i]));
+	return (float)s;
+}
+
+__attribute__((target("avx512f,f16c,fma")))
+static float kq_dot_f16_avx512(uint32_t n, const eng_f16 *k, const eng_f16 *q)
+{
+	__m512 acc[4] = { _mm512_setzero_ps(), _mm512_setzero_ps(),
+	    _mm512_setzero_ps(), _mm512_setzero_ps() };
+	uint32_t np = n & ~63u, i;
+	double s;
+
+	for (i = 0; i < np; i += 64)
+		for (int j = 0; j < 4; j++) {
+			__m512 a = _mm512_cvtph_ps(_mm256_loadu_si256(
+			    (const __m256i *)(k + i + 16 * j)));
+			__m512 b = _mm512_cvtph_ps(_mm256_loadu_si256(
+			    (const __m256i *)(q + i + 16 * j)));
+			acc[j] = _mm512_fmadd_ps(a, b, acc[j]);
+		}
+	acc[0] = _mm512_add_ps(acc[0], acc[2]);
+	acc[1] = _mm512_add_ps(acc[1], acc[3]);
+	acc[0] = _mm512_add_ps(acc[0], acc[1]);
+	s = _mm512_reduce_add_ps(acc[0]);
+	for (; i < n; i++)
+		s += (double)(eng_f16_to_f32(k[i]) * eng_f16_to_f32(q[i]));
+	return (float)s;
+}
+#endif
+
+/* ------------------------------------------------------------------------
+ * Attention
+ *
+ * Work items are (token, kv head): the group of query heads that share a
+ * kv head is computed together, so each key is loaded once for all of
+ * them.  Token t at position p attends to positions lo..p, lo = 0 or
+ * p-W+1 on a window-W layer (llama.cpp masks p1-p0 >= W).
+ * ------------------------------------------------------------------------ */
+
+struct attn_job {
+	eng_fwd *f;
+	eng_kv *kv;
+	uint32_t layer;
+	uint32_t pos0;		/* position of token 0 of the step */
+	uint32_t n;		/* tokens in the step */
+	uint32_t window;	/* 0: causal over everything */
+	const struct eng__plan *plans;	/* (n_head_kv) or NULL: dense */
+	int f16acc;		/* use attn_one_f16acc */
+	int tiled;		/* use attn_tile */
+	_Atomic uint32_t next;	/* next work item */
+	atomic_int rc;
+};
+
+/* The ranges of positions token position p attends for kv head g: the
+ * plan's, or one open range from the window's start. */
+static uint32_t attn_ranges(const struct attn_job *j, uint32_t g, uint32_t p,
+    const struct eng__range **rg, struct eng__range *one)
+{
+	if (j->plans && j->plans[g].n_ranges) {
+		*rg = j->plans[g].ranges;
+		return j->plans[g].n_ranges;
+	}
+	one->pos0 = j->window && p + 1 > j->window ? p + 1 - j->window : 0;
+	one->n = 0;
+	one->shift = 0;
+	*rg = one;
+	return 1;
+}
+
+/* One past the last position of range r of nr (the last is open). */
+static uint32_t range_end(const struct eng__range *rg, uint32_t r,
+    uint32_t nr, uint32_t p)
+{
+	return r + 1 == nr ? p + 1 : rg[r].pos0 + rg[r].n;
+}
+
+/* The group's queries as range r sees them: rotated back by the range's
+ * shift (R(-s) q: the keys then look s positions later), else q itself. */
+static const float *range_query(const struct attn_job *j,
+    struct attn_scratch *s, uint32_t g, const struct eng__range *rg,
+    uint32_t r, const float *q)
+{
+	const eng_fwd *f = j->f;
+	const eng_hparams *hp = &f->hp;
+	uint32_t hdk = hp->head_dim_k, group = hp->n_head / hp->n_head_kv;
+	uint32_t half = hp->n_rot / 2;
+	const float *c;
+
+	if (!rg[r].shift)
+		return q;
+	c = f->rot + ((size_t)g * f->rot_ranges + r) * hp->n_rot;
+	for (uint32_t h = 0; h < group; h++) {
+		const float *x = q + (size_t)h * hdk;
+		float *y = s->qrot + (size_t)h * hdk;
+		memcpy(y, x, hdk * sizeof(float));
+		for (uint32_t i = 0; i < half; i++) {
+			uint32_t a = f->rope_neox ? i : 2 * i;
+			uint32_t b = f->rope_neox ? i + half : 2 * i + 1;
+			float cs = c[2 * i], sn = c[2 * i + 1];
+			y[a] = x[a] * cs + x[b] * sn;
+			y[b] = x[b] * cs - x[a] * sn;
+		}
+	}
+	return s->qrot;
+}
+
+/* One key/value row of the online softmax below, for the group's heads:
+ * running maxima M, sums S, f16 accumulators acc; sc is scratch. */
+static void f16acc_row(const eng_fwd *f, uint32_t group, const eng_f16 *kr,
+    const eng_f16 *vr, const eng_f16 *q16, eng_f16 *acc, float *M, float *S,
+    float *sc)
+{
+	uint32_t hdk = f->hp.head_dim_k, hdv = f->hp.head_dim_v;
+
+	for (uint32_t h = 0; h < group; h++)
+		sc[h] = f->kq_dot_f16(hdk, kr, q16 + (size_t)h * hdk);
+	for (uint32_t h = 0; h < group; h++) {
+		float x = sc[h] * f->attn_scale, ms = 1.0f, vs = 1.0f;
+		eng_f16 *ah = acc + (size_t)h * hdv;
+		if (x > M[h]) {
+			ms = expf(M[h] - x);
+			M[h] = x;
+			f->scale_f16(hdv, ah, ms);
+		} else {
+			vs = expf(x - M[h]);
+		}
+		f->mad_f16(hdv, ah, vr, vs);
+		S[h] = S[h] * ms + vs;
+	}
+}
+
+/* llama.cpp's CPU flash attention for steps of fewer than 64 queries
+ * (ggml_compute_forward_flash_attn_ext_f16_one_chunk): Q rounded to f16,
+ * one pass over the keys with an online softmax, values accumulated in an
+ * f16 vector.  Used only with an F16 cache. */
+static int attn_one_f16acc(struct attn_job *j, struct attn_scratch *s,
+    uint32_t t, uint32_t g)
+{
+	eng_fwd *f = j->f;
+	const eng_hparams *hp = &f->hp;
+	uint32_t hdk = hp->head_dim_k, hdv = hp->head_dim_v;
+	uint32_t group = hp->n_head / hp->n_head_kv;
+	uint32_t p = j->pos0 + t;
+	const float *q = f->q + ((size_t)t * hp->n_head + g * group) * hdk;
+	float *out = f->att + ((size_t)t * hp->n_head + g * group) * hdv;
+	eng_f16 *acc = (eng_f16 *)s->acc;	/* (group, hdv) f16 */
+	float *M = s->scores, *S = s->scores + group, *sc = S + group;
+	eng_f16 *q16 = (eng_f16 *)s->qrow;	/* (group, hdk) f16 */
+	const struct eng__range *rg;
+	struct eng__range one;
+	uint32_t nr = attn_ranges(j, g, p, &rg, &one);
+	eng_kv_span sp;
+	int rc;
+
+	memset(acc, 0, (size_t)group * hdv * sizeof(eng_f16));
+	for (uint32_t h = 0; h < group; h++) {
+		M[h] = -INFINITY;
+		S[h] = 0.0f;
+	}
+	for (uint32_t r = 0; r < nr; r++) {
+		uint32_t e = range_end(rg, r, nr, p);
+		const float *qr = range_query(j, s, g, rg, r, q);
+		for (size_t i = 0; i < (size_t)group * hdk; i++)
+			q16[i] = eng_f32_to_f16(qr[i]);
+		for (uint32_t pos = rg[r].pos0; pos < e; pos += sp.n) {
+			if ((rc = j->kv->ops->view(j->kv, j->layer, g, pos,
+			    e - pos, &sp)))
+				return rc;
+			for (uint32_t i = 0; i < sp.n; i++)
+				f16acc_row(f, group, (const eng_f16 *)
+				    ((const char *)sp.k + i * sp.k_stride),
+				    (const eng_f16 *)((const char *)sp.v +
+				    i * sp.v_stride), q16, acc, M, S, sc);
+		}
+	}
+	for (uint32_t h = 0; h < group; h++) {
+		float inv = S[h] == 0.0f ? 0.0f : 1.0f / S[h];
+		for (uint32_t d = 0; d < hdv; d++)
+			out[(size_t)h * hdv + d] = eng_f16_to_f32(
+			    acc[(size_t)h * hdv + d]) * inv;
+	}
+	return 0;
+}
+
+/* Softmax probabilities of token t's group of heads over its ranges into
+ * s->scores, (group, *nk) row after row, ranges one after another. */
+static int attn_probs(struct attn_job *j, struct attn_scratch *s, uint32_t t,
+    uint32_t g, uint32_t *nk_out)
+{
+	eng_fwd *f = j->f;
+	const eng_hparams *hp = &f->hp;
+	uint32_t hdk = hp->head_dim_k, group = hp->n_head / hp->n_head_kv;
+	uint32_t p = j->pos0 + t;
+	const float *q = f->q + ((size_t)t * hp->n_head + g * group) * hdk;
+	const struct eng__range *rg;
+	struct eng__range one;
+	uint32_t nr = attn_ranges(j, g, p, &rg, &one), nk = 0, at = 0;
+	eng_kv_span sp;
+	int rc;
+
+	for (uint32_t r = 0; r < nr; r++)
+		nk += range_end(rg, r, nr, p) - rg[r].pos0;
+	for (uint32_t r = 0; r < nr; r++) {
+		uint32_t e = range_end(rg, r, nr, p);
+		const float *qr = range_query(j, s, g, rg, r, q);
+		for (uint32_t pos = rg[r].pos0; pos < e; pos += sp.n) {
+			if ((rc = j->kv->ops->view(j->kv, j->layer, g, pos,
+			    e - pos, &sp)))
+				return rc;
+			for (uint32_t i = 0; i < sp.n; i++) {
+				const char *kr = (const char *)sp.k +
+				    i * sp.k_stride;
+				for (uint32_t h0 = 0; h0 < group;
+				    h0 += ENG_NT_MAX) {
+					int nt = group - h0 < ENG_NT_MAX ?
+					    (int)(group - h0) : ENG_NT_MAX;
+					f->kdot(hdk, kr, qr + (size_t)h0 * hdk,
+					    hdk * sizeof(float), s->scores +
+					    (size_t)h0 * nk + at + i, nk, nt);
+				}
+			}
+			at += sp.n;
+		}
+	}
+	/* Softmax per head, in f32. */
+	for (uint32_t h = 0; h < group; h++) {
+		float *sc = s->scores + (size_t)h * nk, mx = -INFINITY, sum = 0;
+		for (uint32_t i = 0; i < nk; i++) {
+			sc[i] *= f->attn_scale;
+			if (sc[i] > mx)
+				mx = sc[i];
+		}
+		for (uint32_t i = 0; i < nk; i++) {
+			sc[i] = expf(sc[i] - mx);
+			sum += sc[i];
+		}
+		float inv = 1.0f / sum;
+		for (uint32_t i = 0; i < nk; i++)
+			sc[i] *= inv;
+	}
+	*nk_out = nk;
+	return 0;
+}
+
+/* Two-pass f32 attention of token t, kv head g: probabilities, then the
+ * weighted sum of values, each value converted once for the group. */
+static int attn_one(struct attn_job *j, struct attn_scratch *s, uint32_t t,
+    uint32_t g)
+{
+	eng_fwd *f = j->f;
+	const eng_hparams *hp = &f->hp;
+	uint32_t hdv = hp->head_dim_v, group = hp->n_head / hp->n_head_kv;
+	uint32_t p = j->pos0 + t, nk, at = 0;
+	float *out = f->att + ((size_t)t * hp->n_head + g * group) * hdv;
+	const struct eng__range *rg;
+	struct eng__range one;
+	uint32_t nr = attn_ranges(j, g, p, &rg, &one);
+	eng_kv_span sp;
+	int rc;
+
+	if ((rc = attn_probs(j, s, t, g, &nk)))
+		return rc;
+	memset(s->acc, 0, (size_t)group * hdv * sizeof(float));
+	for (uint32_t r = 0; r < nr; r++) {
+		uint32_t e = range_end(rg, r, nr, p);
+		for (uint32_t pos = rg[r].pos0; pos < e; pos += sp.n) {
+			if ((rc = j->kv->ops->view(j->kv, j->layer, g, pos,
+			    e - pos, &sp)))
+				return rc;
+			for (uint32_t i = 0; i < sp.n; i += VACC_ROWS) {
+				uint32_t n8 = sp.n - i < VACC_ROWS ?
+				    sp.n - i : VACC_ROWS;
+				f->vacc(hdv, s->acc, group, s->scores + at + i,
+				    nk, (const char *)sp.v + i * sp.v_stride,
+				    sp.v_stride, n8,
+				    j->kv->type == ENG_TYPE_F16);
+			}
+			at += sp.n;
+		}
+	}
+	memcpy(out, s->acc, (size_t)group * hdv * sizeof(float));
+	return 0;
+}
+
+/* Online softmax over a chunk of c keys at positions kp0.. for the tile's
+ * rows (token t = row / group at position p0 + t): each row sees keys up
+ * to its position and, on a window layer, within its window. */
+static void tile_softmax(const struct attn_job *j, struct attn_scratch *s,
+    uint32_t R, uint32_t group, uint32_t p0, uint32_t kp0, uint32_t c)
+{
+	const eng_fwd *f = j->f;
+
+	for (uint32_t r = 0; r < R; r++) {
+		uint32_t pt = p0 + r / group, lo = 0, hi;
+		hi = pt < kp0 ? 0 : pt - kp0 + 1 < c ? pt - kp0 + 1 : c;
+		if (j->window && pt + 1 > kp0 + j->window)
+			lo = pt + 1 - j->window - kp0;
+		f->akern->softmax(s->ts + (size_t)r * TILE_CHUNK, c, lo, hi,
+		    f->attn_scale, &s->tm[r], &s->tl[r],
+		    s->tacc + (size_t)r * f->hp.head_dim_v, f->hp.head_dim_v);
+	}
+}
+
+/* One view's keys and values, chunk by chunk: scores of all the tile's
+ * rows, the online softmax, the weighted values. */
+static void tile_span(const struct attn_job *j, struct attn_scratch *s,
+    uint32_t R, uint32_t p0, uint32_t kp0, const eng_kv_span *sp)
+{
+	const eng_fwd *f = j->f;
+	const eng__attn_kern *K = f->akern;
+	uint32_t hdk = f->hp.head_dim_k, hdv = f->hp.head_dim_v;
+	uint32_t group = f->hp.n_head / f->hp.n_head_kv;
+	int f16 = j->kv->type == ENG_TYPE_F16;
+
+	for (uint32_t i = 0; i < sp->n; i += TILE_CHUNK) {
+		uint32_t c = sp->n - i < TILE_CHUNK ? sp->n - i : TILE_CHUNK;
+		for (uint32_t b = 0; b < c; b += ENG__ATTN_KB) {
+			uint32_t kb = c - b < ENG__ATTN_KB ? c - b : ENG__ATTN_KB;
+			K->to_f32(kb, hdk, (const char *)sp->k + (size_t)(i + b) *
+			    sp->k_stride, sp->k_stride, f16, s->tkv);
+			K->scores(R, hdk, s->tq, s->tkv, kb, s->ts + b, TILE_CHUNK);
+		}
+		tile_softmax(j, s, R, group, p0, kp0 + i, c);
+		for (uint32_t b = 0; b < c; b += ENG__ATTN_KB) {
+			uint32_t kb = c - b < ENG__ATTN_KB ? c - b : ENG__ATTN_KB;
+			K->to_f32(kb, hdv, (const char *)sp->v + (size_t)(i + b) *
+			    sp->v_stride, sp->v_stride, f16, s->tkv);
+			K->pv(R, hdv, s->ts + b, TILE_CHUNK, s->tkv, kb, s->tacc);
+		}
+	}
+}
+
+/* Attention of tokens t0..t0+tb-1 for kv head g at once: every key and
+ * value block is read once for the tb * group query rows (f32, online
+ * softmax).  The ranges are the last token's, from the first token's
+ * window start; each row masks what its token may not see. */
+static int attn_tile(struct attn_job *j, struct attn_scratch *s, uint32_t t0,
+    uint32_t tb, uint32_t g)
+{
+	eng_fwd *f = j->f;
+	const eng_hparams *hp = &f->hp;
+	uint32_t hdk = hp->head_dim_k, hdv = hp->head_dim_v;
+	uint32_t group = hp->n_head / hp->n_head_kv, R = tb * group;
+	uint32_t p0 = j->pos0 + t0, pl = p0 + tb - 1;
+	const struct eng__range *rg;
+	struct eng__range one;
+	uint32_t nr = attn_ranges(j, g, pl, &rg, &one);
+	eng_kv_span sp;
+	int rc;
+
+	if (rg == &one)
+		one.pos0 = j->window && p0 + 1 > j->window ? p0 + 1 - j->window : 0;
+	for (uint32_t r = 0; r < R; r++) {
+		s->tm[r] = -INFINITY;
+		s->tl[r] = 0.0f;
+	}
+	memset(s->tacc, 0, (size_t)R * hdv * sizeof(float));
+	for (uint32_t r = 0; r < nr; r++) {
+		uint32_t e = range_end(rg, r, nr, pl);
+		for (uint32_t t = 0; t < tb; t++) {
+			const float *q = f->q + ((size_t)(t0 + t) * hp->n_head +
+			    g * group) * hdk;
+			memcpy(s->tq + (size_t)t * group * hdk,
+			    range_query(j, s, g, rg, r, q),
+			    (size_t)group * hdk * sizeof(float));
+		}
+		for (uint32_t pos = rg[r].pos0; pos < e; pos += sp.n) {
+			if ((rc = j->kv->ops->view(j->kv, j->layer, g, pos,
+			    e - pos, &sp)))
+				return rc;
+			tile_span(j, s, R, p0, pos, &sp);
+		}
+	}
+	for (uint32_t t = 0; t < tb; t++) {
+		float *out = f->att + ((size_t)(t0 + t) * hp->n_head +
+		    g * group) * hdv;
+		for (uint32_t h = 0; h < group; h++) {
+			uint32_t r = t * group + h;
+			float inv = s->tl[r] == 0.0f ? 0.0f : 1.0f / s->tl[r];
+			for (uint32_t d = 0; d < hdv; d++)
+				out[(size_t)h * hdv + d] =
+				    s->tacc[(size_t)r * hdv + d] * inv;
+		}
+	}
+	return 0;
+}
+
+/* Adds where the step's last token put its attention on this layer to the
+ * record: probability mass per block of rec_B positions. */
+static int attn_record(struct attn_job *j)
+{
+	eng_fwd *f = j->f;
+	const eng_hparams *hp = &f->hp;
+	uint32_t group = hp->n_head / hp->n_head_kv, t = j->n - 1;
+	uint32_t p = j->pos0 + t, nblk = p / f->rec_B + 1;
+	struct attn_scratch *s = &f->ts[0];
+	int rc;
+
+	if (nblk > f->rec_cap) {
+		float *w = realloc(f->rec_w, nblk * sizeof(float));
+		if (!w)
+			return ENG_ENOMEM;
+		memset(w + f->rec_cap, 0, (nblk - f->rec_cap) * sizeof(float));
+		f->rec_w = w;
+		f->rec_cap = nblk;
+	}
+	for (uint32_t g = 0; g < hp->n_head_kv; g++) {
+		const struct eng__range *rg;
+		struct eng__range one;
+		uint32_t nr = attn_ranges(j, g, p, &rg, &one), nk, at = 0;
+		if ((rc = attn_probs(j, s, t, g, &nk)))
+			return rc;
+		for (uint32_t r = 0; r < nr; r++) {
+			uint32_t e = range_end(rg, r, nr, p);
+			for (uint32_t pos = rg[r].pos0; pos < e; pos++, at++)
+				for (uint32_t h = 0; h < group &&
+				    pos >= f->rec_skip; h++)
+					f->rec_w[pos / f->rec_B] +=
+					    s->scores[(size_t)h * nk + at];
+		}
+		f->rec_keys += nk;
+		f->rec_count++;
+	}
+	f->rec_group = group;
+	f->rec_end = p + 1;
+	return 0;
+}
+
+/* Plans sparse attention of global layer il for this step: a plan per kv
+ * head and the rotation table of every shifted range.  *plans stays NULL
+ * when the step attends densely. */
+static int attn_plan(eng_fwd *f, eng_kv *kv, uint32_t il, uint32_t n,
+    uint32_t pos0, const struct eng__plan **plans)
+{
+	const eng_hparams *hp = &f->hp;
+	uint32_t group = hp->n_head / hp->n_head_kv, hdk = hp->head_dim_k;
+	uint32_t maxr = 0;
+	size_t need;
+	int rc;
+
+	*plans = NULL;
+	if (!f->sparse.top_k || !kv->block_tokens || !kv->ops->summary)
+		return 0;
+	struct eng__plan *pl = f->plans + (size_t)il * hp->n_head_kv;
+
+	for (uint32_t g = 0; g < hp->n_head_kv; g++) {
+		struct eng__query qs = { f->q + (size_t)g * group * hdk,
+		    (size_t)hp->n_head * hdk, group, hdk, n, pos0,
+		    f->attn_scale };
+		if ((rc = eng__sparse_plan(&pl[g], &f->sparse, kv, il, g, &qs,
+		    f->pool)))
+			return rc;
+		if (pl[g].n_ranges > maxr)
+			maxr = pl[g].n_ranges;
+	}
+	if (!maxr)
+		return 0;
+	need = (size_t)hp->n_head_kv * maxr * (hp->n_rot ? hp->n_rot : 2);
+	if (need > f->rot_cap) {
+		float *r = realloc(f->rot, need * sizeof(float));
+		if (!r)
+			return ENG_ENOMEM;
+		f->rot = r;
+		f->rot_cap = need;
+	}
+	/* what the plan will read, requested from the store at once (the
+	 * open range's stored part ends where this step begins) */
+	for (uint32_t g = 0; kv->ops->prefetch && g < hp->n_head_kv; g++)
+		for (uint32_t r = 0; r < pl[g].n_ranges; r++) {
+			const struct eng__range *q = &pl[g].ranges[r];
+			uint32_t cnt = r + 1 < pl[g].n_ranges ? q->n :
+			    pos0 > q->pos0 ? pos0 - q->pos0 : 0;
+			if (cnt)
+				kv->ops->prefetch(kv, il, g, q->pos0, cnt);
+		}
+	f->rot_ranges = maxr;
+	for (uint32_t g = 0; g < hp->n_head_kv; g++)
+		for (uint32_t r = 0; r < pl[g].n_ranges; r++)
+			if (pl[g].ranges[r].shift)
+				eng__rope_table(f->rot + ((size_t)g * maxr + r) *
+				    hp->n_rot, pl[g].ranges[r].shift, 1,
+				    hp->n_rot, hp->rope_base, f->freq_scale,
+				    f->rope_freqs);
+	*plans = pl;
+	return 0;
+}
+
+static void attn_task(void *arg, int ith, int nth)
+{
+	struct attn_job *j = arg;
+	uint32_t n_kv = j->f->hp.n_head_kv;
+	uint32_t n_tiles = (j->n + TILE_TOKENS - 1) / TILE_TOKENS;
+	uint32_t n_items = (j->tiled ? n_tiles : j->n) * n_kv;
+	(void)nth;
+	for (;;) {
+		uint32_t it = atomic_fetch_add_explicit(&j->next, 1,
+		    memory_order_relaxed);
+		if (it >= n_items || atomic_load(&j->rc))
+			return;
+		uint32_t t = it / n_kv, g = it % n_kv;
+		struct attn_scratch *s = &j->f->ts[ith];
+		int rc;
+		if (j->tiled) {
+			/* the last tiles see the most keys: hand them out first */
+			uint32_t t0 = (n_tiles - 1 - t) * TILE_TOKENS;
+			uint32_t tb = j->n - t0 < TILE_TOKENS ? j->n - t0 :
+			    TILE_TOKENS;
+			rc = attn_tile(j, s, t0, tb, g);
+		} else {
+			rc = j->f16acc ? attn_one_f16acc(j, s, t, g) :
+			    attn_one(j, s, t, g);
+		}
+		if (rc)
+			atomic_store(&j->rc, rc);
+	}
+}
+
+/* Makes the per-thread scratch hold n_keys keys. */
+int eng__attn_reserve(eng_fwd *f, size_t n_keys)
+{
+	const eng_hparams *hp = &f->hp;
+	size_t group = hp->n_head / hp->n_head_kv;
+	size_t per, nth = (size_t)eng_pool_threads(f->pool);
+	float *mem;
+
+	if (n_keys <= f->ts_keys)
+		return 0;
+	if (n_keys < 1024)
+		n_keys = 1024;
+	size_t R = TILE_TOKENS * group, hdm = hp->head_dim_k > hp->head_dim_v ?
+	    hp->head_dim_k : hp->head_dim_v;
+	size_t tile = R * (hp->head_dim_k + TILE_CHUNK + hp->head_dim_v + 2) +
+	    ENG__ATTN_KB * hdm;
+	per = group * n_keys + group * hp->head_dim_v +
+	    2 * group * hp->head_dim_k + tile;
+	per = (per + 15) & ~(size_t)15;
+	if (!(mem = malloc(nth * per * sizeof(float))))
+		return ENG_ENOMEM;
+	free(f->ts_mem);
+	f->ts_mem = mem;
+	for (size_t i = 0; i < nth; i++) {
+		float *b = mem + i * per;
+		f->ts[i].scores = b;
+		f->ts[i].acc = b + group * n_keys;
+		f->ts[i].qrow = f->ts[i].acc + group * hp->head_dim_v;
+		f->ts[i].qrot = f->ts[i].qrow + group * hp->head_dim_k;
+		f->ts[i].tq = f->ts[i].qrot + group * hp->head_dim_k;
+		f->ts[i].tkv = f->ts[i].tq + R * hp->head_dim_k;
+		f->ts[i].ts = f->ts[i].tkv + ENG__ATTN_KB * hdm;
+		f->ts[i].tacc = f->ts[i].ts + R * TILE_CHUNK;
+		f->ts[i].tm = f->ts[i].tacc + R * hp->head_dim_v;
+		f->ts[i].tl = f->ts[i].tm + R;
+	}
+	f->ts_keys = n_keys;
+	return 0;
+}
+
+/* Attention of layer il for the step: plan (sparse, global layers), the
+ * work items on the pool, then the record of the last token if asked. */
+int eng__attention(eng_fwd *f, eng_kv *kv, uint32_t il, uint32_t n,
+    uint32_t pos0)
+{
+	const struct fwd_layer *L = &f->layers[il];
+	struct attn_job job = {
+		.f = f, .kv = kv, .layer = il, .pos0 = pos0, .n = n,
+		.window = L->swa ? f->hp.sliding_window : 0,
+		.f16acc = kv->type == ENG_TYPE_F16 &&
+		    f->attn_mode == ENG_ATTN_LLAMACPP && n < 64,
+	};
+	job.tiled = !job.f16acc && n > 1 && f->akern &&
+	    (kv->type == ENG_TYPE_F16 || kv->type == ENG_TYPE_F32);
+	int rc;
+
+	if (!L->swa && (rc = attn_plan(f, kv, il, n, pos0, &job.plans)))
+		return rc;
+	atomic_init(&job.next, 0);
+	atomic_init(&job.rc, 0);
+	eng_pool_run(f->pool, attn_task, &job);
+	if ((rc = atomic_load(&job.rc)))
+		return rc;
+	if (f->rec_on && !L->swa)
+		return attn_record(&job);
+	return 0;
+}
+
+
+void eng__attn_setup(eng_fwd *f)
+{
+	const eng_hparams *hp = &f->hp;
+
+	f->vacc = vacc_scalar;
+	f->scale_f16 = scale_f16_scalar;
+	f->mad_f16 = mad_f16_scalar;
+	f->kq_dot_f16 = kq_dot_f16_scalar;
+#if FWD_X86
+	if (eng_simd_active() >= ENG_SIMD_AVX2) {
+		f->vacc = vacc_avx2;
+		f->scale_f16 = scale_f16_avx2;
+		f->mad_f16 = mad_f16_avx2;
+		f->kq_dot_f16 = kq_dot_f16_avx2;
+	}
+	if (eng_simd_active() >= ENG_SIMD_AVX512)
+		f->kq_dot_f16 = kq_dot_f16_avx512;
+#endif
+	f->kdot_type = ENG_TYPE_F16;
+	f->kdot = eng_vec_dot_get(ENG_TYPE_F16, eng_simd_active());
+	f->akern = NULL;
+	if (hp->head_dim_k % 16 == 0 && hp->head_dim_v % 16 == 0)
+		f->akern = eng__attn_kern_get(eng_simd_active());
+}

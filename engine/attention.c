@@ -730,7 +730,9 @@ int eng__attn_reserve(eng_fwd *f, size_t n_keys)
 		return 0;
 	if (n_keys < 1024)
 		n_keys = 1024;
-	size_t R = TILE_TOKENS * group, hdm = hp->head_dim_k > hp->head_dim_v ?
+	/* the tiles' part only where attn_tile can run */
+	size_t R = f->akern ? TILE_TOKENS * group : 0;
+	size_t hdm = !f->akern ? 0 : hp->head_dim_k > hp->head_dim_v ?
 	    hp->head_dim_k : hp->head_dim_v;
 	size_t tile = R * (hp->head_dim_k + TILE_CHUNK + hp->head_dim_v + 2) +
 	    ENG__ATTN_KB * hdm;

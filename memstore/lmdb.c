@@ -1269,10 +1269,7 @@ static int pack_w(ms_store *ms, MDB_txn *txn, void *arg)
 	int rc;
 
 	ms__sid(kb, id);
-	MDB_val pk = { 8, kb };
-	rc = mdb_del(txn, ms->db_packs, &pk, NULL);
-	if (rc && rc != MDB_NOTFOUND)
-		return ms__lmdb(ms, rc, "delete summary pack");
+	MDB_val pk = { 8, kb }, last = { 0, NULL };
 	if ((rc = mdb_cursor_open(txn, ms->db_sums, &c)))
 		return ms__lmdb(ms, rc, "cursor");
 	/* first pass: how many records, all of one size, indices 0..n-1 */
@@ -1284,11 +1281,28 @@ static int pack_w(ms_store *ms, MDB_txn *txn, void *arg)
 	       (!ph.rec || v.mv_size == ph.rec)) {
 		ph.rec = v.mv_size;
 		ph.n++;
+		last = v;
 		rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
 	}
 	if (rc && rc != MDB_NOTFOUND) {
 		mdb_cursor_close(c);
 		return ms__lmdb(ms, rc, "summary scan");
+	}
+	/* a pack of these same records already (a job that added nothing):
+	 * keep it rather than write it again */
+	MDB_val old;
+	if (ph.n && mdb_get(txn, ms->db_packs, &pk, &old) == 0 &&
+	    old.mv_size == sizeof(ph) + ph.n * ph.rec &&
+	    !memcmp(old.mv_data, &ph, sizeof(ph)) &&
+	    !memcmp((const uint8_t *)old.mv_data + old.mv_size - ph.rec,
+		    last.mv_data, ph.rec)) {
+		mdb_cursor_close(c);
+		return 0;
+	}
+	rc = mdb_del(txn, ms->db_packs, &pk, NULL);
+	if (rc && rc != MDB_NOTFOUND) {
+		mdb_cursor_close(c);
+		return ms__lmdb(ms, rc, "delete summary pack");
 	}
 	if (ph.n < 2) {
 		mdb_cursor_close(c);

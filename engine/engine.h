@@ -444,7 +444,9 @@ typedef struct eng_kv_ops {
 	/* Optional (NULL: none): a hint that positions pos0..pos0+n-1 of
 	 * (layer, kvh) will be viewed soon, so that a store on disk can
 	 * start reading them all at once.  Called by the forward pass with a
-	 * sparse plan's ranges, from the caller's thread, before the views.
+	 * sparse plan's ranges (and, before a question scores every
+	 * candidate by its keys, with all of them), from the caller's
+	 * thread, before the views.
 	 * Errors are the store's to report at view time; returns nothing. */
 	void (*prefetch)(eng_kv *kv, uint32_t layer, uint32_t kvh,
 	    uint32_t pos0, uint32_t n);

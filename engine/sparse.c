@@ -263,6 +263,9 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 		    layer, kvh, qs->group, hd, first, n_cand, 0 };
 		if (!sj.dot)
 			return ENG_EUNSUP;
+		/* every candidate is read: ask for them all before the first */
+		if (kv->ops->prefetch)
+			kv->ops->prefetch(kv, layer, kvh, first * B, n_cand * B);
 		if (pool && n_cand >= 64)
 			eng_pool_run(pool, scan_task, &sj);
 		else

@@ -144,6 +144,8 @@ void ms__summary_encode(uint8_t *rec, const ms_geom *g, uint32_t n_tokens,
 			size_t stride);
 
 /* lmdb.c */
+/* Asks the kernel to read [p, p + n) of the map now, in one go. */
+void ms__willneed(const void *p, size_t n);
 void ms__sidx(struct ms__sidx *o, int64_t id, uint64_t index);
 void ms__sid(uint8_t o[8], int64_t id);
 int64_t ms__sid_get(const uint8_t *p);

@@ -367,6 +367,8 @@ static int check_tail(ms_store *ms, MDB_txn *txn, const MDB_val *k,
 				id, 0);
 	}
 	ms_block b;
+	if (c->deep)
+		ms__willneed(v->mv_data, v->mv_size);
 	if (c->deep && ms__block_parse(v->mv_data, v->mv_size, NULL, &b))
 		problem(ms, c, "tail of session %lld corrupt", id, 0);
 	return 0;
@@ -415,6 +417,7 @@ static int check_refs(ms_store *ms, MDB_txn *txn, struct check *c)
 		if (c->deep) {
 			ms_key key;
 			memcpy(key.b, k.mv_data, 16);
+			ms__willneed(bv.mv_data, bv.mv_size);
 			if (ms__block_parse(bv.mv_data, bv.mv_size, &key, &b) ||
 			    b.n_tokens != p.n_tokens || b.position != p.position ||
 			    memcmp(b.parent.b, p.parent, 16))

@@ -282,8 +282,9 @@ static void prefill_line(struct follow *o, json_t *ev, char *line, size_t cap)
 
 static void prefill_summary(json_t *d)
 {
-	printf("prefilled %s: %lld of %lld tokens (%lld computed) in ", ectl_jstr(d, "session"),
-	       ectl_jint(d, "done"), ectl_jint(d, "total"), ectl_jint(d, "computed"));
+	printf("prefilled %s: %lld of %lld tokens (%lld computed, %lld reused) in ",
+	       ectl_jstr(d, "session"), ectl_jint(d, "done"), ectl_jint(d, "total"),
+	       ectl_jint(d, "computed"), ectl_jint(d, "reused"));
 	ectl_print_duration(json_number_value(json_object_get(d, "elapsed_s")));
 	printf(", %.1f tok/s\n", json_number_value(json_object_get(d, "rate")));
 }
@@ -293,20 +294,23 @@ static int cmd_prefill(ectl_ctx *x, int argc, char **argv)
 	static const struct option opts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "detach", no_argument, NULL, 'd' },
+		{ "no-reuse", no_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 },
 	};
-	int c, detach = 0;
+	int c, detach = 0, reuse = 1;
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "+jd", opts, NULL)) != -1)
-		if (follow_opt(x, c, &detach))
+		if (c == 'R')
+			reuse = 0;
+		else if (follow_opt(x, c, &detach))
 			return ECTL_EXIT_USAGE;
 	if (argc - optind != 1) {
 		fprintf(stderr, "engramctl prefill: give one SESSION\n");
 		return ECTL_EXIT_USAGE;
 	}
 	struct follow o = { .line = prefill_line, .summary = prefill_summary };
-	return follow_run(x, json_pack("{s:s,s:s,s:b}", "op", "prefill", "session", argv[optind],
-				       "detach", detach), &o);
+	return follow_run(x, json_pack("{s:s,s:s,s:b,s:b}", "op", "prefill", "session",
+				       argv[optind], "detach", detach, "reuse", reuse), &o);
 }
 
 /* ---------------------------------------------------------------- jobs */
@@ -557,6 +561,8 @@ static int cmd_store(ectl_ctx *x, int argc, char **argv)
 		       ectl_jint(done, "unique_blocks"), ectl_jint(done, "shared_blocks"));
 		printf("tokens stored   %lld, %.1f bytes/token\n", ectl_jint(done, "tokens_stored"),
 		       json_number_value(json_object_get(done, "bytes_per_token")));
+		printf("checkpoints     %lld (%lld bytes)\n", ectl_jint(done, "checkpoints"),
+		       ectl_jint(done, "checkpoint_bytes"));
 		printf("on disk         %lld bytes (map %lld, used %lld)\n",
 		       ectl_jint(done, "bytes_on_disk"), ectl_jint(done, "map_size"),
 		       ectl_jint(done, "map_used"));
@@ -598,16 +604,19 @@ const ectl_command ectl_cmds_session[] = {
 	  "  -d, --detach        start the job and print its id\n"
 	  "  -j, --json          the daemon's events as JSON lines",
 	  cmd_ingest },
-	{ "prefill", "[--json] [--detach] SESSION",
+	{ "prefill", "[--json] [--detach] [--no-reuse] SESSION",
 	  "run a session's stream through the model and store its KV cache",
 	  "Starts a prefill job: the model reads SESSION's token stream and its KV\n"
 	  "blocks are stored, so that ask can answer from them.  A job resumes where\n"
-	  "the last one stopped.\n"
+	  "the last one stopped.  A session not prefilled yet whose context begins\n"
+	  "with what another session stored (up to one of its checkpoints) takes\n"
+	  "that part over without computing it (\"reused\").\n"
 	  "Shows progress (a line redrawn on a terminal, a line every few seconds\n"
 	  "otherwise), then what was done.  Ctrl-C stops watching; the job goes on\n"
 	  "(engramctl cancel JOB stops it).\n"
 	  "  -d, --detach        start the job and print its id\n"
-	  "  -j, --json          the daemon's events as JSON lines",
+	  "  -j, --json          the daemon's events as JSON lines\n"
+	  "      --no-reuse      compute everything, even a stored prefix",
 	  cmd_prefill },
 	{ "jobs", "", "list recent jobs", "Lists the newest jobs with state, files and tokens.",
 	  cmd_jobs },

@@ -55,6 +55,7 @@ typedef struct ed_settings {
 	int sparse_reach;	/* 0: the model's trained context */
 	int sparse_scan_max;	/* 0: questions score by summaries */
 	int kv_mode;		/* 0 f16, 1 q8, 2 q4 (ms_mode) */
+	int prefill_checkpoint;	/* tokens between checkpoints; 0: none */
 } ed_settings;
 
 void ed_settings_init(ed_settings *s);
@@ -223,6 +224,8 @@ typedef struct ed_prefill {
 	atomic_int cancel;
 	_Atomic uint64_t done, total;	/* context positions */
 	_Atomic uint64_t computed;	/* by this run */
+	_Atomic uint64_t reused;	/* adopted from another session */
+	int reuse;			/* may adopt (ms_session_adopt) */
 	double seconds;			/* worker's */
 	int rc;				/* 0, ENG_ECANCELED, or failed */
 	char error[1024];
@@ -316,9 +319,11 @@ void ed_jobs_recover(void);
 /* The running job of a session, or 0. */
 int64_t ed_job_of_session(int64_t session_id);
 /* Starts a prefill job of session session_id (named session); as
- * ed_job_start. */
+ * ed_job_start.  reuse: an empty session may take over a stored prefix
+ * (ed_prefill.reuse). */
 int ed_prefill_start(ed_req *r, int64_t session_id, const char *session,
-		     int64_t *id, ed_err *err, char *msg, size_t msglen);
+		     int reuse, int64_t *id, ed_err *err, char *msg,
+		     size_t msglen);
 /* Running jobs with their progress (for status); new reference. */
 json_t *ed_jobs_running(void);
 /* A file path as a JSON string (new reference): as is when it is UTF-8,

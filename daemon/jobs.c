@@ -628,10 +628,12 @@ static json_t *prefill_json(const job *j)
 	uint64_t done = atomic_load(&p->done), total = atomic_load(&p->total);
 	uint64_t computed = atomic_load(&p->computed);
 	double rate = el > 0 ? computed / el : 0;
-	json_t *o = json_pack("{s:I,s:s,s:s,s:I,s:I,s:I,s:f,s:f}",
+	json_t *o = json_pack("{s:I,s:s,s:s,s:I,s:I,s:I,s:I,s:f,s:f}",
 		"job", (json_int_t)j->id, "session", j->session, "kind", "prefill",
 		"done", (json_int_t)done, "total", (json_int_t)total,
-		"computed", (json_int_t)computed, "rate", rate, "elapsed_s", el);
+		"computed", (json_int_t)computed,
+		"reused", (json_int_t)atomic_load(&p->reused), "rate", rate,
+		"elapsed_s", el);
 	if (o && rate > 0 && j->state == MS_JOB_RUNNING && total >= done)
 		json_object_set_new(o, "eta_s", json_real((total - done) / rate));
 	return o;
@@ -782,11 +784,12 @@ static void job_done(uv_work_t *w, int status)
 		if (j->state != MS_JOB_DONE)
 			json_object_set_new(j->summary, "error", json_string(j->error));
 		ed_log(j->state == MS_JOB_DONE ? ED_LOG_INFO : ED_LOG_WARN,
-		       "job %lld (%s): prefill %s at %llu of %llu, %llu computed in %.1f s%s%s",
+		       "job %lld (%s): prefill %s at %llu of %llu, %llu computed, %llu reused in %.1f s%s%s",
 		       (long long)j->id, j->session, state_name(j->state, j->error),
 		       (unsigned long long)atomic_load(&j->pf->done),
 		       (unsigned long long)atomic_load(&j->pf->total),
-		       (unsigned long long)atomic_load(&j->pf->computed), elapsed_s(j),
+		       (unsigned long long)atomic_load(&j->pf->computed),
+		       (unsigned long long)atomic_load(&j->pf->reused), elapsed_s(j),
 		       j->error[0] ? ": " : "", j->error);
 	} else {
 		ing_job_progress(j->ij, &j->last);
@@ -916,8 +919,8 @@ fail:
 	return -1;
 }
 
-int ed_prefill_start(ed_req *r, int64_t session_id, const char *session, int64_t *id,
-		     ed_err *err, char *msg, size_t msglen)
+int ed_prefill_start(ed_req *r, int64_t session_id, const char *session, int reuse,
+		     int64_t *id, ed_err *err, char *msg, size_t msglen)
 {
 	job *j;
 
@@ -944,6 +947,7 @@ int ed_prefill_start(ed_req *r, int64_t session_id, const char *session, int64_t
 	snprintf(j->session, sizeof(j->session), "%s", session);
 	j->pf->session_id = session_id;
 	j->pf->set = ed_server_settings(r->srv);
+	j->pf->reuse = reuse;
 	if (job_launch(j, "prefill", prefill_work, msg, msglen) < 0) {
 		job_free(j);
 		return -1;

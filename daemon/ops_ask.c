@@ -343,7 +343,7 @@ static int ask_keep(struct ask *a, eng_kv *kv, const int32_t *q, size_t nq,
 		rc = ed_context_read(a->sid, a->pre, a->n_pre, first, base, ctx);
 		if (rc >= 0) {
 			memcpy(ctx + (base - first), all, n * sizeof(*ctx));
-			rc = ed_skv_save(kv, ctx, first, err, errlen);
+			rc = ed_skv_save(kv, ctx, first, 0, err, errlen);
 		}
 		if (rc >= 0) {
 			ms_store *ms = ed_store_lock();

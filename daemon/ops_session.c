@@ -257,14 +257,15 @@ static void op_prefill(ed_req *r)
 {
 	ed_jobs_recover();
 	const char *name;
-	int detach;
+	int detach, reuse;
 	ms_session_info si;
 	int64_t job;
 	ed_err e;
 	char msg[256];
 
 	if (!ed_model_need(r) || !(name = arg_name(r, "session")) ||
-	    (detach = ed_req_arg_bool(r, "detach", 0)) < 0)
+	    (detach = ed_req_arg_bool(r, "detach", 0)) < 0 ||
+	    (reuse = ed_req_arg_bool(r, "reuse", 1)) < 0)
 		goto out;
 	ms_store *ms = ed_store_lock();
 	int rc = ms ? ms_session_get(ms, name, &si) : MS_EIO;
@@ -275,7 +276,7 @@ static void op_prefill(ed_req *r)
 	ed_store_unlock();
 	if (rc < 0)
 		goto out;
-	if (ed_prefill_start(r, si.id, name, &job, &e, msg, sizeof(msg)) < 0) {
+	if (ed_prefill_start(r, si.id, name, reuse, &job, &e, msg, sizeof(msg)) < 0) {
 		ed_req_fail(r, e, "%s", msg);
 		goto out;
 	}
@@ -628,7 +629,7 @@ static void store_worker(ed_req *r)
 			ms_stream_length(ms, v[i].id, &k);
 			stream += k;
 		}
-		r->result = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:I}",
+		r->result = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:I,s:I,s:I}",
 			"sessions", (json_int_t)n, "blocks", (json_int_t)st.blocks,
 			"shared_blocks", (json_int_t)st.shared_blocks,
 			"unique_blocks", (json_int_t)(st.blocks - st.shared_blocks),
@@ -637,7 +638,9 @@ static void store_worker(ed_req *r)
 			"bytes_on_disk", (json_int_t)st.bytes_on_disk,
 			"map_size", (json_int_t)st.map_size, "map_used", (json_int_t)st.map_used,
 			"bytes_per_token", st.bytes_per_token,
-			"stream_tokens", (json_int_t)stream);
+			"stream_tokens", (json_int_t)stream,
+			"checkpoints", (json_int_t)st.checkpoints,
+			"checkpoint_bytes", (json_int_t)st.checkpoint_bytes);
 	}
 	ed_store_unlock();
 	ms_free(v);

@@ -11,6 +11,13 @@
  *
  * The engine is taken per chunk with ed_engine_acquire_bg(): a question
  * that arrives meanwhile waits for one chunk at most.
+ *
+ * Checkpoints: every prefill_checkpoint positions, at the last chunk
+ * boundary before the end and at the end, the saved tail is also kept as
+ * the checkpoint of that prefix.  A session that starts empty first takes
+ * over the longest stored prefix of its context that ends at a checkpoint
+ * (another session's, or its own before it was cut): those positions are
+ * "reused", not computed.
  */
 #include "config.h"
 
@@ -96,6 +103,42 @@ int ed_context_read(int64_t sid, const int32_t *pre, size_t n_pre,
 	return rc;
 }
 
+/* Starts an empty session from the longest prefix of its context that the
+ * store holds with a checkpoint (ms_session_adopt) and reopens *kv on it.
+ * Not finding one, or failing to take it, costs only compute: logged. */
+static int adopt_prefix(ed_prefill *p, const int32_t *pre, size_t n_pre,
+    uint64_t total, eng_kv **kv, uint32_t n_batch, char *err, size_t errlen)
+{
+	int32_t *ctx = malloc((size_t)total * sizeof(*ctx));
+	uint64_t got = 0;
+	int rc = ctx ? ed_context_read(p->session_id, pre, n_pre, 0, total,
+	    ctx) : MS_ENOMEM;
+
+	if (rc == 0) {
+		ms_store *ms = ed_store_lock();
+		rc = ms ? ms_session_adopt(ms, p->session_id,
+		    (const uint32_t *)ctx, total, &got) : MS_EIO;
+		if (rc)
+			ed_log(ED_LOG_WARN, "session %lld: stored prefix not "
+			    "taken: %s", (long long)p->session_id,
+			    ms ? ms_errmsg(ms) : "store closed");
+		ed_store_unlock();
+	}
+	free(ctx);
+	if (rc || !got)
+		return 0;
+	eng_kv_close(*kv);
+	*kv = NULL;
+	if ((rc = ed_skv_open(p->session_id, ed_model(), n_batch, kv, err,
+	    errlen)) < 0)
+		return rc;
+	atomic_store(&p->reused, got);
+	ed_log(ED_LOG_INFO, "session %lld: %llu of %llu positions taken from "
+	    "the store, not computed", (long long)p->session_id,
+	    (unsigned long long)got, (unsigned long long)total);
+	return 0;
+}
+
 void ed_prefill_run(ed_prefill *p)
 {
 	const eng_model *m = ed_model();
@@ -133,6 +176,13 @@ void ed_prefill_run(ed_prefill *p)
 		snprintf(p->error, sizeof(p->error), "%s", err);
 		goto fail;
 	}
+	nb = eng_fwd_n_batch(f);
+	if (p->reuse && eng_kv_length(kv) == 0 && total &&
+	    (rc = adopt_prefix(p, pre,
+	    n_pre, total, &kv, nb, err, sizeof(err))) < 0) {
+		snprintf(p->error, sizeof(p->error), "%s", err);
+		goto fail;
+	}
 	ed_fwd_fit(f, p->set, kv);	/* a last chunk of 2..64 tokens scans */
 	pos = eng_kv_length(kv);
 	if (pos > total) {
@@ -143,7 +193,6 @@ void ed_prefill_run(ed_prefill *p)
 		goto fail;
 	}
 	atomic_store(&p->done, pos);
-	nb = eng_fwd_n_batch(f);
 	/* A save needs the ids from the window layers' tail on. */
 	win = eng_model_hparams(m)->sliding_window + nb + 64;
 	if (!(tok = malloc(((size_t)nb + win) * sizeof(*tok)))) {
@@ -177,7 +226,10 @@ void ed_prefill_run(ed_prefill *p)
 			    eng_strerror(rc));
 			goto fail;
 		}
-		if ((rc = ed_skv_save(kv, tok, first, err, sizeof(err))) < 0) {
+		uint64_t ck = (uint64_t)p->set->prefill_checkpoint;
+		if ((rc = ed_skv_save(kv, tok, first, ck && (end == total ||
+		    end / ck != pos / ck || end + nb > total), err,
+		    sizeof(err))) < 0) {
 			snprintf(p->error, sizeof(p->error), "%s", err);
 			goto fail;
 		}

@@ -809,7 +809,7 @@ uint64_t ed_skv_stored(const eng_kv *kv)
 }
 
 int ed_skv_save(eng_kv *kv, const int32_t *tokens, uint64_t first,
-    char *err, size_t errlen)
+    int checkpoint, char *err, size_t errlen)
 {
 	struct skv *s = (struct skv *)kv;
 	uint64_t n_pos = kv->n_pos, from = s->pos_base;
@@ -892,7 +892,7 @@ int ed_skv_save(eng_kv *kv, const int32_t *tokens, uint64_t first,
 			    .head_dim = s->hd, .block_tokens = s->B,
 			    .mode = MS_MODE_F16 },
 			.position = t0, .tokens = tt, .n_tokens = tn,
-			.k = tk, .v = tv,
+			.k = tk, .v = tv, .checkpoint = checkpoint && n_pos,
 		};
 		tp = &tail;
 	}

@@ -44,9 +44,11 @@ int ed_skv_open(int64_t id, const eng_model *m, uint32_t n_batch,
  * (ms_session_commit).  tokens[i] is the id at position first + i, for
  * every position from first to n_pos; first must be at or before the
  * start of the last stored block and n_pos - window (MS_EINVAL).
- * Afterwards the stored length is n_pos. */
+ * checkpoint: keep the tail also as the checkpoint of this prefix, from
+ * which another session starts (ms_session_adopt).  Afterwards the stored
+ * length is n_pos. */
 int ed_skv_save(eng_kv *kv, const int32_t *tokens, uint64_t first,
-    char *err, size_t errlen);
+    int checkpoint, char *err, size_t errlen);
 
 /* The stored length (positions durable in LMDB). */
 uint64_t ed_skv_stored(const eng_kv *kv);

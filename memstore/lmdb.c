@@ -99,6 +99,7 @@ static const struct {
 	{ "heads", offsetof(ms_store, db_heads) },
 	{ "tails", offsetof(ms_store, db_tails) },
 	{ "sumpacks", offsetof(ms_store, db_packs) },
+	{ "checkpoints", offsetof(ms_store, db_ckpts) },
 };
 
 /* Opens the named databases and checks the format version, creating both
@@ -346,6 +347,10 @@ static int block_unref(ms_store *ms, MDB_txn *txn, const uint8_t key[16])
 	rc = mdb_del(txn, ms->db_blocks, &k, NULL);
 	if (rc && rc != MDB_NOTFOUND)
 		return ms__lmdb(ms, rc, "delete block");
+	/* a checkpoint lives as long as the block it ends */
+	rc = mdb_del(txn, ms->db_ckpts, &k, NULL);
+	if (rc && rc != MDB_NOTFOUND)
+		return ms__lmdb(ms, rc, "delete checkpoint");
 	return 0;
 }
 
@@ -784,6 +789,27 @@ int ms_tail_put(ms_store *ms, int64_t id, const ms_geom *g, uint64_t position,
 	return ms__write(ms, tail_w, &a);
 }
 
+/* Keeps the tail as the checkpoint of the session's last block (the
+ * block key names the whole prefix, so any session with this prefix may
+ * start from it: ms_session_adopt). */
+static int ckpt_write(ms_store *ms, MDB_txn *txn, int64_t id,
+		      const struct ms__head *h, const ms_geom *tg,
+		      const ms_tail *t)
+{
+	struct ms__ckpt_hdr ch = { MS__CKPT_MAGIC, MS_FORMAT_VERSION, id };
+	MDB_val key = { 16, (void *)h->head_key },
+		val = { sizeof(ch) + ms_block_record_size(tg, t->n_tokens), NULL };
+	int rc = mdb_put(txn, ms->db_ckpts, &key, &val, MDB_RESERVE);
+	if (rc)
+		return ms__lmdb(ms, rc, "put checkpoint");
+	memcpy(val.mv_data, &ch, sizeof(ch));
+	rc = ms__block_encode((uint8_t *)val.mv_data + sizeof(ch), tg,
+			      h->fingerprint, NULL, t->position, t->tokens,
+			      t->n_tokens, t->k, t->v);
+	return rc ? ms__fail(ms, rc, "encode checkpoint: %s",
+			     ms_strerror(rc)) : 0;
+}
+
 struct commit_arg {
 	struct append_arg ap;	/* id, tokens, n, k, v in; key, n_* out */
 	uint64_t first;
@@ -825,6 +851,14 @@ static int commit_w(ms_store *ms, MDB_txn *txn, void *arg)
 					a->tail->n_tokens, a->tail->k,
 					a->tail->v)))
 		return rc;
+	if (a->tail && a->tail->checkpoint) {
+		if (!h->n_blocks || a->tail->position + a->tail->n_tokens !=
+		    h->n_tokens)
+			return ms__fail(ms, MS_EINVAL, "checkpoint: the tail "
+					"must end where the session ends");
+		if ((rc = ckpt_write(ms, txn, ap->id, h, &a->tg, a->tail)))
+			return rc;
+	}
 	memcpy(ap->key.b, h->head_key, 16);
 	ap->n_tokens = h->n_tokens;
 	return 0;
@@ -889,28 +923,33 @@ int ms_session_truncate(ms_store *ms, int64_t id, uint64_t n_tokens)
 	return 0;
 }
 
-struct fork_arg {
-	int64_t from, to;
-	struct ms__head h;	/* from's, then to's */
-	uint8_t *buf;		/* copies of records (see fork_w) */
+/* A growing buffer for copies of records. */
+struct vbuf {
+	uint8_t *buf;
 	size_t cap;
 };
 
-/* Copies v into a->buf: a value read in a write transaction may sit in a
+/* Copies v into b: a value read in a write transaction may sit in a
  * dirty page that the next put rewrites, so it is never put from there. */
-static int fork_copy(ms_store *ms, struct fork_arg *a, const MDB_val *v)
+static int val_copy(ms_store *ms, struct vbuf *b, const MDB_val *v)
 {
-	if (v->mv_size > a->cap) {
-		uint8_t *nb = realloc(a->buf, v->mv_size);
+	if (v->mv_size > b->cap) {
+		uint8_t *nb = realloc(b->buf, v->mv_size);
 		if (!nb)
-			return ms__fail(ms, MS_ENOMEM, "fork: %zu bytes",
+			return ms__fail(ms, MS_ENOMEM, "copy: %zu bytes",
 					v->mv_size);
-		a->buf = nb;
-		a->cap = v->mv_size;
+		b->buf = nb;
+		b->cap = v->mv_size;
 	}
-	memcpy(a->buf, v->mv_data, v->mv_size);
+	memcpy(b->buf, v->mv_data, v->mv_size);
 	return 0;
 }
+
+struct fork_arg {
+	int64_t from, to;
+	struct ms__head h;	/* from's, then to's */
+	struct vbuf cb;		/* copies of records */
+};
 
 static int fork_w(ms_store *ms, MDB_txn *txn, void *arg)
 {
@@ -950,9 +989,9 @@ static int fork_w(ms_store *ms, MDB_txn *txn, void *arg)
 				"fork: summary %llu missing",
 				(unsigned long long)i) :
 			       ms__lmdb(ms, rc, "fork: read summary");
-		if ((rc = fork_copy(ms, a, &v)))
+		if ((rc = val_copy(ms, &a->cb, &v)))
 			return rc;
-		v.mv_data = a->buf;
+		v.mv_data = a->cb.buf;
 		if ((rc = mdb_put(txn, ms->db_sums, &kt, &v, 0)))
 			return ms__lmdb(ms, rc, "fork: put summary");
 	}
@@ -962,10 +1001,10 @@ static int fork_w(ms_store *ms, MDB_txn *txn, void *arg)
 	MDB_val tk = { 8, kf }, tv;
 	rc = mdb_get(txn, ms->db_tails, &tk, &tv);
 	if (rc == 0) {
-		if ((rc = fork_copy(ms, a, &tv)))
+		if ((rc = val_copy(ms, &a->cb, &tv)))
 			return rc;
 		tk.mv_data = kt;
-		tv.mv_data = a->buf;
+		tv.mv_data = a->cb.buf;
 		if ((rc = mdb_put(txn, ms->db_tails, &tk, &tv, 0)))
 			return ms__lmdb(ms, rc, "fork: put tail");
 	} else if (rc != MDB_NOTFOUND) {
@@ -979,11 +1018,212 @@ int ms__session_fork_w(ms_store *ms, int64_t from, int64_t to,
 {
 	struct fork_arg a = { .from = from, .to = to };
 	int rc = ms__write(ms, fork_w, &a);
-	free(a.buf);
+	free(a.cb.buf);
 	if (rc)
 		return rc;
 	*n_tokens = a.h.n_tokens;
 	memcpy(head, a.h.head_key, 16);
+	return 0;
+}
+
+/* ---- adopt ---------------------------------------------------------- */
+
+struct adopt_arg {
+	int64_t id;
+	const uint32_t *tokens;
+	uint64_t n;
+	ms_key *keys;		/* [n / B + 1]: the context's block keys */
+	struct vbuf cb;		/* copies of records */
+	float *kf;		/* one block's keys, decoded */
+	size_t kf_cap;		/* floats */
+	uint64_t n_tokens;	/* out: adopted */
+	ms_key head;		/* out: the last adopted block's key */
+};
+
+/* The longest prefix of the context that the store holds with a
+ * checkpoint at its end: *nb blocks, *end tokens (0, 0: none).  Keys are
+ * hashed and looked up block by block until the first one missing. */
+static int adopt_find(ms_store *ms, MDB_txn *txn, struct adopt_arg *a,
+		      const struct ms__head *h, uint64_t *nb, uint64_t *end)
+{
+	uint32_t B = h->block_tokens;
+	*nb = *end = 0;
+	for (uint64_t j = 0, off = 0; off < a->n; j++, off += B) {
+		uint32_t len = a->n - off < B ? (uint32_t)(a->n - off) : B;
+		struct ms__pfx p;
+		ms_block_key(h->fingerprint, j ? &a->keys[j - 1] : NULL,
+			     a->tokens + off, len, off, &a->keys[j]);
+		int rc = pfx_read(ms, txn, a->keys[j].b, &p);
+		if (rc == MS_ENOTFOUND || (!rc && p.n_tokens != len))
+			break;
+		if (rc)
+			return rc;
+		MDB_val k = { 16, a->keys[j].b }, v;
+		struct ms__ckpt_hdr ch;
+		struct ms__block_hdr bh;
+		if (mdb_get(txn, ms->db_ckpts, &k, &v) ||
+		    v.mv_size < sizeof(ch) + sizeof(bh))
+			continue;
+		memcpy(&ch, v.mv_data, sizeof(ch));
+		memcpy(&bh, (const uint8_t *)v.mv_data + sizeof(ch), sizeof(bh));
+		if (ch.magic == MS__CKPT_MAGIC &&
+		    ch.version == MS_FORMAT_VERSION &&
+		    bh.position + bh.n_tokens == off + len) {
+			*nb = j + 1;
+			*end = off + len;
+		}
+	}
+	return 0;
+}
+
+/* Block i's summary for the adopting session: the source session's copy
+ * while it holds the same block at i, else made again from the block
+ * (the same bits for an f16 block: its keys decode to the floats the
+ * summary was made from). */
+static int adopt_summary(ms_store *ms, MDB_txn *txn, struct adopt_arg *a,
+			 const ms_geom *g, int64_t src, uint64_t i)
+{
+	struct ms__sidx sf, st;
+	ms__sidx(&sf, src, i);
+	ms__sidx(&st, a->id, i);
+	MDB_val kf = { 16, sf.b }, kt = { 16, st.b }, v;
+	size_t size = ms__summary_size(g);
+	int rc = mdb_get(txn, ms->db_sums, &kf, &v);
+	if (rc && rc != MDB_NOTFOUND)
+		return ms__lmdb(ms, rc, "adopt: read summary");
+	if (!rc && v.mv_size == size) {
+		struct ms__sum_hdr sh;
+		memcpy(&sh, v.mv_data, sizeof(sh));
+		if (sh.magic == MS__SUM_MAGIC &&
+		    !memcmp(sh.key, a->keys[i].b, 16)) {
+			if ((rc = val_copy(ms, &a->cb, &v)))
+				return rc;
+			v.mv_data = a->cb.buf;
+			return ms__lmdb(ms, mdb_put(txn, ms->db_sums, &kt, &v, 0),
+					"adopt: put summary");
+		}
+	}
+	MDB_val bk = { 16, a->keys[i].b }, bv;
+	ms_block b;
+	if ((rc = mdb_get(txn, ms->db_blocks, &bk, &bv)))
+		return ms__lmdb(ms, rc, "adopt: read block");
+	ms__willneed(bv.mv_data, bv.mv_size);
+	if ((rc = ms__block_parse(bv.mv_data, bv.mv_size, &a->keys[i], &b)))
+		return ms__fail(ms, rc, "adopt: block %llu failed verification",
+				(unsigned long long)i);
+	if (b.geom.n_layers != g->n_layers ||
+	    b.geom.n_kv_heads != g->n_kv_heads ||
+	    b.geom.head_dim != g->head_dim)
+		return ms__fail(ms, MS_EMISMATCH, "adopt: block %llu has "
+				"another geometry", (unsigned long long)i);
+	size_t sec = (size_t)b.n_tokens * g->head_dim;
+	size_t need = sec * g->n_layers * g->n_kv_heads;
+	if (need > a->kf_cap) {
+		float *nk = realloc(a->kf, need * sizeof(float));
+		if (!nk)
+			return ms__fail(ms, MS_ENOMEM, "adopt");
+		a->kf = nk;
+		a->kf_cap = need;
+	}
+	for (uint32_t l = 0; l < g->n_layers; l++)
+		for (uint32_t hh = 0; hh < g->n_kv_heads; hh++)
+			if ((rc = ms_block_decode(&b, l, hh, a->kf + ((size_t)l *
+			    g->n_kv_heads + hh) * sec, NULL)))
+				return ms__fail(ms, rc, "adopt: decode block");
+	uint32_t n = b.n_tokens;
+	uint64_t pos = b.position;
+	v.mv_size = size;
+	if ((rc = mdb_put(txn, ms->db_sums, &kt, &v, MDB_RESERVE)))
+		return ms__lmdb(ms, rc, "adopt: put summary");
+	ms__summary_encode(v.mv_data, g, n, pos, &a->keys[i], a->kf, sec);
+	return 0;
+}
+
+static int adopt_w(ms_store *ms, MDB_txn *txn, void *arg)
+{
+	struct adopt_arg *a = arg;
+	struct ms__head h;
+	uint64_t nb, end;
+	int rc = head_read_b(ms, txn, a->id, &h);
+	if (rc)
+		return rc;
+	if (h.n_tokens || h.n_blocks)
+		return ms__fail(ms, MS_ESTATE, "adopt: session %lld is not "
+				"empty", (long long)a->id);
+	/* kept across the retries of a write that grew the map */
+	if (!a->keys && !(a->keys = calloc(a->n / h.block_tokens + 1,
+					   sizeof(*a->keys))))
+		return ms__fail(ms, MS_ENOMEM, "adopt");
+	if ((rc = adopt_find(ms, txn, a, &h, &nb, &end)) || !nb)
+		return rc;
+	MDB_val ck = { 16, a->keys[nb - 1].b }, cv;
+	struct ms__ckpt_hdr ch;
+	ms_block tb;
+	if ((rc = mdb_get(txn, ms->db_ckpts, &ck, &cv)))
+		return ms__lmdb(ms, rc, "adopt: read checkpoint");
+	memcpy(&ch, cv.mv_data, sizeof(ch));
+	ms__willneed(cv.mv_data, cv.mv_size);
+	if ((rc = ms__block_parse((const uint8_t *)cv.mv_data + sizeof(ch),
+				  cv.mv_size - sizeof(ch), NULL, &tb)))
+		return ms__fail(ms, rc, "adopt: checkpoint at %llu failed "
+				"verification", (unsigned long long)end);
+	if (memcmp(tb.fingerprint, h.fingerprint, 16))
+		return ms__fail(ms, MS_EMISMATCH, "adopt: checkpoint of "
+				"another model");
+	ms_geom g;
+	head_geom(&h, &g);
+	for (uint64_t i = 0; i < nb; i++) {
+		struct ms__pfx p;
+		struct ms__sidx st;
+		if ((rc = pfx_read(ms, txn, a->keys[i].b, &p)))
+			return rc;
+		p.refcount++;
+		ms__sidx(&st, a->id, i);
+		MDB_val pk = { 16, a->keys[i].b }, pv = { sizeof(p), &p };
+		MDB_val kt = { 16, st.b }, kv = { 16, a->keys[i].b };
+		if ((rc = mdb_put(txn, ms->db_prefix, &pk, &pv, 0)) ||
+		    (rc = mdb_put(txn, ms->db_chain, &kt, &kv, 0)))
+			return ms__lmdb(ms, rc, "adopt: put chain");
+		if ((rc = adopt_summary(ms, txn, a, &g, ch.source, i)))
+			return rc;
+	}
+	/* The checkpoint becomes the tail: looked up again, since the puts
+	 * above may have moved what the first lookup pointed at. */
+	if ((rc = mdb_get(txn, ms->db_ckpts, &ck, &cv)) ||
+	    (rc = val_copy(ms, &a->cb, &cv)))
+		return rc > 0 ? ms__lmdb(ms, rc, "adopt: read checkpoint") : rc;
+	uint8_t kb[8];
+	ms__sid(kb, a->id);
+	MDB_val tk = { 8, kb }, tv = { cv.mv_size - sizeof(ch),
+				       a->cb.buf + sizeof(ch) };
+	if ((rc = mdb_put(txn, ms->db_tails, &tk, &tv, 0)))
+		return ms__lmdb(ms, rc, "adopt: put tail");
+	h.n_blocks = nb;
+	h.n_tokens = end;
+	memcpy(h.head_key, a->keys[nb - 1].b, 16);
+	a->n_tokens = end;
+	a->head = a->keys[nb - 1];
+	return head_write(ms, txn, a->id, &h);
+}
+
+int ms_session_adopt(ms_store *ms, int64_t id, const uint32_t *tokens,
+		     uint64_t n_tokens, uint64_t *n_adopted)
+{
+	if (n_adopted)
+		*n_adopted = 0;
+	if (!ms || (n_tokens && !tokens))
+		return ms__fail(ms, MS_EINVAL, "adopt: bad argument");
+	struct adopt_arg a = { .id = id, .tokens = tokens, .n = n_tokens };
+	int rc = ms__write(ms, adopt_w, &a);
+	free(a.keys);
+	free(a.cb.buf);
+	free(a.kf);
+	if (rc)
+		return rc;
+	if (a.n_tokens)
+		ms__cat_set_count(ms, id, a.n_tokens, a.head.b);
+	if (n_adopted)
+		*n_adopted = a.n_tokens;
 	return 0;
 }
 

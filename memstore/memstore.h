@@ -27,6 +27,12 @@
  *     "sumpacks"   session id u64 BE -> {magic "EGSP", format version, n,
  *                  record size} + the session's first n summary records
  *                  back to back (ms_summary_pack): one read at open
+ *     "checkpoints" block key (16 B) -> {magic "EGCP", format version,
+ *                  source session id} + a tail record ending where that
+ *                  block ends (ms_tail.checkpoint): the window layers'
+ *                  state after the prefix the key names, from which
+ *                  another session with that prefix starts without
+ *                  computing it (ms_session_adopt); freed with its block
  *   DIR/catalog.db       SQLite (WAL, foreign keys, PRAGMA user_version is the
  *                        schema version, migrated forward at open): sessions,
  *                        documents, spans, jobs, audit log.
@@ -313,6 +319,10 @@ typedef struct ms_tail {
 	const uint32_t *tokens;
 	uint32_t n_tokens;
 	const float *k, *v;
+	/* Non-zero: also keep it as the checkpoint of the session's last
+	 * block (it must then end where the session ends, else MS_EINVAL),
+	 * so that ms_session_adopt can start other sessions from it. */
+	int checkpoint;
 } ms_tail;
 
 /* One step of a prefill, in ONE LMDB write transaction (see ONE TRUTH):
@@ -350,6 +360,22 @@ typedef struct ms_tail {
 int ms_session_commit(ms_store *ms, int64_t id, uint64_t first,
 		      const uint32_t *tokens, uint64_t n_tokens, const float *k,
 		      const float *v, const ms_tail *tail, uint64_t *n_blocks);
+
+/* Starts the empty session id from KV already stored, with no compute:
+ * tokens[0..n_tokens) is its context (as its blocks will hold it).  Finds
+ * the longest prefix of it that the store holds as blocks (same model,
+ * same B: the keys name the prefix) with a checkpoint at its end, and makes
+ * that prefix the session's KV in ONE LMDB transaction, as a fork would:
+ * the blocks by reference, their summaries (copied from the session that
+ * wrote the checkpoint while it holds the same block at the same index,
+ * else made again from the block: the same bits for f16 blocks), and the
+ * checkpoint as the tail.  *n_adopted (may be NULL) receives the prefix's
+ * length; 0 when there is none, and then nothing changes.  The stream and
+ * spans are the caller's.  MS_ESTATE if the session is not empty,
+ * MS_ENOTFOUND if it has no head, MS_ECORRUPT if the chosen checkpoint or a
+ * block fails verification; the catalog's count follows as for a commit. */
+int ms_session_adopt(ms_store *ms, int64_t id, const uint32_t *tokens,
+		     uint64_t n_tokens, uint64_t *n_adopted);
 
 /* Cuts the session's KV back to before position n_tokens, in one LMDB
  * transaction: keeps the blocks that lie entirely below n_tokens, drops
@@ -486,6 +512,7 @@ typedef struct ms_stats {
 	uint64_t block_bytes;	/* sum of block record sizes */
 	uint64_t tails, tail_bytes;
 	uint64_t packs;		/* sessions with a summary pack */
+	uint64_t checkpoints, checkpoint_bytes;
 	uint64_t bytes_on_disk;	/* size of data.mdb */
 	uint64_t map_size;	/* current LMDB map size */
 	uint64_t map_used;	/* (last page + 1) * page size */
@@ -497,14 +524,17 @@ int ms_stats_get(ms_store *ms, ms_stats *out);
  * "prefix" hold the same keys, that each refcount equals the number of
  * chain entries naming the block, that every chain is contiguous from 0,
  * parent-linked and ends at its head's key with the head's counts, that
- * summaries match chains, and that heads and catalog rows agree.
+ * summaries match chains, that every checkpoint's block exists and it
+ * ends where the block ends (deep: its checksum), and that heads and
+ * catalog rows agree.
  * Returns 0 if all holds, MS_ECHECK if not (*problems, may be NULL, gets
  * the count; ms_errmsg names the first), or another error. */
 int ms_check(ms_store *ms, int deep, uint64_t *problems);
 
 /* Frees what no session reaches: blocks without refs, prefix entries
- * without blocks, chains/summaries/tails without a head.  *freed (may be
- * NULL) receives the number of records removed. */
+ * without blocks, chains/summaries/tails without a head, checkpoints
+ * without a block.  *freed (may be NULL) receives the number of records
+ * removed. */
 int ms_gc(ms_store *ms, uint64_t *freed);
 /* ms_gc, then rewrites the LMDB file compactly (mdb_env_copy2 with
  * MDB_CP_COMPACT to a temporary file, then rename over data.mdb and

@@ -88,6 +88,18 @@ struct ms__pack_hdr {
 };
 static_assert(sizeof(struct ms__pack_hdr) == 24, "pack header size");
 
+/* Header of a "checkpoints" record, followed by a tail record (a block
+ * record of the window layers) that ends where the keyed block ends.
+ * source: the session that wrote it, whose summaries adoption copies
+ * while that session still holds the same blocks. */
+#define MS__CKPT_MAGIC 0x50434745u	/* "EGCP" */
+struct ms__ckpt_hdr {
+	uint32_t magic;
+	uint32_t version;
+	int64_t source;
+};
+static_assert(sizeof(struct ms__ckpt_hdr) == 16, "checkpoint header size");
+
 /* (session, index) big-endian key of "chain" and "summaries". */
 struct ms__sidx {
 	uint8_t b[16];
@@ -98,7 +110,7 @@ struct ms_store {
 	ms_settings set;
 	MDB_env *env;
 	MDB_dbi db_meta, db_blocks, db_prefix, db_chain, db_sums, db_heads,
-		db_tails, db_packs;
+		db_tails, db_packs, db_ckpts;
 	size_t map_size;
 	int live_txns;		/* open ms_txn: the map cannot grow */
 	sqlite3 *db;

@@ -165,6 +165,15 @@ static int stat_tail(ms_store *ms, MDB_txn *txn, const MDB_val *k,
 	return 0;
 }
 
+static int stat_ckpt(ms_store *ms, MDB_txn *txn, const MDB_val *k,
+		     const MDB_val *v, void *arg)
+{
+	ms_stats *s = arg;
+	s->checkpoints++;
+	s->checkpoint_bytes += v->mv_size;
+	return 0;
+}
+
 int ms_stats_get(ms_store *ms, ms_stats *out)
 {
 	if (!ms || !out)
@@ -187,7 +196,8 @@ int ms_stats_get(ms_store *ms, ms_stats *out)
 	out->packs = hs.ms_entries;
 	if ((rc = db_each(ms, t->txn, ms->db_prefix, stat_pfx, out)) ||
 	    (rc = db_each(ms, t->txn, ms->db_blocks, stat_block, out)) ||
-	    (rc = db_each(ms, t->txn, ms->db_tails, stat_tail, out)))
+	    (rc = db_each(ms, t->txn, ms->db_tails, stat_tail, out)) ||
+	    (rc = db_each(ms, t->txn, ms->db_ckpts, stat_ckpt, out)))
 		goto out;
 	MDB_envinfo info;
 	MDB_stat es;
@@ -374,6 +384,46 @@ static int check_tail(ms_store *ms, MDB_txn *txn, const MDB_val *k,
 	return 0;
 }
 
+/* A checkpoint: its block exists and it ends where the block ends;
+ * deep: its checksum. */
+static int check_ckpt(ms_store *ms, MDB_txn *txn, const MDB_val *k,
+		      const MDB_val *v, void *arg)
+{
+	struct check *c = arg;
+	struct ms__ckpt_hdr ch;
+	struct ms__block_hdr bh;
+	struct ms__pfx p;
+	MDB_val pv;
+	if (k->mv_size != 16 || v->mv_size < sizeof(ch) + sizeof(bh)) {
+		problem(ms, c, "bad checkpoint record", 0, 0);
+		return 0;
+	}
+	memcpy(&ch, v->mv_data, sizeof(ch));
+	memcpy(&bh, (const uint8_t *)v->mv_data + sizeof(ch), sizeof(bh));
+	if (mdb_get(txn, ms->db_prefix, (MDB_val *)k, &pv) ||
+	    pv.mv_size != sizeof(p)) {
+		problem(ms, c, "checkpoint of session %lld without its block",
+			(long long)ch.source, 0);
+		return 0;
+	}
+	memcpy(&p, pv.mv_data, sizeof(p));
+	if (ch.magic != MS__CKPT_MAGIC || ch.version != MS_FORMAT_VERSION ||
+	    bh.position + bh.n_tokens != p.position + p.n_tokens) {
+		problem(ms, c, "checkpoint at %lld: bad header or end",
+			(long long)(p.position + p.n_tokens), 0);
+		return 0;
+	}
+	ms_block b;
+	if (c->deep) {
+		const uint8_t *rec = (const uint8_t *)v->mv_data + sizeof(ch);
+		ms__willneed(rec, v->mv_size - sizeof(ch));
+		if (ms__block_parse(rec, v->mv_size - sizeof(ch), NULL, &b))
+			problem(ms, c, "checkpoint at %lld corrupt",
+				(long long)(p.position + p.n_tokens), 0);
+	}
+	return 0;
+}
+
 static int key_cmp(const void *a, const void *b)
 {
 	return memcmp(a, b, 16);
@@ -483,6 +533,7 @@ int ms_check(ms_store *ms, int deep, uint64_t *problems)
 	    (rc = db_each(ms, t->txn, ms->db_sums, check_owned, &c)) ||
 	    (rc = db_each(ms, t->txn, ms->db_packs, check_owned, &c)) ||
 	    (rc = db_each(ms, t->txn, ms->db_tails, check_tail, &c)) ||
+	    (rc = db_each(ms, t->txn, ms->db_ckpts, check_ckpt, &c)) ||
 	    (rc = check_refs(ms, t->txn, &c)) ||
 	    (rc = check_catalog(ms, t->txn, &c)))
 		goto out;
@@ -553,6 +604,16 @@ static int gc_block(ms_store *ms, MDB_txn *txn, const MDB_val *k,
 	return 0;
 }
 
+static int gc_ckpt(ms_store *ms, MDB_txn *txn, const MDB_val *k,
+		   const MDB_val *v, void *arg)
+{
+	MDB_val bv;
+	if (k->mv_size != 16 ||
+	    mdb_get(txn, ms->db_blocks, (MDB_val *)k, &bv) == MDB_NOTFOUND)
+		return gc_mark(ms, arg, k);
+	return 0;
+}
+
 /* Marks with fn over dbi, then deletes what was marked. */
 static int gc_pass(ms_store *ms, MDB_txn *txn, MDB_dbi dbi, each_fn fn,
 		   uint64_t *freed)
@@ -584,7 +645,8 @@ static int gc_w(ms_store *ms, MDB_txn *txn, void *arg)
 	    (rc = gc_pass(ms, txn, ms->db_packs, gc_headless, freed)) ||
 	    (rc = gc_pass(ms, txn, ms->db_tails, gc_headless, freed)) ||
 	    (rc = gc_pass(ms, txn, ms->db_prefix, gc_pfx, freed)) ||
-	    (rc = gc_pass(ms, txn, ms->db_blocks, gc_block, freed)))
+	    (rc = gc_pass(ms, txn, ms->db_blocks, gc_block, freed)) ||
+	    (rc = gc_pass(ms, txn, ms->db_ckpts, gc_ckpt, freed)))
 		return rc;
 	return 0;
 }

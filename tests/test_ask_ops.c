@@ -88,11 +88,12 @@ static void ingest(const char *session)
 	free(err);
 }
 
-/* `engramctl --json prefill`: the final event. */
-static json_t *prefill(const char *session)
+/* `engramctl --json prefill [opt]`: the final event. */
+static json_t *prefill_with(const char *session, const char *opt)
 {
 	char *out = NULL, *err = NULL;
-	int rc = ctl(&out, &err, "--json", "prefill", session, NULL);
+	int rc = opt ? ctl(&out, &err, "--json", "prefill", opt, session, NULL)
+		     : ctl(&out, &err, "--json", "prefill", session, NULL);
 	ck_assert_msg(rc == 0, "prefill exit %d: %s", rc, err);
 	json_t *done = NULL;
 	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
@@ -110,6 +111,11 @@ static json_t *prefill(const char *session)
 	free(out);
 	free(err);
 	return done;
+}
+
+static json_t *prefill(const char *session)
+{
+	return prefill_with(session, NULL);
 }
 
 /* `engramctl --json ask`: the answer's text; *done (may be NULL) gets
@@ -238,10 +244,12 @@ START_TEST(test_prefill_ask_restart)
 	/* An ask leaves the session as it was. */
 	ck_assert_int_eq(prefilled("a"), total);
 
-	/* The same tree in a second session: every block shared. */
+	/* The same tree in a second session: every block shared, nothing
+	 * computed (a's checkpoint at its end). */
 	ingest("b");
 	d = prefill("b");
-	ck_assert_int_eq(jint(d, "computed"), total);
+	ck_assert_int_eq(jint(d, "computed"), 0);
+	ck_assert_int_eq(jint(d, "reused"), total);
 	json_decref(d);
 	ev = rq("{\"id\":1,\"op\":\"store\"}");
 	long long blocks_a = (total + 63) / 64;
@@ -319,6 +327,36 @@ START_TEST(test_prefill_ask_restart)
 	ck_assert_str_eq(k3, k2);
 	free(k3);
 	free(k2);
+
+	/* The tree grown by a file sorted last: the context up to a's
+	 * checkpoint at its last whole block or chunk comes from the store
+	 * (a is gone, c holds the blocks: summaries made again), the rest is
+	 * computed; --no-reuse computes it all, to the same answer. */
+	c_file(tree, "src/c.c", 10, 3);
+	tu_mtime(tree, "src/c.c", 1700002000);
+	ingest("g");
+	d = prefill("g");
+	long long tg = jint(d, "total"), want = total % 64 ? total / 512 * 512 : total;
+	ck_assert_int_gt(tg, total);
+	ck_assert_int_eq(jint(d, "reused"), want);
+	ck_assert_int_eq(jint(d, "computed"), tg - want);
+	json_decref(d);
+	ingest("h");
+	d = prefill_with("h", "--no-reuse");
+	ck_assert_int_eq(jint(d, "reused"), 0);
+	ck_assert_int_eq(jint(d, "computed"), tg);
+	json_decref(d);
+	char *g1 = ask("g", "What does f3_4 return?", NULL, NULL);
+	char *h1 = ask("h", "What does f3_4 return?", NULL, NULL);
+	ck_assert_str_eq(g1, h1);
+	free(g1);
+	free(h1);
+	/* checkpoints: a's two (at 1024 and its end), g's and h's two each
+	 * (the same keys: one record each) */
+	ev = rq("{\"id\":1,\"op\":\"store\"}");
+	ck_assert_int_ge(jint(ev, "checkpoints"), 3);
+	ck_assert_int_gt(jint(ev, "checkpoint_bytes"), 0);
+	json_decref(ev);
 	ck_assert_int_eq(th_signal_wait(&D, SIGTERM), 0);
 }
 END_TEST
@@ -351,6 +389,8 @@ START_TEST(test_ask_bad_input)
 	expect_error(rq("{\"id\":1,\"op\":\"prefill\",\"session\":\"nope\"}"), "not_found");
 	expect_error(rq("{\"id\":1,\"op\":\"prefill\"}"), "missing_field");
 	expect_error(rq("{\"id\":1,\"op\":\"prefill\",\"session\":\"n\",\"detach\":\"no\"}"),
+		     "invalid_argument");
+	expect_error(rq("{\"id\":1,\"op\":\"prefill\",\"session\":\"n\",\"reuse\":1}"),
 		     "invalid_argument");
 	expect_error(rq("{\"id\":1,\"op\":\"session_fork\",\"session\":\"n\",\"to\":\"n\"}"),
 		     "invalid_argument");

@@ -2,7 +2,8 @@
  * ms_session_commit (blocks and tail in one LMDB transaction, the pop of a
  * partial last block, the `first` rule, all or nothing), ms_session_truncate
  * and ms_session_fork (shared blocks, copied catalog data, independence of
- * the two sessions, recovery of a fork cut in half). */
+ * the two sessions, recovery of a fork cut in half), ms_session_adopt
+ * (a session started from another's prefix and checkpoint). */
 #include "config.h"
 #include <check.h>
 #include <math.h>
@@ -105,7 +106,7 @@ static void tail_make(struct tail *tl, const struct doc *d, uint64_t end,
 	memcpy(tl->tok, d->tok + end - n, n * sizeof(uint32_t));
 	ms_synth_kv(seed, TL, n, D, tl->k, tl->v);
 	ms_tail t = { { TL, 1, D, 0, MS_MODE_F16 }, end - n, tl->tok, n,
-		      tl->k, tl->v };
+		      tl->k, tl->v, 0 };
 	tl->t = t;
 }
 
@@ -840,6 +841,157 @@ END_TEST
 /* A crash between the fork's SQLite and LMDB transactions leaves a row
  * (with stream, spans, manifest) and no head: recovery makes it an empty
  * session, consistent with the store. */
+/* ---- adopt ---------------------------------------------------------- */
+
+static int64_t create_g(ms_store *ms, const char *name, const ms_geom *g)
+{
+	int64_t id;
+	ck_assert_int_eq(ms_session_create(ms, name, FP, g, &id), 0);
+	return id;
+}
+
+static uint64_t adopt(ms_store *ms, int64_t id, const uint32_t *tok,
+		      uint64_t n)
+{
+	uint64_t got = 12345;
+	int rc = ms_session_adopt(ms, id, tok, n, &got);
+	ck_assert_msg(rc == 0, "adopt: %s", ms_errmsg(ms));
+	return got;
+}
+
+static void sums_same(ms_store *ms, int64_t id, const struct sums *want,
+		      size_t n)
+{
+	struct sums s;
+	sums_get(ms, id, &s);
+	ck_assert_uint_eq(s.n, n);
+	ck_assert_uint_le(s.len, want->len);
+	ck_assert_mem_eq(s.data, want->data, s.len);
+	free(s.data);
+}
+
+/* A session starts from another's stored prefix and its checkpoint, with
+ * the same blocks, tail and summaries (copied while the source lives,
+ * made again from f16 blocks after); a prefix without a checkpoint at its
+ * end is not adopted; checkpoints go with their blocks. */
+START_TEST(test_adopt)
+{
+	static const ms_geom G16 = { L, H, D, B, MS_MODE_F16 };
+	ms_store *ms = open_store();
+	struct doc *d = doc_new(9);
+	static struct tail t64, t90, tx;
+	/* as engramd gives them: values that f16 holds exactly */
+	for (size_t i = 0; i < (size_t)L * NMAX * D; i++) {
+		d->k[i] = ms_f16_to_f32(ms_f16_from_f32(d->k[i]));
+		d->v[i] = ms_f16_to_f32(ms_f16_from_f32(d->v[i]));
+	}
+	int64_t a = create_g(ms, "a", &G16);
+	ms_stats st;
+
+	tail_make(&t64, d, 64, 40, 64);
+	tail_make(&t90, d, 90, 40, 90);
+	t64.t.checkpoint = t90.t.checkpoint = 1;
+	/* a checkpoint must end where the session does */
+	tail_make(&tx, d, 60, 40, 60);
+	tx.t.checkpoint = 1;
+	ck_assert_int_eq(commit(ms, a, d, 0, 64, &tx, NULL), MS_EINVAL);
+	ck_assert_int_eq(ms_stats_get(ms, &st), 0);
+	ck_assert_uint_eq(st.blocks + st.checkpoints + st.tails, 0);
+	ck_assert_int_eq(commit(ms, a, d, 0, 64, &t64, NULL), 0);
+	ck_assert_int_eq(commit(ms, a, d, 64, 26, &t90, NULL), 0);
+	ck_assert_int_eq(ms_stats_get(ms, &st), 0);
+	ck_assert_uint_eq(st.checkpoints, 2);
+	struct sums want;
+	sums_get(ms, a, &want);
+	ck_assert_uint_eq(want.n, 6);
+
+	/* the whole context: every block, the tail at 90 */
+	int64_t b = create_g(ms, "b", &G16);
+	ck_assert_uint_eq(adopt(ms, b, d->tok, 90), 90);
+	chain_expect(ms, b, d, 90);
+	tail_expect(ms, b, &t90);
+	sums_same(ms, b, &want, 6);
+	ck_assert_int_eq(ms_stats_get(ms, &st), 0);
+	ck_assert_uint_eq(st.blocks, 6);
+	ck_assert_uint_eq(st.block_refs, 12);
+	expect_check(ms);
+	/* only an empty session adopts */
+	ck_assert_int_eq(ms_session_adopt(ms, b, d->tok, 90, NULL), MS_ESTATE);
+	ck_assert_int_eq(ms_session_adopt(ms, 999, d->tok, 90, NULL),
+			 MS_ENOTFOUND);
+	ck_assert_int_eq(ms_session_adopt(ms, b, NULL, 90, NULL), MS_EINVAL);
+
+	/* longer, shorter or different after 64: the checkpoint at 64 */
+	uint32_t tok[NMAX];
+	memcpy(tok, d->tok, sizeof(tok));
+	int64_t c = create_g(ms, "c", &G16);
+	ck_assert_uint_eq(adopt(ms, c, tok, 80), 64);
+	chain_expect(ms, c, d, 64);
+	tail_expect(ms, c, &t64);
+	int64_t c2 = create_g(ms, "c2", &G16);
+	tok[70]++;
+	ck_assert_uint_eq(adopt(ms, c2, tok, 90), 64);
+	/* a's partial last block is no prefix of a longer context */
+	int64_t c3 = create_g(ms, "c3", &G16);
+	ck_assert_uint_eq(adopt(ms, c3, d->tok, 200), 64);
+	/* nothing before the first checkpoint, or a changed first token */
+	int64_t e0 = create_g(ms, "e0", &G16);
+	ck_assert_uint_eq(adopt(ms, e0, d->tok, 63), 0);
+	tok[0]++;
+	ck_assert_uint_eq(adopt(ms, e0, tok, 90), 0);
+	ck_assert_int_eq(ms_session_adopt(ms, e0, d->tok, 0, NULL), 0);
+	chain_expect(ms, e0, d, 0);
+	ck_assert(!has_tail(ms, e0));
+	expect_check(ms);
+
+	/* the source gone: summaries made again from the f16 blocks */
+	ck_assert_int_eq(ms_session_delete(ms, "a"), 0);
+	int64_t e = create_g(ms, "e", &G16);
+	ck_assert_uint_eq(adopt(ms, e, d->tok, 90), 90);
+	sums_same(ms, e, &want, 6);
+	tail_expect(ms, e, &t90);
+	expect_check(ms);
+
+	/* every session gone: blocks and checkpoints with them */
+	const char *names[] = { "b", "c", "c2", "c3", "e0", "e" };
+	for (size_t i = 0; i < 6; i++)
+		ck_assert_int_eq(ms_session_delete(ms, names[i]), 0);
+	ck_assert_int_eq(ms_stats_get(ms, &st), 0);
+	ck_assert_uint_eq(st.blocks, 0);
+	ck_assert_uint_eq(st.checkpoints, 0);
+	int64_t f = create_g(ms, "f", &G16);
+	ck_assert_uint_eq(adopt(ms, f, d->tok, 90), 0);
+	expect_check(ms);
+	free(want.data);
+	free(d);
+	ms_close(ms);
+}
+END_TEST
+
+/* A checkpoint whose block is gone: fsck names it, gc frees it. */
+START_TEST(test_adopt_orphan_checkpoint)
+{
+	ms_store *ms = open_store();
+	MDB_txn *txn;
+	uint8_t key[16] = "no-such-block!!";
+	uint8_t rec[200] = { 0 };
+	struct ms__ckpt_hdr ch = { MS__CKPT_MAGIC, MS_FORMAT_VERSION, 1 };
+	memcpy(rec, &ch, sizeof(ch));
+	ck_assert_int_eq(mdb_txn_begin(ms->env, NULL, 0, &txn), 0);
+	MDB_val k = { 16, key }, v = { sizeof(rec), rec };
+	ck_assert_int_eq(mdb_put(txn, ms->db_ckpts, &k, &v, 0), 0);
+	ck_assert_int_eq(mdb_txn_commit(txn), 0);
+	uint64_t problems = 0, freed = 0;
+	ck_assert_int_eq(ms_check(ms, 0, &problems), MS_ECHECK);
+	ck_assert_uint_eq(problems, 1);
+	ck_assert_ptr_nonnull(strstr(ms_errmsg(ms), "checkpoint"));
+	ck_assert_int_eq(ms_gc(ms, &freed), 0);
+	ck_assert_uint_eq(freed, 1);
+	expect_check(ms);
+	ms_close(ms);
+}
+END_TEST
+
 START_TEST(test_fork_crash_between)
 {
 	ms_store *ms = open_store();
@@ -896,6 +1048,8 @@ int main(void)
 	tcase_add_test(tc, test_fork_delete_fork);
 	tcase_add_test(tc, test_fork_errors);
 	tcase_add_test(tc, test_fork_crash_between);
+	tcase_add_test(tc, test_adopt);
+	tcase_add_test(tc, test_adopt_orphan_checkpoint);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -143,9 +143,10 @@ static void prefill(eng_fwd *f, eng_kv *kv, uint32_t stop, int save)
 			end = stop;
 		ck_assert_int_eq(eng_fwd_eval(f, kv, toks + pos, end - pos, 0,
 		    NULL, NULL), 0);
+		/* the end of each run is kept as a checkpoint */
 		if (save)
-			ck_assert_msg(ed_skv_save(kv, toks, 0, err, sizeof err)
-			    == 0, "save: %s", err);
+			ck_assert_msg(ed_skv_save(kv, toks, 0, end == stop, err,
+			    sizeof err) == 0, "save: %s", err);
 		pos = end;
 	}
 }
@@ -301,6 +302,85 @@ START_TEST(resume_same_blocks)
 }
 END_TEST
 
+/* The tail record of session id (copied). */
+static size_t tail_bytes(int64_t id, uint8_t **out)
+{
+	ms_txn *txn;
+	ms_block t;
+
+	ck_assert_int_eq(ms_read_begin(g_ms, &txn), 0);
+	ck_assert_int_eq(ms_tail_get(txn, id, &t), 0);
+	*out = malloc(t.len);
+	memcpy(*out, t.rec, t.len);
+	ms_read_end(txn);
+	return t.len;
+}
+
+/* A session that takes over another's first 1024 positions (its
+ * checkpoint) and computes the rest writes the same block records and
+ * tail as one prefilled from scratch in another store, and answers the
+ * in-memory cache's logits. */
+START_TEST(adopt_same_blocks)
+{
+	char *da = store_dir(), *db = store_dir();
+	uint8_t *ba, *bb, *ta, *tb;
+	size_t la, lb, lta, ltb;
+	uint64_t got = 0;
+	eng_fwd *f = fwd_new(0);
+	int64_t ida = session_new(da, MS_MODE_F16), idc;
+	eng_kv *kv = skv_open(ida, f);
+
+	prefill(f, kv, 1024, 1);
+	eng_kv_close(kv);
+	ms_session_info si;
+	ck_assert_int_eq(ms_session_get(g_ms, "s", &si), 0);
+	ck_assert_int_eq(ms_session_create(g_ms, "c", si.fingerprint,
+	    &si.geom, &idc), 0);
+	ck_assert_int_eq(ms_session_adopt(g_ms, idc, (const uint32_t *)toks,
+	    N_CTX, &got), 0);
+	ck_assert_uint_eq(got, 1024);
+	kv = skv_open(idc, f);
+	ck_assert_uint_eq(eng_kv_length(kv), 1024);
+	prefill(f, kv, N_CTX, 1);
+	eng_kv_close(kv);
+	la = chain_bytes(idc, &ba);
+	lta = tail_bytes(idc, &ta);
+	kv = skv_open(idc, f);
+	float *lc = question(f, kv), *want = reference();
+	eng_kv_close(kv);
+	ck_assert_msg(memcmp(lc, want, n_vocab * sizeof(float)) == 0,
+	    "adopted session's logits differ");
+	uint64_t problems = 0;
+	ck_assert_int_eq(ms_check(g_ms, 1, &problems), 0);
+	ms_close(g_ms);
+
+	int64_t idb = session_new(db, MS_MODE_F16);
+	kv = skv_open(idb, f);
+	prefill(f, kv, N_CTX, 1);
+	eng_kv_close(kv);
+	lb = chain_bytes(idb, &bb);
+	ltb = tail_bytes(idb, &tb);
+	ck_assert_uint_eq(la, lb);
+	ck_assert_msg(memcmp(ba, bb, la) == 0, "adopted session's blocks "
+	    "differ");
+	ck_assert_uint_eq(lta, ltb);
+	ck_assert_msg(memcmp(ta, tb, lta) == 0, "adopted session's tail "
+	    "differs");
+	ms_close(g_ms);
+	eng_fwd_close(f);
+	free(lc);
+	free(want);
+	free(ba);
+	free(bb);
+	free(ta);
+	free(tb);
+	rm_rf(da);
+	rm_rf(db);
+	free(da);
+	free(db);
+}
+END_TEST
+
 /* Sparse attention over the stored session: selecting every candidate
  * block equals dense; a small top_k changes the logits but stays close
  * (the question attends mostly near itself here). */
@@ -423,9 +503,9 @@ START_TEST(bad_input)
 	ck_assert_int_eq(ms_session_get(g_ms, "s", &si), 0);
 	kv = skv_open(si.id, f);
 	ck_assert_int_eq(eng_fwd_eval(f, kv, toks, 100, 0, NULL, NULL), 0);
-	ck_assert_int_eq(ed_skv_save(kv, NULL, 0, err, sizeof err),
+	ck_assert_int_eq(ed_skv_save(kv, NULL, 0, 0, err, sizeof err),
 	    MS_EINVAL);
-	ck_assert_int_eq(ed_skv_save(kv, toks + 1, 1, err, sizeof err),
+	ck_assert_int_eq(ed_skv_save(kv, toks + 1, 1, 0, err, sizeof err),
 	    MS_EINVAL);
 	eng_kv_close(kv);
 	eng_fwd_close(f);
@@ -443,6 +523,7 @@ int main(void)
 	tcase_set_timeout(tc, 600);
 	tcase_add_test(tc, restart_equals_memory);
 	tcase_add_test(tc, resume_same_blocks);
+	tcase_add_test(tc, adopt_same_blocks);
 	tcase_add_test(tc, sparse_over_store);
 	tcase_add_test(tc, q8_restart_same);
 	tcase_add_test(tc, bad_input);

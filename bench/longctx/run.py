@@ -12,7 +12,11 @@ first files of --corpus (sorted by path) that give about that many tokens.
 A prefill may be interrupted and run again with --resume DIR: it goes on
 where it stopped (the point of the store); the figures of the last run are
 then those of the resumed part.  --dense sets sparse_top_k=0 (attention over
-everything) for comparison.  Prints one JSON line per length and a Markdown
+everything) for comparison.  --reuse then measures what the store saves: the
+same corpus ingested as a second session and prefilled (taken from the
+first one's checkpoints), and the corpus grown by one file sorted last (the
+prefix up to the last checkpoint taken over, the rest computed), each
+beside the same prefill with --no-reuse.  Prints one JSON line per length and a Markdown
 row for bench/RESULTS.md.
 """
 import argparse, json, os, shutil, subprocess, sys, tempfile, time
@@ -98,6 +102,40 @@ def ask(d, q, n):
     return evs[-1]
 
 
+def timed_prefill(d, name, *opts):
+    t = time.time()
+    ev = d.ctl("prefill", *opts, name)[-1]
+    return ev, time.time() - t
+
+
+def reuse(d, corpus, grow_from):
+    """Second sessions of the same corpus, and of it grown by a file, each
+    prefilled with and without reuse; the sessions are removed after."""
+    out = {}
+    extra = os.path.join(corpus, "zzzz_grown.h")
+    try:
+        for case in ("same", "grown"):
+            if case == "grown":
+                shutil.copyfile(grow_from, extra)
+            for mode in ("reuse", "no_reuse"):
+                name = "%s-%s" % (case, mode)
+                d.ctl("ingest", "--name", name, corpus)
+                ev, secs = timed_prefill(d, name, *(("--no-reuse",) if mode == "no_reuse" else ()))
+                out["%s_%s" % (case, mode)] = {
+                    "total": ev["total"], "reused": ev["reused"],
+                    "computed": ev["computed"], "wall_s": round(secs, 3)}
+                print(json.dumps({name: out["%s_%s" % (case, mode)]}), flush=True)
+            for mode in ("reuse", "no_reuse"):
+                d.ctl("session", "rm", "%s-%s" % (case, mode))
+    finally:
+        if os.path.exists(extra):
+            os.remove(extra)
+    store = d.ctl("store")[-1]
+    out["checkpoints"] = store.get("checkpoints")
+    out["checkpoint_bytes"] = store.get("checkpoint_bytes")
+    return out
+
+
 def run(args, length):
     base = args.resume or tempfile.mkdtemp(prefix="longctx.", dir=args.tmp)
     data = os.path.join(base, "data-%d" % length)
@@ -154,6 +192,7 @@ def run(args, length):
         warm = ask(d, q, args.gen)
         mem = d.mem()
         store = d.ctl("store")[-1]
+        reused = reuse(d, corpus, args.grow_from) if args.reuse else None
         d.stop()
         cold = drop_caches()
         d.start()
@@ -175,7 +214,7 @@ def run(args, length):
             "bytes_on_disk": store["bytes_on_disk"],
             "disk_bytes_per_token": store["bytes_on_disk"] / max(total, 1),
             "record_bytes_per_token": store["bytes_per_token"],
-            "data": base,
+            "data": base, "reuse": reused,
         }
         print(json.dumps(res), flush=True)
         return res
@@ -200,6 +239,10 @@ def main():
     ap.add_argument("--budget-s", type=float, default=0,
                     help="stop the prefill after this long and measure at the length reached")
     ap.add_argument("--tmp", default=None)
+    ap.add_argument("--reuse", action="store_true",
+                    help="also measure second sessions of the same (and a grown) corpus")
+    ap.add_argument("--grow-from", default="/usr/include/stdio.h",
+                    help="the file added to grow the corpus (--reuse)")
     args = ap.parse_args()
     rows = [run(args, int(n)) for n in args.lengths.split(",")]
     print("| length | attention | prefill tok/s (all / last 1/8) | decode ms/token | ttft ms | "

@@ -46,7 +46,7 @@ void ed_settings_init(ed_settings *s)
 	s->sparse_scan_max = (int)sp.scan_max;
 	s->kv_mode = 0;			/* f16: exact, read zero-copy */
 	/* 7.9 MB of window state per checkpoint for the default model:
-	 * 3.7% on top of the blocks at this spacing. */
+	 * 3.9% on top of the blocks at this spacing. */
 	s->prefill_checkpoint = 65536;
 }
 

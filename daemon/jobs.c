@@ -275,10 +275,11 @@ static int sink_flush(job *j)
 }
 
 /* The stream changes from stream position cut on: KV computed past it is
- * wrong.  A resume needs the window layers' state at its start, which is
- * kept only for the end, so the session's KV goes entirely (its blocks
- * stay shared with any other session; a prefill recomputes).  Done before
- * the stream is cut: a crash in between leaves no KV, never stale KV. */
+ * wrong.  A resume needs the window layers' state at its start: the KV
+ * goes back to the last checkpoint before the cut (ms_session_rewind;
+ * none: all of it, its blocks staying shared with any other session).
+ * Done before the stream is cut: a crash in between leaves less KV, never
+ * stale KV. */
 static int kv_cut(ms_store *ms, int64_t sid, uint64_t cut)
 {
 	int32_t *pre = NULL;
@@ -297,7 +298,7 @@ static int kv_cut(ms_store *ms, int64_t sid, uint64_t cut)
 		return rc;
 	if (si.n_tokens <= n_pre + cut)
 		return 0;
-	return ms_session_truncate(ms, sid, 0);
+	return ms_session_rewind(ms, sid, n_pre + cut, NULL);
 }
 
 /* ing_emit_fn: the first call cuts the stored stream where the new tokens

@@ -1026,7 +1026,35 @@ int ms__session_fork_w(ms_store *ms, int64_t from, int64_t to,
 	return 0;
 }
 
-/* ---- adopt ---------------------------------------------------------- */
+/* ---- checkpoints: adopt, rewind -------------------------------------- */
+
+/* Where checkpoint record v ends (the position after its tail), or 0 if
+ * its header is not one. */
+static uint64_t ckpt_end(const MDB_val *v)
+{
+	struct ms__ckpt_hdr ch;
+	struct ms__block_hdr bh;
+	if (v->mv_size < sizeof(ch) + sizeof(bh))
+		return 0;
+	memcpy(&ch, v->mv_data, sizeof(ch));
+	memcpy(&bh, (const uint8_t *)v->mv_data + sizeof(ch), sizeof(bh));
+	if (ch.magic != MS__CKPT_MAGIC || ch.version != MS_FORMAT_VERSION)
+		return 0;
+	return bh.position + bh.n_tokens;
+}
+
+/* Makes a copy (val_copy) of a checkpoint record, len bytes, session
+ * id's tail. */
+static int ckpt_to_tail(ms_store *ms, MDB_txn *txn, int64_t id,
+			const uint8_t *copy, size_t len)
+{
+	size_t skip = sizeof(struct ms__ckpt_hdr);
+	uint8_t kb[8];
+	ms__sid(kb, id);
+	MDB_val tk = { 8, kb }, tv = { len - skip, (void *)(copy + skip) };
+	return ms__lmdb(ms, mdb_put(txn, ms->db_tails, &tk, &tv, 0),
+			"put tail");
+}
 
 struct adopt_arg {
 	int64_t id;
@@ -1059,16 +1087,8 @@ static int adopt_find(ms_store *ms, MDB_txn *txn, struct adopt_arg *a,
 		if (rc)
 			return rc;
 		MDB_val k = { 16, a->keys[j].b }, v;
-		struct ms__ckpt_hdr ch;
-		struct ms__block_hdr bh;
-		if (mdb_get(txn, ms->db_ckpts, &k, &v) ||
-		    v.mv_size < sizeof(ch) + sizeof(bh))
-			continue;
-		memcpy(&ch, v.mv_data, sizeof(ch));
-		memcpy(&bh, (const uint8_t *)v.mv_data + sizeof(ch), sizeof(bh));
-		if (ch.magic == MS__CKPT_MAGIC &&
-		    ch.version == MS_FORMAT_VERSION &&
-		    bh.position + bh.n_tokens == off + len) {
+		if (!mdb_get(txn, ms->db_ckpts, &k, &v) &&
+		    ckpt_end(&v) == off + len) {
 			*nb = j + 1;
 			*end = off + len;
 		}
@@ -1189,15 +1209,11 @@ static int adopt_w(ms_store *ms, MDB_txn *txn, void *arg)
 	}
 	/* The checkpoint becomes the tail: looked up again, since the puts
 	 * above may have moved what the first lookup pointed at. */
-	if ((rc = mdb_get(txn, ms->db_ckpts, &ck, &cv)) ||
-	    (rc = val_copy(ms, &a->cb, &cv)))
-		return rc > 0 ? ms__lmdb(ms, rc, "adopt: read checkpoint") : rc;
-	uint8_t kb[8];
-	ms__sid(kb, a->id);
-	MDB_val tk = { 8, kb }, tv = { cv.mv_size - sizeof(ch),
-				       a->cb.buf + sizeof(ch) };
-	if ((rc = mdb_put(txn, ms->db_tails, &tk, &tv, 0)))
-		return ms__lmdb(ms, rc, "adopt: put tail");
+	if ((rc = mdb_get(txn, ms->db_ckpts, &ck, &cv)))
+		return ms__lmdb(ms, rc, "adopt: read checkpoint");
+	if ((rc = val_copy(ms, &a->cb, &cv)) ||
+	    (rc = ckpt_to_tail(ms, txn, a->id, a->cb.buf, cv.mv_size)))
+		return rc;
 	h.n_blocks = nb;
 	h.n_tokens = end;
 	memcpy(h.head_key, a->keys[nb - 1].b, 16);
@@ -1224,6 +1240,73 @@ int ms_session_adopt(ms_store *ms, int64_t id, const uint32_t *tokens,
 		ms__cat_set_count(ms, id, a.n_tokens, a.head.b);
 	if (n_adopted)
 		*n_adopted = a.n_tokens;
+	return 0;
+}
+
+struct rewind_arg {
+	int64_t id;
+	uint64_t max;		/* keep at most this many tokens */
+	uint64_t n_tokens;	/* out: the session's length after */
+	ms_key head;		/* out */
+	struct vbuf cb;
+};
+
+static int rewind_w(ms_store *ms, MDB_txn *txn, void *arg)
+{
+	struct rewind_arg *a = arg;
+	struct ms__head h;
+	uint64_t keep = 0;
+	MDB_val cv = { 0, NULL };
+	int rc = head_read_b(ms, txn, a->id, &h);
+	if (rc)
+		return rc;
+	a->n_tokens = h.n_tokens;
+	memcpy(a->head.b, h.head_key, 16);
+	if (a->max >= h.n_tokens)
+		return 0;
+	/* The last whole block at or below max that ends at a checkpoint. */
+	for (uint64_t i = a->max / h.block_tokens; i-- > 0;) {
+		struct ms__sidx sk;
+		ms__sidx(&sk, a->id, i);
+		MDB_val k = { 16, sk.b }, v;
+		if ((rc = mdb_get(txn, ms->db_chain, &k, &v)))
+			return ms__lmdb(ms, rc, "rewind: read chain");
+		if (v.mv_size != 16)
+			return ms__fail(ms, MS_ECORRUPT, "chain entry size");
+		MDB_val ck = { 16, v.mv_data };
+		if (!mdb_get(txn, ms->db_ckpts, &ck, &cv) &&
+		    ckpt_end(&cv) == (i + 1) * h.block_tokens) {
+			keep = i + 1;
+			break;
+		}
+	}
+	/* copied before the cut changes the pages under it */
+	if (keep && (rc = val_copy(ms, &a->cb, &cv)))
+		return rc;
+	if ((rc = blocks_cut(ms, txn, a->id, &h, keep)) ||
+	    (rc = tail_delete(ms, txn, a->id)))
+		return rc;
+	if (keep && (rc = ckpt_to_tail(ms, txn, a->id, a->cb.buf,
+				       cv.mv_size)))
+		return rc;
+	a->n_tokens = h.n_tokens;
+	memcpy(a->head.b, h.head_key, 16);
+	return head_write(ms, txn, a->id, &h);
+}
+
+int ms_session_rewind(ms_store *ms, int64_t id, uint64_t max_tokens,
+		      uint64_t *n_tokens)
+{
+	if (!ms)
+		return MS_EINVAL;
+	struct rewind_arg a = { .id = id, .max = max_tokens };
+	int rc = ms__write(ms, rewind_w, &a);
+	free(a.cb.buf);
+	if (rc)
+		return rc;
+	ms__cat_set_count(ms, id, a.n_tokens, a.head.b);
+	if (n_tokens)
+		*n_tokens = a.n_tokens;
 	return 0;
 }
 

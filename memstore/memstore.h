@@ -377,6 +377,17 @@ int ms_session_commit(ms_store *ms, int64_t id, uint64_t first,
 int ms_session_adopt(ms_store *ms, int64_t id, const uint32_t *tokens,
 		     uint64_t n_tokens, uint64_t *n_adopted);
 
+/* Cuts the session's KV back to the longest prefix of at most max_tokens
+ * tokens that ends at a checkpoint (ms_tail.checkpoint) of one of its whole
+ * blocks, in ONE LMDB transaction: later blocks are dropped as by
+ * ms_session_truncate and the checkpoint becomes the tail, so that a
+ * prefill resumes there exactly.  Without such a checkpoint the session is
+ * emptied.  Nothing changes if max_tokens >= its length.  *n_tokens (may be
+ * NULL) receives its length after.  For "the stream changed at position
+ * max_tokens": what comes before stays prefilled. */
+int ms_session_rewind(ms_store *ms, int64_t id, uint64_t max_tokens,
+		      uint64_t *n_tokens);
+
 /* Cuts the session's KV back to before position n_tokens, in one LMDB
  * transaction: keeps the blocks that lie entirely below n_tokens, drops
  * the others (their references, summaries and chain entries; blocks no

@@ -35,7 +35,9 @@ static void start(void)
 				"--set", "sparse_prefill_local=0",
 				/* packed tight: shifted ranges on every
 				 * sparse step of these short sessions */
-				"--set", "sparse_reach=1", NULL };
+				"--set", "sparse_reach=1",
+				/* a checkpoint at every chunk */
+				"--set", "prefill_checkpoint=512", NULL };
 	th_start(&D, extra);
 }
 
@@ -351,6 +353,22 @@ START_TEST(test_prefill_ask_restart)
 	ck_assert_str_eq(g1, h1);
 	free(g1);
 	free(h1);
+
+	/* A file in the middle changed: g's KV goes back to its last
+	 * checkpoint before the change (a chunk boundary inside a.c), and
+	 * prefill computes only the rest. */
+	c_file(tree, "src/b.c", 30, 5);
+	tu_mtime(tree, "src/b.c", 1700004000);
+	ingest("g");
+	long long back = prefilled("g");
+	ck_assert_msg(back > 0 && back % 512 == 0 && back < total, "kept %lld", back);
+	d = prefill("g");
+	ck_assert_int_eq(jint(d, "reused"), 0);
+	ck_assert_int_eq(jint(d, "computed"), jint(d, "total") - back);
+	json_decref(d);
+	char *g2 = ask("g", "What does f5_4 return?", NULL, NULL);
+	ck_assert_int_gt(strlen(g2), 0);
+	free(g2);
 	/* checkpoints: a's two (at 1024 and its end), g's and h's two each
 	 * (the same keys: one record each) */
 	ev = rq("{\"id\":1,\"op\":\"store\"}");

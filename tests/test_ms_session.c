@@ -3,7 +3,8 @@
  * partial last block, the `first` rule, all or nothing), ms_session_truncate
  * and ms_session_fork (shared blocks, copied catalog data, independence of
  * the two sessions, recovery of a fork cut in half), ms_session_adopt
- * (a session started from another's prefix and checkpoint). */
+ * (a session started from another's prefix and checkpoint) and
+ * ms_session_rewind (back to a checkpoint). */
 #include "config.h"
 #include <check.h>
 #include <math.h>
@@ -968,6 +969,55 @@ START_TEST(test_adopt)
 }
 END_TEST
 
+/* Rewound to the last checkpoint at or below a limit: the blocks up to
+ * it and the checkpoint as the tail; without one, emptied; at or past
+ * the end, unchanged. */
+START_TEST(test_rewind)
+{
+	static const ms_geom G16 = { L, H, D, B, MS_MODE_F16 };
+	ms_store *ms = open_store();
+	struct doc *d = doc_new(11);
+	static struct tail t32, t64, t90;
+	int64_t a = create_g(ms, "a", &G16), b;
+	uint64_t n = 0;
+
+	tail_make(&t32, d, 32, 30, 32);
+	tail_make(&t64, d, 64, 40, 64);
+	tail_make(&t90, d, 90, 40, 90);
+	t32.t.checkpoint = t64.t.checkpoint = t90.t.checkpoint = 1;
+	ck_assert_int_eq(commit(ms, a, d, 0, 32, &t32, NULL), 0);
+	ck_assert_int_eq(commit(ms, a, d, 32, 32, &t64, NULL), 0);
+	ck_assert_int_eq(commit(ms, a, d, 64, 26, &t90, NULL), 0);
+	ck_assert_int_eq(ms_session_fork(ms, "a", "b", &b), 0);
+	ck_assert_int_eq(ms_session_rewind(ms, a, 90, &n), 0);
+	ck_assert_uint_eq(n, 90);
+	tail_expect(ms, a, &t90);
+	ck_assert_int_eq(ms_session_rewind(ms, a, 80, &n), 0);
+	ck_assert_uint_eq(n, 64);
+	chain_expect(ms, a, d, 64);
+	tail_expect(ms, a, &t64);
+	/* 63: the checkpoint at 64 is past it */
+	ck_assert_int_eq(ms_session_rewind(ms, a, 63, &n), 0);
+	ck_assert_uint_eq(n, 32);
+	chain_expect(ms, a, d, 32);
+	tail_expect(ms, a, &t32);
+	ck_assert_int_eq(ms_session_rewind(ms, a, 31, &n), 0);
+	ck_assert_uint_eq(n, 0);
+	chain_expect(ms, a, d, 0);
+	ck_assert(!has_tail(ms, a));
+	/* the fork kept everything; its later checkpoints too */
+	chain_expect(ms, b, d, 90);
+	ck_assert_int_eq(ms_session_rewind(ms, b, 70, &n), 0);
+	ck_assert_uint_eq(n, 64);
+	tail_expect(ms, b, &t64);
+	ck_assert_int_eq(ms_session_rewind(ms, 999, 10, NULL), MS_ENOTFOUND);
+	ck_assert_int_eq(ms_session_rewind(NULL, b, 10, NULL), MS_EINVAL);
+	expect_check(ms);
+	free(d);
+	ms_close(ms);
+}
+END_TEST
+
 /* A checkpoint whose block is gone: fsck names it, gc frees it. */
 START_TEST(test_adopt_orphan_checkpoint)
 {
@@ -1050,6 +1100,7 @@ int main(void)
 	tcase_add_test(tc, test_fork_crash_between);
 	tcase_add_test(tc, test_adopt);
 	tcase_add_test(tc, test_adopt_orphan_checkpoint);
+	tcase_add_test(tc, test_rewind);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -275,6 +275,9 @@ static void prefill_line(struct follow *o, json_t *ev, char *line, size_t cap)
 			 "%s tok/s, %.0fs", o->job, ectl_jstr(ev, "session"), done, total,
 			 t > 0 ? 100.0 * d / t : 0.0, comp, rate,
 			 json_number_value(json_object_get(ev, "elapsed_s")));
+	long long reused = ectl_jint(ev, "reused");
+	if (reused > 0 && n > 0 && (size_t)n < cap)
+		n += snprintf(line + n, cap - n, ", %lld reused", reused);
 	json_t *eta = json_object_get(ev, "eta_s");
 	if (eta && n > 0 && (size_t)n < cap)
 		snprintf(line + n, cap - n, ", ETA %.0fs", json_number_value(eta));

@@ -63,7 +63,7 @@ int64_t ms__sid_get(const uint8_t *p)
  * disk whose read_ahead_kb is large (8 MB on the bench VM) every fault on
  * a cold page read megabytes around it: at 1.17M tokens the first
  * question's lookups cost 0.6 s of CPU in the page cache alone.  What we
- * read whole, we ask for whole, in one call, before touching it. */
+ * read whole, we ask for whole before touching it. */
 void ms__willneed(const void *p, size_t n)
 {
 	/* The kernel reads at most max(readahead, device request) per call

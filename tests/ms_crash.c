@@ -238,8 +238,9 @@ static int prefill_step(ms_store *ms, int64_t id, uint64_t n, uint64_t more,
 	for (uint32_t i = 0; i < tn; i++)
 		ttok[i] = ptok(end - tn + i);
 	ms_synth_kv(end, TL, tn, D, tk, tv);
+	/* each step keeps a checkpoint too: fsck after a crash checks them */
 	ms_tail tail = { { TL, 1, D, 0, MS_MODE_F16 }, end - tn, ttok, tn, tk,
-			 tv };
+			 tv, 1 };
 	*len = end;
 	return ms_session_commit(ms, id, first, tok, cnt, k, v, &tail, NULL);
 }

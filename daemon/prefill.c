@@ -17,7 +17,8 @@
  * the checkpoint of that prefix.  A session that starts empty first takes
  * over the longest stored prefix of its context that ends at a checkpoint
  * (another session's, or its own before it was cut): those positions are
- * "reused", not computed.
+ * "reused", not computed.  The end marks of a job are dropped when the
+ * next job on the session saves past them (drop_job_marks).
  */
 #include "config.h"
 
@@ -139,6 +140,21 @@ static int adopt_prefix(ed_prefill *p, const int32_t *pre, size_t n_pre,
 	return 0;
 }
 
+/* The checkpoints where the previous job on this session ended (at start,
+ * and at its last chunk boundary before it) mark nothing once this job
+ * has saved past them: unless periodic, they go, or every incremental
+ * prefill would leave 7.9 MB behind for good. */
+static void drop_job_marks(const ed_prefill *p, uint64_t start, uint32_t nb)
+{
+	uint64_t ck = (uint64_t)p->set->prefill_checkpoint;
+	uint64_t at[2] = { start, start / nb * nb };
+	ms_store *ms = ed_store_lock();
+	for (int i = 0; ms && i < 2; i++)
+		if (at[i] && (!ck || at[i] % ck) && (i == 0 || at[1] != at[0]))
+			(void)ms_checkpoint_drop(ms, p->session_id, at[i], NULL);
+	ed_store_unlock();
+}
+
 void ed_prefill_run(ed_prefill *p)
 {
 	const eng_model *m = ed_model();
@@ -146,7 +162,7 @@ void ed_prefill_run(ed_prefill *p)
 	eng_kv *kv = NULL;
 	int32_t *pre = NULL, *tok = NULL;
 	size_t n_pre = 0;
-	uint64_t stream = 0, total, pos;
+	uint64_t stream = 0, total, pos, start;
 	uint32_t nb, win;
 	char err[512] = "";
 	double t0 = now_s();
@@ -193,6 +209,7 @@ void ed_prefill_run(ed_prefill *p)
 		goto fail;
 	}
 	atomic_store(&p->done, pos);
+	start = pos;
 	/* A save needs the ids from the window layers' tail on. */
 	win = eng_model_hparams(m)->sliding_window + nb + 64;
 	if (!(tok = malloc(((size_t)nb + win) * sizeof(*tok)))) {
@@ -234,6 +251,8 @@ void ed_prefill_run(ed_prefill *p)
 			goto fail;
 		}
 		atomic_fetch_add(&p->computed, end - pos);
+		if (pos == start && start)
+			drop_job_marks(p, start, nb);
 		pos = end;
 		atomic_store(&p->done, pos);
 		p->seconds = now_s() - t0;

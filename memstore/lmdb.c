@@ -1243,6 +1243,56 @@ int ms_session_adopt(ms_store *ms, int64_t id, const uint32_t *tokens,
 	return 0;
 }
 
+struct ckdrop_arg {
+	int64_t id;
+	uint64_t position;
+	int dropped;		/* out */
+};
+
+static int ckdrop_w(ms_store *ms, MDB_txn *txn, void *arg)
+{
+	struct ckdrop_arg *a = arg;
+	struct ms__head h;
+	struct ms__ckpt_hdr ch;
+	int rc = head_read_b(ms, txn, a->id, &h);
+	if (rc)
+		return rc;
+	a->dropped = 0;
+	if (!a->position || a->position % h.block_tokens ||
+	    a->position > h.n_tokens)
+		return 0;
+	struct ms__sidx sk;
+	ms__sidx(&sk, a->id, a->position / h.block_tokens - 1);
+	MDB_val k = { 16, sk.b }, v;
+	if ((rc = mdb_get(txn, ms->db_chain, &k, &v)))
+		return ms__lmdb(ms, rc, "read chain");
+	if (v.mv_size != 16)
+		return ms__fail(ms, MS_ECORRUPT, "chain entry size");
+	MDB_val ck = { 16, v.mv_data }, cv;
+	if (mdb_get(txn, ms->db_ckpts, &ck, &cv) ||
+	    ckpt_end(&cv) != a->position)
+		return 0;
+	memcpy(&ch, cv.mv_data, sizeof(ch));
+	if (ch.source != a->id)
+		return 0;	/* another session's: theirs to keep */
+	if ((rc = mdb_del(txn, ms->db_ckpts, &ck, NULL)))
+		return ms__lmdb(ms, rc, "delete checkpoint");
+	a->dropped = 1;
+	return 0;
+}
+
+int ms_checkpoint_drop(ms_store *ms, int64_t id, uint64_t position,
+		       int *dropped)
+{
+	if (!ms)
+		return MS_EINVAL;
+	struct ckdrop_arg a = { .id = id, .position = position };
+	int rc = ms__write(ms, ckdrop_w, &a);
+	if (dropped)
+		*dropped = rc ? 0 : a.dropped;
+	return rc;
+}
+
 struct rewind_arg {
 	int64_t id;
 	uint64_t max;		/* keep at most this many tokens */

@@ -377,6 +377,15 @@ int ms_session_commit(ms_store *ms, int64_t id, uint64_t first,
 int ms_session_adopt(ms_store *ms, int64_t id, const uint32_t *tokens,
 		     uint64_t n_tokens, uint64_t *n_adopted);
 
+/* Deletes the checkpoint at the end of session id's block ending at
+ * position, if this session wrote it (the source in its header; one
+ * written by another session is left alone).  For checkpoints that only
+ * marked where a job ended: once the session has grown past them, they
+ * would otherwise stay as long as the block.  *dropped (may be NULL)
+ * says whether one went; 0 also when there was none. */
+int ms_checkpoint_drop(ms_store *ms, int64_t id, uint64_t position,
+		       int *dropped);
+
 /* Cuts the session's KV back to the longest prefix of at most max_tokens
  * tokens that ends at a checkpoint (ms_tail.checkpoint) of one of its whole
  * blocks, in ONE LMDB transaction: later blocks are dropped as by

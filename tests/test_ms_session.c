@@ -1018,6 +1018,49 @@ START_TEST(test_rewind)
 }
 END_TEST
 
+/* A session drops the checkpoints it wrote, not another's. */
+START_TEST(test_checkpoint_drop)
+{
+	static const ms_geom G16 = { L, H, D, B, MS_MODE_F16 };
+	ms_store *ms = open_store();
+	struct doc *d = doc_new(12);
+	static struct tail t32, t64;
+	int64_t a = create_g(ms, "a", &G16), b;
+	ms_stats st;
+	int dropped = -1;
+
+	tail_make(&t32, d, 32, 30, 32);
+	tail_make(&t64, d, 64, 40, 64);
+	t32.t.checkpoint = t64.t.checkpoint = 1;
+	ck_assert_int_eq(commit(ms, a, d, 0, 32, &t32, NULL), 0);
+	ck_assert_int_eq(commit(ms, a, d, 32, 32, &t64, NULL), 0);
+	ck_assert_int_eq(ms_session_fork(ms, "a", "b", &b), 0);
+	ck_assert_int_eq(ms_checkpoint_drop(ms, b, 32, &dropped), 0);
+	ck_assert_int_eq(dropped, 0);		/* a wrote it */
+	ck_assert_int_eq(ms_checkpoint_drop(ms, a, 40, &dropped), 0);
+	ck_assert_int_eq(dropped, 0);		/* not a block's end */
+	ck_assert_int_eq(ms_checkpoint_drop(ms, a, 96, &dropped), 0);
+	ck_assert_int_eq(dropped, 0);		/* past the end */
+	ck_assert_int_eq(ms_checkpoint_drop(ms, a, 32, &dropped), 0);
+	ck_assert_int_eq(dropped, 1);
+	ck_assert_int_eq(ms_checkpoint_drop(ms, a, 32, &dropped), 0);
+	ck_assert_int_eq(dropped, 0);		/* gone already */
+	ck_assert_int_eq(ms_stats_get(ms, &st), 0);
+	ck_assert_uint_eq(st.checkpoints, 1);
+	/* the rest of the session is untouched: it still rewinds to 64 */
+	uint64_t n = 0;
+	ck_assert_int_eq(ms_session_rewind(ms, a, 63, &n), 0);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_int_eq(ms_session_rewind(ms, b, 70, &n), 0);
+	ck_assert_uint_eq(n, 64);
+	tail_expect(ms, b, &t64);
+	ck_assert_int_eq(ms_checkpoint_drop(ms, 999, 32, NULL), MS_ENOTFOUND);
+	expect_check(ms);
+	free(d);
+	ms_close(ms);
+}
+END_TEST
+
 /* A checkpoint whose block is gone: fsck names it, gc frees it. */
 START_TEST(test_adopt_orphan_checkpoint)
 {
@@ -1101,6 +1144,7 @@ int main(void)
 	tcase_add_test(tc, test_adopt);
 	tcase_add_test(tc, test_adopt_orphan_checkpoint);
 	tcase_add_test(tc, test_rewind);
+	tcase_add_test(tc, test_checkpoint_drop);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -194,8 +194,8 @@ void ed_prefill_run(ed_prefill *p)
 	}
 	nb = eng_fwd_n_batch(f);
 	if (p->reuse && eng_kv_length(kv) == 0 && total &&
-	    (rc = adopt_prefix(p, pre,
-	    n_pre, total, &kv, nb, err, sizeof(err))) < 0) {
+	    (rc = adopt_prefix(p, pre, n_pre, total, &kv, nb, err,
+	    sizeof(err))) < 0) {
 		snprintf(p->error, sizeof(p->error), "%s", err);
 		goto fail;
 	}

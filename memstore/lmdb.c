@@ -325,6 +325,22 @@ static int pfx_read(ms_store *ms, MDB_txn *txn, const uint8_t key[16],
 	return 0;
 }
 
+/* chain_read in a read snapshot. */
+static int chain_read(ms_store *ms, MDB_txn *txn, int64_t id, uint64_t index,
+		      uint8_t key[16])
+{
+	struct ms__sidx sk;
+	ms__sidx(&sk, id, index);
+	MDB_val k = { 16, sk.b }, v;
+	int rc = mdb_get(txn, ms->db_chain, &k, &v);
+	if (rc)
+		return ms__lmdb(ms, rc, "read chain");
+	if (v.mv_size != 16)
+		return ms__fail(ms, MS_ECORRUPT, "chain entry size");
+	memcpy(key, v.mv_data, 16);
+	return 0;
+}
+
 /* Drops one reference to a block, freeing it at zero. */
 static int block_unref(ms_store *ms, MDB_txn *txn, const uint8_t key[16])
 {
@@ -597,15 +613,8 @@ static int blocks_cut(ms_store *ms, MDB_txn *txn, int64_t id,
 	h->n_blocks = keep;
 	h->n_tokens = keep * h->block_tokens;
 	memset(h->head_key, 0, 16);
-	if (keep) {
-		struct ms__sidx sk;
-		ms__sidx(&sk, id, keep - 1);
-		MDB_val k = { 16, sk.b }, v;
-		if ((rc = mdb_get(txn, ms->db_chain, &k, &v)) || v.mv_size != 16)
-			return rc ? ms__lmdb(ms, rc, "read chain") :
-			       ms__fail(ms, MS_ECORRUPT, "chain entry size");
-		memcpy(h->head_key, v.mv_data, 16);
-	}
+	if (keep && (rc = chain_read(ms, txn, id, keep - 1, h->head_key)))
+		return rc;
 	return 0;
 }
 
@@ -967,11 +976,9 @@ static int fork_w(ms_store *ms, MDB_txn *txn, void *arg)
 		ms__sidx(&sf, a->from, i);
 		ms__sidx(&st, a->to, i);
 		MDB_val kf = { 16, sf.b }, kt = { 16, st.b }, v;
-		if ((rc = mdb_get(txn, ms->db_chain, &kf, &v)) || v.mv_size != 16)
-			return rc ? ms__lmdb(ms, rc, "fork: read chain") :
-			       ms__fail(ms, MS_ECORRUPT, "chain entry size");
 		uint8_t key[16];
-		memcpy(key, v.mv_data, 16);
+		if ((rc = chain_read(ms, txn, a->from, i, key)))
+			return rc;
 		struct ms__pfx p;
 		if ((rc = pfx_read(ms, txn, key, &p)))
 			return rc == MS_ENOTFOUND ? ms__fail(ms, MS_ECORRUPT,
@@ -1261,14 +1268,11 @@ static int ckdrop_w(ms_store *ms, MDB_txn *txn, void *arg)
 	if (!a->position || a->position % h.block_tokens ||
 	    a->position > h.n_tokens)
 		return 0;
-	struct ms__sidx sk;
-	ms__sidx(&sk, a->id, a->position / h.block_tokens - 1);
-	MDB_val k = { 16, sk.b }, v;
-	if ((rc = mdb_get(txn, ms->db_chain, &k, &v)))
-		return ms__lmdb(ms, rc, "read chain");
-	if (v.mv_size != 16)
-		return ms__fail(ms, MS_ECORRUPT, "chain entry size");
-	MDB_val ck = { 16, v.mv_data }, cv;
+	uint8_t key[16];
+	if ((rc = chain_read(ms, txn, a->id, a->position / h.block_tokens - 1,
+			     key)))
+		return rc;
+	MDB_val ck = { 16, key }, cv;
 	if (mdb_get(txn, ms->db_ckpts, &ck, &cv) ||
 	    ckpt_end(&cv) != a->position)
 		return 0;
@@ -1316,14 +1320,10 @@ static int rewind_w(ms_store *ms, MDB_txn *txn, void *arg)
 		return 0;
 	/* The last whole block at or below max that ends at a checkpoint. */
 	for (uint64_t i = a->max / h.block_tokens; i-- > 0;) {
-		struct ms__sidx sk;
-		ms__sidx(&sk, a->id, i);
-		MDB_val k = { 16, sk.b }, v;
-		if ((rc = mdb_get(txn, ms->db_chain, &k, &v)))
-			return ms__lmdb(ms, rc, "rewind: read chain");
-		if (v.mv_size != 16)
-			return ms__fail(ms, MS_ECORRUPT, "chain entry size");
-		MDB_val ck = { 16, v.mv_data };
+		uint8_t key[16];
+		if ((rc = chain_read(ms, txn, a->id, i, key)))
+			return rc;
+		MDB_val ck = { 16, key };
 		if (!mdb_get(txn, ms->db_ckpts, &ck, &cv) &&
 		    ckpt_end(&cv) == (i + 1) * h.block_tokens) {
 			keep = i + 1;
@@ -1405,19 +1405,10 @@ int ms_block_get(ms_txn *t, const ms_key *key, ms_block *out)
 	return 0;
 }
 
-/* The key of block index of session id, from its chain. */
+/* chain_read in a read snapshot. */
 static int chain_key(ms_txn *t, int64_t id, uint64_t index, ms_key *key)
 {
-	struct ms__sidx sk;
-	ms__sidx(&sk, id, index);
-	MDB_val k = { 16, sk.b }, v;
-	int rc = mdb_get(t->txn, t->ms->db_chain, &k, &v);
-	if (rc)
-		return ms__lmdb(t->ms, rc, "read chain");
-	if (v.mv_size != 16)
-		return ms__fail(t->ms, MS_ECORRUPT, "chain entry size");
-	memcpy(key->b, v.mv_data, 16);
-	return 0;
+	return chain_read(t->ms, t->txn, id, index, key->b);
 }
 
 int ms_session_block(ms_txn *t, int64_t id, uint64_t index, ms_block *out)

@@ -325,7 +325,7 @@ static int pfx_read(ms_store *ms, MDB_txn *txn, const uint8_t key[16],
 	return 0;
 }
 
-/* chain_read in a read snapshot. */
+/* The key of block index of session id, from its chain. */
 static int chain_read(ms_store *ms, MDB_txn *txn, int64_t id, uint64_t index,
 		      uint8_t key[16])
 {

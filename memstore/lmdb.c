@@ -1035,9 +1035,7 @@ int ms__session_fork_w(ms_store *ms, int64_t from, int64_t to,
 
 /* ---- checkpoints: adopt, rewind -------------------------------------- */
 
-/* Where checkpoint record v ends (the position after its tail), or 0 if
- * its header is not one. */
-static uint64_t ckpt_end(const MDB_val *v)
+uint64_t ms__ckpt_end(const MDB_val *v)
 {
 	struct ms__ckpt_hdr ch;
 	struct ms__block_hdr bh;
@@ -1095,7 +1093,7 @@ static int adopt_find(ms_store *ms, MDB_txn *txn, struct adopt_arg *a,
 			return rc;
 		MDB_val k = { 16, a->keys[j].b }, v;
 		if (!mdb_get(txn, ms->db_ckpts, &k, &v) &&
-		    ckpt_end(&v) == off + len) {
+		    ms__ckpt_end(&v) == off + len) {
 			*nb = j + 1;
 			*end = off + len;
 		}
@@ -1274,7 +1272,7 @@ static int ckdrop_w(ms_store *ms, MDB_txn *txn, void *arg)
 		return rc;
 	MDB_val ck = { 16, key }, cv;
 	if (mdb_get(txn, ms->db_ckpts, &ck, &cv) ||
-	    ckpt_end(&cv) != a->position)
+	    ms__ckpt_end(&cv) != a->position)
 		return 0;
 	memcpy(&ch, cv.mv_data, sizeof(ch));
 	if (ch.source != a->id)
@@ -1325,7 +1323,7 @@ static int rewind_w(ms_store *ms, MDB_txn *txn, void *arg)
 			return rc;
 		MDB_val ck = { 16, key };
 		if (!mdb_get(txn, ms->db_ckpts, &ck, &cv) &&
-		    ckpt_end(&cv) == (i + 1) * h.block_tokens) {
+		    ms__ckpt_end(&cv) == (i + 1) * h.block_tokens) {
 			keep = i + 1;
 			break;
 		}

@@ -156,6 +156,9 @@ void ms__summary_encode(uint8_t *rec, const ms_geom *g, uint32_t n_tokens,
 			size_t stride);
 
 /* lmdb.c */
+/* Where checkpoint record v ends (the position after its tail), or 0 if
+ * its header is not one. */
+uint64_t ms__ckpt_end(const MDB_val *v);
 /* Asks the kernel to read [p, p + n) of the map now, in one go. */
 void ms__willneed(const void *p, size_t n);
 void ms__sidx(struct ms__sidx *o, int64_t id, uint64_t index);

@@ -391,15 +391,13 @@ static int check_ckpt(ms_store *ms, MDB_txn *txn, const MDB_val *k,
 {
 	struct check *c = arg;
 	struct ms__ckpt_hdr ch;
-	struct ms__block_hdr bh;
 	struct ms__pfx p;
 	MDB_val pv;
-	if (k->mv_size != 16 || v->mv_size < sizeof(ch) + sizeof(bh)) {
+	if (k->mv_size != 16 || v->mv_size < sizeof(ch)) {
 		problem(ms, c, "bad checkpoint record", 0, 0);
 		return 0;
 	}
 	memcpy(&ch, v->mv_data, sizeof(ch));
-	memcpy(&bh, (const uint8_t *)v->mv_data + sizeof(ch), sizeof(bh));
 	if (mdb_get(txn, ms->db_prefix, (MDB_val *)k, &pv) ||
 	    pv.mv_size != sizeof(p)) {
 		problem(ms, c, "checkpoint of session %lld without its block",
@@ -407,8 +405,7 @@ static int check_ckpt(ms_store *ms, MDB_txn *txn, const MDB_val *k,
 		return 0;
 	}
 	memcpy(&p, pv.mv_data, sizeof(p));
-	if (ch.magic != MS__CKPT_MAGIC || ch.version != MS_FORMAT_VERSION ||
-	    bh.position + bh.n_tokens != p.position + p.n_tokens) {
+	if (ms__ckpt_end(v) != p.position + p.n_tokens) {
 		problem(ms, c, "checkpoint at %lld: bad header or end",
 			(long long)(p.position + p.n_tokens), 0);
 		return 0;

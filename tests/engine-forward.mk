@@ -5,8 +5,8 @@ FORWARD_TEST_LIBS = libengine.a $(TEST_LIBS) $(XXHASH_LIBS)
 
 check_PROGRAMS += tests/test_forward tests/test_sample
 TESTS += tests/test_forward tests/test_sample
-tests_test_forward_SOURCES = tests/test_forward.c tests/gguf_writer.c \
-	tests/gguf_writer.h
+tests_test_forward_SOURCES = tests/test_forward.c tests/fixture_model.c \
+	tests/fixture_model.h tests/gguf_writer.c tests/gguf_writer.h
 tests_test_forward_CFLAGS = $(FORWARD_TEST_CFLAGS)
 tests_test_forward_LDADD = $(FORWARD_TEST_LIBS)
 tests_test_sample_SOURCES = tests/test_sample.c

@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "engine.h"
-#include "gguf_writer.h"
+#include "fixture_model.h"
 #include "kernels.h"
 #include "eng_internal.h"
 
@@ -45,285 +45,7 @@
 #define TOL_F16ACC 5e-3
 
 #define LEN(a) (sizeof(a) / sizeof((a)[0]))
-#define N_VOCAB 300
-
-/* ------------------------------------------------------------------------
- * Fixture models
- * ------------------------------------------------------------------------ */
-
-struct cfg {
-	const char *arch;	/* "gemma3", "llama", "qwen2" */
-	uint32_t n_embd, n_head, n_kv, hd, n_ff, n_layer, window;
-	int biases, tied;
-	float rope_base;
-	int f16;	/* every matrix F16: no activation rounding at all */
-};
-
-static uint64_t rng_state;
-
-static uint32_t rnd(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return (uint32_t)(rng_state >> 16);
-}
-
-static float frand(float lo, float hi)
-{
-	return lo + (hi - lo) * (float)(rnd() & 0xffffff) / 16777216.0f;
-}
-
-/* Random blocks of type t for n elements, scales chosen so that values are
- * about 0.05 in size. */
-static void *rand_tensor(eng_type t, uint64_t n, float scale)
-{
-	size_t bs = eng_type_size(t), be = eng_type_block_size(t);
-	size_t nb = n / be;
-	uint8_t *p = malloc(nb * bs);
-	ck_assert_ptr_nonnull(p);
-	for (size_t i = 0; i < nb * bs; i++)
-		p[i] = (uint8_t)rnd();
-	for (size_t b = 0; b < nb; b++) {
-		uint8_t *blk = p + b * bs;
-		eng_f16 d;
-		switch (t) {
-		case ENG_TYPE_F32:
-			for (size_t i = 0; i < be; i++) {
-				float v = frand(-scale, scale);
-				memcpy(blk + 4 * i, &v, 4);
-			}
-			break;
-		case ENG_TYPE_F16:
-			d = eng_f32_to_f16(frand(-scale, scale));
-			memcpy(blk, &d, 2);
-			break;
-		case ENG_TYPE_Q4_0:
-		case ENG_TYPE_Q5_0:
-		case ENG_TYPE_Q8_0:
-			d = eng_f32_to_f16(scale * frand(0.5f, 1.5f) /
-			    (t == ENG_TYPE_Q4_0 ? 5 : t == ENG_TYPE_Q5_0 ? 10 :
-			    75));
-			memcpy(blk, &d, 2);
-			break;
-		case ENG_TYPE_Q4_K: {
-			eng_block_q4_K *k = (eng_block_q4_K *)blk;
-			k->d = eng_f32_to_f16(scale / 250 * frand(0.5f, 1.5f));
-			k->dmin = eng_f32_to_f16(scale / 60 * frand(0.5f, 1.5f));
-			break;
-		}
-		case ENG_TYPE_Q6_K: {
-			eng_block_q6_K *k = (eng_block_q6_K *)blk;
-			k->d = eng_f32_to_f16(scale / 1500 * frand(0.5f, 1.5f));
-			break;
-		}
-		default:
-			ck_abort_msg("type not in fixture");
-		}
-	}
-	if (t == ENG_TYPE_F16)
-		for (size_t i = 0; i < n; i++) {
-			eng_f16 v = eng_f32_to_f16(frand(-scale, scale));
-			memcpy(p + 2 * i, &v, 2);
-		}
-	return p;
-}
-
-static int all_f16;
-
-static void add_mat(gw *w, void ***keep, size_t *nk, const char *name,
-    eng_type t, uint64_t cols, uint64_t rows)
-{
-	if (all_f16)
-		t = ENG_TYPE_F16;
-	uint64_t ne[2] = { cols, rows };
-	void *d = rand_tensor(t, cols * rows, 0.9f / sqrtf((float)cols) * 2);
-	gw_tensor(w, name, t, 2, ne, d);
-	(*keep)[(*nk)++] = d;
-}
-
-static void add_vec(gw *w, void ***keep, size_t *nk, const char *name,
-    uint64_t n, float lo, float hi)
-{
-	uint64_t ne[1] = { n };
-	float *d = malloc(n * sizeof *d);
-	ck_assert_ptr_nonnull(d);
-	for (uint64_t i = 0; i < n; i++)
-		d[i] = frand(lo, hi);
-	gw_tensor(w, name, ENG_TYPE_F32, 1, ne, d);
-	(*keep)[(*nk)++] = d;
-}
-
-struct fixture {
-	uint8_t *bytes;
-	eng_model *model;
-};
-
-/* Tokens: 0 <unk>, 1 <s>, 2 </s>, 3..258 bytes, then pieces. */
-static uint8_t *build_gguf(const struct cfg *c, size_t *size, int drop)
-{
-	static const char *const extra[] = {
-		"a", "b", "c", "\xe2\x96\x81" "a", "ab", "<start_of_turn>",
-		"<end_of_turn>", "<|start_header_id|>", "<|end_header_id|>",
-		"<|eot_id|>", "<|im_start|>", "<|im_end|>", "hello", "world",
-	};
-	const char *tok[N_VOCAB];
-	char names[N_VOCAB][16];
-	float score[N_VOCAB];
-	int32_t type[N_VOCAB];
-	void **keep = calloc(512, sizeof *keep);
-	size_t nk = 0;
-	gw *w = gw_new(3);
-	char key[128];
-	all_f16 = c->f16;
-	uint8_t *p;
-	int gemma = !strcmp(c->arch, "gemma3");
-	/* Every layer type, and the quantized formats of the real model. */
-	static const eng_type qt[] = { ENG_TYPE_Q5_0, ENG_TYPE_Q8_0,
-	    ENG_TYPE_Q4_0, ENG_TYPE_Q4_K, ENG_TYPE_Q6_K, ENG_TYPE_F16 };
-
-	for (int i = 0; i < N_VOCAB; i++) {
-		snprintf(names[i], sizeof names[i], "<x%d>", i);
-		tok[i] = names[i];
-		type[i] = 1;
-		score[i] = -(float)i;
-	}
-	tok[0] = "<unk>"; type[0] = 2;
-	tok[1] = "<s>"; type[1] = 3;
-	tok[2] = "</s>"; type[2] = 3;
-	for (int i = 0; i < 256; i++) {
-		snprintf(names[3 + i], sizeof names[i], "<0x%02X>", i);
-		type[3 + i] = 6;
-	}
-	for (size_t i = 0; i < LEN(extra); i++) {
-		tok[259 + i] = extra[i];
-		type[259 + i] = extra[i][0] == '<' ? 3 : 1;
-	}
-
-	gw_kv_str(w, "general.architecture", c->arch);
-	gw_kv_str(w, "general.name", "tiny forward fixture");
-#define K(s) (snprintf(key, sizeof key, "%s." s, c->arch), key)
-	gw_kv_u32(w, K("context_length"), 4096);
-	gw_kv_u32(w, K("embedding_length"), c->n_embd);
-	gw_kv_u32(w, K("block_count"), c->n_layer);
-	gw_kv_u32(w, K("feed_forward_length"), c->n_ff);
-	gw_kv_u32(w, K("attention.head_count"), c->n_head);
-	gw_kv_u32(w, K("attention.head_count_kv"), c->n_kv);
-	gw_kv_u32(w, K("attention.key_length"), c->hd);
-	gw_kv_u32(w, K("attention.value_length"), c->hd);
-	gw_kv_f32(w, K("attention.layer_norm_rms_epsilon"), 1e-6f);
-	gw_kv_f32(w, K("rope.freq_base"), c->rope_base);
-	if (gemma)
-		gw_kv_u32(w, K("attention.sliding_window"), c->window);
-#undef K
-	gw_kv_str(w, "tokenizer.ggml.model", "llama");
-	gw_kv_arr_str(w, "tokenizer.ggml.tokens", tok, NULL, N_VOCAB);
-	gw_kv_arr(w, "tokenizer.ggml.scores", ENG_GGUF_FLOAT32, N_VOCAB, score);
-	gw_kv_arr(w, "tokenizer.ggml.token_type", ENG_GGUF_INT32, N_VOCAB,
-	    type);
-	gw_kv_u32(w, "tokenizer.ggml.bos_token_id", 1);
-	gw_kv_u32(w, "tokenizer.ggml.eos_token_id", 2);
-
-	add_mat(w, &keep, &nk, "token_embd.weight", c->f16 ? ENG_TYPE_F16 :
-	    ENG_TYPE_Q8_0, c->n_embd, N_VOCAB);
-	add_vec(w, &keep, &nk, "output_norm.weight", c->n_embd, 0.5f, 1.5f);
-	if (!c->tied)
-		add_mat(w, &keep, &nk, "output.weight", ENG_TYPE_F16,
-		    c->n_embd, N_VOCAB);
-	for (uint32_t il = 0; il < c->n_layer; il++) {
-		uint32_t qd = c->n_head * c->hd, kd = c->n_kv * c->hd;
-		char nm[64];
-		eng_type t = qt[il % LEN(qt)];
-		/* K formats need 256-element rows. */
-		eng_type tk = c->n_embd % 256 ? ENG_TYPE_Q8_0 : t;
-#define N(s) (snprintf(nm, sizeof nm, "blk.%u." s, il), nm)
-		add_vec(w, &keep, &nk, N("attn_norm.weight"), c->n_embd, 0.5f,
-		    1.5f);
-		if (!(drop && il == 1))
-			add_mat(w, &keep, &nk, N("attn_q.weight"), tk,
-			    c->n_embd, qd);
-		add_mat(w, &keep, &nk, N("attn_k.weight"), ENG_TYPE_Q5_0,
-		    c->n_embd, kd);
-		add_mat(w, &keep, &nk, N("attn_v.weight"), ENG_TYPE_Q8_0,
-		    c->n_embd, kd);
-		add_mat(w, &keep, &nk, N("attn_output.weight"),
-		    qd % 256 ? ENG_TYPE_Q4_0 : ENG_TYPE_Q4_K, qd, c->n_embd);
-		if (c->biases) {
-			add_vec(w, &keep, &nk, N("attn_q.bias"), qd, -0.5f, 0.5f);
-			add_vec(w, &keep, &nk, N("attn_k.bias"), kd, -0.5f, 0.5f);
-			add_vec(w, &keep, &nk, N("attn_v.bias"), kd, -0.5f, 0.5f);
-		}
-		add_vec(w, &keep, &nk, N("ffn_norm.weight"), c->n_embd, 0.5f,
-		    1.5f);
-		add_mat(w, &keep, &nk, N("ffn_gate.weight"), tk, c->n_embd,
-		    c->n_ff);
-		add_mat(w, &keep, &nk, N("ffn_up.weight"), ENG_TYPE_Q5_0,
-		    c->n_embd, c->n_ff);
-		add_mat(w, &keep, &nk, N("ffn_down.weight"),
-		    c->n_ff % 256 ? ENG_TYPE_Q8_0 : ENG_TYPE_Q6_K, c->n_ff,
-		    c->n_embd);
-		if (gemma) {
-			add_vec(w, &keep, &nk, N("attn_q_norm.weight"), c->hd,
-			    0.5f, 1.5f);
-			add_vec(w, &keep, &nk, N("attn_k_norm.weight"), c->hd,
-			    0.5f, 1.5f);
-			add_vec(w, &keep, &nk, N("post_attention_norm.weight"),
-			    c->n_embd, 0.5f, 1.5f);
-			add_vec(w, &keep, &nk, N("post_ffw_norm.weight"),
-			    c->n_embd, 0.5f, 1.5f);
-		}
-#undef N
-	}
-	p = gw_finish(w, size);
-	gw_free(w);
-	for (size_t i = 0; i < nk; i++)
-		free(keep[i]);
-	free(keep);
-	return p;
-}
-
-static void fixture_open(struct fixture *fx, const struct cfg *c)
-{
-	eng_gguf *g;
-	size_t size;
-	char err[256];
-	int rc;
-
-	rng_state = 0x9e3779b97f4a7c15ull;
-	fx->bytes = build_gguf(c, &size, 0);
-	rc = eng_gguf_open_mem(fx->bytes, size, &g, err, sizeof err);
-	ck_assert_msg(rc == 0, "gguf: %s", err);
-	rc = eng_model_open_gguf(g, &fx->model, err, sizeof err);
-	ck_assert_msg(rc == 0, "model: %s", err);
-}
-
-static void fixture_close(struct fixture *fx)
-{
-	eng_model_close(fx->model);
-	free(fx->bytes);
-}
-
-static const struct cfg gemma_cfg = {
-	.arch = "gemma3", .n_embd = 256, .n_head = 4, .n_kv = 1, .hd = 64,
-	.n_ff = 512, .n_layer = 7, .window = 8, .tied = 1, .rope_base = 1e6f,
-};
-static const struct cfg llama_cfg = {
-	.arch = "llama", .n_embd = 128, .n_head = 4, .n_kv = 2, .hd = 32,
-	.n_ff = 256, .n_layer = 2, .biases = 1, .rope_base = 1e4f,
-};
-static const struct cfg gemma_f16_cfg = {
-	.arch = "gemma3", .n_embd = 256, .n_head = 4, .n_kv = 1, .hd = 64,
-	.n_ff = 512, .n_layer = 7, .window = 8, .tied = 1, .rope_base = 1e6f,
-	.f16 = 1,
-};
-static const struct cfg llama_f16_cfg = {
-	.arch = "llama", .n_embd = 128, .n_head = 4, .n_kv = 2, .hd = 32,
-	.n_ff = 256, .n_layer = 2, .biases = 1, .rope_base = 1e4f, .f16 = 1,
-};
-static const struct cfg qwen_cfg = {
-	.arch = "qwen2", .n_embd = 256, .n_head = 8, .n_kv = 2, .hd = 32,
-	.n_ff = 512, .n_layer = 3, .biases = 1, .tied = 1, .rope_base = 1e6f,
-};
+#define N_VOCAB FX_N_VOCAB
 
 /* ------------------------------------------------------------------------
  * The naive reference
@@ -617,14 +339,14 @@ static eng_fwd *fwd_open(const eng_model *m, uint32_t n_batch,
 static void rand_tokens(int32_t *t, uint32_t n)
 {
 	for (uint32_t i = 0; i < n; i++)
-		t[i] = 3 + (int32_t)(rnd() % (N_VOCAB - 3));
+		t[i] = 3 + (int32_t)(fx_rnd() % (N_VOCAB - 3));
 	t[0] = 1;
 }
 
 /* Prefill in steps of n_batch vs one token at a time vs the reference. */
-static void check_model(const struct cfg *c, uint32_t n, uint32_t n_batch)
+static void check_model(const struct fx_cfg *c, uint32_t n, uint32_t n_batch)
 {
-	struct fixture fx;
+	struct fx_model fx;
 	eng_fwd *fb, *f1;
 	eng_kv *kb, *k1;
 	const float *lg;
@@ -633,7 +355,7 @@ static void check_model(const struct cfg *c, uint32_t n, uint32_t n_batch)
 	double e_step = 0, e_ref = 0;
 
 	ck_assert_uint_le(n, LEN(tok));
-	fixture_open(&fx, c);
+	fx_open(&fx, c);
 	rand_tokens(tok, n);
 	fb = fwd_open(fx.model, n_batch, ENG_ATTN_F32);
 	f1 = fwd_open(fx.model, n_batch, ENG_ATTN_F32);
@@ -671,7 +393,7 @@ static void check_model(const struct cfg *c, uint32_t n, uint32_t n_batch)
 	eng_kv_close(k1);
 	eng_fwd_close(fb);
 	eng_fwd_close(f1);
-	fixture_close(&fx);
+	fx_close(&fx);
 }
 
 /* ------------------------------------------------------------------------
@@ -683,34 +405,34 @@ static void check_model(const struct cfg *c, uint32_t n, uint32_t n_batch)
  * steps of 40 give tiled attention whole and partial tiles. */
 START_TEST(gemma3_matches_reference)
 {
-	check_model(&gemma_f16_cfg, 24, 64);
-	check_model(&gemma_f16_cfg, 24, 5);
-	check_model(&gemma_cfg, 24, 64);
+	check_model(&fx_gemma_f16, 24, 64);
+	check_model(&fx_gemma_f16, 24, 5);
+	check_model(&fx_gemma, 24, 64);
 	/* 2 tiles and a part of attention's TILE_TOKENS (32) in one step */
-	check_model(&gemma_f16_cfg, 64, 40);
+	check_model(&fx_gemma_f16, 64, 40);
 }
 END_TEST
 
 /* GQA (4 query heads on 2 kv heads), biases, NORM rope, untied output. */
 START_TEST(llama_matches_reference)
 {
-	check_model(&llama_f16_cfg, 20, 64);
-	check_model(&llama_f16_cfg, 20, 3);
-	check_model(&llama_cfg, 20, 64);
+	check_model(&fx_llama_f16, 20, 64);
+	check_model(&fx_llama_f16, 20, 3);
+	check_model(&fx_llama, 20, 64);
 }
 END_TEST
 
 /* GQA 8:2, biases, NEOX rope, tied output, K formats. */
 START_TEST(qwen2_matches_reference)
 {
-	check_model(&qwen_cfg, 16, 7);
+	check_model(&fx_qwen, 16, 7);
 }
 END_TEST
 
 /* llama.cpp's f16 accumulation stays close to the f32 path. */
 START_TEST(llamacpp_mode_close_to_f32)
 {
-	struct fixture fx;
+	struct fx_model fx;
 	eng_fwd *fa, *fb;
 	eng_kv *ka, *kb;
 	const float *la, *lb;
@@ -718,7 +440,7 @@ START_TEST(llamacpp_mode_close_to_f32)
 	int32_t tok[12];
 	double e;
 
-	fixture_open(&fx, &gemma_f16_cfg);
+	fx_open(&fx, &fx_gemma_f16);
 	rand_tokens(tok, 12);
 	fa = fwd_open(fx.model, 64, ENG_ATTN_LLAMACPP);
 	fb = fwd_open(fx.model, 64, ENG_ATTN_F32);
@@ -746,21 +468,21 @@ START_TEST(llamacpp_mode_close_to_f32)
 	eng_kv_close(kb);
 	eng_fwd_close(fa);
 	eng_fwd_close(fb);
-	fixture_close(&fx);
+	fx_close(&fx);
 }
 END_TEST
 
 /* An F32 cache gives the same logits as F16 within f16 rounding. */
 START_TEST(kv_f32_close_to_f16)
 {
-	struct fixture fx;
+	struct fx_model fx;
 	eng_fwd *f;
 	eng_kv *ka, *kb;
 	const float *l;
 	float *keep;
 	int32_t tok[10];
 
-	fixture_open(&fx, &llama_f16_cfg);
+	fx_open(&fx, &fx_llama_f16);
 	rand_tokens(tok, 10);
 	f = fwd_open(fx.model, 16, ENG_ATTN_F32);
 	ck_assert_int_eq(eng_kv_mem_open(fx.model, 32, 16, ENG_TYPE_F16, &ka),
@@ -777,7 +499,7 @@ START_TEST(kv_f32_close_to_f16)
 	eng_kv_close(ka);
 	eng_kv_close(kb);
 	eng_fwd_close(f);
-	fixture_close(&fx);
+	fx_close(&fx);
 }
 END_TEST
 
@@ -785,7 +507,7 @@ END_TEST
  * the window works, beyond it is refused; global layers keep all. */
 START_TEST(kv_ring_and_truncate)
 {
-	struct fixture fx;
+	struct fx_model fx;
 	eng_fwd *f;
 	eng_kv *kv;
 	eng_kv_span sp;
@@ -793,7 +515,7 @@ START_TEST(kv_ring_and_truncate)
 	float *keep;
 	int32_t tok[40];
 
-	fixture_open(&fx, &gemma_cfg);
+	fx_open(&fx, &fx_gemma);
 	rand_tokens(tok, 40);
 	f = fwd_open(fx.model, 4, ENG_ATTN_F32);
 	ck_assert_int_eq(eng_kv_mem_open(fx.model, 64, 4, ENG_TYPE_F16, &kv),
@@ -818,13 +540,13 @@ START_TEST(kv_ring_and_truncate)
 	free(keep);
 	eng_kv_close(kv);
 	eng_fwd_close(f);
-	fixture_close(&fx);
+	fx_close(&fx);
 }
 END_TEST
 
 /* Decodes tok[0..n) one by one with sparse settings sp (B = 4) and
  * returns every position's logits. */
-static float *decode_all(const struct fixture *fx, const int32_t *tok,
+static float *decode_all(const struct fx_model *fx, const int32_t *tok,
     uint32_t n, const eng_sparse_params *sp, eng_attn_mode mode)
 {
 	eng_fwd *f = fwd_open(fx->model, 8, mode);
@@ -854,13 +576,13 @@ START_TEST(sparse_all_blocks_equals_dense)
 {
 	static const eng_attn_mode modes[] = { ENG_ATTN_F32,
 	    ENG_ATTN_LLAMACPP };
-	struct fixture fx;
+	struct fx_model fx;
 	int32_t tok[120];
 	eng_sparse_params dense = { 0 };
 	/* Candidates at position p: blocks of 4 in [4, floor((p-8)/4)*4). */
 	eng_sparse_params sp = { .top_k = 10, .sink = 4, .local = 8 };
 
-	fixture_open(&fx, &gemma_f16_cfg);
+	fx_open(&fx, &fx_gemma_f16);
 	rand_tokens(tok, LEN(tok));
 	for (size_t m = 0; m < LEN(modes); m++) {
 		float *a = decode_all(&fx, tok, LEN(tok), &dense, modes[m]);
@@ -887,7 +609,7 @@ START_TEST(sparse_all_blocks_equals_dense)
 		free(a);
 		free(b);
 	}
-	fixture_close(&fx);
+	fx_close(&fx);
 }
 END_TEST
 
@@ -895,7 +617,7 @@ END_TEST
  * local run, weights summing to 1. */
 START_TEST(sparse_record)
 {
-	struct fixture fx;
+	struct fx_model fx;
 	int32_t tok[100];
 	eng_sparse_params sp = { .top_k = 3, .sink = 4, .local = 8 };
 	eng_attn_block blk[64];
@@ -906,7 +628,7 @@ START_TEST(sparse_record)
 	const float *l;
 	double sum = 0;
 
-	fixture_open(&fx, &gemma_f16_cfg);
+	fx_open(&fx, &fx_gemma_f16);
 	rand_tokens(tok, LEN(tok));
 	f = fwd_open(fx.model, 16, ENG_ATTN_F32);
 	eng_fwd_set_sparse(f, &sp);
@@ -949,7 +671,7 @@ START_TEST(sparse_record)
 	ck_assert_msg(sum < 1.0 - 1e-4 && sum > 0, "weights sum to %f", sum);
 	eng_kv_close(kv);
 	eng_fwd_close(f);
-	fixture_close(&fx);
+	fx_close(&fx);
 }
 END_TEST
 
@@ -982,9 +704,9 @@ static void plan_boxes(void)
 	float mean[PHD];
 
 	for (int c = 0; c < PHD; c++)
-		plan_ref[c] = eng_f16_to_f32(eng_f32_to_f16(frand(-6, 6)));
+		plan_ref[c] = eng_f16_to_f32(eng_f32_to_f16(fx_frand(-6, 6)));
 	for (int i = 0; i < PB * PHD; i++) {
-		float x = frand(-2, 2), y = frand(-2, 2);
+		float x = fx_frand(-2, 2), y = fx_frand(-2, 2);
 		plan_min[i] = plan_ref[i % PHD] + (x < y ? x : y);
 		plan_max[i] = plan_ref[i % PHD] + (x < y ? y : x);
 	}
@@ -992,7 +714,7 @@ static void plan_boxes(void)
 		for (int c = 0; c < PHD; c++) {
 			float lo = plan_min[b * PHD + c];
 			float hi = plan_max[b * PHD + c];
-			mean[c] = lo + (hi - lo) * frand(0, 1);
+			mean[c] = lo + (hi - lo) * fx_frand(0, 1);
 		}
 		eng_kv_summary_row(plan_bounds + (size_t)b * 4 * PHD,
 		    plan_min + (size_t)b * PHD, plan_max + (size_t)b * PHD,
@@ -1057,15 +779,15 @@ START_TEST(summary_row_simd_equals_scalar)
 	float mn[HD], mx[HD], mean[HD], ref[HD];
 	uint16_t a[4 * HD], b[4 * HD];
 
-	rng_state = 5;
+	fx_rng = 5;
 	for (int i = 0; i < HD; i++) {
 		float sc = i % 3 == 0 ? 1e-6f : i % 3 == 1 ? 1.0f : 3000.0f;
-		float x = ((float)rnd() / 4294967296.0f - 0.5f) * sc;
-		float y = ((float)rnd() / 4294967296.0f) * sc;
+		float x = ((float)fx_rnd() / 4294967296.0f - 0.5f) * sc;
+		float y = ((float)fx_rnd() / 4294967296.0f) * sc;
 		mn[i] = x - y;
 		mx[i] = x + y;
 		mean[i] = x + y * 0.25f;
-		ref[i] = ((float)rnd() / 4294967296.0f - 0.5f) * sc;
+		ref[i] = ((float)fx_rnd() / 4294967296.0f - 0.5f) * sc;
 	}
 	for (int r = 0; r < 2; r++) {
 		const float *rf = r ? ref : NULL;
@@ -1092,10 +814,10 @@ START_TEST(sparse_plan_picks_top_k)
 	uint32_t pos0 = PB * 64, last = (pos0 - 1024) / 64;
 	eng_pool *pool;
 
-	rng_state = 7;
+	fx_rng = 7;
 	plan_boxes();
 	for (int i = 0; i < 4 * PHD; i++)
-		q[i] = frand(-1, 1);
+		q[i] = fx_frand(-1, 1);
 	for (uint32_t t = 1; t < nq; t++)
 		memcpy(q + (size_t)t * 4 * PHD, q, 4 * PHD * sizeof(float));
 	ck_assert_int_eq(eng_pool_open(&pool, 2), 0);
@@ -1207,10 +929,10 @@ START_TEST(sparse_plan_reach)
 	uint32_t picks[3][32];
 	float *q = malloc(4 * PHD * sizeof(float));
 
-	rng_state = 11;
+	fx_rng = 11;
 	plan_boxes();
 	for (int i = 0; i < 4 * PHD; i++)
-		q[i] = frand(-1, 1);
+		q[i] = fx_frand(-1, 1);
 	for (int i = 0; i < 3; i++) {
 		sp.reach = reach[i];
 		ck_assert_int_eq(plan(&pl[i], &sp, &kv, q, 1, pos0, NULL), 0);
@@ -1262,10 +984,10 @@ START_TEST(sparse_plan_pins)
 	uint32_t pos0 = PB * 64, a[64], b[64], c[64], na, nb, nc;
 	float *q = malloc(2 * 4 * PHD * sizeof(float));
 
-	rng_state = 5;
+	fx_rng = 5;
 	plan_boxes();
 	for (int i = 0; i < 2 * 4 * PHD; i++)
-		q[i] = frand(-1, 1);
+		q[i] = fx_frand(-1, 1);
 	/* A step of 2 tokens at pos0 - 2 (both rows of q), then one token
 	 * at pos0 with the second row alone. */
 	ck_assert_int_eq(plan(&pl, &sp, &kv, q, 2, pos0 - 2, NULL), 0);
@@ -1311,10 +1033,10 @@ START_TEST(sparse_plan_prefill_local)
 	float *q = malloc((size_t)nq * 4 * PHD * sizeof(float));
 	uint32_t got[64];
 
-	rng_state = 3;
+	fx_rng = 3;
 	plan_boxes();
 	for (uint32_t i = 0; i < nq * 4 * PHD; i++)
-		q[i] = frand(-1, 1);
+		q[i] = fx_frand(-1, 1);
 	for (int run = 0; run < 3; run++) {
 		struct eng__plan pl = { 0 };
 		/* A chunk, a question, and a chunk with prefill_local below
@@ -1379,12 +1101,12 @@ START_TEST(sparse_plan_scans_question)
 
 	scan_keys = malloc((size_t)SB * 64 * PHD * sizeof(float));
 	ck_assert_ptr_nonnull(scan_keys);
-	rng_state = 11;
+	fx_rng = 11;
 	plan_boxes();
 	for (size_t i = 0; i < (size_t)SB * 64 * PHD; i++)
-		scan_keys[i] = frand(-0.2f, 0.2f);
+		scan_keys[i] = fx_frand(-0.2f, 0.2f);
 	for (uint32_t i = 0; i < nq * 4 * PHD; i++)
-		q[i] = frand(-1, 1);
+		q[i] = fx_frand(-1, 1);
 	/* Position 21 of the needle's block: the last query's head 2. */
 	for (int c = 0; c < PHD; c++)
 		scan_keys[((size_t)needle * 64 + 21) * PHD + c] =
@@ -1441,7 +1163,7 @@ END_TEST
 
 START_TEST(eval_bad_input)
 {
-	struct fixture fx;
+	struct fx_model fx;
 	eng_fwd *f;
 	eng_kv *kv;
 	const float *l;
@@ -1449,7 +1171,7 @@ START_TEST(eval_bad_input)
 	int32_t neg[1] = { -1 };
 	atomic_int cancel;
 
-	fixture_open(&fx, &llama_cfg);
+	fx_open(&fx, &fx_llama);
 	f = fwd_open(fx.model, 2, ENG_ATTN_F32);
 	ck_assert_int_eq(eng_kv_mem_open(fx.model, 6, 2, ENG_TYPE_F16, &kv),
 	    0);
@@ -1468,7 +1190,7 @@ START_TEST(eval_bad_input)
 	ck_assert_int_eq(eng_fwd_eval(f, kv, tok, 1, 0, &l, NULL), ENG_ERANGE);
 	eng_kv_close(kv);
 	eng_fwd_close(f);
-	fixture_close(&fx);
+	fx_close(&fx);
 }
 END_TEST
 
@@ -1482,8 +1204,8 @@ START_TEST(open_missing_tensor)
 	size_t size;
 	char err[256];
 
-	rng_state = 1;
-	bytes = build_gguf(&llama_cfg, &size, 1);
+	fx_rng = 1;
+	bytes = fx_build_gguf(&fx_llama, &size, 1);
 	ck_assert_int_eq(eng_gguf_open_mem(bytes, size, &g, err, sizeof err),
 	    0);
 	ck_assert_int_eq(eng_model_open_gguf(g, &m, err, sizeof err), 0);
@@ -1502,7 +1224,7 @@ END_TEST
 
 START_TEST(chat_gemma)
 {
-	struct fixture fx;
+	struct fx_model fx;
 	eng_chat_msg msgs[] = {
 		{ "system", "Be brief." }, { "user", " Hi \n" },
 		{ "assistant", "Hello." }, { "user", "Bye" },
@@ -1510,7 +1232,7 @@ START_TEST(chat_gemma)
 	char *s;
 	size_t n;
 
-	fixture_open(&fx, &gemma_cfg);
+	fx_open(&fx, &fx_gemma);
 	ck_assert_int_eq(eng_chat_apply(fx.model, msgs, 4, 1, &s, &n), 0);
 	ck_assert_str_eq(s, "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n"
 	    "<start_of_turn>model\nHello.<end_of_turn>\n"
@@ -1520,30 +1242,30 @@ START_TEST(chat_gemma)
 	msgs[1].role = "tool";
 	ck_assert_int_eq(eng_chat_apply(fx.model, msgs, 4, 1, &s, &n),
 	    ENG_EINVAL);
-	fixture_close(&fx);
+	fx_close(&fx);
 }
 END_TEST
 
 START_TEST(chat_llama3_and_chatml)
 {
-	struct fixture fx;
+	struct fx_model fx;
 	eng_chat_msg msgs[] = { { "system", "S" }, { "user", "U" } };
 	char *s;
 	size_t n;
 
-	fixture_open(&fx, &llama_cfg);
+	fx_open(&fx, &fx_llama);
 	ck_assert_int_eq(eng_chat_apply(fx.model, msgs, 2, 1, &s, &n), 0);
 	ck_assert_str_eq(s, "<|start_header_id|>system<|end_header_id|>\n\nS"
 	    "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nU<|eot_id|>"
 	    "<|start_header_id|>assistant<|end_header_id|>\n\n");
 	free(s);
-	fixture_close(&fx);
-	fixture_open(&fx, &qwen_cfg);
+	fx_close(&fx);
+	fx_open(&fx, &fx_qwen);
 	ck_assert_int_eq(eng_chat_apply(fx.model, msgs + 1, 1, 1, &s, &n), 0);
 	ck_assert_str_eq(s, "<|im_start|>user\nU<|im_end|>\n"
 	    "<|im_start|>assistant\n");
 	free(s);
-	fixture_close(&fx);
+	fx_close(&fx);
 }
 END_TEST
 
@@ -1571,7 +1293,7 @@ static int sink_cb(void *ud, int32_t id, const char *text, size_t len)
  * strings, the callback and cancel all stop it. */
 START_TEST(generate_greedy_and_stops)
 {
-	struct fixture fx;
+	struct fx_model fx;
 	eng_fwd *f;
 	eng_kv *kv;
 	eng_sampler *smp;
@@ -1584,7 +1306,7 @@ START_TEST(generate_greedy_and_stops)
 	const float *l;
 	atomic_int cancel;
 
-	fixture_open(&fx, &gemma_cfg);
+	fx_open(&fx, &fx_gemma);
 	voc = eng_model_vocab(fx.model);
 	f = fwd_open(fx.model, 8, ENG_ATTN_LLAMACPP);
 	eng_sampler_params_init(&sp);
@@ -1643,7 +1365,7 @@ START_TEST(generate_greedy_and_stops)
 
 	eng_sampler_close(smp);
 	eng_fwd_close(f);
-	fixture_close(&fx);
+	fx_close(&fx);
 }
 END_TEST
 
@@ -1656,7 +1378,7 @@ END_TEST
  * chunk with `prefill_local` of them. */
 START_TEST(generate_long_prompt_ends_in_question)
 {
-	struct fixture fx;
+	struct fx_model fx;
 	eng_sparse_params sp = { .top_k = 3, .sink = 4, .local = 8,
 	    .prefill_local = 64, .dense_max = 16 };
 	const uint32_t n_ctx = 200, n_p = ENG_SPARSE_FEW + 16;
@@ -1671,7 +1393,7 @@ START_TEST(generate_long_prompt_ends_in_question)
 	struct sink sk;
 	const float *l;
 
-	fixture_open(&fx, &gemma_f16_cfg);
+	fx_open(&fx, &fx_gemma_f16);
 	rand_tokens(tok, LEN(tok));
 	eng_fwd *f = fwd_open(fx.model, 128, ENG_ATTN_F32);
 	eng_fwd_set_sparse(f, &sp);
@@ -1715,13 +1437,13 @@ START_TEST(generate_long_prompt_ends_in_question)
 	ck_assert_uint_gt(nk[2], nk[1] + 40);
 	eng_sampler_close(smp);
 	eng_fwd_close(f);
-	fixture_close(&fx);
+	fx_close(&fx);
 }
 END_TEST
 
 START_TEST(generate_stop_string)
 {
-	struct fixture fx;
+	struct fx_model fx;
 	eng_fwd *f;
 	eng_kv *kv;
 	eng_sampler *smp;
@@ -1732,7 +1454,7 @@ START_TEST(generate_stop_string)
 	int32_t prompt[3] = { 1, 262, 270 };
 	const eng_vocab *voc;
 
-	fixture_open(&fx, &gemma_cfg);
+	fx_open(&fx, &fx_gemma);
 	voc = eng_model_vocab(fx.model);
 	f = fwd_open(fx.model, 8, ENG_ATTN_LLAMACPP);
 	eng_sampler_params_init(&sp);
@@ -1773,7 +1495,7 @@ START_TEST(generate_stop_string)
 	eng_kv_close(kv);
 	eng_sampler_close(smp);
 	eng_fwd_close(f);
-	fixture_close(&fx);
+	fx_close(&fx);
 }
 END_TEST
 

@@ -895,6 +895,22 @@ int ed_skv_save(eng_kv *kv, const int32_t *tokens, uint64_t first,
 			.k = tk, .v = tv, .checkpoint = checkpoint && n_pos,
 		};
 		tp = &tail;
+	} else if (checkpoint && n_pos > first) {
+		/* No window layers: the blocks alone are the state, so the
+		 * checkpoint only marks the prefix (its last token, no KV
+		 * worth the name), for ms_session_adopt and _rewind. */
+		static const float zero[2];
+		uint32_t *tt = malloc(sizeof *tt);
+		if (!tt)
+			goto out;
+		*tt = (uint32_t)tokens[n_pos - 1 - first];
+		tail = (ms_tail){
+			.geom = { .n_layers = 1, .n_kv_heads = 1, .head_dim = 2,
+			    .block_tokens = s->B, .mode = MS_MODE_F16 },
+			.position = n_pos - 1, .tokens = tt, .n_tokens = 1,
+			.k = zero, .v = zero, .checkpoint = 1,
+		};
+		tp = &tail;
 	}
 	/* The map may have to grow, which waits for every read transaction
 	 * to end: ours now, a question's within seconds (MS_EBUSY until

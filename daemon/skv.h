@@ -45,8 +45,9 @@ int ed_skv_open(int64_t id, const eng_model *m, uint32_t n_batch,
  * every position from first to n_pos; first must be at or before the
  * start of the last stored block and n_pos - window (MS_EINVAL).
  * checkpoint: keep the tail also as the checkpoint of this prefix, from
- * which another session starts (ms_session_adopt).  Afterwards the stored
- * length is n_pos. */
+ * which another session starts (ms_session_adopt); for a model without
+ * window layers, whose blocks are its whole state, a one-token record
+ * that only marks the prefix.  Afterwards the stored length is n_pos. */
 int ed_skv_save(eng_kv *kv, const int32_t *tokens, uint64_t first,
     int checkpoint, char *err, size_t errlen);
 

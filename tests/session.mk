@@ -19,7 +19,9 @@ tests_test_session_ops_LDADD = $(TEST_LIBS)
 # model (ENGRAM_TEST_MODEL).
 check_PROGRAMS += tests/test_skv
 TESTS += tests/test_skv
-tests_test_skv_SOURCES = tests/test_skv.c daemon/skv.c daemon/skv.h
+tests_test_skv_SOURCES = tests/test_skv.c daemon/skv.c daemon/skv.h \
+	tests/fixture_model.c tests/fixture_model.h tests/gguf_writer.c \
+	tests/gguf_writer.h
 tests_test_skv_CFLAGS = $(TEST_CFLAGS) -I$(top_srcdir)/daemon $(LMDB_CFLAGS) \
 	$(SQLITE_CFLAGS) $(XXHASH_CFLAGS)
 tests_test_skv_LDADD = $(MEMSTORE_LIBS) libengine.a $(TEST_LIBS) $(XXHASH_LIBS) $(LIBM)

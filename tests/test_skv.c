@@ -21,6 +21,7 @@
 
 #include "engine.h"
 #include "engramd.h"
+#include "fixture_model.h"
 #include "memstore.h"
 #include "skv.h"
 
@@ -104,7 +105,8 @@ static int64_t session_new(const char *dir, ms_mode mode)
 	char err[256];
 
 	for (uint32_t il = 0; il < hp->n_layer; il++)
-		glob += (il + 1) % hp->swa_pattern == 0;
+		glob += !hp->swa_pattern || !hp->sliding_window ||
+		    (il + 1) % hp->swa_pattern == 0;
 	for (int i = 0; i < 16; i++)
 		sscanf(hex + 2 * i, "%2hhx", &fp[i]);
 	ms_geom g = { .n_layers = glob, .n_kv_heads = hp->n_head_kv,
@@ -381,6 +383,78 @@ START_TEST(adopt_same_blocks)
 }
 END_TEST
 
+/* A model without window layers (the llama fixture): its checkpoints
+ * only mark a prefix, and a session adopting one computes the rest to the
+ * same blocks and logits as a session prefilled from scratch. */
+START_TEST(adopt_without_window)
+{
+	char *da = store_dir(), *db = store_dir();
+	eng_model *keep_m = M;
+	int32_t *keep_t = toks;
+	uint32_t keep_nv = n_vocab;
+	struct fx_model fx;
+	uint8_t *ba, *bb;
+	size_t la, lb;
+	uint64_t got = 0;
+	int64_t idc;
+
+	fx_open(&fx, &fx_llama);
+	M = fx.model;
+	n_vocab = FX_N_VOCAB;
+	toks = malloc((N_CTX + N_Q) * sizeof *toks);
+	for (int i = 0; i < N_CTX + N_Q; i++)
+		toks[i] = 3 + (int32_t)(fx_rnd() % (FX_N_VOCAB - 3));
+	eng_fwd *f = fwd_new(0);
+	int64_t ida = session_new(da, MS_MODE_F16);
+	eng_kv *kv = skv_open(ida, f);
+	prefill(f, kv, 1024, 1);
+	eng_kv_close(kv);
+	ms_session_info si;
+	ck_assert_int_eq(ms_session_get(g_ms, "s", &si), 0);
+	ck_assert_int_eq(ms_session_create(g_ms, "c", si.fingerprint,
+	    &si.geom, &idc), 0);
+	ck_assert_int_eq(ms_session_adopt(g_ms, idc, (const uint32_t *)toks,
+	    N_CTX, &got), 0);
+	ck_assert_uint_eq(got, 1024);
+	kv = skv_open(idc, f);
+	ck_assert_uint_eq(eng_kv_length(kv), 1024);
+	prefill(f, kv, N_CTX, 1);
+	float *lc = question(f, kv);
+	eng_kv_close(kv);
+	la = chain_bytes(idc, &ba);
+	uint64_t problems = 0;
+	ck_assert_int_eq(ms_check(g_ms, 1, &problems), 0);
+	ck_assert_uint_eq(problems, 0);
+	ms_close(g_ms);
+
+	int64_t idb = session_new(db, MS_MODE_F16);
+	kv = skv_open(idb, f);
+	prefill(f, kv, N_CTX, 1);
+	float *lb_ = question(f, kv);
+	eng_kv_close(kv);
+	lb = chain_bytes(idb, &bb);
+	ck_assert_uint_eq(la, lb);
+	ck_assert_msg(memcmp(ba, bb, la) == 0, "adopted blocks differ");
+	ck_assert_msg(memcmp(lc, lb_, n_vocab * sizeof(float)) == 0,
+	    "adopted session's logits differ");
+	ms_close(g_ms);
+	eng_fwd_close(f);
+	free(lc);
+	free(lb_);
+	free(ba);
+	free(bb);
+	free(toks);
+	fx_close(&fx);
+	M = keep_m;
+	toks = keep_t;
+	n_vocab = keep_nv;
+	rm_rf(da);
+	rm_rf(db);
+	free(da);
+	free(db);
+}
+END_TEST
+
 /* Sparse attention over the stored session: selecting every candidate
  * block equals dense; a small top_k changes the logits but stays close
  * (the question attends mostly near itself here). */
@@ -524,6 +598,7 @@ int main(void)
 	tcase_add_test(tc, restart_equals_memory);
 	tcase_add_test(tc, resume_same_blocks);
 	tcase_add_test(tc, adopt_same_blocks);
+	tcase_add_test(tc, adopt_without_window);
 	tcase_add_test(tc, sparse_over_store);
 	tcase_add_test(tc, q8_restart_same);
 	tcase_add_test(tc, bad_input);

@@ -51,6 +51,7 @@ typedef struct ed_settings {
 	int sparse_sink;
 	int sparse_local;
 	int sparse_prefill_local;
+	int sparse_prefill_top_k;	/* 0: sparse_top_k */
 	int sparse_dense_max;
 	int sparse_reach;	/* 0: the model's trained context */
 	int sparse_scan_max;	/* 0: questions score by summaries */

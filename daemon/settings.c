@@ -41,6 +41,7 @@ void ed_settings_init(ed_settings *s)
 	s->sparse_sink = (int)sp.sink;
 	s->sparse_local = (int)sp.local;
 	s->sparse_prefill_local = (int)sp.prefill_local;
+	s->sparse_prefill_top_k = (int)sp.prefill_top_k;
 	s->sparse_dense_max = (int)sp.dense_max;
 	s->sparse_reach = (int)sp.reach;	/* 0: the trained context */
 	s->sparse_scan_max = (int)sp.scan_max;
@@ -156,6 +157,8 @@ int ed_settings_set(ed_settings *s, const char *key, const char *v,
 		NUM(sparse_local, 0, 1 << 20, 0);
 	if (!strcmp(key, "sparse_prefill_local"))
 		NUM(sparse_prefill_local, 0, 1 << 20, 0);
+	if (!strcmp(key, "sparse_prefill_top_k"))
+		NUM(sparse_prefill_top_k, 0, 65536, 0);
 	if (!strcmp(key, "sparse_dense_max"))
 		NUM(sparse_dense_max, 0, 1 << 30, 0);
 	if (!strcmp(key, "sparse_reach"))

@@ -591,6 +591,8 @@ typedef struct eng_sparse_params {
 	uint32_t prefill_local;	/* the same for a prefill chunk (a step of
 				 * more than ENG_SPARSE_FEW tokens), if
 				 * more than local */
+	uint32_t prefill_top_k;	/* blocks retrieved per prefill chunk;
+				 * 0: top_k */
 	uint32_t dense_max;	/* contexts up to this are attended densely */
 	uint32_t reach;		/* see above; 0: from the trained context */
 	uint32_t scan_max;	/* a question whose candidates hold at most
@@ -599,8 +601,8 @@ typedef struct eng_sparse_params {
 } eng_sparse_params;
 
 /* The defaults measured in bench/RESULTS.md (engramd.conf(5) gives the
- * same): top_k 64, sink 64, local 1024, prefill_local 8192, dense_max
- * 4096, reach 0, scan_max 262144.  Sparse attention is off until such
+ * same): top_k 64, sink 64, local 1024, prefill_local 8192,
+ * prefill_top_k 0 (top_k), dense_max 4096, reach 0, scan_max 262144.  Sparse attention is off until such
  * params are given to eng_fwd_set_sparse or eng_fwd_params.sparse. */
 void eng_sparse_params_init(eng_sparse_params *sp);
 

@@ -224,6 +224,8 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	uint32_t n_tok = qs->n_tok, pos0 = qs->pos0, hd = qs->hd;
 	uint32_t local = n_tok > ENG_SPARSE_FEW && sp->prefill_local >
 	    sp->local ? sp->prefill_local : sp->local;
+	uint32_t want = n_tok > ENG_SPARSE_FEW && sp->prefill_top_k ?
+	    sp->prefill_top_k : sp->top_k;
 	const uint16_t *rows;
 	const float *ref;
 	eng_vec_dot_fn dot;
@@ -238,7 +240,7 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	/* Candidates: whole blocks after the sink, before the local run. */
 	first = (sp->sink + B - 1) / B;
 	last = pos0 > local ? (pos0 - local) / B : 0;
-	if (last <= first || last - first < sp->top_k)
+	if (last <= first || last - first < want)
 		return 0;	/* fewer candidates than picks: dense */
 	if ((rc = kv->ops->summary(kv, layer, kvh, &rows, &ref, &nb)))
 		return rc;
@@ -247,7 +249,7 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	if (!(dot = eng_vec_dot_get(ENG_TYPE_F16, eng_simd_active())))
 		return ENG_EUNSUP;
 	n_cand = last - first;
-	k = sp->top_k;
+	k = want;
 	if ((rc = grow(&pl->qbar, &pl->qbar_cap, (size_t)qs->group *
 	    (2 * hd + 1), sizeof(float))) ||
 	    (rc = grow(&pl->scores, &pl->scores_cap, n_cand,

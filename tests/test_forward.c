@@ -918,6 +918,37 @@ static uint32_t plan_blocks(const struct eng__plan *pl, uint32_t *out)
 	return n;
 }
 
+/* A prefill chunk (more than ENG_SPARSE_FEW tokens) retrieves
+ * prefill_top_k blocks, a question or decode step top_k; prefill_top_k 0
+ * means top_k for both. */
+START_TEST(sparse_plan_prefill_top_k)
+{
+	static const eng_kv_ops ops = { .summary = fake_summary };
+	eng_kv kv = { .ops = &ops, .block_tokens = 64 };
+	const uint32_t nq = ENG_SPARSE_FEW + 1, pos0 = PB * 64;
+	float *q = malloc((size_t)nq * 4 * PHD * sizeof(float));
+	uint32_t *got = malloc(PB * sizeof(uint32_t));
+
+	fx_rng = 11;
+	plan_boxes();
+	for (size_t i = 0; i < (size_t)nq * 4 * PHD; i++)
+		q[i] = fx_frand(-1, 1);
+	for (int run = 0; run < 2; run++) {
+		eng_sparse_params sp = { .top_k = 8, .sink = 64,
+		    .local = 1024, .prefill_top_k = run ? 0 : 24 };
+		struct eng__plan a = { 0 }, b = { 0 };
+		ck_assert_int_eq(plan(&a, &sp, &kv, q, nq, pos0 - nq, NULL), 0);
+		ck_assert_uint_eq(plan_blocks(&a, got), run ? 8 : 24);
+		ck_assert_int_eq(plan(&b, &sp, &kv, q, 1, pos0, NULL), 0);
+		ck_assert_uint_eq(plan_blocks(&b, got), 8);
+		eng__plan_free(&a);
+		eng__plan_free(&b);
+	}
+	free(got);
+	free(q);
+}
+END_TEST
+
 START_TEST(sparse_plan_reach)
 {
 	static const eng_kv_ops ops = { .summary = fake_summary };
@@ -1515,6 +1546,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, sparse_record);
 	tcase_add_test(tc, summary_row_simd_equals_scalar);
 	tcase_add_test(tc, sparse_plan_picks_top_k);
+	tcase_add_test(tc, sparse_plan_prefill_top_k);
 	tcase_add_test(tc, sparse_plan_reach);
 	tcase_add_test(tc, sparse_plan_pins);
 	tcase_add_test(tc, sparse_plan_prefill_local);

@@ -128,9 +128,33 @@ static int answer(struct run *r, const eng_vocab *v, const int32_t *seq,
 	return strstr(out, key) != NULL;
 }
 
+/* DIR/depth-NN.txt: the key on the first line, then every token id of
+ * the depth's sequence (BOS and the turn's opening, the haystack before
+ * the needle, the branch), one per line: for another engine to run the
+ * same test (bench/needle/llama_dense.py). */
+static void dump_seq(const char *dir, uint32_t di, const char *key,
+    const int32_t *pre, size_t n_pre, const int32_t *h, size_t at,
+    const int32_t *br, size_t nb)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/depth-%02u.txt", dir, di);
+	FILE *f = fopen(path, "w");
+	if (!f)
+		die("cannot write the --dump file", 0);
+	fprintf(f, "%s\n", key);
+	for (size_t i = 0; i < n_pre; i++)
+		fprintf(f, "%d\n", pre[i]);
+	for (size_t i = 0; i < at; i++)
+		fprintf(f, "%d\n", h[i]);
+	for (size_t i = 0; i < nb; i++)
+		fprintf(f, "%d\n", br[i]);
+	if (fclose(f))
+		die("cannot write the --dump file", 0);
+}
+
 int main(int argc, char **argv)
 {
-	const char *model = NULL, *hay = "filler";
+	const char *model = NULL, *hay = "filler", *dump = NULL;
 	uint32_t length = 8192, depths = 20, threads = 2;
 	eng_sparse_params sp;
 	int dense = 1, sparse = 1, verbose = 0, primer = 1;
@@ -151,6 +175,8 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--local")) sp.local = atoi(v), i++;
 		else if (!strcmp(a, "--prefill-local"))
 			sp.prefill_local = atoi(v), i++;
+		else if (!strcmp(a, "--prefill-top-k"))
+			sp.prefill_top_k = atoi(v), i++;
 		else if (!strcmp(a, "--dense-max")) sp.dense_max = atoi(v), i++;
 		else if (!strcmp(a, "--sparse-only")) dense = 0;
 		else if (!strcmp(a, "--true-positions")) sp.reach = UINT32_MAX;
@@ -160,15 +186,17 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--depth-max")) depth_max = atof(v), i++;
 		else if (!strcmp(a, "--dense-only")) sparse = 0;
 		else if (!strcmp(a, "--no-primer")) primer = 0;
+		else if (!strcmp(a, "--dump")) dump = v, i++;
 		else if (!strcmp(a, "-v")) verbose = 1;
 		else {
 			fprintf(stderr, "usage: needle --model GGUF [--length N] "
 			    "[--depths D] [--haystack filler|PATH] [--threads T] "
 			    "[--top-k K] [--sink S] [--local W] "
-			    "[--prefill-local P] [--dense-max M] "
+			    "[--prefill-local P] [--prefill-top-k K] "
+			    "[--dense-max M] "
 			    "[--sparse-only|--dense-only] [--reach R|--true-positions] "
 			    "[--scan-max P] [--no-primer] "
-			    "[--depth-max F] [-v]\n");
+			    "[--depth-max F] [--dump DIR] [-v]\n");
 			return 2;
 		}
 	}
@@ -237,9 +265,10 @@ int main(int argc, char **argv)
 
 	srand(12345);
 	printf("# length %u, haystack %s, %u depths up to %.0f%%, sparse top_k "
-	    "%u sink %u local %u prefill_local %u dense_max %u reach %u%s "
-	    "scan_max %u\n", length, hay, depths, 100 * depth_max, sp.top_k,
-	    sp.sink, sp.local, sp.prefill_local, sp.dense_max, sp.reach,
+	    "%u sink %u local %u prefill_local %u prefill_top_k %u dense_max "
+	    "%u reach %u%s scan_max %u\n", length, hay, depths, 100 * depth_max,
+	    sp.top_k, sp.sink, sp.local, sp.prefill_local, sp.prefill_top_k ?
+	    sp.prefill_top_k : sp.top_k, sp.dense_max, sp.reach,
 	    sp.reach ? "" : " (trained context)", sp.scan_max);
 	printf("# answer primed with \"The pass key is\": %s\n",
 	    primer ? "yes" : "no");
@@ -271,6 +300,8 @@ int main(int argc, char **argv)
 		memcpy(br, nd, n_n * sizeof *br);
 		memcpy(br + n_n, h + at, (body - at) * sizeof *br);
 		memcpy(br + n_n + (body - at), q, n_q * sizeof *br);
+		if (dump)
+			dump_seq(dump, di, key, pre, n_pre, h, at, br, nb);
 		printf("depth %5.1f%% (token %u):", 100.0 * depth_max * di /
 		    (depths > 1 ? depths - 1 : 1), (unsigned)(n_pre + at));
 		for (int k = 0; k < 2; k++) {

@@ -318,6 +318,30 @@ static size_t tail_bytes(int64_t id, uint8_t **out)
 	return t.len;
 }
 
+/* Session ida (empty) prefilled to 1024 positions with a checkpoint
+ * there; a new session "c" takes them over and computes the rest to
+ * N_CTX.  Returns c's id, its cache open in *kv. */
+static int64_t adopt_and_finish(eng_fwd *f, int64_t ida, eng_kv **kv)
+{
+	ms_session_info si;
+	uint64_t got = 0;
+	int64_t idc;
+
+	*kv = skv_open(ida, f);
+	prefill(f, *kv, 1024, 1);
+	eng_kv_close(*kv);
+	ck_assert_int_eq(ms_session_get(g_ms, "s", &si), 0);
+	ck_assert_int_eq(ms_session_create(g_ms, "c", si.fingerprint,
+	    &si.geom, &idc), 0);
+	ck_assert_int_eq(ms_session_adopt(g_ms, idc, (const uint32_t *)toks,
+	    N_CTX, &got), 0);
+	ck_assert_uint_eq(got, 1024);
+	*kv = skv_open(idc, f);
+	ck_assert_uint_eq(eng_kv_length(*kv), 1024);
+	prefill(f, *kv, N_CTX, 1);
+	return idc;
+}
+
 /* A session that takes over another's first 1024 positions (its
  * checkpoint) and computes the rest writes the same block records and
  * tail as one prefilled from scratch in another store, and answers the
@@ -327,23 +351,11 @@ START_TEST(adopt_same_blocks)
 	char *da = store_dir(), *db = store_dir();
 	uint8_t *ba, *bb, *ta, *tb;
 	size_t la, lb, lta, ltb;
-	uint64_t got = 0;
 	eng_fwd *f = fwd_new(0);
 	int64_t ida = session_new(da, MS_MODE_F16), idc;
-	eng_kv *kv = skv_open(ida, f);
+	eng_kv *kv;
 
-	prefill(f, kv, 1024, 1);
-	eng_kv_close(kv);
-	ms_session_info si;
-	ck_assert_int_eq(ms_session_get(g_ms, "s", &si), 0);
-	ck_assert_int_eq(ms_session_create(g_ms, "c", si.fingerprint,
-	    &si.geom, &idc), 0);
-	ck_assert_int_eq(ms_session_adopt(g_ms, idc, (const uint32_t *)toks,
-	    N_CTX, &got), 0);
-	ck_assert_uint_eq(got, 1024);
-	kv = skv_open(idc, f);
-	ck_assert_uint_eq(eng_kv_length(kv), 1024);
-	prefill(f, kv, N_CTX, 1);
+	idc = adopt_and_finish(f, ida, &kv);
 	eng_kv_close(kv);
 	la = chain_bytes(idc, &ba);
 	lta = tail_bytes(idc, &ta);
@@ -395,7 +407,6 @@ START_TEST(adopt_without_window)
 	struct fx_model fx;
 	uint8_t *ba, *bb;
 	size_t la, lb;
-	uint64_t got = 0;
 	int64_t idc;
 
 	fx_open(&fx, &fx_llama);
@@ -406,19 +417,8 @@ START_TEST(adopt_without_window)
 		toks[i] = 3 + (int32_t)(fx_rnd() % (FX_N_VOCAB - 3));
 	eng_fwd *f = fwd_new(0);
 	int64_t ida = session_new(da, MS_MODE_F16);
-	eng_kv *kv = skv_open(ida, f);
-	prefill(f, kv, 1024, 1);
-	eng_kv_close(kv);
-	ms_session_info si;
-	ck_assert_int_eq(ms_session_get(g_ms, "s", &si), 0);
-	ck_assert_int_eq(ms_session_create(g_ms, "c", si.fingerprint,
-	    &si.geom, &idc), 0);
-	ck_assert_int_eq(ms_session_adopt(g_ms, idc, (const uint32_t *)toks,
-	    N_CTX, &got), 0);
-	ck_assert_uint_eq(got, 1024);
-	kv = skv_open(idc, f);
-	ck_assert_uint_eq(eng_kv_length(kv), 1024);
-	prefill(f, kv, N_CTX, 1);
+	eng_kv *kv;
+	idc = adopt_and_finish(f, ida, &kv);
 	float *lc = question(f, kv);
 	eng_kv_close(kv);
 	la = chain_bytes(idc, &ba);

@@ -7,7 +7,8 @@
  * standard test has it (--no-primer leaves it out).  Greedy answer of up
  * to 16 tokens; correct when it holds the five digits.  Dense and
  * block-sparse attention (eng_sparse_params, the engine's defaults) run
- * on the same sequences.  See bench/needle/README.md.
+ * on the same sequences; each answer says what share of the question's
+ * last-token attention fell on the needle.  See bench/needle/README.md.
  *
  * The prefix before the needle is shared between depths: it is computed
  * once and the cache cloned at each depth (eng_kv_mem_clone).
@@ -79,7 +80,28 @@ struct run {
 	uint32_t pos;		/* its length */
 	int ok;
 	double secs;
+	int seen;		/* answers whose last question token attended
+				 * the needle */
+	float weight;		/* of this depth: the needle's share of that
+				 * token's attention (global layers), or -1 */
 };
+
+/* The share of the last step's attention (its last token, global layers)
+ * on blocks overlapping positions [p0, p0+n), or -1 if none was attended. */
+static float needle_weight(const eng_fwd *f, uint32_t p0, uint32_t n)
+{
+	static eng_attn_block blk[1 << 15];
+	uint32_t nb;
+	uint64_t nk;
+	float w = -1;
+
+	if (eng_fwd_attended(f, blk, 1 << 15, &nb, &nk))
+		return -1;
+	for (uint32_t i = 0; i < nb; i++)
+		if (blk[i].pos0 < p0 + n && blk[i].pos0 + blk[i].n > p0)
+			w = (w < 0 ? 0 : w) + blk[i].weight;
+	return w;
+}
 
 static int32_t *tok(const eng_vocab *v, const char *s, int flags, size_t *n)
 {
@@ -92,7 +114,8 @@ static int32_t *tok(const eng_vocab *v, const char *s, int flags, size_t *n)
 
 /* Greedy answer to seq (the branch after the prefix) on a clone. */
 static int answer(struct run *r, const eng_vocab *v, const int32_t *seq,
-    uint32_t n, uint32_t n_q, const char *key, char *out, size_t outlen)
+    uint32_t n, uint32_t n_q, uint32_t n_n, const char *key, char *out,
+    size_t outlen)
 {
 	eng_kv *kv;
 	const float *l;
@@ -105,9 +128,15 @@ static int answer(struct run *r, const eng_vocab *v, const int32_t *seq,
 	/* The context, then the question as a step of its own: a session is
 	 * prefilled before anyone asks, so ask's first step holds the
 	 * question alone (its mean query picks the blocks). */
-	if ((rc = eng_fwd_eval(r->f, kv, seq, n - n_q, 0, NULL, NULL)) ||
-	    (rc = eng_fwd_eval(r->f, kv, seq + n - n_q, n_q, 0, &l, NULL)))
+	if ((rc = eng_fwd_eval(r->f, kv, seq, n - n_q, 0, NULL, NULL)))
 		die("eval", rc);
+	/* seq starts with the needle, at position r->pos */
+	eng_fwd_record(r->f, 1);
+	if ((rc = eng_fwd_eval(r->f, kv, seq + n - n_q, n_q, 0, &l, NULL)))
+		die("eval", rc);
+	eng_fwd_record(r->f, 0);
+	r->weight = needle_weight(r->f, r->pos, n_n);
+	r->seen += r->weight >= 0;
 	out[0] = 0;
 	for (int i = 0; i < 16; i++) {
 		int32_t best = 0;
@@ -316,12 +345,16 @@ int main(int argc, char **argv)
 				die("prefix", rc);
 			r->pos = want;
 			int hit = answer(r, v, br, (uint32_t)nb,
-			    (uint32_t)n_q, key, out,
+			    (uint32_t)n_q, (uint32_t)n_n, key, out,
 			    sizeof out);
 			r->ok += hit;
 			r->secs += now_s() - t0;
 			printf("  %s %s", k ? "sparse" : "dense", hit ? "ok" :
 			    "MISS");
+			if (r->weight >= 0)
+				printf(" (needle %.3f)", r->weight);
+			else
+				printf(" (needle not attended)");
 			if (verbose || !hit) {
 				for (char *c = out; *c; c++)
 					if (*c == '\n')
@@ -336,9 +369,10 @@ int main(int argc, char **argv)
 	}
 	for (int k = 0; k < 2; k++)
 		if (use[k])
-			printf("%s: %d/%u = %.1f%% in %.0f s\n", k ? "sparse" :
+			printf("%s: %d/%u = %.1f%% in %.0f s; the question "
+			    "attended the needle at %d depths\n", k ? "sparse" :
 			    "dense", runs[k].ok, depths, 100.0 * runs[k].ok /
-			    depths, runs[k].secs);
+			    depths, runs[k].secs, runs[k].seen);
 	for (int k = 0; k < 2; k++) {
 		eng_kv_close(runs[k].kv);
 		eng_fwd_close(runs[k].f);

@@ -187,7 +187,7 @@ int main(int argc, char **argv)
 	uint32_t length = 8192, depths = 20, threads = 2;
 	eng_sparse_params sp;
 	int dense = 1, sparse = 1, verbose = 0, primer = 1;
-	double depth_max = 1.0;
+	double depth_min = 0.0, depth_max = 1.0;
 	char err[256];
 
 	eng_sparse_params_init(&sp);
@@ -213,6 +213,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--scan-max"))
 			sp.scan_max = (uint32_t)strtoul(v, NULL, 10), i++;
 		else if (!strcmp(a, "--depth-max")) depth_max = atof(v), i++;
+		else if (!strcmp(a, "--depth-min")) depth_min = atof(v), i++;
 		else if (!strcmp(a, "--dense-only")) sparse = 0;
 		else if (!strcmp(a, "--no-primer")) primer = 0;
 		else if (!strcmp(a, "--dump")) dump = v, i++;
@@ -225,7 +226,7 @@ int main(int argc, char **argv)
 			    "[--dense-max M] "
 			    "[--sparse-only|--dense-only] [--reach R|--true-positions] "
 			    "[--scan-max P] [--no-primer] "
-			    "[--depth-max F] [--dump DIR] [-v]\n");
+			    "[--depth-min F] [--depth-max F] [--dump DIR] [-v]\n");
 			return 2;
 		}
 	}
@@ -293,9 +294,10 @@ int main(int argc, char **argv)
 	}
 
 	srand(12345);
-	printf("# length %u, haystack %s, %u depths up to %.0f%%, sparse top_k "
-	    "%u sink %u local %u prefill_local %u prefill_top_k %u dense_max "
-	    "%u reach %u%s scan_max %u\n", length, hay, depths, 100 * depth_max,
+	printf("# length %u, haystack %s, %u depths from %.1f%% to %.1f%%, "
+	    "sparse top_k %u sink %u local %u prefill_local %u prefill_top_k %u "
+	    "dense_max %u reach %u%s scan_max %u\n", length, hay, depths,
+	    100 * depth_min, 100 * depth_max,
 	    sp.top_k, sp.sink, sp.local, sp.prefill_local, sp.prefill_top_k ?
 	    sp.prefill_top_k : sp.top_k, sp.dense_max, sp.reach,
 	    sp.reach ? "" : " (trained context)", sp.scan_max);
@@ -321,8 +323,10 @@ int main(int argc, char **argv)
 		size_t body = length - n_pre - n_q - n_n;
 		if (body > n_h)
 			die("haystack too short for this length", 0);
-		uint32_t at = depths > 1 ? (uint32_t)((double)body * depth_max *
-		    di / (depths - 1)) : (uint32_t)(body / 2);
+		/* evenly from depth_min to depth_max; one depth: midway */
+		double frac = depths > 1 ? depth_min + (depth_max - depth_min) *
+		    di / (depths - 1) : (depth_min + depth_max) / 2;
+		uint32_t at = (uint32_t)((double)body * frac);
 		/* branch: haystack [at, body), needle first, question last */
 		size_t nb = n_n + (body - at) + n_q;
 		int32_t *br = malloc(nb * sizeof *br);
@@ -331,8 +335,8 @@ int main(int argc, char **argv)
 		memcpy(br + n_n + (body - at), q, n_q * sizeof *br);
 		if (dump)
 			dump_seq(dump, di, key, pre, n_pre, h, at, br, nb);
-		printf("depth %5.1f%% (token %u):", 100.0 * depth_max * di /
-		    (depths > 1 ? depths - 1 : 1), (unsigned)(n_pre + at));
+		printf("depth %5.1f%% (token %u):", 100.0 * frac,
+		    (unsigned)(n_pre + at));
 		for (int k = 0; k < 2; k++) {
 			struct run *r = &runs[k];
 			if (!use[k])

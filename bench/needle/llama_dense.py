@@ -39,6 +39,13 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("files", nargs="+")
     a = ap.parse_args()
+    for p in a.files:
+        try:
+            with open(p) as f:
+                int(f.readline())
+        except (OSError, ValueError) as e:
+            sys.exit("llama_dense.py: %s: not a needle --dump file (%s)"
+                     % (p, e))
     import llama_cpp
     n_ctx = 0
     for p in a.files:

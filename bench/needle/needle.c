@@ -33,7 +33,10 @@ static double now_s(void)
 
 static void die(const char *msg, int rc)
 {
-	fprintf(stderr, "needle: %s (%s)\n", msg, rc ? eng_strerror(rc) : "");
+	if (rc)
+		fprintf(stderr, "needle: %s (%s)\n", msg, eng_strerror(rc));
+	else
+		fprintf(stderr, "needle: %s\n", msg);
 	exit(1);
 }
 

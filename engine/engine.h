@@ -602,8 +602,9 @@ typedef struct eng_sparse_params {
 
 /* The defaults measured in bench/RESULTS.md (engramd.conf(5) gives the
  * same): top_k 64, sink 64, local 1024, prefill_local 8192,
- * prefill_top_k 0 (top_k), dense_max 4096, reach 0, scan_max 262144.  Sparse attention is off until such
- * params are given to eng_fwd_set_sparse or eng_fwd_params.sparse. */
+ * prefill_top_k 0 (top_k), dense_max 4096, reach 0, scan_max 262144.
+ * Sparse attention is off until such params are given to
+ * eng_fwd_set_sparse or eng_fwd_params.sparse. */
 void eng_sparse_params_init(eng_sparse_params *sp);
 
 typedef struct eng_fwd_params {

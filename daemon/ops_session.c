@@ -106,12 +106,7 @@ void ed_audit(ms_store *ms, const char *action, const char *session,
 static void model_geom(const eng_model *m, int mode, ms_geom *g, uint8_t fp[16])
 {
 	const eng_hparams *hp = eng_model_hparams(m);
-	uint32_t layers = hp->n_layer;
-	if (hp->swa_pattern) {
-		layers = 0;
-		for (uint32_t il = 0; il < hp->n_layer; il++)
-			layers += (il + 1) % hp->swa_pattern == 0;
-	}
+	uint32_t layers = eng_hparams_n_global(hp);
 	*g = (ms_geom){ .n_layers = layers ? layers : 1, .n_kv_heads = hp->n_head_kv,
 			.head_dim = hp->head_dim_k, .block_tokens = MS_DEFAULT_BLOCK_TOKENS,
 			.mode = (ms_mode)mode };

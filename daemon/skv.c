@@ -690,8 +690,7 @@ static int skv_init(struct skv *s, const eng_model *m, uint32_t n_batch)
 	    !(s->is_glob = calloc(hp->n_layer, 1)))
 		return MS_ENOMEM;
 	for (uint32_t il = 0; il < hp->n_layer; il++) {
-		int glob = !hp->swa_pattern || !hp->sliding_window ||
-		    (il + 1) % hp->swa_pattern == 0;
+		int glob = eng_hparams_layer_global(hp, il);
 		s->is_glob[il] = (uint8_t)glob;
 		s->slot[il] = glob ? (int32_t)s->n_glob++ :
 		    (int32_t)s->n_loc++;

@@ -362,6 +362,12 @@ int eng_model_open_gguf(eng_gguf *g, eng_model **out, char *err,
 void eng_model_close(eng_model *m);
 /* Borrowed, valid until eng_model_close(). */
 const eng_hparams *eng_model_hparams(const eng_model *m);
+/* 1 if layer il attends over the whole context, 0 if over a sliding
+ * window only (gemma3's local layers).  The global layers are the ones
+ * whose keys a session keeps whole and sparse attention serves. */
+int eng_hparams_layer_global(const eng_hparams *hp, uint32_t il);
+/* How many of the layers are global (>= 1 for any model that loads). */
+uint32_t eng_hparams_n_global(const eng_hparams *hp);
 const eng_model_info *eng_model_info_get(const eng_model *m);
 const eng_gguf *eng_model_gguf(const eng_model *m);
 const eng_vocab *eng_model_vocab(const eng_model *m);

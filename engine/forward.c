@@ -631,8 +631,7 @@ static int load_layer(eng_fwd *f, uint32_t il, char *err, size_t errlen)
 	    &L->post_ffn_norm, err, errlen))))
 		return rc;
 #undef NAME
-	L->swa = hp->swa_pattern && hp->sliding_window &&
-	    (il + 1) % hp->swa_pattern != 0;
+	L->swa = !eng_hparams_layer_global(hp, il);
 	L->rope_set = L->swa ? 1 : 0;
 	return 0;
 }

@@ -389,8 +389,7 @@ int eng_kv_mem_open(const eng_model *model, uint32_t n_ctx, uint32_t n_batch,
 		goto fail;
 	for (uint32_t il = 0; il < hp->n_layer; il++) {
 		struct kv_layer *l = &m->layers[il];
-		int swa = hp->swa_pattern && (il + 1) % hp->swa_pattern != 0;
-		if (swa && hp->sliding_window &&
+		if (!eng_hparams_layer_global(hp, il) &&
 		    (uint64_t)hp->sliding_window + n_batch < n_ctx) {
 			l->ring = 1;
 			l->window = hp->sliding_window;

@@ -325,6 +325,20 @@ const eng_hparams *eng_model_hparams(const eng_model *m)
 	return &m->hp;
 }
 
+int eng_hparams_layer_global(const eng_hparams *hp, uint32_t il)
+{
+	return !hp->swa_pattern || !hp->sliding_window ||
+	    (il + 1) % hp->swa_pattern == 0;
+}
+
+uint32_t eng_hparams_n_global(const eng_hparams *hp)
+{
+	uint32_t n = 0;
+	for (uint32_t il = 0; il < hp->n_layer; il++)
+		n += (uint32_t)eng_hparams_layer_global(hp, il);
+	return n;
+}
+
 const eng_model_info *eng_model_info_get(const eng_model *m)
 {
 	return &m->info;

@@ -100,13 +100,10 @@ static int64_t session_new(const char *dir, ms_mode mode)
 	const eng_hparams *hp = eng_model_hparams(M);
 	const char *hex = eng_model_info_get(M)->fingerprint;
 	uint8_t fp[16];
-	uint32_t glob = 0;
+	uint32_t glob = eng_hparams_n_global(hp);
 	int64_t id;
 	char err[256];
 
-	for (uint32_t il = 0; il < hp->n_layer; il++)
-		glob += !hp->swa_pattern || !hp->sliding_window ||
-		    (il + 1) % hp->swa_pattern == 0;
 	for (int i = 0; i < 16; i++)
 		sscanf(hex + 2 * i, "%2hhx", &fp[i]);
 	ms_geom g = { .n_layers = glob, .n_kv_heads = hp->n_head_kv,

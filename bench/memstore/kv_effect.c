@@ -412,7 +412,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	for (uint32_t il = 0; il < c.hp->n_layer && c.n_glob < 64; il++)
-		if (!c.hp->swa_pattern || (il + 1) % c.hp->swa_pattern == 0)
+		if (eng_hparams_layer_global(c.hp, il))
 			c.glob[c.n_glob++] = il;
 	eng_fwd_params_init(&fp);
 	fp.n_threads = threads;

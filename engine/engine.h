@@ -618,6 +618,10 @@ typedef struct eng_fwd_params {
 	uint32_t n_batch;	/* tokens per step (ubatch); default 512 */
 	eng_attn_mode attn_mode;	/* default ENG_ATTN_LLAMACPP */
 	eng_sparse_params sparse;	/* default: top_k 0 (dense) */
+	/* Added to every position RoPE sees (default 0).  RoPE is relative,
+	 * so this changes results by rounding only: a diagnostic of how a
+	 * model behaves at large absolute positions (bench/needle). */
+	uint32_t rope_offset;
 } eng_fwd_params;
 
 /* Defaults: n_threads 0 (all CPUs), n_batch 512, ENG_ATTN_LLAMACPP,

@@ -367,11 +367,12 @@ static int forward(eng_fwd *f, eng_kv *kv, const int32_t *tokens,
 	}
 
 	/* RoPE tables for this step's positions: global, then local base. */
-	eng__rope_table(f->rope, pos0, n, hp->n_rot, hp->rope_base, f->freq_scale,
-	    f->rope_freqs);
+	eng__rope_table(f->rope, pos0 + f->rope_offset, n, hp->n_rot,
+	    hp->rope_base, f->freq_scale, f->rope_freqs);
 	if (hp->swa_pattern)
-		eng__rope_table(f->rope + (size_t)f->n_batch * hp->n_rot, pos0, n,
-		    hp->n_rot, hp->rope_base_local, 1.0f, NULL);
+		eng__rope_table(f->rope + (size_t)f->n_batch * hp->n_rot,
+		    pos0 + f->rope_offset, n, hp->n_rot, hp->rope_base_local,
+		    1.0f, NULL);
 
 	for (uint32_t il = 0; il < hp->n_layer; il++) {
 		struct fwd_layer *L = &f->layers[il];
@@ -644,6 +645,7 @@ void eng_fwd_params_init(eng_fwd_params *p)
 	p->n_batch = 512;
 	p->attn_mode = ENG_ATTN_LLAMACPP;
 	memset(&p->sparse, 0, sizeof p->sparse);
+	p->rope_offset = 0;
 }
 
 int eng_fwd_open(const eng_model *m, const eng_fwd_params *pp, eng_fwd **out,
@@ -681,6 +683,7 @@ int eng_fwd_open(const eng_model *m, const eng_fwd_params *pp, eng_fwd **out,
 	f->model = m;
 	f->hp = *hp;
 	f->n_batch = p.n_batch;
+	f->rope_offset = p.rope_offset;
 	f->attn_mode = p.attn_mode;
 	eng_fwd_set_sparse(f, &p.sparse);
 	pthread_once(&gelu_once, gelu_table_init);

@@ -77,6 +77,7 @@ struct eng_fwd {
 	int scale_q_first;	/* gemma3 scales Q before attention */
 	float emb_scale;	/* gemma3: sqrt(n_embd); else 1 */
 	float freq_scale;	/* linear rope scaling: 1/factor */
+	uint32_t rope_offset;	/* added to every position RoPE sees */
 
 	eng_qmat tok_embd;	/* (n_vocab, n_embd) */
 	eng_qmat output;	/* (n_vocab, n_embd), may be tok_embd */

@@ -503,6 +503,66 @@ START_TEST(kv_f32_close_to_f16)
 }
 END_TEST
 
+/* RoPE is relative: every position moved by rope_offset changes the
+ * keys (they are rotated further) and the logits by rounding only.  The
+ * angles at 1M are f32 products as ggml builds them (pos, then times
+ * base^(-2/n_rot) per pair), off by up to ~0.05 rad in a pair at that
+ * magnitude, so the tolerance is TOL_REF's, not TOL_STEP's. */
+START_TEST(rope_offset_is_relative)
+{
+	static const uint32_t offs[] = { 65536, 1u << 20 };
+	struct fx_model fx;
+	const eng_hparams *hp;
+	eng_fwd_params p;
+	int32_t tok[40];
+	float *base, k0[64];
+	char err[256];
+
+	fx_open(&fx, &fx_gemma_f16);
+	hp = eng_model_hparams(fx.model);
+	ck_assert_uint_eq(eng_hparams_n_global(hp), 1);
+	ck_assert(eng_hparams_layer_global(hp, 5));
+	ck_assert(!eng_hparams_layer_global(hp, 4));
+	ck_assert(!eng_hparams_layer_global(hp, 6));
+	rand_tokens(tok, 40);
+	base = malloc(N_VOCAB * sizeof(float));
+	for (int k = -1; k < 2; k++) {
+		eng_fwd *f;
+		eng_kv *kv;
+		eng_kv_span sp;
+		const float *l;
+		eng_fwd_params_init(&p);
+		p.n_threads = 2;
+		p.n_batch = 16;
+		p.attn_mode = ENG_ATTN_F32;
+		p.rope_offset = k < 0 ? 0 : offs[k];
+		ck_assert_int_eq(eng_fwd_open(fx.model, &p, &f, err,
+		    sizeof err), 0);
+		ck_assert_int_eq(eng_kv_mem_open(fx.model, 64, 16,
+		    ENG_TYPE_F32, &kv), 0);
+		ck_assert_int_eq(eng_fwd_eval(f, kv, tok, 40, 0, &l, NULL), 0);
+		/* the global layer's key of position 1 */
+		ck_assert_int_eq(kv->ops->view(kv, 5, 0, 1, 1, &sp), 0);
+		if (k < 0) {
+			memcpy(base, l, N_VOCAB * sizeof(float));
+			memcpy(k0, sp.k, sizeof k0);
+		} else {
+			double err_l = row_err(l, base, N_VOCAB);
+			ck_assert_msg(memcmp(k0, sp.k, sizeof k0) != 0,
+			    "offset %u: keys not rotated further", offs[k]);
+			ck_assert_msg(err_l < TOL_REF, "offset %u: logits "
+			    "off by %g", offs[k], err_l);
+			fprintf(stderr, "rope_offset %u: logits within %.2g\n",
+			    offs[k], err_l);
+		}
+		eng_kv_close(kv);
+		eng_fwd_close(f);
+	}
+	free(base);
+	fx_close(&fx);
+}
+END_TEST
+
 /* The ring of a window layer: old positions are gone, truncation within
  * the window works, beyond it is refused; global layers keep all. */
 START_TEST(kv_ring_and_truncate)
@@ -1542,6 +1602,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, llamacpp_mode_close_to_f32);
 	tcase_add_test(tc, kv_f32_close_to_f16);
 	tcase_add_test(tc, kv_ring_and_truncate);
+	tcase_add_test(tc, rope_offset_is_relative);
 	tcase_add_test(tc, sparse_all_blocks_equals_dense);
 	tcase_add_test(tc, sparse_record);
 	tcase_add_test(tc, summary_row_simd_equals_scalar);

@@ -187,7 +187,7 @@ static void dump_seq(const char *dir, uint32_t di, const char *key,
 int main(int argc, char **argv)
 {
 	const char *model = NULL, *hay = "filler", *dump = NULL;
-	uint32_t length = 8192, depths = 20, threads = 2;
+	uint32_t length = 8192, depths = 20, threads = 2, rope_offset = 0;
 	eng_sparse_params sp;
 	int dense = 1, sparse = 1, verbose = 0, primer = 1;
 	double depth_min = 0.0, depth_max = 1.0;
@@ -220,6 +220,8 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--dense-only")) sparse = 0;
 		else if (!strcmp(a, "--no-primer")) primer = 0;
 		else if (!strcmp(a, "--dump")) dump = v, i++;
+		else if (!strcmp(a, "--rope-offset"))
+			rope_offset = (uint32_t)atol(v), i++;
 		else if (!strcmp(a, "-v")) verbose = 1;
 		else {
 			fprintf(stderr, "usage: needle --model GGUF [--length N] "
@@ -229,7 +231,8 @@ int main(int argc, char **argv)
 			    "[--dense-max M] "
 			    "[--sparse-only|--dense-only] [--reach R|--true-positions] "
 			    "[--scan-max P] [--no-primer] "
-			    "[--depth-min F] [--depth-max F] [--dump DIR] [-v]\n");
+			    "[--depth-min F] [--depth-max F] [--dump DIR] "
+			    "[--rope-offset P] [-v]\n");
 			return 2;
 		}
 	}
@@ -289,6 +292,7 @@ int main(int argc, char **argv)
 		eng_fwd_params_init(&p);
 		p.n_threads = (int)threads;
 		p.attn_mode = ENG_ATTN_F32;
+		p.rope_offset = rope_offset;
 		if (k == 1)
 			p.sparse = sp;
 		if (use[k] && (rc = eng_fwd_open(m, &p, &runs[k].f, err,
@@ -306,6 +310,8 @@ int main(int argc, char **argv)
 	    sp.reach ? "" : " (trained context)", sp.scan_max);
 	printf("# answer primed with \"The pass key is\": %s\n",
 	    primer ? "yes" : "no");
+	if (rope_offset)
+		printf("# RoPE positions offset by %u\n", rope_offset);
 	for (int k = 0; k < 2; k++) {
 		if (!use[k])
 			continue;

@@ -87,19 +87,28 @@ struct run {
 				 * the needle */
 	float weight;		/* of this depth: the needle's share of that
 				 * token's attention (global layers), or -1 */
+	char top[512];		/* -vv: its heaviest blocks, "pos:weight" */
 };
 
 /* The share of the last step's attention (its last token, global layers)
  * on blocks overlapping positions [p0, p0+n), or -1 if none was attended. */
-static float needle_weight(const eng_fwd *f, uint32_t p0, uint32_t n)
+static float needle_weight(const eng_fwd *f, uint32_t p0, uint32_t n,
+    char *top, size_t toplen)
 {
 	static eng_attn_block blk[1 << 15];
 	uint32_t nb;
 	uint64_t nk;
 	float w = -1;
+	size_t len;
 
+	top[0] = 0;
 	if (eng_fwd_attended(f, blk, 1 << 15, &nb, &nk))
 		return -1;
+	len = (size_t)snprintf(top, toplen, "%llu keys;",
+	    (unsigned long long)nk);
+	for (uint32_t i = 0; i < nb && i < 12 && len < toplen; i++)
+		len += (size_t)snprintf(top + len, toplen - len, " %u:%.3f",
+		    blk[i].pos0, blk[i].weight);
 	for (uint32_t i = 0; i < nb; i++)
 		if (blk[i].pos0 < p0 + n && blk[i].pos0 + blk[i].n > p0)
 			w = (w < 0 ? 0 : w) + blk[i].weight;
@@ -138,7 +147,7 @@ static int answer(struct run *r, const eng_vocab *v, const int32_t *seq,
 	if ((rc = eng_fwd_eval(r->f, kv, seq + n - n_q, n_q, 0, &l, NULL)))
 		die("eval", rc);
 	eng_fwd_record(r->f, 0);
-	r->weight = needle_weight(r->f, r->pos, n_n);
+	r->weight = needle_weight(r->f, r->pos, n_n, r->top, sizeof r->top);
 	r->seen += r->weight >= 0;
 	out[0] = 0;
 	for (int i = 0; i < 16; i++) {
@@ -223,6 +232,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--rope-offset"))
 			rope_offset = (uint32_t)atol(v), i++;
 		else if (!strcmp(a, "-v")) verbose = 1;
+		else if (!strcmp(a, "-vv")) verbose = 2;
 		else {
 			fprintf(stderr, "usage: needle --model GGUF [--length N] "
 			    "[--depths D] [--haystack filler|PATH] [--threads T] "
@@ -232,7 +242,7 @@ int main(int argc, char **argv)
 			    "[--sparse-only|--dense-only] [--reach R|--true-positions] "
 			    "[--scan-max P] [--no-primer] "
 			    "[--depth-min F] [--depth-max F] [--dump DIR] "
-			    "[--rope-offset P] [-v]\n");
+			    "[--rope-offset P] [-v|-vv]\n");
 			return 2;
 		}
 	}
@@ -376,6 +386,10 @@ int main(int argc, char **argv)
 			}
 		}
 		printf("\n");
+		for (int k = 0; k < 2 && verbose > 1; k++)
+			if (use[k])
+				printf("    %s attended %s\n", k ? "sparse" :
+				    "dense", runs[k].top);
 		fflush(stdout);
 		free(br);
 		free(nd);

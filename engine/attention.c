@@ -646,10 +646,12 @@ static int attn_plan(eng_fwd *f, eng_kv *kv, uint32_t il, uint32_t n,
 		return 0;
 	struct eng__plan *pl = f->plans + (size_t)il * hp->n_head_kv;
 
+	struct eng__rope rope = { hp->n_rot, f->rope_neox, hp->rope_base,
+	    f->freq_scale, f->rope_freqs };
 	for (uint32_t g = 0; g < hp->n_head_kv; g++) {
 		struct eng__query qs = { f->q + (size_t)g * group * hdk,
 		    (size_t)hp->n_head * hdk, group, hdk, n, pos0,
-		    f->attn_scale };
+		    f->attn_scale, &rope };
 		if ((rc = eng__sparse_plan(&pl[g], &f->sparse, kv, il, g, &qs,
 		    f->pool)))
 			return rc;

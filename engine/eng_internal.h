@@ -80,7 +80,24 @@ struct eng__query {
 	uint32_t group, hd;
 	uint32_t n_tok, pos0;
 	float scale;
+	const struct eng__rope *rope;	/* NULL: blocks scored in place */
 };
+/* How the keys and queries were rotated (RoPE on the first n_rot dims,
+ * pairs (i, i+n_rot/2) if neox, else (2i, 2i+1)), for scoring a block
+ * beyond the reach as it will be attended: moved up to the start of the
+ * reach, i.e. with the query rotated back by that shift.  Scored where it
+ * stands instead, its distance is beyond the trained context and its
+ * score noise: past ~50K tokens such blocks crowd out the ones that
+ * matter (bench/RESULTS.md, Sessions VIII). */
+struct eng__rope {
+	uint32_t n_rot;
+	int neox;
+	float base, freq_scale;
+	const float *freq_factors;	/* NULL: none */
+};
+/* cos/sin pairs for n positions from pos0 (forward.c; see there). */
+void eng__rope_table(float *tab, uint32_t pos0, uint32_t n, uint32_t n_rot,
+    float base, float freq_scale, const float *freq_factors);
 struct eng_pool;
 /* Plans a step of queries qs on a global layer and kv head.  pool (may be
  * NULL) splits the scoring of many candidates.  0, or ENG_ENOMEM or the

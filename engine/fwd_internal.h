@@ -137,9 +137,6 @@ struct eng_fwd {
 	uint32_t rec_skip;	/* positions below are not recorded */
 };
 
-/* cos/sin pairs for n positions from pos0 (forward.c; see there). */
-void eng__rope_table(float *tab, uint32_t pos0, uint32_t n, uint32_t n_rot,
-    float base, float freq_scale, const float *freq_factors);
 
 /* attention.c: sets f's attention helpers for the active SIMD level. */
 void eng__attn_setup(eng_fwd *f);

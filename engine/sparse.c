@@ -2,9 +2,10 @@
  * positions (attention sinks), the recent past, and the top-k blocks by
  * their best key for a question's last query (every candidate key read),
  * or by the per-block key summaries the store keeps (estimated attention
- * mass for decode, Quest's bound for prefill chunks); and where
- * they are placed (at their true positions within the reach, packed into
- * it from farther away; see eng_sparse_params in engine.h).
+ * mass for decode, Quest's bound for prefill chunks), a block from
+ * beyond the reach scored where it will be placed; and where they are
+ * placed (at their true positions within the reach, packed into it from
+ * farther away; see eng_sparse_params in engine.h).
  *
  * Invariants of a plan with ranges: ranges are disjoint and ascending;
  * every closed range lies below the open (local) one, which starts at a
@@ -63,6 +64,82 @@ static int push_range(struct eng__plan *pl, uint32_t pos0, uint32_t n,
 	return 0;
 }
 
+/* Scoring a block beyond the reach where it will be attended: moved up
+ * to far_end (the reach's start, after the sink), i.e. with the query
+ * rotated back by far_end - p0 (R(-s) q, as attention.c's range_query).
+ * A rotation per block: cs holds cos/sin of the shift per pair, exact
+ * every FAR_SYNC blocks and stepped by -B in between (one complex product
+ * per pair instead of n_rot trigonometric calls). */
+#define FAR_SYNC 32
+struct far_rot {
+	const struct eng__rope *rope;
+	uint32_t far_end, B;
+	uint32_t shift, since;	/* cs's shift; blocks since it was exact */
+	float *cs, *step;	/* n_rot each: the shift's, B's */
+};
+
+/* 1 and r->cs set for block p0 if it lies beyond the reach, else 0. */
+static int far_shift(struct far_rot *r, uint32_t p0)
+{
+	const struct eng__rope *ro = r->rope;
+	uint32_t s = p0 < r->far_end ? r->far_end - p0 : 0;
+
+	if (!s)
+		return 0;
+	if (r->shift && r->shift == s + r->B && r->since < FAR_SYNC) {
+		for (uint32_t i = 0; i < ro->n_rot / 2; i++) {
+			float c = r->cs[2 * i], sn = r->cs[2 * i + 1];
+			float cb = r->step[2 * i], sb = r->step[2 * i + 1];
+			r->cs[2 * i] = c * cb + sn * sb;
+			r->cs[2 * i + 1] = sn * cb - c * sb;
+		}
+		r->since++;
+	} else {
+		eng__rope_table(r->cs, s, 1, ro->n_rot, ro->base,
+		    ro->freq_scale, ro->freq_factors);
+		r->since = 0;
+	}
+	r->shift = s;
+	return 1;
+}
+
+/* out = R(-shift) x for n rows of hd (strides xs, os), by r->cs. */
+static void far_rotate(const struct far_rot *r, const float *x, size_t xs,
+    float *out, size_t os, uint32_t n, uint32_t hd)
+{
+	uint32_t half = r->rope->n_rot / 2;
+	int neox = r->rope->neox;
+
+	for (uint32_t h = 0; h < n; h++) {
+		const float *a0 = x + h * xs;
+		float *y = out + h * os;
+		memcpy(y, a0, hd * sizeof(float));
+		for (uint32_t i = 0; i < half; i++) {
+			uint32_t a = neox ? i : 2 * i;
+			uint32_t b = neox ? i + half : 2 * i + 1;
+			float cs = r->cs[2 * i], sn = r->cs[2 * i + 1];
+			y[a] = a0[a] * cs + a0[b] * sn;
+			y[b] = a0[b] * cs - a0[a] * sn;
+		}
+	}
+}
+
+/* A far_rot with its tables (malloc'ed: free r->cs), or -1. */
+static int far_open(struct far_rot *r, const struct eng__rope *rope,
+    uint32_t far_end, uint32_t B)
+{
+	*r = (struct far_rot){ rope, rope && rope->n_rot ? far_end : 0, B,
+	    0, 0, NULL, NULL };
+	if (!r->far_end)
+		return 0;
+	if (!(r->cs = malloc(2 * rope->n_rot * sizeof(float))))
+		return -1;
+	r->step = r->cs + rope->n_rot;
+	eng__rope_table(r->step, B, 1, rope->n_rot, rope->base,
+	    rope->freq_scale, rope->freq_factors);
+	return 0;
+}
+
 /* A block's score for a query q (per head), from its summary row
  * [centre | radius | mean | var] (centre and mean less the reference ref):
  *  - mass (steps of at most ENG_SPARSE_FEW tokens: decode, and a
@@ -79,13 +156,47 @@ static int push_range(struct eng__plan *pl, uint32_t pos0, uint32_t n,
  * (pl->qbar), the engine's f16 kernel, up to ENG_NT_MAX heads per pass,
  * plus q.ref.  The highest of the group's heads wins: q.ref differs
  * between heads, so it must be added back before they are compared. */
+/* Whether candidate a (block first + a) of a task's range lies beyond the
+ * reach: the task then needs the rotation tables. */
+static int first_far(uint32_t far_end, uint32_t first, uint32_t a,
+    uint32_t B)
+{
+	return far_end && (uint64_t)(first + a) * B < far_end;
+}
+
 struct score_job {
 	struct eng__plan *pl;
 	const uint16_t *rows;	/* the half of each row scored */
 	const float *qref;	/* per head: q.ref */
 	eng_vec_dot_fn dot;
 	uint32_t group, hd, first, n_cand;
+	const float *ref;	/* the summaries' reference (may be NULL) */
+	int mass;
+	float scale;
+	const struct eng__rope *rope;
+	uint32_t far_end, B;	/* see struct far_rot */
+	atomic_int rc;
 };
+
+/* The group's [q | f(q)] rows and q.ref (mean_query's) with q rotated
+ * back by r's shift. */
+static void far_qbar(const struct score_job *j, const struct far_rot *r,
+    float *qb, float *qref)
+{
+	uint32_t hd = j->hd;
+
+	far_rotate(r, j->pl->qbar, 2 * hd, qb, 2 * hd, j->group, hd);
+	for (uint32_t h = 0; h < j->group; h++) {
+		float *o = qb + (size_t)h * 2 * hd;
+		double qr = 0;
+		for (uint32_t c = 0; c < hd; c++) {
+			o[hd + c] = j->mass ? 0.5f * j->scale * o[c] * o[c] :
+			    fabsf(o[c]);
+			qr += j->ref ? (double)o[c] * j->ref[c] : 0.0;
+		}
+		qref[h] = (float)qr;
+	}
+}
 
 static void score_task(void *arg, int ith, int nth)
 {
@@ -93,23 +204,40 @@ static void score_task(void *arg, int ith, int nth)
 	uint32_t per = (j->n_cand + nth - 1) / nth, row = 2 * j->hd;
 	size_t stride = ENG_KV_SUM_ROW(j->hd);
 	uint32_t a = per * ith, e = a + per < j->n_cand ? a + per : j->n_cand;
-	float s[ENG_NT_MAX];
+	float s[ENG_NT_MAX], *qb = NULL;
+	struct far_rot fr;
 
+	if (a < e && (first_far(j->far_end, j->first, a, j->B) &&
+	    (far_open(&fr, j->rope, j->far_end, j->B) ||
+	    !(qb = malloc(((size_t)j->group * (row + 1)) * sizeof(float)))))) {
+		free(fr.cs);
+		atomic_store(&j->rc, ENG_ENOMEM);
+		return;
+	}
 	for (uint32_t i = a; i < e; i++) {
 		const uint16_t *r = j->rows + (size_t)(j->first + i) * stride;
+		const float *q = j->pl->qbar, *qref = j->qref;
 		float best = -INFINITY;
+		if (qb && far_shift(&fr, (j->first + i) * j->B)) {
+			far_qbar(j, &fr, qb, qb + (size_t)j->group * row);
+			q = qb;
+			qref = qb + (size_t)j->group * row;
+		}
 		for (uint32_t h = 0; h < j->group; h += ENG_NT_MAX) {
 			int nt = j->group - h < ENG_NT_MAX ?
 			    (int)(j->group - h) : ENG_NT_MAX;
-			j->dot(row, r, j->pl->qbar + (size_t)h * row,
+			j->dot(row, r, q + (size_t)h * row,
 			    row * sizeof(float), s, 1, nt);
 			for (int t = 0; t < nt; t++)
-				if (s[t] + j->qref[h + t] > best)
-					best = s[t] + j->qref[h + t];
+				if (s[t] + qref[h + t] > best)
+					best = s[t] + qref[h + t];
 		}
 		/* A NaN never wins. */
 		j->pl->scores[i] = best == best ? best : -INFINITY;
 	}
+	if (qb)
+		free(fr.cs);
+	free(qb);
 }
 
 /* A question's exact scores: each candidate block's best key, the
@@ -125,6 +253,8 @@ struct scan_job {
 	eng_vec_dot_fn dot;
 	uint32_t layer, kvh, group, hd, first, n_cand;
 	atomic_int rc;		/* a view's error */
+	const struct eng__rope *rope;
+	uint32_t far_end;	/* see struct far_rot */
 };
 
 static void scan_task(void *arg, int ith, int nth)
@@ -132,18 +262,32 @@ static void scan_task(void *arg, int ith, int nth)
 	struct scan_job *j = arg;
 	uint32_t per = (j->n_cand + nth - 1) / nth, B = j->kv->block_tokens;
 	uint32_t a = per * ith, e = a + per < j->n_cand ? a + per : j->n_cand;
-	float s[ENG_NT_MAX];
+	float s[ENG_NT_MAX], *qr = NULL;
+	struct far_rot fr;
 
+	if (a < e && first_far(j->far_end, j->first, a, B) &&
+	    (far_open(&fr, j->rope, j->far_end, B) ||
+	    !(qr = malloc((size_t)j->group * j->hd * sizeof(float))))) {
+		free(fr.cs);
+		atomic_store(&j->rc, ENG_ENOMEM);
+		return;
+	}
 	for (uint32_t i = a; i < e; i++) {
 		uint32_t p = (j->first + i) * B, end = p + B;
+		const float *q = j->q;
 		float best = -INFINITY;
+		if (qr && far_shift(&fr, p)) {
+			far_rotate(&fr, j->q, j->hd, qr, j->hd, j->group,
+			    j->hd);
+			q = qr;
+		}
 		while (p < end) {
 			eng_kv_span sp;
 			int rc = j->kv->ops->view(j->kv, j->layer, j->kvh, p,
 			    end - p, &sp);
 			if (rc) {
 				atomic_store(&j->rc, rc);
-				return;
+				goto out;
 			}
 			for (uint32_t t = 0; t < sp.n; t++)
 				for (uint32_t h = 0; h < j->group;
@@ -151,7 +295,7 @@ static void scan_task(void *arg, int ith, int nth)
 					int nt = j->group - h < ENG_NT_MAX ?
 					    (int)(j->group - h) : ENG_NT_MAX;
 					j->dot(j->hd, (const char *)sp.k +
-					    t * sp.k_stride, j->q + h * j->hd,
+					    t * sp.k_stride, q + h * j->hd,
 					    j->hd * sizeof(float), s, 1, nt);
 					for (int u = 0; u < nt; u++)
 						best = s[u] > best ? s[u] : best;
@@ -160,6 +304,10 @@ static void scan_task(void *arg, int ith, int nth)
 		}
 		j->pl->scores[i] = best == best ? best : -INFINITY;
 	}
+out:
+	if (qr)
+		free(fr.cs);
+	free(qr);
 }
 
 /* pl->qbar: per head the step's mean query (InfLLM scores a chunk this
@@ -220,7 +368,7 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
     eng_kv *kv, uint32_t layer, uint32_t kvh, const struct eng__query *qs,
     struct eng_pool *pool)
 {
-	uint32_t B = kv->block_tokens, nb, first, last, n_cand, k;
+	uint32_t B = kv->block_tokens, nb, first, last, n_cand, k, far_end;
 	uint32_t n_tok = qs->n_tok, pos0 = qs->pos0, hd = qs->hd;
 	uint32_t local = n_tok > ENG_SPARSE_FEW && sp->prefill_local >
 	    sp->local ? sp->prefill_local : sp->local;
@@ -258,11 +406,21 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	    pl->n_pins, sizeof(uint32_t))))
 		return rc;
 
+	/* Where placement below will start (the same rule, before pins):
+	 * blocks before it are scored as moved up to it. */
+	{
+		uint64_t tight = (uint64_t)k * B + (uint64_t)first * B;
+		uint64_t reach = sp->reach > tight ? sp->reach : tight;
+		uint64_t L0 = (uint64_t)last * B;
+		far_end = L0 > reach && qs->rope && qs->rope->n_rot ?
+		    (uint32_t)(L0 - reach) + first * B : 0;
+	}
 	mass = n_tok <= ENG_SPARSE_FEW;
 	if (mass && n_tok > 1 && (uint64_t)n_cand * B <= sp->scan_max) {
 		struct scan_job sj = { pl, kv, qs->q + (size_t)(n_tok - 1) *
 		    qs->row, eng_vec_dot_get(kv->type, eng_simd_active()),
-		    layer, kvh, qs->group, hd, first, n_cand, 0 };
+		    layer, kvh, qs->group, hd, first, n_cand, 0, qs->rope,
+		    far_end };
 		if (!sj.dot)
 			return ENG_EUNSUP;
 		/* every candidate is read: ask for them all before the first */
@@ -280,11 +438,14 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 		mean_query(pl, qs, ref, mass);
 		struct score_job sj = { pl, rows + (mass ? 2 * hd : 0),
 		    pl->qbar + (size_t)qs->group * 2 * hd, dot, qs->group, hd,
-		    first, n_cand };
+		    first, n_cand, ref, mass, qs->scale, qs->rope, far_end, B,
+		    0 };
 		if (pool && n_cand >= 1024)
 			eng_pool_run(pool, score_task, &sj);
 		else
 			score_task(&sj, 0, 1);
+		if ((rc = atomic_load(&sj.rc)))
+			return rc;
 	}
 	for (uint32_t i = 0; i < k; i++)
 		pl->pick[i] = i;

@@ -787,7 +787,7 @@ static int plan(struct eng__plan *pl, const eng_sparse_params *sp,
     eng_kv *kv, const float *q, uint32_t n_tok, uint32_t pos0, eng_pool *pool)
 {
 	struct eng__query qs = { q, 4 * PHD, 4, PHD, n_tok, pos0,
-	    plan_scale };
+	    plan_scale, NULL };
 	return eng__sparse_plan(pl, sp, kv, 0, 0, &qs, pool);
 }
 
@@ -1252,6 +1252,104 @@ START_TEST(sparse_plan_scans_question)
 }
 END_TEST
 
+/* A block beyond the reach is scored as it will be attended: moved up to
+ * the reach's start, its keys seen by the query rotated back by that
+ * shift (RoPE, neox pairs).  Far block A holds a key that matches the
+ * query only so rotated, far block D one that matches it in place, and
+ * block N, within reach, a weaker match in place: with the rope the picks
+ * are A and N, without it D and N; by best key (a question) and by
+ * summaries (a decode step) alike. */
+START_TEST(sparse_plan_scores_far_as_placed)
+{
+	static const eng_kv_ops ops = { .view = fake_view,
+	    .summary = fake_summary };
+	static const struct eng__rope rope = { PHD, 1, 1e4f, 1.0f, NULL };
+	eng_kv kv = { .ops = &ops, .type = ENG_TYPE_F32, .block_tokens = 64 };
+	eng_sparse_params sp = { .top_k = 2, .sink = 64, .local = 1024,
+	    .reach = 2048, .scan_max = 1u << 20 };
+	const uint32_t nq = 4, pos0 = SB * 64 - nq, A = 40, D = 60, N = 170;
+	/* L0 = (pos0 - 1024) / 64 * 64 = 11712: the reach starts at 9664,
+	 * after the sink at 9728 */
+	const uint32_t far_end = 9728, sa = far_end - A * 64;
+	float *q = malloc((size_t)nq * 4 * PHD * sizeof(float));
+	float ka[PHD], mn[PHD], mx[PHD];
+
+	ck_assert_uint_lt(D * 64, far_end);
+	ck_assert_uint_ge(N * 64, far_end);
+	scan_keys = malloc((size_t)SB * 64 * PHD * sizeof(float));
+	ck_assert_ptr_nonnull(scan_keys);
+	fx_rng = 29;
+	for (size_t i = 0; i < (size_t)SB * 64 * PHD; i++)
+		scan_keys[i] = fx_frand(-0.2f, 0.2f);
+	for (uint32_t i = 0; i < nq * 4 * PHD; i++)
+		q[i] = fx_frand(-1, 1);
+	/* the last query's head 2, rotated back by A's shift (double) */
+	const float *qh = q + (size_t)(nq - 1) * 4 * PHD + 2 * PHD;
+	for (int i = 0; i < PHD / 2; i++) {
+		double th = sa * pow(1e4, -2.0 * i / PHD);
+		double c = cos(th), sn = sin(th);
+		ka[i] = (float)(0.5 * (qh[i] * c + qh[i + PHD / 2] * sn));
+		ka[i + PHD / 2] = (float)(0.5 * (qh[i + PHD / 2] * c -
+		    qh[i] * sn));
+	}
+	for (int c = 0; c < PHD; c++) {
+		scan_keys[((size_t)A * 64 + 10) * PHD + c] = ka[c];
+		scan_keys[((size_t)D * 64 + 5) * PHD + c] = 0.5f * qh[c];
+		scan_keys[((size_t)N * 64 + 7) * PHD + c] = 0.45f * qh[c];
+	}
+	/* summaries of the same keys, about a zero reference */
+	memset(plan_ref, 0, sizeof plan_ref);
+	for (uint32_t b = 0; b < SB; b++) {
+		for (int c = 0; c < PHD; c++) {
+			mn[c] = INFINITY;
+			mx[c] = -INFINITY;
+			for (int t = 0; t < 64; t++) {
+				float x = scan_keys[((size_t)b * 64 + t) *
+				    PHD + c];
+				mn[c] = x < mn[c] ? x : mn[c];
+				mx[c] = x > mx[c] ? x : mx[c];
+			}
+		}
+		eng_kv_summary_row(plan_bounds + (size_t)b * 4 * PHD, mn, mx,
+		    b == A ? ka : b == D || b == N ? mx : mn, plan_ref, PHD);
+	}
+	/* the summaries' means of D and N: their keys (mass scoring) */
+	{
+		float m[PHD];
+		for (int c = 0; c < PHD; c++)
+			m[c] = 0.5f * qh[c];
+		eng_kv_summary_row(plan_bounds + (size_t)D * 4 * PHD, m, m, m,
+		    plan_ref, PHD);
+		for (int c = 0; c < PHD; c++)
+			m[c] = 0.45f * qh[c];
+		eng_kv_summary_row(plan_bounds + (size_t)N * 4 * PHD, m, m, m,
+		    plan_ref, PHD);
+		eng_kv_summary_row(plan_bounds + (size_t)A * 4 * PHD, ka, ka,
+		    ka, plan_ref, PHD);
+	}
+	for (int run = 0; run < 4; run++) {
+		int rot = run & 1, question = run < 2;
+		uint32_t n = question ? nq : 1, got[8];
+		struct eng__plan pl = { 0 };
+		/* a decode step's one query: the question's last */
+		const float *qq = question ? q : q + (size_t)(nq - 1) * 4 * PHD;
+		struct eng__query qs = { qq, 4 * PHD, 4, PHD, n,
+		    SB * 64 - n, 1.0f / 16, rot ? &rope : NULL };
+		ck_assert_int_eq(eng__sparse_plan(&pl, &sp, &kv, 0, 0, &qs,
+		    NULL), 0);
+		ck_assert_uint_eq(plan_blocks(&pl, got), 2);
+		ck_assert_msg(got[0] == (rot ? A : D) && got[1] == N,
+		    "%s, %s rope: picked %u and %u", question ? "question" :
+		    "decode", rot ? "with" : "without", got[0], got[1]);
+		eng__plan_free(&pl);
+	}
+	(void)pos0;
+	free(q);
+	free(scan_keys);
+	scan_keys = NULL;
+}
+END_TEST
+
 START_TEST(eval_bad_input)
 {
 	struct fx_model fx;
@@ -1612,6 +1710,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, sparse_plan_pins);
 	tcase_add_test(tc, sparse_plan_prefill_local);
 	tcase_add_test(tc, sparse_plan_scans_question);
+	tcase_add_test(tc, sparse_plan_scores_far_as_placed);
 	tcase_add_test(tc, generate_long_prompt_ends_in_question);
 	tcase_add_test(tc, eval_bad_input);
 	tcase_add_test(tc, open_missing_tensor);

@@ -407,13 +407,16 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 		return rc;
 
 	/* Where placement below will start (the same rule, before pins):
-	 * blocks before it are scored as moved up to it. */
+	 * blocks before it are scored as moved up to it.  Not for a decode
+	 * step: it keeps the question's picks, and rotating the query for
+	 * each of 16K far blocks per token would almost triple a step at 1M
+	 * (bench/RESULTS.md, Sessions VIII). */
 	{
 		uint64_t tight = (uint64_t)k * B + (uint64_t)first * B;
 		uint64_t reach = sp->reach > tight ? sp->reach : tight;
 		uint64_t L0 = (uint64_t)last * B;
-		far_end = L0 > reach && qs->rope && qs->rope->n_rot ?
-		    (uint32_t)(L0 - reach) + first * B : 0;
+		far_end = L0 > reach && n_tok > 1 && qs->rope &&
+		    qs->rope->n_rot ? (uint32_t)(L0 - reach) + first * B : 0;
 	}
 	mass = n_tok <= ENG_SPARSE_FEW;
 	if (mass && n_tok > 1 && (uint64_t)n_cand * B <= sp->scan_max) {

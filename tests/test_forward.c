@@ -1258,8 +1258,10 @@ END_TEST
  * query only so rotated, far block D one that matches it in place, and
  * block N, within reach, a weaker match in place: with the rope the picks
  * are A and N, without it D and N; by best key (a question) and by
- * summaries (a decode step) alike. */
-START_TEST(sparse_plan_scores_far_as_placed)
+ * Quest's bound (a prefill chunk) alike.  A decode step scores in place
+ * (it keeps the question's picks; rotating per block costs too much per
+ * token): D and N either way. */
+static void far_case(uint32_t n, int rot, uint32_t expect_far)
 {
 	static const eng_kv_ops ops = { .view = fake_view,
 	    .summary = fake_summary };
@@ -1267,12 +1269,14 @@ START_TEST(sparse_plan_scores_far_as_placed)
 	eng_kv kv = { .ops = &ops, .type = ENG_TYPE_F32, .block_tokens = 64 };
 	eng_sparse_params sp = { .top_k = 2, .sink = 64, .local = 1024,
 	    .reach = 2048, .scan_max = 1u << 20 };
-	const uint32_t nq = 4, pos0 = SB * 64 - nq, A = 40, D = 60, N = 170;
-	/* L0 = (pos0 - 1024) / 64 * 64 = 11712: the reach starts at 9664,
-	 * after the sink at 9728 */
-	const uint32_t far_end = 9728, sa = far_end - A * 64;
-	float *q = malloc((size_t)nq * 4 * PHD * sizeof(float));
-	float ka[PHD], mn[PHD], mx[PHD];
+	const uint32_t A = 40, D = 60, N = 170, pos0 = SB * 64 - n;
+	/* placement starts at L0 - reach, then the sink */
+	const uint32_t L0 = (pos0 - 1024) / 64 * 64, far_end = L0 - 2048 + 64;
+	const uint32_t sa = far_end - A * 64;
+	float *q = malloc((size_t)n * 4 * PHD * sizeof(float));
+	float qh[PHD], ka[PHD], mn[PHD], mx[PHD], m[PHD];
+	struct eng__plan pl = { 0 };
+	uint32_t got[8];
 
 	ck_assert_uint_lt(D * 64, far_end);
 	ck_assert_uint_ge(N * 64, far_end);
@@ -1281,10 +1285,14 @@ START_TEST(sparse_plan_scores_far_as_placed)
 	fx_rng = 29;
 	for (size_t i = 0; i < (size_t)SB * 64 * PHD; i++)
 		scan_keys[i] = fx_frand(-0.2f, 0.2f);
-	for (uint32_t i = 0; i < nq * 4 * PHD; i++)
+	/* every row the same: the mean query is the last one; head 2 is
+	 * the one that matches */
+	for (uint32_t i = 0; i < 4 * PHD; i++)
 		q[i] = fx_frand(-1, 1);
-	/* the last query's head 2, rotated back by A's shift (double) */
-	const float *qh = q + (size_t)(nq - 1) * 4 * PHD + 2 * PHD;
+	for (uint32_t t = 1; t < n; t++)
+		memcpy(q + (size_t)t * 4 * PHD, q, 4 * PHD * sizeof(float));
+	memcpy(qh, q + 2 * PHD, sizeof qh);
+	/* A's key: head 2 rotated back by A's shift (double) */
 	for (int i = 0; i < PHD / 2; i++) {
 		double th = sa * pow(1e4, -2.0 * i / PHD);
 		double c = cos(th), sn = sin(th);
@@ -1297,56 +1305,52 @@ START_TEST(sparse_plan_scores_far_as_placed)
 		scan_keys[((size_t)D * 64 + 5) * PHD + c] = 0.5f * qh[c];
 		scan_keys[((size_t)N * 64 + 7) * PHD + c] = 0.45f * qh[c];
 	}
-	/* summaries of the same keys, about a zero reference */
+	/* summaries: boxes of the random keys about a zero reference; A, D
+	 * and N's boxes are their one key */
 	memset(plan_ref, 0, sizeof plan_ref);
 	for (uint32_t b = 0; b < SB; b++) {
+		const float *key = b == A ? ka : NULL;
+		if (b == D || b == N)
+			for (int c = 0; c < PHD; c++)
+				m[c] = (b == D ? 0.5f : 0.45f) * qh[c];
+		if (b == D || b == N)
+			key = m;
 		for (int c = 0; c < PHD; c++) {
 			mn[c] = INFINITY;
 			mx[c] = -INFINITY;
-			for (int t = 0; t < 64; t++) {
+			for (int t = 0; t < 64 && !key; t++) {
 				float x = scan_keys[((size_t)b * 64 + t) *
 				    PHD + c];
 				mn[c] = x < mn[c] ? x : mn[c];
 				mx[c] = x > mx[c] ? x : mx[c];
 			}
+			if (key)
+				mn[c] = mx[c] = key[c];
 		}
 		eng_kv_summary_row(plan_bounds + (size_t)b * 4 * PHD, mn, mx,
-		    b == A ? ka : b == D || b == N ? mx : mn, plan_ref, PHD);
+		    key ? key : mn, plan_ref, PHD);
 	}
-	/* the summaries' means of D and N: their keys (mass scoring) */
-	{
-		float m[PHD];
-		for (int c = 0; c < PHD; c++)
-			m[c] = 0.5f * qh[c];
-		eng_kv_summary_row(plan_bounds + (size_t)D * 4 * PHD, m, m, m,
-		    plan_ref, PHD);
-		for (int c = 0; c < PHD; c++)
-			m[c] = 0.45f * qh[c];
-		eng_kv_summary_row(plan_bounds + (size_t)N * 4 * PHD, m, m, m,
-		    plan_ref, PHD);
-		eng_kv_summary_row(plan_bounds + (size_t)A * 4 * PHD, ka, ka,
-		    ka, plan_ref, PHD);
-	}
-	for (int run = 0; run < 4; run++) {
-		int rot = run & 1, question = run < 2;
-		uint32_t n = question ? nq : 1, got[8];
-		struct eng__plan pl = { 0 };
-		/* a decode step's one query: the question's last */
-		const float *qq = question ? q : q + (size_t)(nq - 1) * 4 * PHD;
-		struct eng__query qs = { qq, 4 * PHD, 4, PHD, n,
-		    SB * 64 - n, 1.0f / 16, rot ? &rope : NULL };
-		ck_assert_int_eq(eng__sparse_plan(&pl, &sp, &kv, 0, 0, &qs,
-		    NULL), 0);
-		ck_assert_uint_eq(plan_blocks(&pl, got), 2);
-		ck_assert_msg(got[0] == (rot ? A : D) && got[1] == N,
-		    "%s, %s rope: picked %u and %u", question ? "question" :
-		    "decode", rot ? "with" : "without", got[0], got[1]);
-		eng__plan_free(&pl);
-	}
-	(void)pos0;
+	struct eng__query qs = { q, 4 * PHD, 4, PHD, n, pos0, 1.0f / 16,
+	    rot ? &rope : NULL };
+	ck_assert_int_eq(eng__sparse_plan(&pl, &sp, &kv, 0, 0, &qs, NULL), 0);
+	ck_assert_uint_eq(plan_blocks(&pl, got), 2);
+	ck_assert_msg(got[0] == expect_far && got[1] == N,
+	    "%u tokens, %s rope: picked %u and %u", n, rot ? "with" :
+	    "without", got[0], got[1]);
+	eng__plan_free(&pl);
 	free(q);
 	free(scan_keys);
 	scan_keys = NULL;
+}
+
+START_TEST(sparse_plan_scores_far_as_placed)
+{
+	far_case(4, 1, 40);	/* a question: best keys */
+	far_case(4, 0, 60);
+	far_case(80, 1, 40);	/* a prefill chunk: Quest's bound */
+	far_case(80, 0, 60);
+	far_case(1, 1, 60);	/* a decode step: in place */
+	far_case(1, 0, 60);
 }
 END_TEST
 

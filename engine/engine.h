@@ -589,10 +589,13 @@ typedef enum eng_attn_mode {
  * on code at 8K the model finds a passkey at its true distance that it
  * misses when the same blocks are packed; bench/RESULTS.md.)  A block
  * beyond the reach is also scored as it will be attended, as if moved up
- * to the start of the reach (the query rotated back by that shift, every
- * way of scoring above): scored where it stands, its distance is beyond
- * the trained context and its score noise, and past ~50K tokens such
- * blocks displaced the passkey's (bench/RESULTS.md, Sessions VIII). */
+ * to the start of the reach (the query rotated back by that shift), by a
+ * question's best keys and a prefill chunk's bound: scored where it
+ * stands, its distance is beyond the trained context and its score
+ * noise, and past ~50K tokens such blocks displaced the passkey's
+ * (bench/RESULTS.md, Sessions VIII).  A decode step scores in place: it
+ * keeps the question's picks, and a rotation per block per token would
+ * almost triple its cost at 1M. */
 /* Steps of at most this many tokens score blocks by estimated mass. */
 #define ENG_SPARSE_FEW 64
 typedef struct eng_sparse_params {

@@ -628,7 +628,8 @@ typedef struct eng_fwd_params {
 	eng_sparse_params sparse;	/* default: top_k 0 (dense) */
 	/* Added to every position RoPE sees (default 0).  RoPE is relative,
 	 * so this changes results by rounding only: a diagnostic of how a
-	 * model behaves at large absolute positions (bench/needle). */
+	 * model behaves at large absolute positions (bench/needle).  At
+	 * most 2^30 (ENG_ERANGE). */
 	uint32_t rope_offset;
 } eng_fwd_params;
 

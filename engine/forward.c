@@ -668,6 +668,9 @@ int eng_fwd_open(const eng_model *m, const eng_fwd_params *pp, eng_fwd **out,
 	if (p.n_batch > 65536)
 		return eng__err(err, errlen, ENG_ERANGE,
 		    "n_batch %u over 65536", p.n_batch);
+	if (p.rope_offset > (1u << 30))
+		return eng__err(err, errlen, ENG_ERANGE,
+		    "rope_offset %u over 2^30", p.rope_offset);
 	hp = eng_model_hparams(m);
 	if (hp->rope_scaling == ENG_ROPE_SCALING_YARN)
 		return eng__err(err, errlen, ENG_EUNSUP,

@@ -525,6 +525,15 @@ START_TEST(rope_offset_is_relative)
 	ck_assert(!eng_hparams_layer_global(hp, 4));
 	ck_assert(!eng_hparams_layer_global(hp, 6));
 	rand_tokens(tok, 40);
+	eng_fwd_params_init(&p);
+	p.rope_offset = (1u << 30) + 1;
+	{
+		eng_fwd *f = NULL;
+		ck_assert_int_eq(eng_fwd_open(fx.model, &p, &f, err,
+		    sizeof err), ENG_ERANGE);
+		ck_assert_ptr_null(f);
+		ck_assert_msg(strstr(err, "rope_offset"), "%s", err);
+	}
 	base = malloc(N_VOCAB * sizeof(float));
 	for (int k = -1; k < 2; k++) {
 		eng_fwd *f;

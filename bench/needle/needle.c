@@ -40,6 +40,22 @@ static void die(const char *msg, int rc)
 	exit(1);
 }
 
+#define BIG (1ul << 30)
+
+/* The value of a numeric flag: a whole number from 0 to max, or die. */
+static uint32_t num(const char *flag, const char *v, unsigned long max)
+{
+	char *end, msg[128];
+	unsigned long x = strtoul(v, &end, 10);
+
+	if (!*v || *end || *v == '-' || x > max) {
+		snprintf(msg, sizeof msg, "%s wants a number from 0 to %lu",
+		    flag, max);
+		die(msg, 0);
+	}
+	return (uint32_t)x;
+}
+
 /* Appends files under path (regular files, sorted by name, recursing)
  * to *buf while it is shorter than want bytes. */
 static void slurp(const char *path, char **buf, size_t *len, size_t want)
@@ -87,7 +103,7 @@ struct run {
 				 * the needle */
 	float weight;		/* of this depth: the needle's share of that
 				 * token's attention (global layers), or -1 */
-	char top[512];		/* -vv: its heaviest blocks, "pos:weight" */
+	char top[512];		/* -vv: its heaviest blocks */
 };
 
 /* The share of the last step's attention (its last token, global layers)
@@ -207,30 +223,31 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
 		if (!strcmp(a, "--model")) model = v, i++;
-		else if (!strcmp(a, "--length")) length = atoi(v), i++;
-		else if (!strcmp(a, "--depths")) depths = atoi(v), i++;
+		else if (!strcmp(a, "--length")) length = num(a, v, BIG), i++;
+		else if (!strcmp(a, "--depths")) depths = num(a, v, BIG), i++;
 		else if (!strcmp(a, "--haystack")) hay = v, i++;
-		else if (!strcmp(a, "--threads")) threads = atoi(v), i++;
-		else if (!strcmp(a, "--top-k")) sp.top_k = atoi(v), i++;
-		else if (!strcmp(a, "--sink")) sp.sink = atoi(v), i++;
-		else if (!strcmp(a, "--local")) sp.local = atoi(v), i++;
+		else if (!strcmp(a, "--threads")) threads = num(a, v, BIG), i++;
+		else if (!strcmp(a, "--top-k")) sp.top_k = num(a, v, BIG), i++;
+		else if (!strcmp(a, "--sink")) sp.sink = num(a, v, BIG), i++;
+		else if (!strcmp(a, "--local")) sp.local = num(a, v, BIG), i++;
 		else if (!strcmp(a, "--prefill-local"))
-			sp.prefill_local = atoi(v), i++;
+			sp.prefill_local = num(a, v, BIG), i++;
 		else if (!strcmp(a, "--prefill-top-k"))
-			sp.prefill_top_k = atoi(v), i++;
-		else if (!strcmp(a, "--dense-max")) sp.dense_max = atoi(v), i++;
+			sp.prefill_top_k = num(a, v, BIG), i++;
+		else if (!strcmp(a, "--dense-max"))
+			sp.dense_max = num(a, v, BIG), i++;
 		else if (!strcmp(a, "--sparse-only")) dense = 0;
 		else if (!strcmp(a, "--true-positions")) sp.reach = UINT32_MAX;
-		else if (!strcmp(a, "--reach")) sp.reach = atoi(v), i++;
+		else if (!strcmp(a, "--reach")) sp.reach = num(a, v, BIG), i++;
 		else if (!strcmp(a, "--scan-max"))
-			sp.scan_max = (uint32_t)strtoul(v, NULL, 10), i++;
+			sp.scan_max = num(a, v, UINT32_MAX), i++;
 		else if (!strcmp(a, "--depth-max")) depth_max = atof(v), i++;
 		else if (!strcmp(a, "--depth-min")) depth_min = atof(v), i++;
 		else if (!strcmp(a, "--dense-only")) sparse = 0;
 		else if (!strcmp(a, "--no-primer")) primer = 0;
 		else if (!strcmp(a, "--dump")) dump = v, i++;
 		else if (!strcmp(a, "--rope-offset"))
-			rope_offset = (uint32_t)atol(v), i++;
+			rope_offset = num(a, v, BIG), i++;
 		else if (!strcmp(a, "-v")) verbose = 1;
 		else if (!strcmp(a, "-vv")) verbose = 2;
 		else {

@@ -286,24 +286,11 @@ static const float *range_query(const struct attn_job *j,
 	const eng_fwd *f = j->f;
 	const eng_hparams *hp = &f->hp;
 	uint32_t hdk = hp->head_dim_k, group = hp->n_head / hp->n_head_kv;
-	uint32_t half = hp->n_rot / 2;
-	const float *c;
 
 	if (!rg[r].shift)
 		return q;
-	c = f->rot + ((size_t)g * f->rot_ranges + r) * hp->n_rot;
-	for (uint32_t h = 0; h < group; h++) {
-		const float *x = q + (size_t)h * hdk;
-		float *y = s->qrot + (size_t)h * hdk;
-		memcpy(y, x, hdk * sizeof(float));
-		for (uint32_t i = 0; i < half; i++) {
-			uint32_t a = f->rope_neox ? i : 2 * i;
-			uint32_t b = f->rope_neox ? i + half : 2 * i + 1;
-			float cs = c[2 * i], sn = c[2 * i + 1];
-			y[a] = x[a] * cs + x[b] * sn;
-			y[b] = x[b] * cs - x[a] * sn;
-		}
-	}
+	eng__rope_back(f->rot + ((size_t)g * f->rot_ranges + r) * hp->n_rot,
+	    q, hdk, s->qrot, hdk, group, hdk, hp->n_rot, f->rope_neox);
 	return s->qrot;
 }
 

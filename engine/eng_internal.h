@@ -98,6 +98,11 @@ struct eng__rope {
 /* cos/sin pairs for n positions from pos0 (forward.c; see there). */
 void eng__rope_table(float *tab, uint32_t pos0, uint32_t n, uint32_t n_rot,
     float base, float freq_scale, const float *freq_factors);
+/* y = R(-s) x for n rows of hd (strides xs, ys), cs the one row of
+ * eng__rope_table for s: the rows as a query s positions earlier sees
+ * them (dims past n_rot are copied). */
+void eng__rope_back(const float *cs, const float *x, size_t xs, float *y,
+    size_t ys, uint32_t n, uint32_t hd, uint32_t n_rot, int neox);
 struct eng_pool;
 /* Plans a step of queries qs on a global layer and kv head.  pool (may be
  * NULL) splits the scoring of many candidates.  0, or ENG_ENOMEM or the

@@ -203,6 +203,25 @@ void eng__rope_table(float *tab, uint32_t pos0, uint32_t n, uint32_t n_rot,
 	}
 }
 
+void eng__rope_back(const float *cs, const float *x, size_t xs, float *y,
+    size_t ys, uint32_t n, uint32_t hd, uint32_t n_rot, int neox)
+{
+	uint32_t half = n_rot / 2;
+
+	for (uint32_t h = 0; h < n; h++) {
+		const float *xi = x + h * xs;
+		float *yo = y + h * ys;
+		memcpy(yo, xi, hd * sizeof(float));
+		for (uint32_t i = 0; i < half; i++) {
+			uint32_t a = neox ? i : 2 * i;
+			uint32_t b = neox ? i + half : 2 * i + 1;
+			float c = cs[2 * i], sn = cs[2 * i + 1];
+			yo[a] = xi[a] * c + xi[b] * sn;
+			yo[b] = xi[b] * c - xi[a] * sn;
+		}
+	}
+}
+
 /* Rotates the first n_rot dims of each of n_heads heads (stride hd) of n
  * token rows (stride row). */
 static void rope_apply(float *x, const float *tab, uint32_t n,

@@ -66,7 +66,7 @@ static int push_range(struct eng__plan *pl, uint32_t pos0, uint32_t n,
 
 /* Scoring a block beyond the reach where it will be attended: moved up
  * to far_end (the reach's start, after the sink), i.e. with the query
- * rotated back by far_end - p0 (R(-s) q, as attention.c's range_query).
+ * rotated back by far_end - p0 (eng__rope_back, as attention.c's shifts).
  * A rotation per block: cs holds cos/sin of the shift per pair, exact
  * every FAR_SYNC blocks and stepped by -B in between (one complex product
  * per pair instead of n_rot trigonometric calls). */
@@ -101,27 +101,6 @@ static int far_shift(struct far_rot *r, uint32_t p0)
 	}
 	r->shift = s;
 	return 1;
-}
-
-/* out = R(-shift) x for n rows of hd (strides xs, os), by r->cs. */
-static void far_rotate(const struct far_rot *r, const float *x, size_t xs,
-    float *out, size_t os, uint32_t n, uint32_t hd)
-{
-	uint32_t half = r->rope->n_rot / 2;
-	int neox = r->rope->neox;
-
-	for (uint32_t h = 0; h < n; h++) {
-		const float *a0 = x + h * xs;
-		float *y = out + h * os;
-		memcpy(y, a0, hd * sizeof(float));
-		for (uint32_t i = 0; i < half; i++) {
-			uint32_t a = neox ? i : 2 * i;
-			uint32_t b = neox ? i + half : 2 * i + 1;
-			float cs = r->cs[2 * i], sn = r->cs[2 * i + 1];
-			y[a] = a0[a] * cs + a0[b] * sn;
-			y[b] = a0[b] * cs - a0[a] * sn;
-		}
-	}
 }
 
 /* A far_rot with its tables (malloc'ed: free r->cs), or -1. */
@@ -185,7 +164,8 @@ static void far_qbar(const struct score_job *j, const struct far_rot *r,
 {
 	uint32_t hd = j->hd;
 
-	far_rotate(r, j->pl->qbar, 2 * hd, qb, 2 * hd, j->group, hd);
+	eng__rope_back(r->cs, j->pl->qbar, 2 * hd, qb, 2 * hd, j->group, hd,
+	    r->rope->n_rot, r->rope->neox);
 	for (uint32_t h = 0; h < j->group; h++) {
 		float *o = qb + (size_t)h * 2 * hd;
 		double qr = 0;
@@ -277,8 +257,8 @@ static void scan_task(void *arg, int ith, int nth)
 		const float *q = j->q;
 		float best = -INFINITY;
 		if (qr && far_shift(&fr, p)) {
-			far_rotate(&fr, j->q, j->hd, qr, j->hd, j->group,
-			    j->hd);
+			eng__rope_back(fr.cs, j->q, j->hd, qr, j->hd,
+			    j->group, j->hd, fr.rope->n_rot, fr.rope->neox);
 			q = qr;
 		}
 		while (p < end) {

@@ -76,6 +76,7 @@ struct far_rot {
 	uint32_t far_end, B;
 	uint32_t shift, since;	/* cs's shift; blocks since it was exact */
 	float *cs, *step;	/* n_rot each: the shift's, B's */
+	float *q;		/* the query rotated back (far_open's nq) */
 };
 
 /* 1 and r->cs set for block p0 if it lies beyond the reach, else 0. */
@@ -103,38 +104,28 @@ static int far_shift(struct far_rot *r, uint32_t p0)
 	return 1;
 }
 
-/* A far_rot with its tables (malloc'ed: free r->cs), or -1. */
+/* r's tables and nq floats of scratch for the rotated query (r->q), for
+ * a task whose range starts with a far block; far_close frees them.
+ * ENG_ENOMEM. */
 static int far_open(struct far_rot *r, const struct eng__rope *rope,
-    uint32_t far_end, uint32_t B)
+    uint32_t far_end, uint32_t B, size_t nq)
 {
-	*r = (struct far_rot){ rope, rope && rope->n_rot ? far_end : 0, B,
-	    0, 0, NULL, NULL };
-	if (!r->far_end)
-		return 0;
-	if (!(r->cs = malloc(2 * rope->n_rot * sizeof(float))))
-		return -1;
+	*r = (struct far_rot){ .rope = rope, .far_end = far_end, .B = B };
+	if (!(r->cs = malloc((2 * rope->n_rot + nq) * sizeof(float))))
+		return ENG_ENOMEM;
 	r->step = r->cs + rope->n_rot;
+	r->q = r->step + rope->n_rot;
 	eng__rope_table(r->step, B, 1, rope->n_rot, rope->base,
 	    rope->freq_scale, rope->freq_factors);
 	return 0;
 }
 
-/* A block's score for a query q (per head), from its summary row
- * [centre | radius | mean | var] (centre and mean less the reference ref):
- *  - mass (steps of at most ENG_SPARSE_FEW tokens: decode, and a
- *    question whose candidates are too many to scan):
- *    the log of its attention mass, estimated as if its keys were
- *    Gaussian with the summary's mean m and variance v; with s the scale
- *    the model applies to q.k,
- *      log sum_t exp(s q.k_t) ~ log B + s q.m + s^2 q^2.v / 2,
- *    divided by s (the ranking is the same): q.m + s q^2.v / 2.
- *  - bound (longer steps: prefill chunks): Quest's
- *    sum_c max(q_c min_c, q_c max_c) = q.centre + |q|.radius, what any
- *    query near the chunk's mean could find there.
- * Either is one dot product of half the row with the head's [q | f(q)]
- * (pl->qbar), the engine's f16 kernel, up to ENG_NT_MAX heads per pass,
- * plus q.ref.  The highest of the group's heads wins: q.ref differs
- * between heads, so it must be added back before they are compared. */
+static void far_close(struct far_rot *r)
+{
+	free(r->cs);
+	r->cs = NULL;
+}
+
 /* Whether candidate a (block first + a) of a task's range lies beyond the
  * reach: the task then needs the rotation tables. */
 static int first_far(uint32_t far_end, uint32_t first, uint32_t a,
@@ -184,16 +175,16 @@ static void score_task(void *arg, int ith, int nth)
 	uint32_t per = (j->n_cand + nth - 1) / nth, row = 2 * j->hd;
 	size_t stride = ENG_KV_SUM_ROW(j->hd);
 	uint32_t a = per * ith, e = a + per < j->n_cand ? a + per : j->n_cand;
-	float s[ENG_NT_MAX], *qb = NULL;
-	struct far_rot fr;
+	float s[ENG_NT_MAX], *qb;
+	struct far_rot fr = { 0 };
 
-	if (a < e && (first_far(j->far_end, j->first, a, j->B) &&
-	    (far_open(&fr, j->rope, j->far_end, j->B) ||
-	    !(qb = malloc(((size_t)j->group * (row + 1)) * sizeof(float)))))) {
-		free(fr.cs);
+	if (a < e && first_far(j->far_end, j->first, a, j->B) &&
+	    far_open(&fr, j->rope, j->far_end, j->B,
+	    (size_t)j->group * (row + 1))) {
 		atomic_store(&j->rc, ENG_ENOMEM);
 		return;
 	}
+	qb = fr.q;
 	for (uint32_t i = a; i < e; i++) {
 		const uint16_t *r = j->rows + (size_t)(j->first + i) * stride;
 		const float *q = j->pl->qbar, *qref = j->qref;
@@ -215,9 +206,7 @@ static void score_task(void *arg, int ith, int nth)
 		/* A NaN never wins. */
 		j->pl->scores[i] = best == best ? best : -INFINITY;
 	}
-	if (qb)
-		free(fr.cs);
-	free(qb);
+	far_close(&fr);
 }
 
 /* A question's exact scores: each candidate block's best key, the
@@ -242,16 +231,16 @@ static void scan_task(void *arg, int ith, int nth)
 	struct scan_job *j = arg;
 	uint32_t per = (j->n_cand + nth - 1) / nth, B = j->kv->block_tokens;
 	uint32_t a = per * ith, e = a + per < j->n_cand ? a + per : j->n_cand;
-	float s[ENG_NT_MAX], *qr = NULL;
-	struct far_rot fr;
+	float s[ENG_NT_MAX], *qr;
+	struct far_rot fr = { 0 };
 
 	if (a < e && first_far(j->far_end, j->first, a, B) &&
-	    (far_open(&fr, j->rope, j->far_end, B) ||
-	    !(qr = malloc((size_t)j->group * j->hd * sizeof(float))))) {
-		free(fr.cs);
+	    far_open(&fr, j->rope, j->far_end, B,
+	    (size_t)j->group * j->hd)) {
 		atomic_store(&j->rc, ENG_ENOMEM);
 		return;
 	}
+	qr = fr.q;
 	for (uint32_t i = a; i < e; i++) {
 		uint32_t p = (j->first + i) * B, end = p + B;
 		const float *q = j->q;
@@ -285,9 +274,7 @@ static void scan_task(void *arg, int ith, int nth)
 		j->pl->scores[i] = best == best ? best : -INFINITY;
 	}
 out:
-	if (qr)
-		free(fr.cs);
-	free(qr);
+	far_close(&fr);
 }
 
 /* pl->qbar: per head the step's mean query (InfLLM scores a chunk this

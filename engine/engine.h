@@ -593,9 +593,10 @@ typedef enum eng_attn_mode {
  * question's best keys and a prefill chunk's bound: scored where it
  * stands, its distance is beyond the trained context and its score
  * noise, and past ~50K tokens such blocks displaced the passkey's
- * (bench/RESULTS.md, Sessions VIII).  A decode step scores in place: it
- * keeps the question's picks, and a rotation per block per token would
- * almost triple its cost at 1M. */
+ * (bench/RESULTS.md, Sessions VIII).  A decode step picks only blocks
+ * within the reach (scored in place, which is as placed there): it keeps
+ * the question's picks, in place a farther block's score is noise, and a
+ * rotation per block per token would almost triple its cost at 1M. */
 /* Steps of at most this many tokens score blocks by estimated mass. */
 #define ENG_SPARSE_FEW 64
 typedef struct eng_sparse_params {

@@ -335,7 +335,7 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
     eng_kv *kv, uint32_t layer, uint32_t kvh, const struct eng__query *qs,
     struct eng_pool *pool)
 {
-	uint32_t B = kv->block_tokens, nb, first, last, n_cand, k, far_end;
+	uint32_t B = kv->block_tokens, nb, first, last, lo, n_cand, k, far_end;
 	uint32_t n_tok = qs->n_tok, pos0 = qs->pos0, hd = qs->hd;
 	uint32_t local = n_tok > ENG_SPARSE_FEW && sp->prefill_local >
 	    sp->local ? sp->prefill_local : sp->local;
@@ -374,28 +374,38 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 		return rc;
 
 	/* Where placement below will start (the same rule, before pins):
-	 * blocks before it are scored as moved up to it.  Not for a decode
-	 * step: it keeps the question's picks, and rotating the query for
-	 * each of 16K far blocks per token would almost triple a step at 1M
-	 * (bench/RESULTS.md, Sessions VIII). */
+	 * blocks before it are scored as moved up to it.  A decode step
+	 * neither scores nor picks them: it keeps the question's picks, in
+	 * place their scores are noise, and rotating the query for each of
+	 * 16K far blocks per token would almost triple a step at 1M
+	 * (bench/RESULTS.md, Sessions VIII).  Its candidates start at lo;
+	 * reach >= tight leaves at least k of them. */
+	lo = first;
 	{
 		uint64_t tight = (uint64_t)k * B + (uint64_t)first * B;
 		uint64_t reach = sp->reach > tight ? sp->reach : tight;
 		uint64_t L0 = (uint64_t)last * B;
-		far_end = L0 > reach && n_tok > 1 && qs->rope &&
-		    qs->rope->n_rot ? (uint32_t)(L0 - reach) + first * B : 0;
+		far_end = L0 > reach && qs->rope && qs->rope->n_rot ?
+		    (uint32_t)(L0 - reach) + first * B : 0;
+		if (n_tok == 1 && far_end) {
+			lo = (far_end + B - 1) / B;
+			if (last - lo < k)
+				lo = last - k;
+			far_end = 0;
+		}
 	}
+	n_cand = last - lo;
 	mass = n_tok <= ENG_SPARSE_FEW;
 	if (mass && n_tok > 1 && (uint64_t)n_cand * B <= sp->scan_max) {
 		struct scan_job sj = { pl, kv, qs->q + (size_t)(n_tok - 1) *
 		    qs->row, eng_vec_dot_get(kv->type, eng_simd_active()),
-		    layer, kvh, qs->group, hd, first, n_cand, 0, qs->rope,
+		    layer, kvh, qs->group, hd, lo, n_cand, 0, qs->rope,
 		    far_end };
 		if (!sj.dot)
 			return ENG_EUNSUP;
 		/* every candidate is read: ask for them all before the first */
 		if (kv->ops->prefetch)
-			kv->ops->prefetch(kv, layer, kvh, first * B, n_cand * B);
+			kv->ops->prefetch(kv, layer, kvh, lo * B, n_cand * B);
 		if (pool && n_cand >= 64)
 			eng_pool_run(pool, scan_task, &sj);
 		else
@@ -408,7 +418,7 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 		mean_query(pl, qs, ref, mass);
 		struct score_job sj = { pl, rows + (mass ? 2 * hd : 0),
 		    pl->qbar + (size_t)qs->group * 2 * hd, dot, qs->group, hd,
-		    first, n_cand, ref, mass, qs->scale, qs->rope, far_end, B,
+		    lo, n_cand, ref, mass, qs->scale, qs->rope, far_end, B,
 		    0 };
 		if (pool && n_cand >= 1024)
 			eng_pool_run(pool, score_task, &sj);
@@ -426,12 +436,13 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 			pl->pick[0] = i;
 			heap_sift(pl->pick, k, 0, pl->scores);
 		}
+	for (uint32_t i = 0; i < k; i++)	/* block indices from here */
+		pl->pick[i] += lo;
 	if (n_tok > 1) {
 		if ((rc = grow(&pl->pins, &pl->pins_cap, k,
 		    sizeof(uint32_t))))
 			return rc;
-		for (uint32_t j = 0; j < k; j++)
-			pl->pins[j] = first + pl->pick[j];
+		memcpy(pl->pins, pl->pick, k * sizeof *pl->pins);
 		pl->n_pins = k;
 		pl->pin_kv = kv;
 		pl->pin_end = pos0 + n_tok;
@@ -442,9 +453,9 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 			if (b < first || b >= last)
 				continue;
 			for (i = 0; i < k && !dup; i++)
-				dup = pl->pick[i] == b - first;
+				dup = pl->pick[i] == b;
 			if (!dup)
-				pl->pick[n++] = b - first;
+				pl->pick[n++] = b;
 		}
 		k = n;
 	}
@@ -464,7 +475,7 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 		if (sink_end && (rc = push_range(pl, 0, sink_end, c)))
 			return rc;
 		for (uint32_t j = 0; j < k; j++) {
-			uint32_t p0 = (first + pl->pick[j]) * B;
+			uint32_t p0 = pl->pick[j] * B;
 			uint32_t eff = p0 > at ? p0 : at;
 			if ((rc = push_range(pl, p0, B, eff - p0)))
 				return rc;

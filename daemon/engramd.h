@@ -52,8 +52,9 @@ typedef struct ed_settings {
 	int sparse_local;
 	int sparse_prefill_local;
 	int sparse_prefill_top_k;	/* 0: sparse_top_k */
+	int sparse_question_top_k;	/* 0: sparse_top_k */
 	int sparse_dense_max;
-	int sparse_reach;	/* 0: the model's trained context */
+	int sparse_reach;	/* 0: all the trained context allows */
 	int sparse_scan_max;	/* 0: questions score by summaries */
 	int kv_mode;		/* 0 f16, 1 q8, 2 q4 (ms_mode) */
 	int prefill_checkpoint;	/* tokens between checkpoints; 0: none */

@@ -59,6 +59,7 @@ static void sparse_params(const ed_settings *s, eng_sparse_params *sp)
 	sp->local = (uint32_t)s->sparse_local;
 	sp->prefill_local = (uint32_t)s->sparse_prefill_local;
 	sp->prefill_top_k = (uint32_t)s->sparse_prefill_top_k;
+	sp->question_top_k = (uint32_t)s->sparse_question_top_k;
 	sp->dense_max = (uint32_t)s->sparse_dense_max;
 	sp->reach = (uint32_t)s->sparse_reach;
 	sp->scan_max = (uint32_t)s->sparse_scan_max;

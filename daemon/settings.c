@@ -42,8 +42,9 @@ void ed_settings_init(ed_settings *s)
 	s->sparse_local = (int)sp.local;
 	s->sparse_prefill_local = (int)sp.prefill_local;
 	s->sparse_prefill_top_k = (int)sp.prefill_top_k;
+	s->sparse_question_top_k = (int)sp.question_top_k;
 	s->sparse_dense_max = (int)sp.dense_max;
-	s->sparse_reach = (int)sp.reach;	/* 0: the trained context */
+	s->sparse_reach = (int)sp.reach;
 	s->sparse_scan_max = (int)sp.scan_max;
 	s->kv_mode = 0;			/* f16: exact, read zero-copy */
 	/* 7.9 MB of window state per checkpoint for the default model:
@@ -159,6 +160,8 @@ int ed_settings_set(ed_settings *s, const char *key, const char *v,
 		NUM(sparse_prefill_local, 0, 1 << 20, 0);
 	if (!strcmp(key, "sparse_prefill_top_k"))
 		NUM(sparse_prefill_top_k, 0, 65536, 0);
+	if (!strcmp(key, "sparse_question_top_k"))
+		NUM(sparse_question_top_k, 0, 65536, 0);
 	if (!strcmp(key, "sparse_dense_max"))
 		NUM(sparse_dense_max, 0, 1 << 30, 0);
 	if (!strcmp(key, "sparse_reach"))

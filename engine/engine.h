@@ -568,7 +568,13 @@ typedef enum eng_attn_mode {
  * 767K), hence scan_max 256K by default; decode steps still score by
  * summaries.
  * Steps of one token also attend the blocks the last step of several
- * tokens (the question) picked.  A prefill chunk's local run is
+ * tokens (the question) picked.  A question picks question_top_k blocks,
+ * 4x a decode step's by default: on code, where the blocks that look
+ * most like the question are other uses of "key", 64 leave the passkey
+ * too small a share (32K of code: 4 of 20 found with 64, 11 of 20 with
+ * 256, as many as dense attention; bench/RESULTS.md, Sessions IX).  It
+ * costs a question one step over 16K more positions, and its decode steps
+ * attend those as well.  A prefill chunk's local run is
  * prefill_local positions where that is longer: tokens made from too
  * little of their own context derail later answers (bench/RESULTS.md: at
  * 32K a passkey dense attention finds was missed with 1024 local
@@ -580,10 +586,14 @@ typedef enum eng_attn_mode {
  * blocks are moved up, in order, to the start of the reach (the query is
  * rotated back by a range's shift, so its keys look that much later), so
  * that every distance the model sees stays below reach + local + n_batch
- * however long the session.  reach 0 means the model's trained context
- * less the longer local run and n_batch; reach is never less than
- * sink + top_k*B (the tightest packing: everything just before the local
- * run); UINT32_MAX keeps every true position.  Within reach, placement
+ * however long the session.  reach is at most the model's trained
+ * context less the longer local run and n_batch (0 asks for that much);
+ * it is never less than sink + top_k*B (the tightest packing: everything
+ * just before the local run); UINT32_MAX keeps every true position.  The
+ * default, 8192, shows far blocks closer than the trained context allows:
+ * the default model finds a passkey 9K positions back more reliably than
+ * one 25K back (32K of filler: 20 of 20 against 16 of 20 with reach 0;
+ * bench/RESULTS.md, Sessions IX).  Within reach, placement
  * is the identity, and with every block selected the result equals
  * dense attention exactly.  (Packing tighter than needed costs recall:
  * on code at 8K the model finds a passkey at its true distance that it
@@ -608,8 +618,12 @@ typedef struct eng_sparse_params {
 				 * more than local */
 	uint32_t prefill_top_k;	/* blocks retrieved per prefill chunk;
 				 * 0: top_k */
+	uint32_t question_top_k;	/* blocks retrieved by a question (a
+				 * step of 2..ENG_SPARSE_FEW tokens), kept
+				 * by its decode steps; 0: top_k */
 	uint32_t dense_max;	/* contexts up to this are attended densely */
-	uint32_t reach;		/* see above; 0: from the trained context */
+	uint32_t reach;		/* see above; 0: all the trained context
+				 * allows */
 	uint32_t scan_max;	/* a question whose candidates hold at most
 				 * this many positions scores them exactly
 				 * (see above); 0: never */
@@ -617,7 +631,8 @@ typedef struct eng_sparse_params {
 
 /* The defaults measured in bench/RESULTS.md (engramd.conf(5) gives the
  * same): top_k 64, sink 64, local 1024, prefill_local 8192,
- * prefill_top_k 0 (top_k), dense_max 4096, reach 0, scan_max 262144.
+ * prefill_top_k 0 (top_k), question_top_k 256, dense_max 4096, reach 8192,
+ * scan_max 262144.
  * Sparse attention is off until such params are given to
  * eng_fwd_set_sparse or eng_fwd_params.sparse. */
 void eng_sparse_params_init(eng_sparse_params *sp);

@@ -857,18 +857,19 @@ uint32_t eng__fwd_last_step(const eng_fwd *f, const eng_kv *kv, uint32_t n)
 
 void eng_fwd_set_sparse(eng_fwd *f, const eng_sparse_params *sp)
 {
-	uint64_t lim;
+	uint64_t lim, trained;
 
 	if (!f || !sp)
 		return;
 	f->sparse = *sp;
-	/* reach 0: keep every distance inside the trained context (1 where
-	 * that leaves nothing: sparse.c then packs as tight as it can). */
+	/* Every distance inside the trained context: reach 0 is as far as
+	 * that allows, and no reach but UINT32_MAX goes farther (1 where it
+	 * leaves nothing: sparse.c then packs as tight as it can). */
 	lim = (uint64_t)(sp->prefill_local > sp->local ? sp->prefill_local :
 	    sp->local) + f->n_batch;
-	if (!sp->reach)
-		f->sparse.reach = f->hp.n_ctx_train > lim ?
-		    (uint32_t)(f->hp.n_ctx_train - lim) : 1;
+	trained = f->hp.n_ctx_train > lim ? f->hp.n_ctx_train - lim : 1;
+	if (!sp->reach || (sp->reach != UINT32_MAX && sp->reach > trained))
+		f->sparse.reach = (uint32_t)trained;
 }
 
 void eng_fwd_record(eng_fwd *f, int on)

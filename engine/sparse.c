@@ -340,7 +340,8 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	uint32_t local = n_tok > ENG_SPARSE_FEW && sp->prefill_local >
 	    sp->local ? sp->prefill_local : sp->local;
 	uint32_t want = n_tok > ENG_SPARSE_FEW && sp->prefill_top_k ?
-	    sp->prefill_top_k : sp->top_k;
+	    sp->prefill_top_k : n_tok > 1 && n_tok <= ENG_SPARSE_FEW &&
+	    sp->question_top_k ? sp->question_top_k : sp->top_k;
 	const uint16_t *rows;
 	const float *ref;
 	eng_vec_dot_fn dot;
@@ -494,7 +495,8 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 void eng_sparse_params_init(eng_sparse_params *sp)
 {
 	*sp = (eng_sparse_params){ .top_k = 64, .sink = 64, .local = 1024,
-	    .prefill_local = 8192, .dense_max = 4096, .reach = 0,
+	    .prefill_local = 8192, .question_top_k = 256, .dense_max = 4096,
+	    .reach = 8192,
 	    .scan_max = 262144 };
 }
 

@@ -31,6 +31,7 @@ static void start(void)
 		      "ENGRAM_TEST_MODEL must name the default model's GGUF (scripts/test sets it)");
 	const char *extra[] = { "--model", model, "--workers", "4",
 				"--set", "sparse_dense_max=256", "--set", "sparse_top_k=4",
+				"--set", "sparse_question_top_k=0",	/* top_k */
 				"--set", "sparse_local=128", "--set", "sparse_sink=64",
 				"--set", "sparse_prefill_local=0",
 				/* packed tight: shifted ranges on every

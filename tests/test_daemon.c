@@ -557,7 +557,9 @@ START_TEST(test_config_file)
 	static const char *const bad[] = { "--workers 0",
 		"--set sparse_reach=-1", "--set sparse_prefill_local=2000000",
 		"--set sparse_scan_max=x", "--set prefill_checkpoint=-5",
-		"--set sparse_prefill_top_k=70000" };
+		"--set sparse_prefill_top_k=70000",
+		"--set sparse_question_top_k=-1",
+		"--set sparse_question_top_k=65537" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		snprintf(cmd, sizeof(cmd), "'%s' -f --config /dev/null %s -s '%s' -d '%s' 2>/dev/null",
 			 getenv("ENGRAMD"), bad[i], D.sock, D.data);

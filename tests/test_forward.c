@@ -23,6 +23,7 @@
 #include "fixture_model.h"
 #include "kernels.h"
 #include "eng_internal.h"
+#include "fwd_internal.h"
 
 /* Engine vs naive reference: max |diff| over a logits row, relative to the
  * row's largest |logit|.  With F16 weights nothing is rounded to 8 bits:
@@ -613,6 +614,36 @@ START_TEST(kv_ring_and_truncate)
 }
 END_TEST
 
+/* The reach a forward pass uses: at most the trained context (4096 for
+ * the fixture) less the longer local run and a batch, which 0 asks for;
+ * UINT32_MAX and anything within that bound as given; the default 8192
+ * is bounded too. */
+START_TEST(sparse_reach_bound)
+{
+	struct fx_model fx;
+	eng_sparse_params sp;
+	const uint32_t in[] = { 0, 1, 100, 4096 - 64 - 16, 4096 - 64 - 15,
+	    1u << 30, UINT32_MAX - 1, UINT32_MAX, 8192 };
+	const uint32_t want[] = { 4016, 1, 100, 4016, 4016, 4016, 4016,
+	    UINT32_MAX, 4016 };
+
+	fx_open(&fx, &fx_gemma_f16);
+	eng_fwd *f = fwd_open(fx.model, 16, ENG_ATTN_F32);
+	eng_sparse_params_init(&sp);
+	ck_assert_uint_eq(sp.reach, 8192);
+	sp.local = 8;
+	sp.prefill_local = 64;
+	for (size_t i = 0; i < LEN(in); i++) {
+		sp.reach = in[i];
+		eng_fwd_set_sparse(f, &sp);
+		ck_assert_msg(f->sparse.reach == want[i], "reach %u: %u, "
+		    "want %u", in[i], f->sparse.reach, want[i]);
+	}
+	eng_fwd_close(f);
+	fx_close(&fx);
+}
+END_TEST
+
 /* Decodes tok[0..n) one by one with sparse settings sp (B = 4) and
  * returns every position's logits. */
 static float *decode_all(const struct fx_model *fx, const int32_t *tok,
@@ -988,8 +1019,9 @@ static uint32_t plan_blocks(const struct eng__plan *pl, uint32_t *out)
 }
 
 /* A prefill chunk (more than ENG_SPARSE_FEW tokens) retrieves
- * prefill_top_k blocks, a question or decode step top_k; prefill_top_k 0
- * means top_k for both. */
+ * prefill_top_k blocks, a question (2..ENG_SPARSE_FEW tokens)
+ * question_top_k, a decode step top_k (and the question's picks); 0
+ * means top_k for either. */
 START_TEST(sparse_plan_prefill_top_k)
 {
 	static const eng_kv_ops ops = { .summary = fake_summary };
@@ -1004,14 +1036,24 @@ START_TEST(sparse_plan_prefill_top_k)
 		q[i] = fx_frand(-1, 1);
 	for (int run = 0; run < 2; run++) {
 		eng_sparse_params sp = { .top_k = 8, .sink = 64,
-		    .local = 1024, .prefill_top_k = run ? 0 : 24 };
-		struct eng__plan a = { 0 }, b = { 0 };
+		    .local = 1024, .prefill_top_k = run ? 0 : 24,
+		    .question_top_k = run ? 0 : 16 };
+		struct eng__plan a = { 0 }, b = { 0 }, c = { 0 };
 		ck_assert_int_eq(plan(&a, &sp, &kv, q, nq, pos0 - nq, NULL), 0);
 		ck_assert_uint_eq(plan_blocks(&a, got), run ? 8 : 24);
 		ck_assert_int_eq(plan(&b, &sp, &kv, q, 1, pos0, NULL), 0);
 		ck_assert_uint_eq(plan_blocks(&b, got), 8);
+		/* a question, then its first decode step: its own 8 and
+		 * whichever of the question's it did not pick */
+		ck_assert_int_eq(plan(&c, &sp, &kv, q, ENG_SPARSE_FEW,
+		    pos0 - ENG_SPARSE_FEW, NULL), 0);
+		ck_assert_uint_eq(plan_blocks(&c, got), run ? 8 : 16);
+		ck_assert_int_eq(plan(&c, &sp, &kv, q, 1, pos0, NULL), 0);
+		ck_assert_uint_ge(plan_blocks(&c, got), run ? 8 : 16);
+		ck_assert_uint_le(plan_blocks(&c, got), run ? 16 : 24);
 		eng__plan_free(&a);
 		eng__plan_free(&b);
+		eng__plan_free(&c);
 	}
 	free(got);
 	free(q);
@@ -1727,6 +1769,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, sparse_plan_picks_top_k);
 	tcase_add_test(tc, sparse_plan_prefill_top_k);
 	tcase_add_test(tc, sparse_plan_reach);
+	tcase_add_test(tc, sparse_reach_bound);
 	tcase_add_test(tc, sparse_plan_pins);
 	tcase_add_test(tc, sparse_plan_prefill_local);
 	tcase_add_test(tc, sparse_plan_scans_question);

@@ -234,6 +234,8 @@ int main(int argc, char **argv)
 			sp.prefill_local = num(a, v, BIG), i++;
 		else if (!strcmp(a, "--prefill-top-k"))
 			sp.prefill_top_k = num(a, v, BIG), i++;
+		else if (!strcmp(a, "--question-top-k"))
+			sp.question_top_k = num(a, v, BIG), i++;
 		else if (!strcmp(a, "--dense-max"))
 			sp.dense_max = num(a, v, BIG), i++;
 		else if (!strcmp(a, "--sparse-only")) dense = 0;
@@ -255,6 +257,7 @@ int main(int argc, char **argv)
 			    "[--depths D] [--haystack filler|PATH] [--threads T] "
 			    "[--top-k K] [--sink S] [--local W] "
 			    "[--prefill-local P] [--prefill-top-k K] "
+			    "[--question-top-k K] "
 			    "[--dense-max M] "
 			    "[--sparse-only|--dense-only] [--reach R|--true-positions] "
 			    "[--scan-max P] [--no-primer] "
@@ -330,10 +333,11 @@ int main(int argc, char **argv)
 	srand(12345);
 	printf("# length %u, haystack %s, %u depths from %.1f%% to %.1f%%, "
 	    "sparse top_k %u sink %u local %u prefill_local %u prefill_top_k %u "
-	    "dense_max %u reach %u%s scan_max %u\n", length, hay, depths,
-	    100 * depth_min, 100 * depth_max,
+	    "question_top_k %u dense_max %u reach %u%s scan_max %u\n", length,
+	    hay, depths, 100 * depth_min, 100 * depth_max,
 	    sp.top_k, sp.sink, sp.local, sp.prefill_local, sp.prefill_top_k ?
-	    sp.prefill_top_k : sp.top_k, sp.dense_max, sp.reach,
+	    sp.prefill_top_k : sp.top_k, sp.question_top_k ?
+	    sp.question_top_k : sp.top_k, sp.dense_max, sp.reach,
 	    sp.reach ? "" : " (trained context)", sp.scan_max);
 	printf("# answer primed with \"The pass key is\": %s\n",
 	    primer ? "yes" : "no");

@@ -1,15 +1,18 @@
 /* decode_cost.c - what one decode step costs as the context grows, with
  * block-sparse attention, in memory: the cache is filled with synthetic
  * keys and values (no prefill: a 1M-token context in seconds), then a
- * question of 16 tokens and single tokens are run at its end and timed
- * (a question scores the blocks exactly up to --scan-max candidate
- * positions, decode always by their summaries).  What it isolates is the
- * engine's part of decode at length n (selecting blocks, attending);
- * bench/longctx/run.py measures the same through engramd and LMDB.
+ * question of 16 tokens, single tokens and one prefill chunk of 512 are
+ * run at its end and timed (a question scores the blocks exactly up to
+ * --scan-max candidate positions, decode by their summaries, a chunk by
+ * Quest's bound).  What it isolates is the engine's part of decode and
+ * prefill at length n (selecting blocks, attending); bench/longctx/run.py
+ * measures the same through engramd and LMDB.
  *
  *     decode_cost --model GGUF --lengths 8192,131072,1048576 [--steps N]
- *         [--threads T] [--top-k K] [--sink S] [--local W]
- *         [--dense-max M] [--scan-max P] [--dense]
+ *         [--threads T] [--top-k K] [--question-top-k K]
+ *         [--prefill-top-k K] [--sink S] [--local W] [--prefill-local P]
+ *         [--dense-max M] [--scan-max P] [--reach R|--true-positions]
+ *         [--dense]
  *
  * Keys are drawn per block around a random centre (blocks differ, tokens
  * within a block are alike, as real text's are more than noise is), so
@@ -41,6 +44,22 @@ static void die(const char *msg, int rc)
 static uint64_t rng = 88172645463325252ull;
 
 #define QUESTION 16	/* tokens of the timed question step */
+#define CHUNK 512	/* tokens of the timed prefill chunk */
+#define BIG (1ul << 30)
+
+/* The value of a numeric flag: a whole number from 0 to max, or die. */
+static uint32_t num(const char *flag, const char *v, unsigned long max)
+{
+	char *end;
+	unsigned long x = strtoul(v, &end, 10);
+
+	if (!*v || *end || *v == '-' || x > max) {
+		fprintf(stderr, "decode_cost: %s wants a number from 0 to "
+		    "%lu\n", flag, max);
+		exit(1);
+	}
+	return (uint32_t)x;
+}
 
 static float frand(void)	/* uniform in [-1, 1) */
 {
@@ -99,20 +118,31 @@ int main(int argc, char **argv)
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
 		if (!strcmp(a, "--model")) model = v, i++;
 		else if (!strcmp(a, "--lengths")) lengths = v, i++;
-		else if (!strcmp(a, "--steps")) steps = atoi(v), i++;
-		else if (!strcmp(a, "--threads")) threads = atoi(v), i++;
-		else if (!strcmp(a, "--top-k")) sp.top_k = atoi(v), i++;
-		else if (!strcmp(a, "--sink")) sp.sink = atoi(v), i++;
-		else if (!strcmp(a, "--local")) sp.local = atoi(v), i++;
-		else if (!strcmp(a, "--dense-max")) sp.dense_max = atoi(v), i++;
+		else if (!strcmp(a, "--steps")) steps = num(a, v, BIG), i++;
+		else if (!strcmp(a, "--threads")) threads = num(a, v, 256), i++;
+		else if (!strcmp(a, "--top-k")) sp.top_k = num(a, v, BIG), i++;
+		else if (!strcmp(a, "--question-top-k"))
+			sp.question_top_k = num(a, v, BIG), i++;
+		else if (!strcmp(a, "--prefill-top-k"))
+			sp.prefill_top_k = num(a, v, BIG), i++;
+		else if (!strcmp(a, "--sink")) sp.sink = num(a, v, BIG), i++;
+		else if (!strcmp(a, "--local")) sp.local = num(a, v, BIG), i++;
+		else if (!strcmp(a, "--prefill-local"))
+			sp.prefill_local = num(a, v, BIG), i++;
+		else if (!strcmp(a, "--dense-max"))
+			sp.dense_max = num(a, v, BIG), i++;
 		else if (!strcmp(a, "--scan-max"))
-			sp.scan_max = (uint32_t)strtoul(v, NULL, 10), i++;
+			sp.scan_max = num(a, v, UINT32_MAX), i++;
+		else if (!strcmp(a, "--reach")) sp.reach = num(a, v, BIG), i++;
+		else if (!strcmp(a, "--true-positions")) sp.reach = UINT32_MAX;
 		else if (!strcmp(a, "--dense")) sp.top_k = 0;
 		else {
 			fprintf(stderr, "usage: decode_cost --model GGUF "
 			    "[--lengths N,N,...] [--steps N] [--threads T] "
-			    "[--top-k K] [--sink S] [--local W] "
-			    "[--dense-max M] [--scan-max P] [--dense]\n");
+			    "[--top-k K] [--question-top-k K] "
+			    "[--prefill-top-k K] [--sink S] [--local W] "
+			    "[--prefill-local P] [--dense-max M] [--scan-max P] "
+			    "[--reach R|--true-positions] [--dense]\n");
 			return 2;
 		}
 	}
@@ -131,11 +161,13 @@ int main(int argc, char **argv)
 	if ((rc = eng_fwd_open(m, &p, &f, err, sizeof err)))
 		die(err, rc);
 
-	printf("# top_k %u sink %u local %u dense_max %u scan_max %u, %u "
-	    "threads, %u steps\n", sp.top_k, sp.sink, sp.local, sp.dense_max,
+	printf("# top_k %u question_top_k %u prefill_top_k %u sink %u local %u "
+	    "prefill_local %u dense_max %u reach %u scan_max %u, %u threads, "
+	    "%u steps\n", sp.top_k, sp.question_top_k, sp.prefill_top_k,
+	    sp.sink, sp.local, sp.prefill_local, sp.dense_max, sp.reach,
 	    sp.scan_max, threads, steps);
-	printf("%10s %12s %12s %10s\n", "length", "fill s", "question ms",
-	    "ms/token");
+	printf("%10s %12s %12s %10s %12s\n", "length", "fill s",
+	    "question ms", "ms/token", "chunk ms");
 	for (const char *s = lengths; *s;) {
 		uint32_t n = (uint32_t)strtoul(s, (char **)&s, 10);
 		if (*s == ',')
@@ -143,7 +175,7 @@ int main(int argc, char **argv)
 		if (n < 1)
 			die("bad --lengths", 0);
 		eng_kv *kv;
-		if ((rc = eng_kv_mem_open(m, n + steps + 1 + QUESTION,
+		if ((rc = eng_kv_mem_open(m, n + steps + 1 + QUESTION + CHUNK,
 		    eng_fwd_n_batch(f),
 		    ENG_TYPE_F16, &kv)) ||
 		    (rc = eng_kv_mem_summaries(kv, 64)))
@@ -152,10 +184,12 @@ int main(int argc, char **argv)
 		fill(kv, hp, n);
 		double t1 = now_s();
 		/* Any ids: the costs do not depend on them. */
-		int32_t tok = 2, question[QUESTION];
+		int32_t tok = 2, question[QUESTION], chunk[CHUNK];
 		const float *l;
 		for (int i = 0; i < QUESTION; i++)
 			question[i] = 2 + i;
+		for (int i = 0; i < CHUNK; i++)
+			chunk[i] = 2 + i % 1000;
 		/* One step untimed: first touches, buffers sized. */
 		if ((rc = eng_fwd_eval(f, kv, &tok, 1, 0, &l, NULL)))
 			die("eval", rc);
@@ -168,8 +202,12 @@ int main(int argc, char **argv)
 			if ((rc = eng_fwd_eval(f, kv, &tok, 1, 0, &l, NULL)))
 				die("eval", rc);
 		double t3 = now_s();
-		printf("%10u %12.1f %12.1f %10.2f\n", n, t1 - t0, 1e3 * (t2 - tq),
-		    steps > 1 ? 1e3 * (t3 - t2) / (steps - 1) : 0.0);
+		if ((rc = eng_fwd_eval(f, kv, chunk, CHUNK, 0, &l, NULL)))
+			die("eval", rc);
+		double t4 = now_s();
+		printf("%10u %12.1f %12.1f %10.2f %12.1f\n", n, t1 - t0,
+		    1e3 * (t2 - tq), steps > 1 ? 1e3 * (t3 - t2) / (steps - 1) :
+		    0.0, 1e3 * (t4 - t3));
 		fflush(stdout);
 		eng_kv_close(kv);
 	}

@@ -592,8 +592,8 @@ typedef enum eng_attn_mode {
  * just before the local run); UINT32_MAX keeps every true position.  The
  * default, 8192, shows far blocks closer than the trained context allows:
  * the default model finds a passkey 9K positions back more reliably than
- * one 25K back (32K of filler: 20 of 20 against 16 of 20 with reach 0;
- * bench/RESULTS.md, Sessions IX).  Within reach, placement
+ * one 25K back (filler: 20 of 20 against 16 of 20 with reach 0 at 32K,
+ * 20 of 20 against 14 of 20 at 128K; bench/RESULTS.md, Sessions IX).  Within reach, placement
  * is the identity, and with every block selected the result equals
  * dense attention exactly.  (Packing tighter than needed costs recall:
  * on code at 8K the model finds a passkey at its true distance that it

@@ -19,11 +19,12 @@ bench_engine_prefill_decode_LDADD = libengine.a $(XXHASH_LIBS)
 # Passkey recall, dense and block-sparse (not run by make check; see
 # bench/needle/README.md).
 noinst_PROGRAMS += bench/needle/needle
-bench_needle_needle_SOURCES = bench/needle/needle.c
+bench_needle_needle_SOURCES = bench/needle/needle.c bench/bench_flags.h
 bench_needle_needle_LDADD = libengine.a $(XXHASH_LIBS) $(LIBM)
 
 # Decode cost against context length on a synthetic in-memory cache (not
 # run by make check; see bench/longctx/README.md).
 noinst_PROGRAMS += bench/longctx/decode_cost
-bench_longctx_decode_cost_SOURCES = bench/longctx/decode_cost.c
+bench_longctx_decode_cost_SOURCES = bench/longctx/decode_cost.c \
+	bench/bench_flags.h
 bench_longctx_decode_cost_LDADD = libengine.a $(XXHASH_LIBS) $(LIBM)

@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "engine.h"
+#include "../bench_flags.h"
 
 static double now_s(void)
 {
@@ -45,20 +46,11 @@ static uint64_t rng = 88172645463325252ull;
 
 #define QUESTION 16	/* tokens of the timed question step */
 #define CHUNK 512	/* tokens of the timed prefill chunk */
-#define BIG (1ul << 30)
+#define BIG BENCH_BIG
 
-/* The value of a numeric flag: a whole number from 0 to max, or die. */
 static uint32_t num(const char *flag, const char *v, unsigned long max)
 {
-	char *end;
-	unsigned long x = strtoul(v, &end, 10);
-
-	if (!*v || *end || *v == '-' || x > max) {
-		fprintf(stderr, "decode_cost: %s wants a number from 0 to "
-		    "%lu\n", flag, max);
-		exit(1);
-	}
-	return (uint32_t)x;
+	return (uint32_t)bench_num("decode_cost", flag, v, max);
 }
 
 static float frand(void)	/* uniform in [-1, 1) */

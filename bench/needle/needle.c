@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "engine.h"
+#include "../bench_flags.h"
 
 static double now_s(void)
 {
@@ -40,20 +41,11 @@ static void die(const char *msg, int rc)
 	exit(1);
 }
 
-#define BIG (1ul << 30)
+#define BIG BENCH_BIG
 
-/* The value of a numeric flag: a whole number from 0 to max, or die. */
 static uint32_t num(const char *flag, const char *v, unsigned long max)
 {
-	char *end, msg[128];
-	unsigned long x = strtoul(v, &end, 10);
-
-	if (!*v || *end || *v == '-' || x > max) {
-		snprintf(msg, sizeof msg, "%s wants a number from 0 to %lu",
-		    flag, max);
-		die(msg, 0);
-	}
-	return (uint32_t)x;
+	return (uint32_t)bench_num("needle", flag, v, max);
 }
 
 /* Appends files under path (regular files, sorted by name, recursing)

@@ -588,12 +588,13 @@ typedef enum eng_attn_mode {
  * that every distance the model sees stays below reach + local + n_batch
  * however long the session.  reach is at most the model's trained
  * context less the longer local run and n_batch (0 asks for that much);
- * it is never less than sink + top_k*B (the tightest packing: everything
- * just before the local run); UINT32_MAX keeps every true position.  The
- * default, 8192, shows far blocks closer than the trained context allows:
- * the default model finds a passkey 9K positions back more reliably than
- * one 25K back (filler: 20 of 20 against 16 of 20 with reach 0 at 32K,
- * 20 of 20 against 14 of 20 at 128K; bench/RESULTS.md, Sessions IX).  Within reach, placement
+ * it is never less than sink + k*B, k the step's blocks (the tightest
+ * packing: everything just before the local run); UINT32_MAX keeps every
+ * true position.  The default, 8192, shows far blocks closer than the
+ * trained context allows: the default model finds a passkey 9K positions
+ * back more reliably than one 25K back (filler: 20 of 20 against 16 of 20
+ * with reach 0 at 32K, 20 of 20 against 14 of 20 at 128K;
+ * bench/RESULTS.md, Sessions IX).  Within reach, placement
  * is the identity, and with every block selected the result equals
  * dense attention exactly.  (Packing tighter than needed costs recall:
  * on code at 8K the model finds a passkey at its true distance that it

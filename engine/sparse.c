@@ -134,6 +134,22 @@ static int first_far(uint32_t far_end, uint32_t first, uint32_t a,
 	return far_end && (uint64_t)(first + a) * B < far_end;
 }
 
+/* A block's score for a query q (per head), from its summary row
+ * [centre | radius | mean | var] (centre and mean less the reference ref):
+ *  - mass (steps of at most ENG_SPARSE_FEW tokens: decode, and a
+ *    question whose candidates are too many to scan):
+ *    the log of its attention mass, estimated as if its keys were
+ *    Gaussian with the summary's mean m and variance v; with s the scale
+ *    the model applies to q.k,
+ *      log sum_t exp(s q.k_t) ~ log B + s q.m + s^2 q^2.v / 2,
+ *    divided by s (the ranking is the same): q.m + s q^2.v / 2.
+ *  - bound (longer steps: prefill chunks): Quest's
+ *    sum_c max(q_c min_c, q_c max_c) = q.centre + |q|.radius, what any
+ *    query near the chunk's mean could find there.
+ * Either is one dot product of half the row with the head's [q | f(q)]
+ * (pl->qbar), the engine's f16 kernel, up to ENG_NT_MAX heads per pass,
+ * plus q.ref.  The highest of the group's heads wins: q.ref differs
+ * between heads, so it must be added back before they are compared. */
 struct score_job {
 	struct eng__plan *pl;
 	const uint16_t *rows;	/* the half of each row scored */
@@ -331,6 +347,15 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* The reach a step of k blocks places with: never less than the sink
+ * and the blocks packed just before the local run. */
+static uint64_t eff_reach(const eng_sparse_params *sp, uint32_t k,
+    uint32_t B, uint32_t sink_end)
+{
+	uint64_t tight = (uint64_t)k * B + sink_end;
+	return sp->reach > tight ? sp->reach : tight;
+}
+
 int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
     eng_kv *kv, uint32_t layer, uint32_t kvh, const struct eng__query *qs,
     struct eng_pool *pool)
@@ -380,11 +405,10 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	 * place their scores are noise, and rotating the query for each of
 	 * 16K far blocks per token would almost triple a step at 1M
 	 * (bench/RESULTS.md, Sessions VIII).  Its candidates start at lo;
-	 * reach >= tight leaves at least k of them. */
+	 * eff_reach >= sink + k*B leaves at least k of them. */
 	lo = first;
 	{
-		uint64_t tight = (uint64_t)k * B + (uint64_t)first * B;
-		uint64_t reach = sp->reach > tight ? sp->reach : tight;
+		uint64_t reach = eff_reach(sp, k, B, first * B);
 		uint64_t L0 = (uint64_t)last * B;
 		far_end = L0 > reach && qs->rope && qs->rope->n_rot ?
 		    (uint32_t)(L0 - reach) + first * B : 0;
@@ -469,8 +493,7 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	 * before L0 - (k-j-1)*B: everything stays below the local run. */
 	{
 		uint32_t L0 = last * B, sink_end = first * B;
-		uint64_t tight = (uint64_t)k * B + sink_end;
-		uint64_t reach = sp->reach > tight ? sp->reach : tight;
+		uint64_t reach = eff_reach(sp, k, B, sink_end);
 		uint32_t c = L0 > reach ? (uint32_t)(L0 - reach) : 0;
 		uint32_t at = c + sink_end;
 		if (sink_end && (rc = push_range(pl, 0, sink_end, c)))

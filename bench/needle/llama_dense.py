@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""llama_dense.py - the passkey test of `needle --dump DIR` run by
-llama.cpp (through llama-cpp-python) with its own dense attention, on the
-same token ids: each DIR/depth-NN.txt holds the key, then the sequence.
-Greedy answer of up to 16 tokens, right when it holds the five digits, as
-needle counts it.
+"""llama_dense.py - the test of `needle --dump DIR` run by llama.cpp
+(through llama-cpp-python) with its own dense attention, on the same
+token ids: each DIR/depth-NN.txt holds what a right answer holds (the
+passkey, or the fact's words joined by '|'), then the sequence.  Greedy
+answer of up to 16 tokens, right when it holds each of them (any case),
+as needle counts it.
 
     needle --model GGUF --length 32768 --depths 20 --haystack filler \
         --dense-only --sparse-only --dump /tmp/nd     # dump, run nothing
@@ -16,7 +17,7 @@ import time
 
 def run(llm, path):
     with open(path) as f:
-        key = f.readline().strip()
+        words = f.readline().strip().lower().split("|")
         ids = [int(x) for x in f if x.strip()]
     llm.reset()
     t0 = time.time()
@@ -30,7 +31,8 @@ def run(llm, path):
         out.append(t)
         llm.eval([t])
     text = llm.detokenize(out).decode("utf-8", "replace")
-    return key in text, text, time.time() - t0, len(ids)
+    hit = all(w in text.lower() for w in words)
+    return hit, text, time.time() - t0, len(ids)
 
 
 def main():
@@ -42,6 +44,8 @@ def main():
     for p in a.files:
         try:
             with open(p) as f:
+                if not f.readline().strip():
+                    raise ValueError("no answer on the first line")
                 int(f.readline())
         except (OSError, ValueError) as e:
             sys.exit("llama_dense.py: %s: not a needle --dump file (%s)"

@@ -1,11 +1,18 @@
-/* needle.c - passkey recall of engram's attention at a given context
- * length: a haystack (repeated filler, or real text read from files), one
- * line "The pass key is NNNNN. Remember it. NNNNN is the pass key." at
+/* needle.c - recall of engram's attention at a given context length: a
+ * haystack (repeated filler, or real text read from files), one needle at
  * each of D depths, then the question, framed as `engramctl ask` frames
- * it (one user turn: the context, "\n\nWhat is the pass key?", the
- * model's turn), and the start of the answer, "The pass key is", as the
- * standard test has it (--no-primer leaves it out).  Greedy answer of up
- * to 16 tokens; correct when it holds the five digits.  Dense and
+ * it (one user turn: the context, "\n\n" and the question, the model's
+ * turn), and the start of the answer, as the standard tests have it
+ * (--no-primer leaves it out).  Two tests (--test):
+ *   passkey  "The pass key is NNNNN. Remember it. NNNNN is the pass key.",
+ *            "What is the pass key?" (Landmark Attention, InfLLM); right
+ *            when the answer holds the five digits;
+ *   fact     "The best thing to do in San Francisco is eat a sandwich and
+ *            sit in Dolores Park on a sunny day.", "What is the best thing
+ *            to do in San Francisco?" (Kamradt's needle in a haystack);
+ *            right when the answer names the sandwich and Dolores Park.
+ * --intro opens the context with the passkey test's task line.  Greedy
+ * answer of up to 16 tokens.  Dense and
  * block-sparse attention (eng_sparse_params, the engine's defaults) run
  * on the same sequences; each answer says what share of the question's
  * last-token attention fell on the needle.  See bench/needle/README.md.
@@ -19,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -132,10 +140,48 @@ static int32_t *tok(const eng_vocab *v, const char *s, int flags, size_t *n)
 	return ids;
 }
 
+/* The tests (--test): the needle (with %s for a passkey's key), the
+ * question, the answer's start, and the words a right answer holds (the
+ * key; every one of the facts). */
+struct test {
+	const char *name, *needle, *question, *primer;
+	const char *words[3];
+};
+
+static const struct test tests[] = {
+	{ "passkey", "\nThe pass key is %s. Remember it. %s is the pass "
+	  "key.\n", "What is the pass key?", "The pass key is", { NULL } },
+	{ "fact", "\nThe best thing to do in San Francisco is eat a sandwich "
+	  "and sit in Dolores Park on a sunny day.\n", "What is the best "
+	  "thing to do in San Francisco?", "The best thing to do in San "
+	  "Francisco is", { "sandwich", "dolores park", NULL } },
+};
+
+/* Case-insensitive strstr, for the fact's words. */
+static int holds(const char *s, const char *w)
+{
+	size_t n = strlen(w);
+	for (; *s; s++)
+		if (!strncasecmp(s, w, n))
+			return 1;
+	return 0;
+}
+
+/* Right when the answer holds the key (passkey) or every word (fact). */
+static int right(const struct test *t, const char *out, const char *key)
+{
+	if (!t->words[0])
+		return strstr(out, key) != NULL;
+	for (int i = 0; t->words[i]; i++)
+		if (!holds(out, t->words[i]))
+			return 0;
+	return 1;
+}
+
 /* Greedy answer to seq (the branch after the prefix) on a clone. */
 static int answer(struct run *r, const eng_vocab *v, const int32_t *seq,
-    uint32_t n, uint32_t n_q, uint32_t n_n, const char *key, char *out,
-    size_t outlen)
+    uint32_t n, uint32_t n_q, uint32_t n_n, const struct test *test,
+    const char *key, char *out, size_t outlen)
 {
 	eng_kv *kv;
 	const float *l;
@@ -148,7 +194,8 @@ static int answer(struct run *r, const eng_vocab *v, const int32_t *seq,
 	/* The context, then the question as a step of its own: a session is
 	 * prefilled before anyone asks, so ask's first step holds the
 	 * question alone (its mean query picks the blocks). */
-	if ((rc = eng_fwd_eval(r->f, kv, seq, n - n_q, 0, NULL, NULL)))
+	if (n > n_q && (rc = eng_fwd_eval(r->f, kv, seq, n - n_q, 0, NULL,
+	    NULL)))
 		die("eval", rc);
 	/* seq starts with the needle, at position r->pos */
 	eng_fwd_record(r->f, 1);
@@ -174,23 +221,27 @@ static int answer(struct run *r, const eng_vocab *v, const int32_t *seq,
 			die("eval", rc);
 	}
 	eng_kv_close(kv);
-	return strstr(out, key) != NULL;
+	return right(test, out, key);
 }
 
-/* DIR/depth-NN.txt: the key on the first line, then every token id of
+/* DIR/depth-NN.txt: what a right answer holds on the first line (the
+ * key, or the fact's words joined by '|'), then every token id of
  * the depth's sequence (BOS and the turn's opening, the haystack before
  * the needle, the branch), one per line: for another engine to run the
  * same test (bench/needle/llama_dense.py). */
-static void dump_seq(const char *dir, uint32_t di, const char *key,
-    const int32_t *pre, size_t n_pre, const int32_t *h, size_t at,
-    const int32_t *br, size_t nb)
+static void dump_seq(const char *dir, uint32_t di, const struct test *t,
+    const char *key, const int32_t *pre, size_t n_pre, const int32_t *h,
+    size_t at, const int32_t *br, size_t nb)
 {
 	char path[4096];
 	snprintf(path, sizeof path, "%s/depth-%02u.txt", dir, di);
 	FILE *f = fopen(path, "w");
 	if (!f)
 		die("cannot write the --dump file", 0);
-	fprintf(f, "%s\n", key);
+	if (!t->words[0])
+		fprintf(f, "%s\n", key);
+	for (int i = 0; t->words[i]; i++)
+		fprintf(f, "%s%s", t->words[i], t->words[i + 1] ? "|" : "\n");
 	for (size_t i = 0; i < n_pre; i++)
 		fprintf(f, "%d\n", pre[i]);
 	for (size_t i = 0; i < at; i++)
@@ -206,7 +257,8 @@ int main(int argc, char **argv)
 	const char *model = NULL, *hay = "filler", *dump = NULL;
 	uint32_t length = 8192, depths = 20, threads = 2, rope_offset = 0;
 	eng_sparse_params sp;
-	int dense = 1, sparse = 1, verbose = 0, primer = 1;
+	int dense = 1, sparse = 1, verbose = 0, primer = 1, intro = 0;
+	const struct test *t = &tests[0];
 	double depth_min = 0.0, depth_max = 1.0;
 	char err[256];
 
@@ -239,6 +291,16 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--depth-min")) depth_min = atof(v), i++;
 		else if (!strcmp(a, "--dense-only")) sparse = 0;
 		else if (!strcmp(a, "--no-primer")) primer = 0;
+		else if (!strcmp(a, "--intro")) intro = 1;
+		else if (!strcmp(a, "--test")) {
+			t = NULL;
+			for (size_t j = 0; j < sizeof tests / sizeof *tests; j++)
+				if (!strcmp(v, tests[j].name))
+					t = &tests[j];
+			if (!t)
+				die("--test takes passkey or fact", 0);
+			i++;
+		}
 		else if (!strcmp(a, "--dump")) dump = v, i++;
 		else if (!strcmp(a, "--rope-offset"))
 			rope_offset = num(a, v, BIG), i++;
@@ -252,7 +314,8 @@ int main(int argc, char **argv)
 			    "[--question-top-k K] "
 			    "[--dense-max M] "
 			    "[--sparse-only|--dense-only] [--reach R|--true-positions] "
-			    "[--scan-max P] [--no-primer] "
+			    "[--scan-max P] [--test passkey|fact] [--intro] "
+			    "[--no-primer] "
 			    "[--depth-min F] [--depth-max F] [--dump DIR] "
 			    "[--rope-offset P] [-v|-vv]\n");
 			return 2;
@@ -267,18 +330,25 @@ int main(int argc, char **argv)
 		die(err, rc);
 	const eng_vocab *v = eng_model_vocab(m);
 
-	/* The framing of a session and of a question (ops_ask.c). */
+	/* The framing of a session and of a question (ops_ask.c); --intro:
+	 * the passkey test's task line opens the context. */
 	size_t n_pre, n_q, n_h;
-	int32_t *pre = tok(v, "<start_of_turn>user\n",
-	    ENG_TOK_ADD_SPECIAL | ENG_TOK_PARSE_SPECIAL, &n_pre);
-	int32_t *q = tok(v, "\n\nWhat is the pass key?<end_of_turn>\n"
-	    "<start_of_turn>model\n", ENG_TOK_PARSE_SPECIAL, &n_q);
-	/* The standard test (InfLLM, Landmark Attention) starts the answer
-	 * with "The pass key is": without it the default model, dense,
-	 * answers with code for passkeys deep in a code haystack. */
+	char buf[512];
+	snprintf(buf, sizeof buf, "<start_of_turn>user\n%s", intro ? "There is "
+	    "an important info hidden inside a lot of irrelevant text. Find it "
+	    "and memorize them. I will quiz you about the important information "
+	    "there.\n" : "");
+	int32_t *pre = tok(v, buf, ENG_TOK_ADD_SPECIAL | ENG_TOK_PARSE_SPECIAL,
+	    &n_pre);
+	/* The standard tests start the answer ("The pass key is"): without
+	 * it the default model, dense, answers with code for passkeys deep
+	 * in a code haystack. */
+	snprintf(buf, sizeof buf, "\n\n%s<end_of_turn>\n<start_of_turn>model\n",
+	    t->question);
+	int32_t *q = tok(v, buf, ENG_TOK_PARSE_SPECIAL, &n_q);
 	if (primer) {
 		size_t n_p;
-		int32_t *p = tok(v, "The pass key is", 0, &n_p);
+		int32_t *p = tok(v, t->primer, 0, &n_p);
 		int32_t *nq = realloc(q, (n_q + n_p) * sizeof *q);
 		if (!nq)
 			die("out of memory", 0);
@@ -331,8 +401,9 @@ int main(int argc, char **argv)
 	    sp.prefill_top_k : sp.top_k, sp.question_top_k ?
 	    sp.question_top_k : sp.top_k, sp.dense_max, sp.reach,
 	    sp.reach ? "" : " (trained context)", sp.scan_max);
-	printf("# answer primed with \"The pass key is\": %s\n",
-	    primer ? "yes" : "no");
+	printf("# test %s%s, answer primed with \"%s\": %s\n", t->name,
+	    intro ? " with the task line" : "", t->primer, primer ? "yes" :
+	    "no");
 	if (rope_offset)
 		printf("# RoPE positions offset by %u\n", rope_offset);
 	for (int k = 0; k < 2; k++) {
@@ -345,12 +416,28 @@ int main(int argc, char **argv)
 			die("prefix", rc);
 		runs[k].pos = (uint32_t)n_pre;
 	}
+	/* The control: the question with no haystack and no needle.  A
+	 * model that answers it right anyway (it has read the needle in
+	 * training) makes the test void. */
+	for (int k = 0; k < 2; k++) {
+		char out[256];
+		if (!use[k])
+			continue;
+		int hit = answer(&runs[k], v, q, (uint32_t)n_q, (uint32_t)n_q, 0,
+		    t, "00000", out, sizeof out);
+		for (char *c = out; *c; c++)
+			if (*c == '\n')
+				*c = ' ';
+		printf("# control, no needle: %s [%s]%s\n", hit ? "RIGHT" :
+		    "wrong", out, hit ? " (the test is void)" : "");
+		runs[k].seen = 0;
+		break;
+	}
 	for (uint32_t di = 0; di < depths; di++) {
-		char needle[128], key[8], out[256];
+		char needle[256], key[8], out[256];
 		size_t n_n;
 		snprintf(key, sizeof key, "%05d", 10000 + rand() % 90000);
-		snprintf(needle, sizeof needle, "\nThe pass key is %s. Remember "
-		    "it. %s is the pass key.\n", key, key);
+		snprintf(needle, sizeof needle, t->needle, key, key);
 		int32_t *nd = tok(v, needle, 0, &n_n);
 		size_t body = length - n_pre - n_q - n_n;
 		if (body > n_h)
@@ -366,7 +453,7 @@ int main(int argc, char **argv)
 		memcpy(br + n_n, h + at, (body - at) * sizeof *br);
 		memcpy(br + n_n + (body - at), q, n_q * sizeof *br);
 		if (dump)
-			dump_seq(dump, di, key, pre, n_pre, h, at, br, nb);
+			dump_seq(dump, di, t, key, pre, n_pre, h, at, br, nb);
 		printf("depth %5.1f%% (token %u):", 100.0 * frac,
 		    (unsigned)(n_pre + at));
 		for (int k = 0; k < 2; k++) {
@@ -381,7 +468,7 @@ int main(int argc, char **argv)
 				die("prefix", rc);
 			r->pos = want;
 			int hit = answer(r, v, br, (uint32_t)nb,
-			    (uint32_t)n_q, (uint32_t)n_n, key, out,
+			    (uint32_t)n_q, (uint32_t)n_n, t, key, out,
 			    sizeof out);
 			r->ok += hit;
 			r->secs += now_s() - t0;

@@ -14,11 +14,12 @@
  *
  * Checkpoints: every prefill_checkpoint positions, at the last chunk
  * boundary before the end and at the end, the saved tail is also kept as
- * the checkpoint of that prefix.  A session that starts empty first takes
- * over the longest stored prefix of its context that ends at a checkpoint
- * (another session's, or its own before it was cut): those positions are
- * "reused", not computed.  The end marks of a job are dropped when the
- * next job on the session saves past them (drop_job_marks).
+ * the checkpoint of that prefix.  A job first grows the session by the
+ * longest stored stretch of its context past the session's end that ends
+ * at a checkpoint (another session's, or its own before it was cut),
+ * one checkpoint's stretch per store lock: those positions are "reused",
+ * not computed.  The end marks of a job are dropped when the next job on
+ * the session saves past them (drop_job_marks).
  */
 #include "config.h"
 
@@ -106,36 +107,41 @@ int ed_context_read(int64_t sid, const int32_t *pre, size_t n_pre,
 	return rc;
 }
 
-/* Starts an empty session from the longest prefix of its context that the
- * store holds with a checkpoint (ms_session_adopt) and reopens *kv on it.
- * Not finding one, or failing to take it, costs only compute: logged. */
+/* Grows the session by the longest stretch of its context that the store
+ * holds with a checkpoint at its end (ms_session_adopt) and reopens *kv on
+ * it.  One checkpoint's stretch per store lock, so that questions and
+ * other jobs go between: a 1M prefix is ~18 of them.  Not finding one, or
+ * failing to take it, costs only compute: logged. */
 static int adopt_prefix(ed_prefill *p, const int32_t *pre, size_t n_pre,
     uint64_t total, eng_kv **kv, uint32_t n_batch, char *err, size_t errlen)
 {
 	int32_t *ctx = malloc((size_t)total * sizeof(*ctx));
-	uint64_t got = 0;
+	uint64_t got = 0, step = 0;
 	int rc = ctx ? ed_context_read(p->session_id, pre, n_pre, 0, total,
 	    ctx) : MS_ENOMEM;
 
-	if (rc == 0) {
+	while (rc == 0 && !atomic_load(&p->cancel)) {
 		ms_store *ms = ed_store_lock();
 		rc = ms ? ms_session_adopt(ms, p->session_id,
-		    (const uint32_t *)ctx, total, &got) : MS_EIO;
+		    (const uint32_t *)ctx, total, &step) : MS_EIO;
 		if (rc)
 			ed_log(ED_LOG_WARN, "session %lld: stored prefix not "
 			    "taken: %s", (long long)p->session_id,
 			    ms ? ms_errmsg(ms) : "store closed");
 		ed_store_unlock();
+		if (!step)
+			break;
+		got += step;
+		atomic_store(&p->reused, got);
 	}
 	free(ctx);
-	if (rc || !got)
+	if (!got)
 		return 0;
 	eng_kv_close(*kv);
 	*kv = NULL;
 	if ((rc = ed_skv_open(p->session_id, ed_model(), n_batch, kv, err,
 	    errlen)) < 0)
 		return rc;
-	atomic_store(&p->reused, got);
 	ed_log(ED_LOG_INFO, "session %lld: %llu of %llu positions taken from "
 	    "the store, not computed", (long long)p->session_id,
 	    (unsigned long long)got, (unsigned long long)total);
@@ -195,7 +201,7 @@ void ed_prefill_run(ed_prefill *p)
 		goto fail;
 	}
 	nb = eng_fwd_n_batch(f);
-	if (p->reuse && eng_kv_length(kv) == 0 && total &&
+	if (p->reuse && eng_kv_length(kv) < total &&
 	    (rc = adopt_prefix(p, pre, n_pre, total, &kv, nb, err,
 	    sizeof(err))) < 0) {
 		snprintf(p->error, sizeof(p->error), "%s", err);

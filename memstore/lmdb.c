@@ -1069,23 +1069,37 @@ struct adopt_arg {
 	struct vbuf cb;		/* copies of records */
 	float *kf;		/* one block's keys, decoded */
 	size_t kf_cap;		/* floats */
-	uint64_t n_tokens;	/* out: adopted */
+	uint64_t taken;		/* out: positions adopted by this stretch */
+	uint64_t n_tokens;	/* out: the session's length after it */
 	ms_key head;		/* out: the last adopted block's key */
 };
 
-/* The longest prefix of the context that the store holds with a
- * checkpoint at its end: *nb blocks, *end tokens (0, 0: none).  Keys are
- * hashed and looked up block by block until the first one missing. */
+/* The next stretch of the context that the store holds, from block from
+ * (the session's end) to the first checkpoint past it: *nb blocks in all,
+ * *end tokens (*nb == from: none).  Keys are hashed from the start (a
+ * key names its whole prefix); those from block from on are looked up
+ * until the first missing or the first with a checkpoint at its end. */
 static int adopt_find(ms_store *ms, MDB_txn *txn, struct adopt_arg *a,
-		      const struct ms__head *h, uint64_t *nb, uint64_t *end)
+		      const struct ms__head *h, uint64_t from, uint64_t *nb,
+		      uint64_t *end)
 {
 	uint32_t B = h->block_tokens;
-	*nb = *end = 0;
+	*nb = from;
+	*end = from * B;
 	for (uint64_t j = 0, off = 0; off < a->n; j++, off += B) {
 		uint32_t len = a->n - off < B ? (uint32_t)(a->n - off) : B;
 		struct ms__pfx p;
 		ms_block_key(h->fingerprint, j ? &a->keys[j - 1] : NULL,
 			     a->tokens + off, len, off, &a->keys[j]);
+		if (j + 1 < from)
+			continue;
+		if (j + 1 == from) {
+			if (memcmp(a->keys[j].b, h->head_key, 16))
+				return ms__fail(ms, MS_EMISMATCH, "adopt: the "
+						"session's KV is not a prefix "
+						"of its context");
+			continue;
+		}
 		int rc = pfx_read(ms, txn, a->keys[j].b, &p);
 		if (rc == MS_ENOTFOUND || (!rc && p.n_tokens != len))
 			break;
@@ -1096,6 +1110,7 @@ static int adopt_find(ms_store *ms, MDB_txn *txn, struct adopt_arg *a,
 		    ms__ckpt_end(&v) == off + len) {
 			*nb = j + 1;
 			*end = off + len;
+			break;
 		}
 	}
 	return 0;
@@ -1168,18 +1183,21 @@ static int adopt_w(ms_store *ms, MDB_txn *txn, void *arg)
 {
 	struct adopt_arg *a = arg;
 	struct ms__head h;
-	uint64_t nb, end;
+	uint64_t from, nb, end;
 	int rc = head_read_b(ms, txn, a->id, &h);
 	if (rc)
 		return rc;
-	if (h.n_tokens || h.n_blocks)
-		return ms__fail(ms, MS_ESTATE, "adopt: session %lld is not "
-				"empty", (long long)a->id);
+	a->taken = 0;
+	a->n_tokens = h.n_tokens;
+	/* a partial last block ends the session's blocks for good */
+	from = h.n_blocks;
+	if (h.n_tokens != from * h.block_tokens || h.n_tokens >= a->n)
+		return 0;
 	/* kept across the retries of a write that grew the map */
 	if (!a->keys && !(a->keys = calloc(a->n / h.block_tokens + 1,
 					   sizeof(*a->keys))))
 		return ms__fail(ms, MS_ENOMEM, "adopt");
-	if ((rc = adopt_find(ms, txn, a, &h, &nb, &end)) || !nb)
+	if ((rc = adopt_find(ms, txn, a, &h, from, &nb, &end)) || nb == from)
 		return rc;
 	MDB_val ck = { 16, a->keys[nb - 1].b }, cv;
 	struct ms__ckpt_hdr ch;
@@ -1197,7 +1215,7 @@ static int adopt_w(ms_store *ms, MDB_txn *txn, void *arg)
 				"another model");
 	ms_geom g;
 	head_geom(&h, &g);
-	for (uint64_t i = 0; i < nb; i++) {
+	for (uint64_t i = from; i < nb; i++) {
 		struct ms__pfx p;
 		struct ms__sidx st;
 		if ((rc = pfx_read(ms, txn, a->keys[i].b, &p)))
@@ -1222,6 +1240,7 @@ static int adopt_w(ms_store *ms, MDB_txn *txn, void *arg)
 	h.n_blocks = nb;
 	h.n_tokens = end;
 	memcpy(h.head_key, a->keys[nb - 1].b, 16);
+	a->taken = end - from * h.block_tokens;
 	a->n_tokens = end;
 	a->head = a->keys[nb - 1];
 	return head_write(ms, txn, a->id, &h);
@@ -1241,10 +1260,10 @@ int ms_session_adopt(ms_store *ms, int64_t id, const uint32_t *tokens,
 	free(a.kf);
 	if (rc)
 		return rc;
-	if (a.n_tokens)
+	if (a.taken)
 		ms__cat_set_count(ms, id, a.n_tokens, a.head.b);
 	if (n_adopted)
-		*n_adopted = a.n_tokens;
+		*n_adopted = a.taken;
 	return 0;
 }
 

@@ -361,19 +361,25 @@ int ms_session_commit(ms_store *ms, int64_t id, uint64_t first,
 		      const uint32_t *tokens, uint64_t n_tokens, const float *k,
 		      const float *v, const ms_tail *tail, uint64_t *n_blocks);
 
-/* Starts the empty session id from KV already stored, with no compute:
- * tokens[0..n_tokens) is its context (as its blocks will hold it).  Finds
- * the longest prefix of it that the store holds as blocks (same model,
- * same B: the keys name the prefix) with a checkpoint at its end, and makes
- * that prefix the session's KV in ONE LMDB transaction, as a fork would:
- * the blocks by reference, their summaries (copied from the session that
- * wrote the checkpoint while it holds the same block at the same index,
- * else made again from the block: the same bits for f16 blocks), and the
- * checkpoint as the tail.  *n_adopted (may be NULL) receives the prefix's
- * length; 0 when there is none, and then nothing changes.  The stream and
- * spans are the caller's.  MS_ESTATE if the session is not empty,
- * MS_ENOTFOUND if it has no head, MS_ECORRUPT if the chosen checkpoint or a
- * block fails verification; the catalog's count follows as for a commit. */
+/* Grows session id by KV already stored, with no compute: tokens[0..
+ * n_tokens) is its context (as its blocks will hold it).  From the
+ * session's end on (0 when empty), finds the blocks of the context that
+ * the store holds (same model, same B: the keys name the prefix) up to the
+ * first one with a checkpoint at its end, and makes them the session's
+ * next KV in ONE LMDB transaction, as a fork would: the blocks by
+ * reference, their summaries (copied from the session that wrote the
+ * checkpoint while it holds the same block at the same index, else made
+ * again from the block: the same bits for f16 blocks), and the checkpoint
+ * as the tail.  One call takes one stretch, from one checkpoint to the
+ * next (65,536 positions with engramd's defaults), so that a caller
+ * taking a 1M prefix lets other users of the store in between: call again
+ * until *n_adopted is 0.  *n_adopted (may be NULL) receives the positions
+ * taken; 0 when the store holds no further stretch, when the session ends
+ * in a partial block or is as long as the context, and then nothing
+ * changes.  The stream and spans are the caller's.  MS_EMISMATCH if the
+ * session's blocks are not a prefix of the context, MS_ENOTFOUND if it has
+ * no head, MS_ECORRUPT if the chosen checkpoint or a block fails
+ * verification; the catalog's count follows as for a commit. */
 int ms_session_adopt(ms_store *ms, int64_t id, const uint32_t *tokens,
 		     uint64_t n_tokens, uint64_t *n_adopted);
 

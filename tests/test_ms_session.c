@@ -851,13 +851,24 @@ static int64_t create_g(ms_store *ms, const char *name, const ms_geom *g)
 	return id;
 }
 
-static uint64_t adopt(ms_store *ms, int64_t id, const uint32_t *tok,
-		      uint64_t n)
+/* One stretch: the positions taken. */
+static uint64_t adopt1(ms_store *ms, int64_t id, const uint32_t *tok,
+		       uint64_t n)
 {
 	uint64_t got = 12345;
 	int rc = ms_session_adopt(ms, id, tok, n, &got);
 	ck_assert_msg(rc == 0, "adopt: %s", ms_errmsg(ms));
 	return got;
+}
+
+/* Stretch after stretch, as engramd does: the positions taken in all. */
+static uint64_t adopt(ms_store *ms, int64_t id, const uint32_t *tok,
+		      uint64_t n)
+{
+	uint64_t got, all = 0;
+	while ((got = adopt1(ms, id, tok, n)))
+		all += got;
+	return all;
 }
 
 static void sums_same(ms_store *ms, int64_t id, const struct sums *want,
@@ -906,9 +917,14 @@ START_TEST(test_adopt)
 	sums_get(ms, a, &want);
 	ck_assert_uint_eq(want.n, 6);
 
-	/* the whole context: every block, the tail at 90 */
+	/* the whole context, one checkpoint's stretch per call: to 64 (its
+	 * tail then the checkpoint at 64, the session whole), then to 90 */
 	int64_t b = create_g(ms, "b", &G16);
-	ck_assert_uint_eq(adopt(ms, b, d->tok, 90), 90);
+	ck_assert_uint_eq(adopt1(ms, b, d->tok, 90), 64);
+	chain_expect(ms, b, d, 64);
+	tail_expect(ms, b, &t64);
+	expect_check(ms);
+	ck_assert_uint_eq(adopt1(ms, b, d->tok, 90), 26);
 	chain_expect(ms, b, d, 90);
 	tail_expect(ms, b, &t90);
 	sums_same(ms, b, &want, 6);
@@ -916,8 +932,11 @@ START_TEST(test_adopt)
 	ck_assert_uint_eq(st.blocks, 6);
 	ck_assert_uint_eq(st.block_refs, 12);
 	expect_check(ms);
-	/* only an empty session adopts */
-	ck_assert_int_eq(ms_session_adopt(ms, b, d->tok, 90, NULL), MS_ESTATE);
+	/* nothing more: a partial last block ends the session's blocks, and
+	 * a session as long as its context has nothing to take */
+	ck_assert_uint_eq(adopt1(ms, b, d->tok, 90), 0);
+	ck_assert_uint_eq(adopt1(ms, b, d->tok, 200), 0);
+	chain_expect(ms, b, d, 90);
 	ck_assert_int_eq(ms_session_adopt(ms, 999, d->tok, 90, NULL),
 			 MS_ENOTFOUND);
 	ck_assert_int_eq(ms_session_adopt(ms, b, NULL, 90, NULL), MS_EINVAL);
@@ -945,6 +964,23 @@ START_TEST(test_adopt)
 	ck_assert(!has_tail(ms, e0));
 	expect_check(ms);
 
+	/* a session that holds its first 64 positions (whichever way)
+	 * takes the rest; one whose blocks are not a prefix of the context
+	 * is refused and left as it was */
+	int64_t g = create_g(ms, "g", &G16);
+	ck_assert_int_eq(commit(ms, g, d, 0, 64, NULL, NULL), 0);
+	ck_assert_uint_eq(adopt(ms, g, d->tok, 90), 26);
+	chain_expect(ms, g, d, 90);
+	tail_expect(ms, g, &t90);
+	int64_t g2 = create_g(ms, "g2", &G16);
+	ck_assert_int_eq(commit(ms, g2, d, 0, 64, NULL, NULL), 0);
+	memcpy(tok, d->tok, sizeof(tok));
+	tok[10]++;
+	ck_assert_int_eq(ms_session_adopt(ms, g2, tok, 90, NULL),
+			 MS_EMISMATCH);
+	chain_expect(ms, g2, d, 64);
+	expect_check(ms);
+
 	/* the source gone: summaries made again from the f16 blocks */
 	ck_assert_int_eq(ms_session_delete(ms, "a"), 0);
 	int64_t e = create_g(ms, "e", &G16);
@@ -954,8 +990,8 @@ START_TEST(test_adopt)
 	expect_check(ms);
 
 	/* every session gone: blocks and checkpoints with them */
-	const char *names[] = { "b", "c", "c2", "c3", "e0", "e" };
-	for (size_t i = 0; i < 6; i++)
+	const char *names[] = { "b", "c", "c2", "c3", "e0", "e", "g", "g2" };
+	for (size_t i = 0; i < 8; i++)
 		ck_assert_int_eq(ms_session_delete(ms, names[i]), 0);
 	ck_assert_int_eq(ms_stats_get(ms, &st), 0);
 	ck_assert_uint_eq(st.blocks, 0);

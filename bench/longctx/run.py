@@ -16,8 +16,12 @@ everything) for comparison.  --reuse then measures what the store saves: the
 same corpus ingested as a second session and prefilled (taken from the
 first one's checkpoints), and the corpus grown by one file sorted last (the
 prefix up to the last checkpoint taken over, the rest computed), each
-beside the same prefill with --no-reuse.  Prints one JSON line per length and a Markdown
-row for bench/RESULTS.md.
+beside the same prefill with --no-reuse.  --adopt measures only the
+first of these (the same corpus as a second session, taken from the store)
+and how long questions to the first session wait meanwhile: one-token
+questions asked back to back while that prefill runs, their slowest wall
+time beside that of the same question with the daemon idle.  Prints one
+JSON line per length and a Markdown row for bench/RESULTS.md.
 """
 import argparse, json, os, shutil, subprocess, sys, tempfile, time
 
@@ -136,6 +140,35 @@ def reuse(d, corpus, grow_from):
     return out
 
 
+def adopt_stall(d, corpus, q):
+    """The corpus as a second session, prefilled from the store, while
+    one-token questions go to the first session back to back."""
+    def one():
+        t = time.time()
+        ev = d.ctl("ask", "--max-tokens", "1", "engram", q)[-1]
+        return (time.time() - t) * 1000, ev["ttft_ms"]
+    idle = [one() for _ in range(3)]
+    d.ctl("ingest", "--name", "adopted", corpus)
+    t0 = time.time()
+    p = subprocess.Popen([os.path.join(d.build, "engramctl"), "-s", d.sock, "--json",
+                          "prefill", "adopted"], stdout=subprocess.PIPE, text=True)
+    busy = []
+    while p.poll() is None:
+        busy.append(one())
+    out = p.communicate()[0]
+    secs = time.time() - t0
+    ev = json.loads(out.splitlines()[-1])
+    d.ctl("session", "rm", "adopted")
+    res = {"total": ev.get("total"), "reused": ev.get("reused"),
+           "computed": ev.get("computed"), "prefill_wall_s": round(secs, 3),
+           "idle_ask_wall_ms": round(max(w for w, _ in idle), 1),
+           "busy_asks": len(busy),
+           "busy_ask_wall_ms_max": round(max((w for w, _ in busy), default=0), 1),
+           "busy_ttft_ms_max": round(max((t for _, t in busy), default=0), 1)}
+    print(json.dumps({"adopt": res}), flush=True)
+    return res
+
+
 def run(args, length):
     base = args.resume or tempfile.mkdtemp(prefix="longctx.", dir=args.tmp)
     data = os.path.join(base, "data-%d" % length)
@@ -193,6 +226,7 @@ def run(args, length):
         mem = d.mem()
         store = d.ctl("store")[-1]
         reused = reuse(d, corpus, args.grow_from) if args.reuse else None
+        adopted = adopt_stall(d, corpus, q) if args.adopt else None
         d.stop()
         cold = drop_caches()
         d.start()
@@ -214,7 +248,7 @@ def run(args, length):
             "bytes_on_disk": store["bytes_on_disk"],
             "disk_bytes_per_token": store["bytes_on_disk"] / max(total, 1),
             "record_bytes_per_token": store["bytes_per_token"],
-            "data": base, "reuse": reused,
+            "data": base, "reuse": reused, "adopt": adopted,
         }
         print(json.dumps(res), flush=True)
         return res
@@ -241,6 +275,9 @@ def main():
     ap.add_argument("--tmp", default=None)
     ap.add_argument("--reuse", action="store_true",
                     help="also measure second sessions of the same (and a grown) corpus")
+    ap.add_argument("--adopt", action="store_true",
+                    help="also time a second session of the same corpus taken "
+                    "from the store, and questions asked meanwhile")
     ap.add_argument("--grow-from", default="/usr/include/stdio.h",
                     help="the file added to grow the corpus (--reuse)")
     args = ap.parse_args()

@@ -186,12 +186,23 @@ const struct eng_model *ed_model(void);
 extern const ed_op ed_ops_model[];	/* ends with a NULL name */
 
 /* store.c: the memstore, opened at start (recovery runs then) under
- * <data_dir>/store.  One mutex guards it: lock, use, unlock. */
+ * <data_dir>/store.  One lock guards it, served in the order asked: lock,
+ * use, unlock. */
 struct ms_store;
 int ed_store_open(const ed_settings *s, char *err, size_t errlen);
 void ed_store_close(void);
 struct ms_store *ed_store_lock(void);
 void ed_store_unlock(void);
+/* Threads waiting for the lock (tests). */
+int ed_store_waiters(void);
+/* A store write: fn(ms, arg) under the lock.  While it fails with
+ * MS_EBUSY (the LMDB map must grow, which waits for every read
+ * transaction to end: a question's, within seconds), it is tried again
+ * every 50 ms, the lock let go between, for up to ED_STORE_BUSY_S.  On
+ * failure err (may be NULL) gets the store's message. */
+#define ED_STORE_BUSY_S 120
+int ed_store_write(int (*fn)(struct ms_store *, void *), void *arg,
+    char *err, size_t errlen);
 
 /* Further op tables, each ending with a NULL name: sessions, ingest jobs
  * and the store (ops_session.c); generation (ops_generate.c); questions

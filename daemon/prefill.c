@@ -40,17 +40,20 @@ static double now_s(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+static int pack_fn(ms_store *ms, void *arg)
+{
+	return ms_summary_pack(ms, *(const int64_t *)arg);
+}
+
 /* Copies the session's summaries into one record (ms_summary_pack), so
  * that a restart reads them in one sequence.  A failure costs only that
  * speed: logged, not fatal. */
 static void pack_summaries(int64_t id)
 {
-	ms_store *ms = ed_store_lock();
-	int rc = ms ? ms_summary_pack(ms, id) : MS_EIO;
-	ed_store_unlock();
-	if (rc)
+	char msg[384];
+	if (ed_store_write(pack_fn, &id, msg, sizeof(msg)))
 		ed_log(ED_LOG_WARN, "session %lld: summaries not packed: %s",
-		    (long long)id, ms_strerror(rc));
+		    (long long)id, msg);
 }
 
 static void sparse_params(const ed_settings *s, eng_sparse_params *sp)
@@ -107,6 +110,20 @@ int ed_context_read(int64_t sid, const int32_t *pre, size_t n_pre,
 	return rc;
 }
 
+/* ms_session_adopt's arguments, for ed_store_write. */
+struct adopt_arg {
+	int64_t id;
+	const uint32_t *ctx;
+	uint64_t n;
+	uint64_t *step;
+};
+
+static int adopt_fn(ms_store *ms, void *arg)
+{
+	struct adopt_arg *a = arg;
+	return ms_session_adopt(ms, a->id, a->ctx, a->n, a->step);
+}
+
 /* Grows the session by the longest stretch of its context that the store
  * holds with a checkpoint at its end (ms_session_adopt) and reopens *kv on
  * it.  One checkpoint's stretch per store lock, so that questions and
@@ -120,18 +137,19 @@ static int adopt_prefix(ed_prefill *p, const int32_t *pre, size_t n_pre,
 	int rc = ctx ? ed_context_read(p->session_id, pre, n_pre, 0, total,
 	    ctx) : MS_ENOMEM;
 
+	struct adopt_arg a = { p->session_id, (const uint32_t *)ctx, total,
+	    &step };
 	while (rc == 0 && !atomic_load(&p->cancel)) {
-		ms_store *ms = ed_store_lock();
-		rc = ms ? ms_session_adopt(ms, p->session_id,
-		    (const uint32_t *)ctx, total, &step) : MS_EIO;
-		if (rc)
+		char msg[384];
+		step = 0;
+		if ((rc = ed_store_write(adopt_fn, &a, msg, sizeof(msg))))
 			ed_log(ED_LOG_WARN, "session %lld: stored prefix not "
-			    "taken: %s", (long long)p->session_id,
-			    ms ? ms_errmsg(ms) : "store closed");
-		ed_store_unlock();
+			    "taken: %s", (long long)p->session_id, msg);
 		if (!step)
 			break;
 		got += step;
+		ed_log(ED_LOG_DEBUG, "session %lld: %llu positions taken",
+		    (long long)p->session_id, (unsigned long long)got);
 		atomic_store(&p->reused, got);
 	}
 	free(ctx);

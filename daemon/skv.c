@@ -25,8 +25,6 @@
 #include "memstore.h"
 #include "skv.h"
 
-/* How long a save waits for readers to let the map grow, seconds. */
-#define SKV_BUSY_S 120
 /* Decoded (non-f16) blocks kept at most, bytes; trimmed at commits. */
 #define SKV_DECODED_MAX ((size_t)512 << 20)
 
@@ -807,6 +805,23 @@ uint64_t ed_skv_stored(const eng_kv *kv)
 	return kv ? ((const struct skv *)kv)->stored : 0;
 }
 
+/* ms_session_commit's arguments, for ed_store_write. */
+struct save_arg {
+	int64_t id;
+	uint64_t from;
+	const uint32_t *ids;
+	uint64_t n;
+	const float *k, *v;
+	const ms_tail *tail;
+};
+
+static int save_fn(ms_store *ms, void *arg)
+{
+	struct save_arg *a = arg;
+	return ms_session_commit(ms, a->id, a->from, a->ids, a->n, a->k, a->v,
+	    a->tail, NULL);
+}
+
 int ed_skv_save(eng_kv *kv, const int32_t *tokens, uint64_t first,
     int checkpoint, char *err, size_t errlen)
 {
@@ -816,7 +831,6 @@ int ed_skv_save(eng_kv *kv, const int32_t *tokens, uint64_t first,
 	uint32_t *ids = NULL;
 	float *k = NULL, *v = NULL, *tk = NULL, *tv = NULL;
 	ms_tail tail, *tp = NULL;
-	ms_store *ms;
 	int rc = MS_ENOMEM;
 
 	*err = 0;
@@ -912,21 +926,14 @@ int ed_skv_save(eng_kv *kv, const int32_t *tokens, uint64_t first,
 		tp = &tail;
 	}
 	/* The map may have to grow, which waits for every read transaction
-	 * to end: ours now, a question's within seconds (MS_EBUSY until
-	 * then; retried for up to SKV_BUSY_S). */
+	 * to end: ours now, a question's within seconds (ed_store_write). */
 	txn_end(s);
-	for (int tries = 0;; tries++) {
-		ms = ed_store_lock();
-		rc = ms ? ms_session_commit(ms, s->id, from, ids, n, k, v, tp,
-		    NULL) : MS_EIO;
-		if (rc && (rc != MS_EBUSY || tries >= SKV_BUSY_S * 20))
+	{
+		struct save_arg sa = { s->id, from, ids, n, k, v, tp };
+		char msg[384];
+		if ((rc = ed_store_write(save_fn, &sa, msg, sizeof(msg))))
 			snprintf(err, errlen, "cannot save the session's KV: "
-			    "%s", ms ? ms_errmsg(ms) : "store closed");
-		ed_store_unlock();
-		if (rc != MS_EBUSY || tries >= SKV_BUSY_S * 20)
-			break;
-		struct timespec ts = { 0, 50 * 1000000L };
-		nanosleep(&ts, NULL);
+			    "%s", msg);
 	}
 	if (tp)
 		free((void *)tp->tokens);

@@ -3,21 +3,30 @@
  *
  * memstore is single-threaded per ms_store (memstore.h), and requests run
  * on several workers: every use goes through ed_store_lock() /
- * ed_store_unlock(), one mutex.  Hold it for one store call or one short
+ * ed_store_unlock(), one lock.  Hold it for one store call or one short
  * sequence, never across a forward pass.
+ *
+ * The lock is fair (tickets, served in order): a job that takes it again
+ * and again (a prefix adopted stretch by stretch, a prefill's commits)
+ * lets a question that waits go first, where a plain mutex would most
+ * often hand it straight back to the job.
  */
 #include "config.h"
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include "engramd.h"
 #include "memstore.h"
 
 static struct {
-	pthread_mutex_t mu;
+	pthread_mutex_t mu;	/* guards the tickets */
+	pthread_cond_t turn;	/* serving moved on */
+	uint64_t next;		/* the next ticket handed out */
+	uint64_t serving;	/* the ticket that holds the lock */
 	ms_store *ms;		/* owned; NULL before open and after close */
-} S = { PTHREAD_MUTEX_INITIALIZER, NULL };
+} S = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, NULL };
 
 int ed_store_open(const ed_settings *s, char *err, size_t errlen)
 {
@@ -52,19 +61,53 @@ int ed_store_open(const ed_settings *s, char *err, size_t errlen)
 
 void ed_store_close(void)
 {
-	pthread_mutex_lock(&S.mu);
+	ed_store_lock();
 	ms_close(S.ms);
 	S.ms = NULL;
-	pthread_mutex_unlock(&S.mu);
+	ed_store_unlock();
 }
 
 ms_store *ed_store_lock(void)
 {
 	pthread_mutex_lock(&S.mu);
-	return S.ms;
+	uint64_t mine = S.next++;
+	while (S.serving != mine)
+		pthread_cond_wait(&S.turn, &S.mu);
+	ms_store *ms = S.ms;	/* stable while we hold the turn */
+	pthread_mutex_unlock(&S.mu);
+	return ms;
+}
+
+int ed_store_waiters(void)
+{
+	pthread_mutex_lock(&S.mu);
+	int n = S.next > S.serving ? (int)(S.next - S.serving - 1) : 0;
+	pthread_mutex_unlock(&S.mu);
+	return n;
 }
 
 void ed_store_unlock(void)
 {
+	pthread_mutex_lock(&S.mu);
+	S.serving++;
+	pthread_cond_broadcast(&S.turn);
 	pthread_mutex_unlock(&S.mu);
+}
+
+int ed_store_write(int (*fn)(struct ms_store *, void *), void *arg,
+    char *err, size_t errlen)
+{
+	int rc;
+	for (int tries = 0;; tries++) {
+		ms_store *ms = ed_store_lock();
+		rc = ms ? fn(ms, arg) : MS_EIO;
+		if (rc && err)
+			snprintf(err, errlen, "%s", ms ? ms_errmsg(ms) :
+			    "store closed");
+		ed_store_unlock();
+		if (rc != MS_EBUSY || tries >= ED_STORE_BUSY_S * 20)
+			return rc;
+		struct timespec ts = { 0, 50 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
 }

@@ -14,6 +14,15 @@ tests_test_session_ops_SOURCES = tests/test_session_ops.c tests/daemon_harness.c
 tests_test_session_ops_CFLAGS = $(TEST_CFLAGS)
 tests_test_session_ops_LDADD = $(TEST_LIBS)
 
+# engramd's store lock (daemon/store.c): fair, and writes that wait for
+# the map to grow tried again.
+check_PROGRAMS += tests/test_store
+TESTS += tests/test_store
+tests_test_store_SOURCES = tests/test_store.c daemon/store.c daemon/paths.c \
+	daemon/paths.h
+tests_test_store_CFLAGS = $(TEST_CFLAGS) -I$(top_srcdir)/daemon
+tests_test_store_LDADD = $(MEMSTORE_LIBS) $(TEST_LIBS)
+
 # A session's KV in memstore (daemon/skv.c, compiled in with stubs for the
 # daemon's store lock and log) against the in-memory cache, on the default
 # model (ENGRAM_TEST_MODEL).

@@ -29,6 +29,15 @@
 static ms_store *g_ms;
 ms_store *ed_store_lock(void) { return g_ms; }
 void ed_store_unlock(void) {}
+/* One thread here: no reader can hold the map's growth back. */
+int ed_store_write(int (*fn)(ms_store *, void *), void *arg, char *err,
+    size_t errlen)
+{
+	int rc = fn(g_ms, arg);
+	if (rc && err)
+		snprintf(err, errlen, "%s", ms_errmsg(g_ms));
+	return rc;
+}
 void ed_log(int level, const char *fmt, ...)
 {
 	va_list ap;

@@ -574,7 +574,10 @@ typedef enum eng_attn_mode {
  * too small a share (32K of code: 4 of 20 found with 64, 11 of 20 with
  * 256, as many as dense attention; bench/RESULTS.md, Sessions IX).  It
  * costs a question one step over 16K more positions, and its decode steps
- * attend those as well.  A prefill chunk's local run is
+ * attend those as well.  Only a question that scans takes them: one that
+ * ranks by summaries (more candidates than scan_max) takes top_k, since
+ * past the first few dozen those ranks are noise (256 such blocks made the
+ * default model end every answer at once on a 1.2M session; Sessions X).  A prefill chunk's local run is
  * prefill_local positions where that is longer: tokens made from too
  * little of their own context derail later answers (bench/RESULTS.md: at
  * 32K a passkey dense attention finds was missed with 1024 local
@@ -620,8 +623,9 @@ typedef struct eng_sparse_params {
 	uint32_t prefill_top_k;	/* blocks retrieved per prefill chunk;
 				 * 0: top_k */
 	uint32_t question_top_k;	/* blocks retrieved by a question (a
-				 * step of 2..ENG_SPARSE_FEW tokens), kept
-				 * by its decode steps; 0: top_k */
+				 * step of 2..ENG_SPARSE_FEW tokens) that
+				 * scans (see scan_max), kept by its
+				 * decode steps; 0: top_k */
 	uint32_t dense_max;	/* contexts up to this are attended densely */
 	uint32_t reach;		/* see above; 0: all the trained context
 				 * allows */

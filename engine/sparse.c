@@ -381,6 +381,13 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	/* Candidates: whole blocks after the sink, before the local run. */
 	first = (sp->sink + B - 1) / B;
 	last = pos0 > local ? (pos0 - local) / B : 0;
+	/* A question that cannot scan (more candidates than scan_max) ranks
+	 * by summaries, and their ranks past the first few dozen are noise:
+	 * 256 such blocks made the default model end its answer at once on a
+	 * 1.2M session (bench/RESULTS.md, Sessions X).  It takes top_k. */
+	if (n_tok > 1 && n_tok <= ENG_SPARSE_FEW && last > first &&
+	    (uint64_t)(last - first) * B > sp->scan_max)
+		want = sp->top_k;
 	if (last <= first || last - first < want)
 		return 0;	/* fewer candidates than picks: dense */
 	if ((rc = kv->ops->summary(kv, layer, kvh, &rows, &ref, &nb)))

@@ -68,6 +68,12 @@ struct eng__plan {
 	size_t pins_cap;
 	const eng_kv *pin_kv;	/* the cache they index; not owned */
 	uint32_t pin_end;	/* the position that step ended at */
+	/* That step attended every candidate, having fewer than the
+	 * pin_dense it would have picked: single-token steps attend every
+	 * candidate too while they have fewer than that, rather than
+	 * top_k of them (at 8K a question attends all 111 blocks, and its
+	 * answer lost the needle to decode steps that saw 64). */
+	uint32_t pin_dense;
 };
 /* The queries of a step on one kv head: token t, head h of the group at
  * q[t*row + h*hd], already rotated and scaled as the forward pass scales

@@ -568,7 +568,10 @@ typedef enum eng_attn_mode {
  * 767K), hence scan_max 256K by default; decode steps still score by
  * summaries.
  * Steps of one token also attend the blocks the last step of several
- * tokens (the question) picked.  A question picks question_top_k blocks,
+ * tokens (the question) picked, or every candidate while there are fewer
+ * than that step would have picked (it attended them all: at 8K a
+ * question's 256 cover the 111 candidates, and decode steps that saw 64
+ * of them lost a needle the question had found).  A question picks question_top_k blocks,
  * 4x a decode step's by default: on code, where the blocks that look
  * most like the question are other uses of "key", 64 leave the passkey
  * too small a share (32K of code: 4 of 20 found with 64, 11 of 20 with

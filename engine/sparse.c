@@ -374,7 +374,7 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 
 	pl->n_ranges = 0;
 	if (n_tok > 1)
-		pl->n_pins = 0;
+		pl->n_pins = pl->pin_dense = 0;
 	if (!sp->top_k || !B || !kv->ops->summary ||
 	    (uint64_t)pos0 + n_tok <= sp->dense_max)
 		return 0;
@@ -388,8 +388,17 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	if (n_tok > 1 && n_tok <= ENG_SPARSE_FEW && last > first &&
 	    (uint64_t)(last - first) * B > sp->scan_max)
 		want = sp->top_k;
-	if (last <= first || last - first < want)
+	if (n_tok == 1 && pl->pin_dense && pl->pin_kv == kv &&
+	    pl->pin_end <= pos0 && last - first < pl->pin_dense)
+		return 0;	/* the question's every candidate, and a few more */
+	if (last <= first || last - first < want) {
+		if (n_tok > 1 && last > first) {
+			pl->pin_dense = want;
+			pl->pin_kv = kv;
+			pl->pin_end = pos0 + n_tok;
+		}
 		return 0;	/* fewer candidates than picks: dense */
+	}
 	if ((rc = kv->ops->summary(kv, layer, kvh, &rows, &ref, &nb)))
 		return rc;
 	if (nb < last || !rows)

@@ -1061,6 +1061,46 @@ START_TEST(sparse_plan_prefill_top_k)
 }
 END_TEST
 
+/* A question with fewer candidates than question_top_k attends them all
+ * (dense), and so do its decode steps while their candidates stay fewer;
+ * then they pick top_k again.  Steps on another cache are not held. */
+START_TEST(sparse_plan_dense_question_stays_dense)
+{
+	static const eng_kv_ops ops = { .summary = fake_summary };
+	eng_kv kv = { .ops = &ops, .block_tokens = 64 }, kv2 = kv;
+	const uint32_t nq = 4, P = 3000 * 64, last = (P - 1024) / 64;
+	eng_sparse_params sp = { .top_k = 8, .sink = 64, .local = 1024,
+	    .question_top_k = last + 1, .scan_max = UINT32_MAX };
+	struct eng__plan pl = { 0 }, other = { 0 };
+	float *q = malloc((size_t)nq * 4 * PHD * sizeof(float));
+	uint32_t *got = malloc(PB * sizeof(uint32_t));
+
+	fx_rng = 5;
+	plan_boxes();
+	for (size_t i = 0; i < (size_t)nq * 4 * PHD; i++)
+		q[i] = fx_frand(-1, 1);
+	/* last - 1 candidates, question_top_k last + 1: dense */
+	ck_assert_int_eq(plan(&pl, &sp, &kv, q, nq, P, NULL), 0);
+	ck_assert_uint_eq(pl.n_ranges, 0);
+	/* its answer: dense while it has fewer than last + 1 candidates */
+	for (uint32_t t = 0; t < 2 * 64; t += 16) {
+		ck_assert_int_eq(plan(&pl, &sp, &kv, q, 1, P + nq + t, NULL),
+		    0);
+		ck_assert_uint_eq(pl.n_ranges, 0);
+	}
+	ck_assert_int_eq(plan(&pl, &sp, &kv, q, 1, P + 2 * 64 + 64, NULL), 0);
+	ck_assert_uint_eq(plan_blocks(&pl, got), 8);
+	/* another cache, the same plan state: top_k */
+	ck_assert_int_eq(plan(&other, &sp, &kv, q, nq, P, NULL), 0);
+	ck_assert_int_eq(plan(&other, &sp, &kv2, q, 1, P + nq, NULL), 0);
+	ck_assert_uint_eq(plan_blocks(&other, got), 8);
+	eng__plan_free(&pl);
+	eng__plan_free(&other);
+	free(got);
+	free(q);
+}
+END_TEST
+
 START_TEST(sparse_plan_reach)
 {
 	static const eng_kv_ops ops = { .summary = fake_summary };
@@ -1771,6 +1811,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, summary_row_simd_equals_scalar);
 	tcase_add_test(tc, sparse_plan_picks_top_k);
 	tcase_add_test(tc, sparse_plan_prefill_top_k);
+	tcase_add_test(tc, sparse_plan_dense_question_stays_dense);
 	tcase_add_test(tc, sparse_plan_reach);
 	tcase_add_test(tc, sparse_reach_bound);
 	tcase_add_test(tc, sparse_plan_pins);

@@ -193,7 +193,8 @@ static int answer(struct run *r, const eng_vocab *v, const int32_t *seq,
 		die("clone", rc);
 	/* The context, then the question as a step of its own: a session is
 	 * prefilled before anyone asks, so ask's first step holds the
-	 * question alone (its mean query picks the blocks). */
+	 * question alone (it picks the blocks: by its last query's best
+	 * keys, or by summaries past scan_max). */
 	if (n > n_q && (rc = eng_fwd_eval(r->f, kv, seq, n - n_q, 0, NULL,
 	    NULL)))
 		die("eval", rc);

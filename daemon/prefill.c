@@ -219,7 +219,10 @@ void ed_prefill_run(ed_prefill *p)
 		goto fail;
 	}
 	nb = eng_fwd_n_batch(f);
-	if (p->reuse && eng_kv_length(kv) < total &&
+	/* Only a KV ending on a block boundary can grow by stored blocks:
+	 * spare an incremental prefill reading and hashing the context. */
+	if (p->reuse && eng_kv_length(kv) < total && kv->block_tokens &&
+	    eng_kv_length(kv) % kv->block_tokens == 0 &&
 	    (rc = adopt_prefix(p, pre, n_pre, total, &kv, nb, err,
 	    sizeof(err))) < 0) {
 		snprintf(p->error, sizeof(p->error), "%s", err);

@@ -570,21 +570,22 @@ typedef enum eng_attn_mode {
  * Steps of one token also attend the blocks the last step of several
  * tokens (the question) picked, or every candidate while there are fewer
  * than that step would have picked (it attended them all: at 8K a
- * question's 256 cover the 111 candidates, and decode steps that saw 64
- * of them lost a needle the question had found).  A question picks question_top_k blocks,
- * 4x a decode step's by default: on code, where the blocks that look
- * most like the question are other uses of "key", 64 leave the passkey
- * too small a share (32K of code: 4 of 20 found with 64, 11 of 20 with
- * 256, as many as dense attention; bench/RESULTS.md, Sessions IX).  It
- * costs a question one step over 16K more positions, and its decode steps
- * attend those as well.  Only a question that scans takes them: one that
- * ranks by summaries (more candidates than scan_max) takes top_k, since
- * past the first few dozen those ranks are noise (256 such blocks made the
- * default model end every answer at once on a 1.2M session; Sessions X).  A prefill chunk's local run is
- * prefill_local positions where that is longer: tokens made from too
- * little of their own context derail later answers (bench/RESULTS.md: at
- * 32K a passkey dense attention finds was missed with 1024 local
- * positions for prefill, found with 8192).
+ * question's 256 cover the 111 candidates, and decode steps that saw 64 of
+ * them lost a needle the question had found).  A question picks
+ * question_top_k blocks, 4x a decode step's by default: on code, where the
+ * blocks that look most like the question are other uses of "key", 64
+ * leave the passkey too small a share (32K of code: 4 of 20 found with 64,
+ * 11 of 20 with 256, as many as dense attention; bench/RESULTS.md,
+ * Sessions IX).  It costs a question one step over 16K more positions, and
+ * its decode steps attend those as well.  Only a question that scans takes
+ * them: one that ranks by summaries (more candidates than scan_max) takes
+ * top_k, since past the first few dozen those ranks are noise (256 such
+ * blocks made the default model end every answer at once on a 1.2M
+ * session; Sessions X).  A prefill chunk's local run is prefill_local
+ * positions where that is longer: tokens made from too little of their own
+ * context derail later answers (bench/RESULTS.md: at 32K a passkey dense
+ * attention finds was missed with 1024 local positions for prefill, found
+ * with 8192).
  *
  * Placement: keys are stored rotated at their true positions.  Retrieved
  * positions may appear at most `reach` positions before the local run: the

@@ -364,13 +364,12 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	uint32_t n_tok = qs->n_tok, pos0 = qs->pos0, hd = qs->hd;
 	uint32_t local = n_tok > ENG_SPARSE_FEW && sp->prefill_local >
 	    sp->local ? sp->prefill_local : sp->local;
-	uint32_t want = n_tok > ENG_SPARSE_FEW && sp->prefill_top_k ?
-	    sp->prefill_top_k : n_tok > 1 && n_tok <= ENG_SPARSE_FEW &&
-	    sp->question_top_k ? sp->question_top_k : sp->top_k;
+	uint32_t want;
 	const uint16_t *rows;
 	const float *ref;
 	eng_vec_dot_fn dot;
-	int mass, rc;
+	int mass = n_tok <= ENG_SPARSE_FEW, question = mass && n_tok > 1;
+	int scans, rc;
 
 	pl->n_ranges = 0;
 	if (n_tok > 1)
@@ -381,13 +380,15 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	/* Candidates: whole blocks after the sink, before the local run. */
 	first = (sp->sink + B - 1) / B;
 	last = pos0 > local ? (pos0 - local) / B : 0;
-	/* A question that cannot scan (more candidates than scan_max) ranks
-	 * by summaries, and their ranks past the first few dozen are noise:
-	 * 256 such blocks made the default model end its answer at once on a
-	 * 1.2M session (bench/RESULTS.md, Sessions X).  It takes top_k. */
-	if (n_tok > 1 && n_tok <= ENG_SPARSE_FEW && last > first &&
-	    (uint64_t)(last - first) * B > sp->scan_max)
-		want = sp->top_k;
+	/* A question scans its candidates' keys up to scan_max positions.
+	 * One that cannot ranks by summaries, whose ranks past the first few
+	 * dozen are noise: 256 such blocks made the default model end its
+	 * answer at once on a 1.2M session (bench/RESULTS.md, Sessions X).
+	 * It takes top_k. */
+	scans = question && last > first &&
+	    (uint64_t)(last - first) * B <= sp->scan_max;
+	want = !mass && sp->prefill_top_k ? sp->prefill_top_k :
+	    scans && sp->question_top_k ? sp->question_top_k : sp->top_k;
 	if (n_tok == 1 && pl->pin_dense && pl->pin_kv == kv &&
 	    pl->pin_end <= pos0 && last - first < pl->pin_dense)
 		return 0;	/* the question's every candidate, and a few more */
@@ -435,9 +436,8 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 			far_end = 0;
 		}
 	}
-	n_cand = last - lo;
-	mass = n_tok <= ENG_SPARSE_FEW;
-	if (mass && n_tok > 1 && (uint64_t)n_cand * B <= sp->scan_max) {
+	n_cand = last - lo;	/* a question's lo is first */
+	if (scans) {
 		struct scan_job sj = { pl, kv, qs->q + (size_t)(n_tok - 1) *
 		    qs->row, eng_vec_dot_get(kv->type, eng_simd_active()),
 		    layer, kvh, qs->group, hd, lo, n_cand, 0, qs->rope,

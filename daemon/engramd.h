@@ -195,6 +195,13 @@ struct ms_store *ed_store_lock(void);
 void ed_store_unlock(void);
 /* Threads waiting for the lock (tests). */
 int ed_store_waiters(void);
+/* A question on its way to a first token (on 1), or there (on 0): the
+ * caller pairs them.  ed_store_yield: a job about to hold the lock long
+ * (a stretch of an adoption) first waits, up to max_s seconds, until no
+ * question is; returns 0 if none was, else 1 (waited, none left) or
+ * 2 (gave up after max_s). */
+void ed_store_urgent(int on);
+int ed_store_yield(double max_s);
 /* A store write: fn(ms, arg) under the lock.  While it fails with
  * MS_EBUSY (the LMDB map must grow, which waits for every read
  * transaction to end: a question's, within seconds), it is tried again

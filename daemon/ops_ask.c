@@ -165,7 +165,18 @@ struct ask {
 	size_t n_gen, cap_gen;
 	json_t *blocks;		/* sources, once the first token is out */
 	uint64_t n_attended;
+	int urgent;		/* ed_store_urgent(1) not yet paired */
 };
+
+/* The question has its first token out (or will have none): jobs that
+ * yield the store to questions (ed_store_yield) need not for this one. */
+static void ask_calm(struct ask *a)
+{
+	if (a->urgent) {
+		ed_store_urgent(0);
+		a->urgent = 0;
+	}
+}
 
 /* The blocks the question's last token attended, mapped to their
  * documents. */
@@ -228,6 +239,7 @@ static int ask_token(void *ud, int32_t id, const char *text, size_t len)
 			    "n_attended", (json_int_t)a->n_attended,
 			    "blocks", a->blocks));
 		eng_fwd_record(a->f, 0);
+		ask_calm(a);
 	}
 	if (id >= 0) {
 		if (a->n_gen == a->cap_gen) {
@@ -380,6 +392,8 @@ static void ask_worker(ed_req *r)
 	    (a.sources = ed_req_arg_bool(r, "sources", 0)) < 0 ||
 	    (keep = ed_req_arg_bool(r, "keep", 0)) < 0)
 		return;
+	ed_store_urgent(1);
+	a.urgent = 1;
 	if (ask_prepare(r, name, &a, &stream, &prefilled, &q, &nq) < 0)
 		goto out;
 	{
@@ -394,10 +408,14 @@ static void ask_worker(ed_req *r)
 		json_decref(au);
 		ed_store_unlock();
 	}
+	/* Queued for the engine, the question waits for no store. */
+	ask_calm(&a);
 	if (ed_engine_acquire(r) < 0) {
 		ed_req_fail(r, ED_ERR_CANCELLED, "cancelled while queued");
 		goto out;
 	}
+	ed_store_urgent(1);
+	a.urgent = 1;
 	if ((rc = ed_fwd_open(set, &a.f, err, sizeof(err))) < 0 ||
 	    (rc = ed_skv_open(a.sid, m, eng_fwd_n_batch(a.f), &kv, err,
 	    sizeof(err))) < 0 ||
@@ -446,6 +464,7 @@ release:
 	eng_fwd_close(a.f);
 	ed_engine_release();
 out:
+	ask_calm(&a);
 	json_decref(a.blocks);
 	free(a.pre);
 	free(a.gen);

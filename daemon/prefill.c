@@ -127,8 +127,11 @@ static int adopt_fn(ms_store *ms, void *arg)
 /* Grows the session by the longest stretch of its context that the store
  * holds with a checkpoint at its end (ms_session_adopt) and reopens *kv on
  * it.  One checkpoint's stretch per store lock, so that questions and
- * other jobs go between: a 1M prefix is ~18 of them.  Not finding one, or
- * failing to take it, costs only compute: logged. */
+ * other jobs go between: a 1M prefix is ~18 of them; before each, a
+ * question on its way to a first token goes first (ed_store_yield; up to
+ * ADOPT_YIELD_S, so that questions back to back cannot stop the job).
+ * Not finding one, or failing to take it, costs only compute: logged. */
+#define ADOPT_YIELD_S 2.0
 static int adopt_prefix(ed_prefill *p, const int32_t *pre, size_t n_pre,
     uint64_t total, eng_kv **kv, uint32_t n_batch, char *err, size_t errlen)
 {
@@ -142,6 +145,7 @@ static int adopt_prefix(ed_prefill *p, const int32_t *pre, size_t n_pre,
 	while (rc == 0 && !atomic_load(&p->cancel)) {
 		char msg[384];
 		step = 0;
+		(void)ed_store_yield(ADOPT_YIELD_S);
 		if ((rc = ed_store_write(adopt_fn, &a, msg, sizeof(msg))))
 			ed_log(ED_LOG_WARN, "session %lld: stored prefix not "
 			    "taken: %s", (long long)p->session_id, msg);

@@ -1,6 +1,7 @@
 /* test_store.c - engramd's store lock (daemon/store.c, compiled in with
- * a stub for the log): fair, and ed_store_write tries a write that waits
- * for the map to grow again.
+ * a stub for the log): fair, ed_store_write tries a write that waits
+ * for the map to grow again, and a job yields to questions on their way
+ * to a first token.
  *
  * Fairness matters to questions: a job that takes the lock stretch after
  * stretch (a stored prefix adopted, a prefill's commits) must let a
@@ -12,6 +13,7 @@
 #include <check.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,6 +168,56 @@ START_TEST(write_retries_busy)
 }
 END_TEST
 
+static atomic_int calmed;	/* the question is done: set before it says so */
+static atomic_int yielded = -1;
+
+static void *yielder(void *arg)
+{
+	atomic_store(&yielded, ed_store_yield(*(double *)arg));
+	return NULL;
+}
+
+/* A job that yields goes on at once with no question about; waits while
+ * one is on its way to a first token, until it is there (all of them:
+ * two here), or gives up after max_s. */
+START_TEST(job_yields_to_questions)
+{
+	pthread_t t;
+	double max_s = 30.0, brief = 0.2;
+	struct timespec t0, t1;
+
+	ck_assert_int_eq(ed_store_yield(30.0), 0);
+	ed_store_urgent(1);
+	ed_store_urgent(1);
+	atomic_store(&calmed, 0);
+	ck_assert_int_eq(pthread_create(&t, NULL, yielder, &max_s), 0);
+	sleep_ms(100);
+	ck_assert_int_eq(atomic_load(&yielded), -1);	/* still waiting */
+	ed_store_urgent(0);
+	sleep_ms(100);
+	ck_assert_int_eq(atomic_load(&yielded), -1);	/* one left */
+	atomic_store(&calmed, 1);
+	ed_store_urgent(0);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(atomic_load(&yielded), 1);
+	ck_assert_int_eq(atomic_load(&calmed), 1);
+	ck_assert_int_eq(ed_store_yield(30.0), 0);
+
+	/* A question that never gets there: the job waits max_s only. */
+	ed_store_urgent(1);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	atomic_store(&yielded, -1);
+	ck_assert_int_eq(pthread_create(&t, NULL, yielder, &brief), 0);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ck_assert_int_eq(atomic_load(&yielded), 2);
+	ck_assert(t1.tv_sec - t0.tv_sec + (t1.tv_nsec - t0.tv_nsec) / 1e9 >=
+	    0.19);
+	ed_store_urgent(0);
+	ck_assert_int_eq(ed_store_yield(30.0), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("store");
@@ -173,6 +225,7 @@ int main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, lock_is_fair);
 	tcase_add_test(tc, write_retries_busy);
+	tcase_add_test(tc, job_yields_to_questions);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -67,6 +67,7 @@ static void sparse_params(const ed_settings *s, eng_sparse_params *sp)
 	sp->dense_max = (uint32_t)s->sparse_dense_max;
 	sp->reach = (uint32_t)s->sparse_reach;
 	sp->scan_max = (uint32_t)s->sparse_scan_max;
+	sp->squeeze = (uint32_t)s->sparse_squeeze;
 }
 
 int ed_fwd_open(const ed_settings *s, eng_fwd **out, char *err,

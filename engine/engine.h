@@ -614,7 +614,18 @@ typedef enum eng_attn_mode {
  * (bench/RESULTS.md, Sessions VIII).  A decode step picks only blocks
  * within the reach (scored in place, which is as placed there): it keeps
  * the question's picks, in place a farther block's score is noise, and a
- * rotation per block per token would almost triple its cost at 1M. */
+ * rotation per block per token would almost triple its cost at 1M.
+ * squeeze 1 keeps the reach however many blocks a step takes: the sink
+ * and the blocks from beyond the reach go evenly between its start and
+ * the first block within it, overlapping where they must (RoPE sees
+ * distances only; InfLLM shows all its retrieved blocks at one
+ * distance).  Off by default: a question's 256 blocks (16K positions)
+ * then reach ~16K back, and squeezed into 8K the needle's share of the
+ * answer's attention doubles where it is far back, but overlapping
+ * blocks also blend ("sit in a chair" for "sit in Dolores Park"): 19 of
+ * 20 needles in 128K of prose against 17, 18 of 20 at 32K against 20,
+ * 12 of 20 passkeys in 32K of code against 11 (bench/RESULTS.md,
+ * Sessions XI). */
 /* Steps of at most this many tokens score blocks by estimated mass. */
 #define ENG_SPARSE_FEW 64
 typedef struct eng_sparse_params {
@@ -636,12 +647,15 @@ typedef struct eng_sparse_params {
 	uint32_t scan_max;	/* a question whose candidates hold at most
 				 * this many positions scores them exactly
 				 * (see above); 0: never */
+	uint32_t squeeze;	/* 1: blocks moved up overlap rather than
+				 * reach farther than `reach` (see above);
+				 * 0: the reach grows to sink + k*B */
 } eng_sparse_params;
 
 /* The defaults measured in bench/RESULTS.md (engramd.conf(5) gives the
  * same): top_k 64, sink 64, local 1024, prefill_local 8192,
  * prefill_top_k 0 (top_k), question_top_k 256, dense_max 4096, reach 8192,
- * scan_max 262144.
+ * scan_max 262144, squeeze 0.
  * Sparse attention is off until such params are given to
  * eng_fwd_set_sparse or eng_fwd_params.sparse. */
 void eng_sparse_params_init(eng_sparse_params *sp);

@@ -12,7 +12,9 @@
  * block boundary L0 <= pos0; shifts are >= 0 and a range moved by its
  * shift still ends at or before the start of the next range (moved), so
  * packed positions keep the order of true ones; no range starts, moved,
- * before L0 - max(reach, sink + k*B).
+ * before L0 - max(reach, sink + k*B).  Squeezed (sp->squeeze), moved
+ * ranges may overlap, their moved starts still ascending, and none
+ * starts before L0 - reach; every range still ends, moved, by L0.
  */
 #include "config.h"
 
@@ -347,6 +349,39 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* Squeezed placement, for more blocks than the reach holds: the sink at
+ * c (L0 - reach), then the picks before c evenly after it, in order,
+ * overlapping where they must (RoPE only sees distances; InfLLM shows
+ * all its retrieved blocks at one distance), ending before the first
+ * pick at or after c, which keeps its place.  0 with *j the picks placed
+ * and *at where they end; 1, placing nothing, where the first pick after
+ * c leaves less than the sink and a block of room; or an error. */
+static int squeeze(struct eng__plan *pl, uint32_t k, uint32_t B,
+    uint32_t c, uint32_t L0, uint32_t sink_end, uint32_t *j, uint32_t *at)
+{
+	uint32_t m = 0, room, step;
+	int rc;
+
+	while (m < k && pl->pick[m] * B < c)
+		m++;
+	room = (m < k ? pl->pick[m] * B : L0) - c;
+	if (room < sink_end + B)
+		return 1;
+	room -= sink_end + B;
+	step = m > 1 ? room / (m - 1) : 0;
+	step = step < B ? step : B;
+	if (sink_end && (rc = push_range(pl, 0, sink_end, c)))
+		return rc;
+	for (uint32_t i = 0; i < m; i++) {
+		uint32_t p0 = pl->pick[i] * B;
+		if ((rc = push_range(pl, p0, B, c + sink_end + i * step - p0)))
+			return rc;
+	}
+	*j = m;
+	*at = c + sink_end + (m ? (m - 1) * step + B : 0);
+	return 0;
+}
+
 /* The reach a step of k blocks places with: never less than the sink
  * and the blocks packed just before the local run. */
 static uint64_t eff_reach(const eng_sparse_params *sp, uint32_t k,
@@ -425,7 +460,8 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	 * eff_reach >= sink + k*B leaves at least k of them. */
 	lo = first;
 	{
-		uint64_t reach = eff_reach(sp, k, B, first * B);
+		uint64_t reach = sp->squeeze && sp->reach > (uint64_t)first *
+		    B + B ? sp->reach : eff_reach(sp, k, B, first * B);
 		uint64_t L0 = (uint64_t)last * B;
 		far_end = L0 > reach && qs->rope && qs->rope->n_rot ?
 		    (uint32_t)(L0 - reach) + first * B : 0;
@@ -506,15 +542,23 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	 * c = L0 - reach.  The sink goes there, then block j at its true
 	 * position or, if that is taken or out of reach, right after the
 	 * previous one.  Since reach >= sink_end + k*B, block j ends at or
-	 * before L0 - (k-j-1)*B: everything stays below the local run. */
+	 * before L0 - (k-j-1)*B: everything stays below the local run.
+	 * Squeezed, c = L0 - sp->reach however many blocks there are. */
 	{
-		uint32_t L0 = last * B, sink_end = first * B;
+		uint32_t L0 = last * B, sink_end = first * B, j = 0, at;
 		uint64_t reach = eff_reach(sp, k, B, sink_end);
 		uint32_t c = L0 > reach ? (uint32_t)(L0 - reach) : 0;
-		uint32_t at = c + sink_end;
-		if (sink_end && (rc = push_range(pl, 0, sink_end, c)))
-			return rc;
-		for (uint32_t j = 0; j < k; j++) {
+		if (sp->squeeze && reach > sp->reach && L0 > sp->reach &&
+		    (rc = squeeze(pl, k, B, L0 - sp->reach, L0, sink_end, &j,
+		    &at)) <= 0) {
+			if (rc < 0)
+				return rc;
+		} else {
+			at = c + sink_end;
+			if (sink_end && (rc = push_range(pl, 0, sink_end, c)))
+				return rc;
+		}
+		for (; j < k; j++) {
 			uint32_t p0 = pl->pick[j] * B;
 			uint32_t eff = p0 > at ? p0 : at;
 			if ((rc = push_range(pl, p0, B, eff - p0)))

@@ -1154,6 +1154,76 @@ START_TEST(sparse_plan_reach)
 }
 END_TEST
 
+/* Squeeze: a step of more blocks than the reach holds.  Unsqueezed the
+ * reach grows to the sink and k*B; squeezed nothing appears before
+ * L0 - reach: the sink exactly there, the blocks from beyond it evenly
+ * after it, in order, overlapping, never moved back, ending before the
+ * first block in reach, which keeps its true position.  The same blocks
+ * either way. */
+START_TEST(sparse_plan_squeeze)
+{
+	static const eng_kv_ops ops = { .summary = fake_summary };
+	eng_kv kv = { .ops = &ops, .block_tokens = 64 };
+	eng_sparse_params sp = { .top_k = 64, .sink = 64, .local = 1024,
+	    .reach = 2048 };
+	const uint32_t nq = ENG_SPARSE_FEW + 1, pos0 = PB * 64;
+	uint32_t last = (pos0 - nq + 1 - 1024) / 64, L0 = last * 64;
+	float *q = malloc((size_t)nq * 4 * PHD * sizeof(float));
+	uint32_t a[64], b[64];
+	struct eng__plan pl[2] = { { 0 } };
+
+	fx_rng = 13;
+	plan_boxes();
+	for (int i = 0; i < 4 * PHD; i++)
+		q[i] = fx_frand(-1, 1);
+	for (uint32_t t = 1; t < nq; t++)
+		memcpy(q + (size_t)t * 4 * PHD, q, 4 * PHD * sizeof(float));
+	for (int i = 0; i < 2; i++) {
+		sp.squeeze = (uint32_t)i;
+		ck_assert_int_eq(plan(&pl[i], &sp, &kv, q, nq, pos0 - nq + 1,
+		    NULL), 0);
+	}
+	ck_assert_uint_eq(plan_blocks(&pl[0], a), 64);
+	ck_assert_uint_eq(plan_blocks(&pl[1], b), 64);
+	ck_assert(memcmp(a, b, sizeof a) == 0);
+	/* Unsqueezed: 64 blocks and the sink fill [L0 - 64 - 64*64, L0). */
+	ck_assert_uint_eq(pl[0].ranges[0].shift, L0 - 64 - 64 * 64);
+	check_placement(&pl[0], L0, L0 - 64 - 64 * 64);
+	/* Squeezed: the sink at L0 - 2048, the rest after it. */
+	const struct eng__plan *s = &pl[1];
+	ck_assert_uint_eq(s->ranges[0].pos0, 0);
+	ck_assert_uint_eq(s->ranges[0].shift, L0 - 2048);
+	uint32_t start = L0 - 2048 + 64, far = 0, prev = 0, step = 0;
+	for (uint32_t r = 1; r + 1 < s->n_ranges; r++) {
+		const struct eng__range *g = &s->ranges[r];
+		uint32_t at = g->pos0 + g->shift;
+		ck_assert_uint_ge(at, start);
+		ck_assert_uint_le(at + g->n, L0);
+		if (g->pos0 < L0 - 2048) {
+			ck_assert_uint_gt(g->shift, 0);
+			ck_assert_uint_eq(g->n, 64);
+			if (far == 1)
+				step = at - prev;
+			else if (far > 1)
+				ck_assert_uint_eq(at - prev, step);
+			far++;
+			prev = at;
+		} else {
+			/* in reach: where it is, after the squeezed run */
+			ck_assert_uint_eq(g->shift, 0);
+			ck_assert_uint_ge(at, prev + 64);
+		}
+		start = at;
+	}
+	ck_assert_uint_gt(far, 32);	/* most picks come from far away */
+	ck_assert_uint_lt(step, 64);	/* and overlap */
+	ck_assert_uint_eq(s->ranges[s->n_ranges - 1].pos0, L0);
+	for (int i = 0; i < 2; i++)
+		eng__plan_free(&pl[i]);
+	free(q);
+}
+END_TEST
+
 /* Pins: a one-token step attends the blocks the last step of several
  * tokens on the same cache picked, besides its own; on another cache it
  * does not. */
@@ -1814,6 +1884,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, sparse_plan_dense_question_stays_dense);
 	tcase_add_test(tc, sparse_plan_reach);
 	tcase_add_test(tc, sparse_reach_bound);
+	tcase_add_test(tc, sparse_plan_squeeze);
 	tcase_add_test(tc, sparse_plan_pins);
 	tcase_add_test(tc, sparse_plan_prefill_local);
 	tcase_add_test(tc, sparse_plan_scans_question);

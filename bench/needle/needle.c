@@ -106,6 +106,51 @@ struct run {
 	char top[512];		/* -vv: its heaviest blocks */
 };
 
+/* --variants: other settings for the question and its answer, asked of
+ * the same sparse context (the branch is prefilled once per depth). */
+#define MAX_VARIANTS 8
+struct variant {
+	uint32_t question_top_k, reach, squeeze, scan_all;
+	int ok, hit;
+	float weight;
+	char out[256];		/* this depth's answer */
+};
+static struct variant variants[MAX_VARIANTS];
+static int n_variants;
+
+static void parse_variants(const char *s)
+{
+	while (*s) {
+		unsigned long q, r;
+		char *end;
+		if (n_variants == MAX_VARIANTS)
+			die("--variants takes at most 8 K:R pairs", 0);
+		q = strtoul(s, &end, 10);
+		if (end == s || *end != ':')
+			die("--variants takes K:R[:s][:x][,...] "
+			    "(question_top_k, reach, squeeze, scan all)", 0);
+		s = end + 1;
+		r = strtoul(s, &end, 10);
+		if (end == s || q > BIG || r > BIG)
+			die("--variants takes K:R[:s][,...] (question_top_k, "
+			    "reach, squeeze)", 0);
+		int sq = 0, sx = 0;
+		for (; *end == ':'; end += 2)
+			if (end[1] == 's')
+				sq = 1;
+			else if (end[1] == 'x')
+				sx = 1;
+			else
+				break;
+		if (*end && *end != ',')
+			die("--variants takes K:R[:s][:x][,...] "
+			    "(question_top_k, reach, squeeze, scan all)", 0);
+		variants[n_variants++] = (struct variant){ (uint32_t)q,
+		    (uint32_t)r, (uint32_t)sq, (uint32_t)sx, 0, 0, 0, "" };
+		s = *end ? end + 1 : end;
+	}
+}
+
 /* The share of the last step's attention (its last token, global layers)
  * on blocks overlapping positions [p0, p0+n), or -1 if none was attended. */
 static float needle_weight(const eng_fwd *f, uint32_t p0, uint32_t n,
@@ -178,33 +223,24 @@ static int right(const struct test *t, const char *out, const char *key)
 	return 1;
 }
 
-/* Greedy answer to seq (the branch after the prefix) on a clone. */
-static int answer(struct run *r, const eng_vocab *v, const int32_t *seq,
-    uint32_t n, uint32_t n_q, uint32_t n_n, const struct test *test,
-    const char *key, char *out, size_t outlen)
+/* Asks the question q (n_q tokens) of kv and reads the greedy answer;
+ * the weight of the needle [p0, p0+n_n) in the question's attention goes
+ * to *weight (-1: not attended). */
+static int ask(eng_fwd *f, eng_kv *kv, const eng_vocab *v, const int32_t *q,
+    uint32_t n_q, uint32_t p0, uint32_t n_n, const struct test *test,
+    const char *key, char *out, size_t outlen, float *weight, char *top,
+    size_t toplen)
 {
-	eng_kv *kv;
 	const float *l;
-	uint32_t nv = eng_fwd_n_vocab(r->f);
+	uint32_t nv = eng_fwd_n_vocab(f);
 	size_t len = 0;
 	int rc;
 
-	if ((rc = eng_kv_mem_clone(r->kv, &kv)))
-		die("clone", rc);
-	/* The context, then the question as a step of its own: a session is
-	 * prefilled before anyone asks, so ask's first step holds the
-	 * question alone (it picks the blocks: by its last query's best
-	 * keys, or by summaries past scan_max). */
-	if (n > n_q && (rc = eng_fwd_eval(r->f, kv, seq, n - n_q, 0, NULL,
-	    NULL)))
+	eng_fwd_record(f, 1);
+	if ((rc = eng_fwd_eval(f, kv, q, n_q, 0, &l, NULL)))
 		die("eval", rc);
-	/* seq starts with the needle, at position r->pos */
-	eng_fwd_record(r->f, 1);
-	if ((rc = eng_fwd_eval(r->f, kv, seq + n - n_q, n_q, 0, &l, NULL)))
-		die("eval", rc);
-	eng_fwd_record(r->f, 0);
-	r->weight = needle_weight(r->f, r->pos, n_n, r->top, sizeof r->top);
-	r->seen += r->weight >= 0;
+	eng_fwd_record(f, 0);
+	*weight = needle_weight(f, p0, n_n, top, toplen);
 	out[0] = 0;
 	for (int i = 0; i < 16; i++) {
 		int32_t best = 0;
@@ -218,11 +254,56 @@ static int answer(struct run *r, const eng_vocab *v, const int32_t *seq,
 		    &k) == 0 && k < outlen - len - 1)
 			len += k;
 		out[len] = 0;
-		if ((rc = eng_fwd_eval(r->f, kv, &best, 1, 0, &l, NULL)))
+		if ((rc = eng_fwd_eval(f, kv, &best, 1, 0, &l, NULL)))
 			die("eval", rc);
 	}
-	eng_kv_close(kv);
 	return right(test, out, key);
+}
+
+/* Greedy answer to seq (the branch after the prefix) on a clone; with
+ * sp (the sparse run), each --variants setting asks the same context. */
+static int answer(struct run *r, const eng_vocab *v, const int32_t *seq,
+    uint32_t n, uint32_t n_q, uint32_t n_n, const struct test *test,
+    const char *key, char *out, size_t outlen, const eng_sparse_params *sp)
+{
+	eng_kv *kv;
+	int rc, hit;
+
+	if ((rc = eng_kv_mem_clone(r->kv, &kv)))
+		die("clone", rc);
+	/* The context, then the question as a step of its own: a session is
+	 * prefilled before anyone asks, so ask's first step holds the
+	 * question alone (it picks the blocks: by its last query's best
+	 * keys, or by summaries past scan_max). */
+	if (n > n_q && (rc = eng_fwd_eval(r->f, kv, seq, n - n_q, 0, NULL,
+	    NULL)))
+		die("eval", rc);
+	for (int i = 0; sp && i < n_variants; i++) {
+		struct variant *va = &variants[i];
+		eng_sparse_params vp = *sp;
+		eng_kv *vk;
+		char top[512];
+		vp.question_top_k = va->question_top_k;
+		vp.reach = va->reach;
+		vp.squeeze = va->squeeze;
+		if (va->scan_all)
+			vp.scan_max = UINT32_MAX;
+		if ((rc = eng_kv_mem_clone(kv, &vk)))
+			die("clone", rc);
+		eng_fwd_set_sparse(r->f, &vp);
+		va->hit = ask(r->f, vk, v, seq + n - n_q, n_q, r->pos, n_n,
+		    test, key, va->out, sizeof va->out, &va->weight, top,
+		    sizeof top);
+		va->ok += va->hit;
+		eng_kv_close(vk);
+		eng_fwd_set_sparse(r->f, sp);
+	}
+	/* seq starts with the needle, at position r->pos */
+	hit = ask(r->f, kv, v, seq + n - n_q, n_q, r->pos, n_n, test, key,
+	    out, outlen, &r->weight, r->top, sizeof r->top);
+	r->seen += r->weight >= 0;
+	eng_kv_close(kv);
+	return hit;
 }
 
 /* DIR/depth-NN.txt: what a right answer holds on the first line (the
@@ -303,6 +384,7 @@ int main(int argc, char **argv)
 			i++;
 		}
 		else if (!strcmp(a, "--dump")) dump = v, i++;
+		else if (!strcmp(a, "--variants")) parse_variants(v), i++;
 		else if (!strcmp(a, "--rope-offset"))
 			rope_offset = num(a, v, BIG), i++;
 		else if (!strcmp(a, "-v")) verbose = 1;
@@ -318,7 +400,8 @@ int main(int argc, char **argv)
 			    "[--scan-max P] [--test passkey|fact] [--intro] "
 			    "[--no-primer] "
 			    "[--depth-min F] [--depth-max F] [--dump DIR] "
-			    "[--rope-offset P] [-v|-vv]\n");
+			    "[--rope-offset P] [--variants K:R[:s][:x][,...]] "
+			    "[-v|-vv]\n");
 			return 2;
 		}
 	}
@@ -425,7 +508,7 @@ int main(int argc, char **argv)
 		if (!use[k])
 			continue;
 		int hit = answer(&runs[k], v, q, (uint32_t)n_q, (uint32_t)n_q, 0,
-		    t, "00000", out, sizeof out);
+		    t, "00000", out, sizeof out, NULL);
 		for (char *c = out; *c; c++)
 			if (*c == '\n')
 				*c = ' ';
@@ -470,7 +553,7 @@ int main(int argc, char **argv)
 			r->pos = want;
 			int hit = answer(r, v, br, (uint32_t)nb,
 			    (uint32_t)n_q, (uint32_t)n_n, t, key, out,
-			    sizeof out);
+			    sizeof out, k ? &sp : NULL);
 			r->ok += hit;
 			r->secs += now_s() - t0;
 			printf("  %s %s", k ? "sparse" : "dense", hit ? "ok" :
@@ -486,6 +569,24 @@ int main(int argc, char **argv)
 				printf(" [%s]", out);
 			}
 		}
+		for (int i = 0; use[1] && i < n_variants; i++)
+			printf("  q%u/r%u%s%s %s (%.3f)",
+			    variants[i].question_top_k, variants[i].reach,
+			    variants[i].squeeze ? "s" : "",
+			    variants[i].scan_all ? "x" : "",
+			    variants[i].hit ? "ok" : "MISS",
+			    variants[i].weight);
+		for (int i = 0; use[1] && i < n_variants; i++)
+			if (!variants[i].hit) {
+				for (char *c = variants[i].out; *c; c++)
+					if (*c == '\n' || *c == '\t')
+						*c = ' ';
+				printf("\n    q%u/r%u%s%s missed: [%s]",
+				    variants[i].question_top_k,
+				    variants[i].reach, variants[i].squeeze ?
+				    "s" : "", variants[i].scan_all ? "x" : "",
+				    variants[i].out);
+			}
 		printf("\n");
 		for (int k = 0; k < 2 && verbose > 1; k++)
 			if (use[k])
@@ -501,6 +602,12 @@ int main(int argc, char **argv)
 			    "attended the needle at %d depths\n", k ? "sparse" :
 			    "dense", runs[k].ok, depths, 100.0 * runs[k].ok /
 			    depths, runs[k].secs, runs[k].seen);
+	for (int i = 0; use[1] && i < n_variants; i++)
+		printf("sparse, question_top_k %u reach %u%s%s: %d/%u = "
+		    "%.1f%%\n", variants[i].question_top_k, variants[i].reach,
+		    variants[i].squeeze ? " squeezed" : "",
+		    variants[i].scan_all ? " scanning all" : "",
+		    variants[i].ok, depths, 100.0 * variants[i].ok / depths);
 	for (int k = 0; k < 2; k++) {
 		eng_kv_close(runs[k].kv);
 		eng_fwd_close(runs[k].f);

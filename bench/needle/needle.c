@@ -120,20 +120,22 @@ static int n_variants;
 
 static void parse_variants(const char *s)
 {
+	static const char usage[] = "--variants takes K:R[:s][:x][,...] "
+	    "(question_top_k, reach, squeezed, every candidate scanned), "
+	    "at most 8";
+
 	while (*s) {
 		unsigned long q, r;
 		char *end;
 		if (n_variants == MAX_VARIANTS)
-			die("--variants takes at most 8 K:R pairs", 0);
+			die(usage, 0);
 		q = strtoul(s, &end, 10);
 		if (end == s || *end != ':')
-			die("--variants takes K:R[:s][:x][,...] "
-			    "(question_top_k, reach, squeeze, scan all)", 0);
+			die(usage, 0);
 		s = end + 1;
 		r = strtoul(s, &end, 10);
 		if (end == s || q > BIG || r > BIG)
-			die("--variants takes K:R[:s][,...] (question_top_k, "
-			    "reach, squeeze)", 0);
+			die(usage, 0);
 		int sq = 0, sx = 0;
 		for (; *end == ':'; end += 2)
 			if (end[1] == 's')
@@ -143,8 +145,7 @@ static void parse_variants(const char *s)
 			else
 				break;
 		if (*end && *end != ',')
-			die("--variants takes K:R[:s][:x][,...] "
-			    "(question_top_k, reach, squeeze, scan all)", 0);
+			die(usage, 0);
 		variants[n_variants++] = (struct variant){ (uint32_t)q,
 		    (uint32_t)r, (uint32_t)sq, (uint32_t)sx, 0, 0, 0, "" };
 		s = *end ? end + 1 : end;

@@ -56,6 +56,7 @@ typedef struct ed_settings {
 	int sparse_dense_max;
 	int sparse_reach;	/* 0: all the trained context allows */
 	int sparse_scan_max;	/* 0: questions score by summaries */
+	int sparse_shortlist;	/* 0: questions past scan_max rank by summaries */
 	int sparse_squeeze;	/* 1: blocks moved up stay in the reach */
 	int kv_mode;		/* 0 f16, 1 q8, 2 q4 (ms_mode) */
 	int prefill_checkpoint;	/* tokens between checkpoints; 0: none */

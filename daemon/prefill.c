@@ -67,6 +67,7 @@ static void sparse_params(const ed_settings *s, eng_sparse_params *sp)
 	sp->dense_max = (uint32_t)s->sparse_dense_max;
 	sp->reach = (uint32_t)s->sparse_reach;
 	sp->scan_max = (uint32_t)s->sparse_scan_max;
+	sp->shortlist = (uint32_t)s->sparse_shortlist;
 	sp->squeeze = (uint32_t)s->sparse_squeeze;
 }
 
@@ -88,6 +89,8 @@ void ed_fwd_fit(eng_fwd *f, const ed_settings *s, const eng_kv *kv)
 	sparse_params(s, &sp);
 	if (sp.scan_max > ed_skv_scan_max(kv))
 		sp.scan_max = ed_skv_scan_max(kv);
+	if (sp.shortlist > ed_skv_scan_max(kv))	/* the same bound */
+		sp.shortlist = ed_skv_scan_max(kv);
 	eng_fwd_set_sparse(f, &sp);
 }
 

@@ -46,6 +46,7 @@ void ed_settings_init(ed_settings *s)
 	s->sparse_dense_max = (int)sp.dense_max;
 	s->sparse_reach = (int)sp.reach;
 	s->sparse_scan_max = (int)sp.scan_max;
+	s->sparse_shortlist = (int)sp.shortlist;
 	s->sparse_squeeze = (int)sp.squeeze;
 	s->kv_mode = 0;			/* f16: exact, read zero-copy */
 	/* 7.9 MB of window state per checkpoint for the default model:
@@ -169,6 +170,8 @@ int ed_settings_set(ed_settings *s, const char *key, const char *v,
 		NUM(sparse_reach, 0, 1 << 30, 0);
 	if (!strcmp(key, "sparse_scan_max"))
 		NUM(sparse_scan_max, 0, 1 << 30, 0);
+	if (!strcmp(key, "sparse_shortlist"))
+		NUM(sparse_shortlist, 0, 1 << 30, 0);
 	if (!strcmp(key, "sparse_squeeze"))
 		NUM(sparse_squeeze, 0, 1, 0);
 	if (!strcmp(key, "prefill_checkpoint"))

@@ -56,6 +56,8 @@ struct eng__plan {
 	float *scores;		/* owned scratch: one per candidate block */
 	uint32_t *pick;		/* owned scratch: selected block indices */
 	size_t scores_cap, pick_cap;
+	uint32_t *list;		/* owned scratch: a question's shortlist */
+	size_t list_cap;
 	float *qbar;		/* owned scratch: (group, 2*head_dim), then
 				 * group floats q.ref */
 	size_t qbar_cap;

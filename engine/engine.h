@@ -581,7 +581,12 @@ typedef enum eng_attn_mode {
  * them: one that ranks by summaries (more candidates than scan_max) takes
  * top_k, since past the first few dozen those ranks are noise (256 such
  * blocks made the default model end every answer at once on a 1.2M
- * session; Sessions X).  A prefill chunk's local run is prefill_local
+ * session; Sessions X).  With a shortlist, such a question scans the
+ * shortlist positions its summaries rank highest and takes question_top_k
+ * of them by their best keys: at 1M of C headers the summaries' 64 miss a
+ * needle 52K-105K back that a scan of everything finds (bench/RESULTS.md,
+ * Sessions XI); off by default, since a shortlist of 256K positions makes
+ * the first token after a restart at 1.2M take 1.1 s against 0.27 s.  A prefill chunk's local run is prefill_local
  * positions where that is longer: tokens made from too little of their own
  * context derail later answers (bench/RESULTS.md: at 32K a passkey dense
  * attention finds was missed with 1024 local positions for prefill, found
@@ -647,6 +652,11 @@ typedef struct eng_sparse_params {
 	uint32_t scan_max;	/* a question whose candidates hold at most
 				 * this many positions scores them exactly
 				 * (see above); 0: never */
+	uint32_t shortlist;	/* a question with more candidate positions
+				 * than scan_max scans this many, the blocks
+				 * its summaries rank highest, and takes
+				 * question_top_k of them; 0: it ranks by
+				 * summaries and takes top_k */
 	uint32_t squeeze;	/* 1: blocks moved up overlap rather than
 				 * reach farther than `reach` (see above);
 				 * 0: the reach grows to sink + k*B */
@@ -655,7 +665,7 @@ typedef struct eng_sparse_params {
 /* The defaults measured in bench/RESULTS.md (engramd.conf(5) gives the
  * same): top_k 64, sink 64, local 1024, prefill_local 8192,
  * prefill_top_k 0 (top_k), question_top_k 256, dense_max 4096, reach 8192,
- * scan_max 262144, squeeze 0.
+ * scan_max 262144, shortlist 0, squeeze 0.
  * Sparse attention is off until such params are given to
  * eng_fwd_set_sparse or eng_fwd_params.sparse. */
 void eng_sparse_params_init(eng_sparse_params *sp);

@@ -242,6 +242,8 @@ struct scan_job {
 	atomic_int rc;		/* a view's error */
 	const struct eng__rope *rope;
 	uint32_t far_end;	/* see struct far_rot */
+	const uint32_t *idx;	/* candidate i is block idx[i] (ascending);
+				 * NULL: block first + i */
 };
 
 static void scan_task(void *arg, int ith, int nth)
@@ -252,7 +254,8 @@ static void scan_task(void *arg, int ith, int nth)
 	float s[ENG_NT_MAX], *qr;
 	struct far_rot fr = { 0 };
 
-	if (a < e && first_far(j->far_end, j->first, a, B) &&
+	if (a < e && (j->idx ? first_far(j->far_end, j->idx[a], 0, B) :
+	    first_far(j->far_end, j->first, a, B)) &&
 	    far_open(&fr, j->rope, j->far_end, B,
 	    (size_t)j->group * j->hd)) {
 		atomic_store(&j->rc, ENG_ENOMEM);
@@ -260,7 +263,8 @@ static void scan_task(void *arg, int ith, int nth)
 	}
 	qr = fr.q;
 	for (uint32_t i = a; i < e; i++) {
-		uint32_t p = (j->first + i) * B, end = p + B;
+		uint32_t p = (j->idx ? j->idx[i] : j->first + i) * B;
+		uint32_t end = p + B;
 		const float *q = j->q;
 		float best = -INFINITY;
 		if (qr && far_shift(&fr, p)) {
@@ -382,6 +386,62 @@ static int squeeze(struct eng__plan *pl, uint32_t k, uint32_t B,
 	return 0;
 }
 
+/* out[0..k): the indices of the k highest of sc[0..n), k <= n, in no
+ * order (a min-heap of the best seen). */
+static void best_of(uint32_t *out, uint32_t k, const float *sc, uint32_t n)
+{
+	for (uint32_t i = 0; i < k; i++)
+		out[i] = i;
+	for (uint32_t i = k / 2; i-- > 0;)
+		heap_sift(out, k, i, sc);
+	for (uint32_t i = k; i < n; i++)
+		if (sc[i] > sc[out[0]]) {
+			out[0] = i;
+			heap_sift(out, k, 0, sc);
+		}
+}
+
+/* A question with more candidates than scan_max: of the n_cand from lo,
+ * scored by their summaries in pl->scores, the shortlist/B best (at
+ * least k) go to pl->list (block indices, ascending) and are scanned as a
+ * question scans, their exact scores to pl->scores[0..).  Their count,
+ * or an error. */
+static int scan_shortlist(struct eng__plan *pl, const eng_sparse_params *sp,
+    eng_kv *kv, uint32_t layer, uint32_t kvh, const struct eng__query *qs,
+    struct eng_pool *pool, uint32_t lo, uint32_t n_cand, uint32_t k,
+    uint32_t far_end)
+{
+	uint32_t B = kv->block_tokens, m = sp->shortlist / B;
+	int rc;
+
+	m = m < k ? k : m > n_cand ? n_cand : m;
+	if ((rc = grow(&pl->list, &pl->list_cap, m, sizeof *pl->list)))
+		return rc;
+	best_of(pl->list, m, pl->scores, n_cand);
+	qsort(pl->list, m, sizeof *pl->list, cmp_u32);
+	for (uint32_t i = 0; i < m; i++)
+		pl->list[i] += lo;
+	struct scan_job sj = { pl, kv, qs->q + (size_t)(qs->n_tok - 1) *
+	    qs->row, eng_vec_dot_get(kv->type, eng_simd_active()), layer,
+	    kvh, qs->group, qs->hd, 0, m, 0, qs->rope, far_end, pl->list };
+	if (!sj.dot)
+		return ENG_EUNSUP;
+	/* ask for every run of adjacent blocks before the first is read */
+	for (uint32_t i = 0, j; kv->ops->prefetch && i < m; i = j) {
+		for (j = i + 1; j < m && pl->list[j] == pl->list[j - 1] + 1; j++)
+			;
+		kv->ops->prefetch(kv, layer, kvh, pl->list[i] * B,
+		    (pl->list[j - 1] - pl->list[i] + 1) * B);
+	}
+	if (pool && m >= 64)
+		eng_pool_run(pool, scan_task, &sj);
+	else
+		scan_task(&sj, 0, 1);
+	if ((rc = atomic_load(&sj.rc)))
+		return rc;
+	return (int)m;
+}
+
 /* The reach a step of k blocks places with: never less than the sink
  * and the blocks packed just before the local run. */
 static uint64_t eff_reach(const eng_sparse_params *sp, uint32_t k,
@@ -404,7 +464,7 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	const float *ref;
 	eng_vec_dot_fn dot;
 	int mass = n_tok <= ENG_SPARSE_FEW, question = mass && n_tok > 1;
-	int scans, rc;
+	int scans, lists, rc;
 
 	pl->n_ranges = 0;
 	if (n_tok > 1)
@@ -416,14 +476,17 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	first = (sp->sink + B - 1) / B;
 	last = pos0 > local ? (pos0 - local) / B : 0;
 	/* A question scans its candidates' keys up to scan_max positions.
-	 * One that cannot ranks by summaries, whose ranks past the first few
-	 * dozen are noise: 256 such blocks made the default model end its
-	 * answer at once on a 1.2M session (bench/RESULTS.md, Sessions X).
-	 * It takes top_k. */
+	 * One that cannot scans the shortlist positions its summaries rank
+	 * highest, if shortlist; else it ranks by summaries, whose ranks past
+	 * the first few dozen are noise: 256 such blocks made the default
+	 * model end its answer at once on a 1.2M session (bench/RESULTS.md,
+	 * Sessions X), so it takes top_k. */
 	scans = question && last > first &&
 	    (uint64_t)(last - first) * B <= sp->scan_max;
+	lists = question && !scans && last > first && sp->shortlist >= B;
 	want = !mass && sp->prefill_top_k ? sp->prefill_top_k :
-	    scans && sp->question_top_k ? sp->question_top_k : sp->top_k;
+	    (scans || lists) && sp->question_top_k ? sp->question_top_k :
+	    sp->top_k;
 	if (n_tok == 1 && pl->pin_dense && pl->pin_kv == kv &&
 	    pl->pin_end <= pos0 && last - first < pl->pin_dense)
 		return 0;	/* the question's every candidate, and a few more */
@@ -477,7 +540,7 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 		struct scan_job sj = { pl, kv, qs->q + (size_t)(n_tok - 1) *
 		    qs->row, eng_vec_dot_get(kv->type, eng_simd_active()),
 		    layer, kvh, qs->group, hd, lo, n_cand, 0, qs->rope,
-		    far_end };
+		    far_end, NULL };
 		if (!sj.dot)
 			return ENG_EUNSUP;
 		/* every candidate is read: ask for them all before the first */
@@ -503,18 +566,15 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 			score_task(&sj, 0, 1);
 		if ((rc = atomic_load(&sj.rc)))
 			return rc;
+		if (lists && (rc = scan_shortlist(pl, sp, kv, layer, kvh, qs,
+		    pool, lo, n_cand, k, far_end)) < 0)
+			return rc;
+		if (lists)
+			n_cand = (uint32_t)rc;	/* scores: the list's, exact */
 	}
-	for (uint32_t i = 0; i < k; i++)
-		pl->pick[i] = i;
-	for (uint32_t i = k / 2; i-- > 0;)
-		heap_sift(pl->pick, k, i, pl->scores);
-	for (uint32_t i = k; i < n_cand; i++)
-		if (pl->scores[i] > pl->scores[pl->pick[0]]) {
-			pl->pick[0] = i;
-			heap_sift(pl->pick, k, 0, pl->scores);
-		}
+	best_of(pl->pick, k, pl->scores, n_cand);
 	for (uint32_t i = 0; i < k; i++)	/* block indices from here */
-		pl->pick[i] += lo;
+		pl->pick[i] = lists ? pl->list[pl->pick[i]] : pl->pick[i] + lo;
 	if (n_tok > 1) {
 		if ((rc = grow(&pl->pins, &pl->pins_cap, k,
 		    sizeof(uint32_t))))
@@ -590,6 +650,7 @@ void eng__plan_free(struct eng__plan *pl)
 	free(pl->ranges);
 	free(pl->scores);
 	free(pl->pick);
+	free(pl->list);
 	free(pl->qbar);
 	free(pl->pins);
 	memset(pl, 0, sizeof *pl);

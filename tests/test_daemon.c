@@ -560,7 +560,8 @@ START_TEST(test_config_file)
 		"--set sparse_prefill_top_k=70000",
 		"--set sparse_question_top_k=-1",
 		"--set sparse_question_top_k=65537",
-		"--set sparse_squeeze=2", "--set sparse_squeeze=yes" };
+		"--set sparse_squeeze=2", "--set sparse_squeeze=yes",
+		"--set sparse_shortlist=-1", "--set sparse_shortlist=2000000000" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		snprintf(cmd, sizeof(cmd), "'%s' -f --config /dev/null %s -s '%s' -d '%s' 2>/dev/null",
 			 getenv("ENGRAMD"), bad[i], D.sock, D.data);

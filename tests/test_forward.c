@@ -1416,6 +1416,90 @@ START_TEST(sparse_plan_scans_question)
 }
 END_TEST
 
+/* A question with more candidates than scan_max and a shortlist: of the
+ * blocks its summaries rank highest (shortlist/B of them), the
+ * question_top_k with the best keys.  A shortlist of every candidate
+ * picks what a scan picks (the needle among them); one of 24 blocks
+ * picks within the summaries' 24, the 12 best keys of those; one of 12,
+ * exactly the summaries' 12. */
+START_TEST(sparse_plan_shortlist)
+{
+	static const eng_kv_ops ops = { .view = fake_view,
+	    .summary = fake_summary };
+	eng_kv kv = { .ops = &ops, .type = ENG_TYPE_F32, .block_tokens = 64 };
+	eng_sparse_params sp = { .top_k = 8, .sink = 64, .local = 1024,
+	    .question_top_k = 12 };
+	const uint32_t nq = 4, pos0 = SB * 64;
+	uint32_t last = (pos0 - nq - 1024) / 64, n_cand = last - 1;
+	uint32_t scan[64], sum24[64], sum12[64], got[64];
+	float *q = malloc((size_t)nq * 4 * PHD * sizeof(float));
+	double best[SB];
+	struct eng__plan pl = { 0 };
+
+	scan_keys = malloc((size_t)SB * 64 * PHD * sizeof(float));
+	ck_assert_ptr_nonnull(scan_keys);
+	fx_rng = 17;
+	plan_boxes();
+	for (size_t i = 0; i < (size_t)SB * 64 * PHD; i++)
+		scan_keys[i] = fx_frand(-0.2f, 0.2f);
+	for (uint32_t i = 0; i < nq * 4 * PHD; i++)
+		q[i] = fx_frand(-1, 1);
+	for (uint32_t b = 1; b < last; b++) {
+		best[b] = -1e300;
+		for (uint32_t t = 0; t < 64; t++)
+			for (int h = 0; h < 4; h++) {
+				double d = 0;
+				for (int c = 0; c < PHD; c++)
+					d += (double)q[(size_t)(nq - 1) * 4 *
+					    PHD + h * PHD + c] * scan_keys[
+					    ((size_t)b * 64 + t) * PHD + c];
+				best[b] = d > best[b] ? d : best[b];
+			}
+	}
+	/* What a scan picks, and the summaries' 24 and 12. */
+	sp.scan_max = n_cand * 64;
+	ck_assert_int_eq(plan(&pl, &sp, &kv, q, nq, pos0 - nq, NULL), 0);
+	ck_assert_uint_eq(plan_blocks(&pl, scan), 12);
+	sp.scan_max = n_cand * 64 - 1;
+	sp.top_k = 24;
+	ck_assert_int_eq(plan(&pl, &sp, &kv, q, nq, pos0 - nq, NULL), 0);
+	ck_assert_uint_eq(plan_blocks(&pl, sum24), 24);
+	sp.top_k = 12;
+	ck_assert_int_eq(plan(&pl, &sp, &kv, q, nq, pos0 - nq, NULL), 0);
+	ck_assert_uint_eq(plan_blocks(&pl, sum12), 12);
+	sp.top_k = 8;
+
+	sp.shortlist = n_cand * 64;
+	ck_assert_int_eq(plan(&pl, &sp, &kv, q, nq, pos0 - nq, NULL), 0);
+	ck_assert_uint_eq(plan_blocks(&pl, got), 12);
+	ck_assert(memcmp(got, scan, sizeof(uint32_t) * 12) == 0);
+
+	sp.shortlist = 24 * 64;
+	ck_assert_int_eq(plan(&pl, &sp, &kv, q, nq, pos0 - nq, NULL), 0);
+	ck_assert_uint_eq(plan_blocks(&pl, got), 12);
+	for (uint32_t i = 0; i < 12; i++) {
+		uint32_t in = 0, above = 0;
+		for (uint32_t j = 0; j < 24; j++) {
+			in |= sum24[j] == got[i];
+			above += best[sum24[j]] > best[got[i]] + 1e-4 *
+			    fabs(best[got[i]]);
+		}
+		ck_assert_msg(in, "block %u is not in the summaries' 24",
+		    got[i]);
+		ck_assert_msg(above < 12, "block %u: %u of the 24 have "
+		    "better keys", got[i], above);
+	}
+
+	sp.shortlist = 12 * 64;
+	ck_assert_int_eq(plan(&pl, &sp, &kv, q, nq, pos0 - nq, NULL), 0);
+	ck_assert_uint_eq(plan_blocks(&pl, got), 12);
+	ck_assert(memcmp(got, sum12, sizeof(uint32_t) * 12) == 0);
+	eng__plan_free(&pl);
+	free(scan_keys);
+	free(q);
+}
+END_TEST
+
 /* A block beyond the reach is scored as it will be attended: moved up to
  * the reach's start, its keys seen by the query rotated back by that
  * shift (RoPE, neox pairs).  Far block A holds a key that matches the
@@ -1888,6 +1972,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, sparse_plan_pins);
 	tcase_add_test(tc, sparse_plan_prefill_local);
 	tcase_add_test(tc, sparse_plan_scans_question);
+	tcase_add_test(tc, sparse_plan_shortlist);
 	tcase_add_test(tc, sparse_plan_scores_far_as_placed);
 	tcase_add_test(tc, generate_long_prompt_ends_in_question);
 	tcase_add_test(tc, eval_bad_input);

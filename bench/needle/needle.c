@@ -110,7 +110,7 @@ struct run {
  * the same sparse context (the branch is prefilled once per depth). */
 #define MAX_VARIANTS 8
 struct variant {
-	uint32_t question_top_k, reach, squeeze, scan_all;
+	uint32_t question_top_k, reach, squeeze, scan_all, shortlist;
 	int ok, hit;
 	float weight;
 	char out[256];		/* this depth's answer */
@@ -120,9 +120,9 @@ static int n_variants;
 
 static void parse_variants(const char *s)
 {
-	static const char usage[] = "--variants takes K:R[:s][:x][,...] "
-	    "(question_top_k, reach, squeezed, every candidate scanned), "
-	    "at most 8";
+	static const char usage[] = "--variants takes K:R[:s][:x][:l[N]][,...] "
+	    "(question_top_k, reach, squeezed, every candidate scanned, "
+	    "a shortlist of scan_max or N positions scanned), at most 8";
 
 	while (*s) {
 		unsigned long q, r;
@@ -137,17 +137,27 @@ static void parse_variants(const char *s)
 		if (end == s || q > BIG || r > BIG)
 			die(usage, 0);
 		int sq = 0, sx = 0;
+		unsigned long sl = 0;
 		for (; *end == ':'; end += 2)
 			if (end[1] == 's')
 				sq = 1;
 			else if (end[1] == 'x')
 				sx = 1;
-			else
+			else if (end[1] == 'l') {
+				/* :l scans scan_max positions, :lN N */
+				char *ne;
+				sl = strtoul(end + 2, &ne, 10);
+				if (ne > end + 2 && (!sl || sl >= UINT32_MAX))
+					die(usage, 0);
+				sl = ne > end + 2 ? sl : UINT32_MAX;
+				end = ne - 2;
+			} else
 				break;
 		if (*end && *end != ',')
 			die(usage, 0);
 		variants[n_variants++] = (struct variant){ (uint32_t)q,
-		    (uint32_t)r, (uint32_t)sq, (uint32_t)sx, 0, 0, 0, "" };
+		    (uint32_t)r, (uint32_t)sq, (uint32_t)sx, (uint32_t)sl, 0, 0,
+		    0, "" };
 		s = *end ? end + 1 : end;
 	}
 }
@@ -289,6 +299,9 @@ static int answer(struct run *r, const eng_vocab *v, const int32_t *seq,
 		vp.squeeze = va->squeeze;
 		if (va->scan_all)
 			vp.scan_max = UINT32_MAX;
+		if (va->shortlist)
+			vp.shortlist = va->shortlist == UINT32_MAX ?
+			    vp.scan_max : va->shortlist;
 		if ((rc = eng_kv_mem_clone(kv, &vk)))
 			die("clone", rc);
 		eng_fwd_set_sparse(r->f, &vp);
@@ -571,10 +584,12 @@ int main(int argc, char **argv)
 			}
 		}
 		for (int i = 0; use[1] && i < n_variants; i++)
-			printf("  q%u/r%u%s%s %s (%.3f)",
+			printf("  q%u/r%u%s%s%s %s (%.3f)",
 			    variants[i].question_top_k, variants[i].reach,
 			    variants[i].squeeze ? "s" : "",
 			    variants[i].scan_all ? "x" : "",
+			    !variants[i].shortlist ? "" :
+			    variants[i].shortlist == UINT32_MAX ? "l" : "l*",
 			    variants[i].hit ? "ok" : "MISS",
 			    variants[i].weight);
 		for (int i = 0; use[1] && i < n_variants; i++)
@@ -582,10 +597,11 @@ int main(int argc, char **argv)
 				for (char *c = variants[i].out; *c; c++)
 					if (*c == '\n' || *c == '\t')
 						*c = ' ';
-				printf("\n    q%u/r%u%s%s missed: [%s]",
+				printf("\n    q%u/r%u%s%s%s missed: [%s]",
 				    variants[i].question_top_k,
 				    variants[i].reach, variants[i].squeeze ?
 				    "s" : "", variants[i].scan_all ? "x" : "",
+				    variants[i].shortlist ? "l" : "",
 				    variants[i].out);
 			}
 		printf("\n");
@@ -604,10 +620,11 @@ int main(int argc, char **argv)
 			    "dense", runs[k].ok, depths, 100.0 * runs[k].ok /
 			    depths, runs[k].secs, runs[k].seen);
 	for (int i = 0; use[1] && i < n_variants; i++)
-		printf("sparse, question_top_k %u reach %u%s%s: %d/%u = "
+		printf("sparse, question_top_k %u reach %u%s%s%s: %d/%u = "
 		    "%.1f%%\n", variants[i].question_top_k, variants[i].reach,
 		    variants[i].squeeze ? " squeezed" : "",
 		    variants[i].scan_all ? " scanning all" : "",
+		    variants[i].shortlist ? " scanning a shortlist" : "",
 		    variants[i].ok, depths, 100.0 * variants[i].ok / depths);
 	for (int k = 0; k < 2; k++) {
 		eng_kv_close(runs[k].kv);

@@ -162,6 +162,21 @@ static void parse_variants(const char *s)
 	}
 }
 
+/* "qK/rR" and its flags, as --variants spells them (:lN as lN). */
+static const char *variant_name(const struct variant *va, char *buf,
+    size_t len)
+{
+	char sl[16] = "";
+
+	if (va->shortlist == UINT32_MAX)
+		snprintf(sl, sizeof sl, "l");
+	else if (va->shortlist)
+		snprintf(sl, sizeof sl, "l%u", va->shortlist);
+	snprintf(buf, len, "q%u/r%u%s%s%s", va->question_top_k, va->reach,
+	    va->squeeze ? "s" : "", va->scan_all ? "x" : "", sl);
+	return buf;
+}
+
 /* The share of the last step's attention (its last token, global layers)
  * on blocks overlapping positions [p0, p0+n), or -1 if none was attended. */
 static float needle_weight(const eng_fwd *f, uint32_t p0, uint32_t n,
@@ -356,7 +371,7 @@ int main(int argc, char **argv)
 	int dense = 1, sparse = 1, verbose = 0, primer = 1, intro = 0;
 	const struct test *t = &tests[0];
 	double depth_min = 0.0, depth_max = 1.0;
-	char err[256];
+	char err[256], name[64];
 
 	eng_sparse_params_init(&sp);
 
@@ -584,24 +599,16 @@ int main(int argc, char **argv)
 			}
 		}
 		for (int i = 0; use[1] && i < n_variants; i++)
-			printf("  q%u/r%u%s%s%s %s (%.3f)",
-			    variants[i].question_top_k, variants[i].reach,
-			    variants[i].squeeze ? "s" : "",
-			    variants[i].scan_all ? "x" : "",
-			    !variants[i].shortlist ? "" :
-			    variants[i].shortlist == UINT32_MAX ? "l" : "l*",
-			    variants[i].hit ? "ok" : "MISS",
+			printf("  %s %s (%.3f)", variant_name(&variants[i], name,
+			    sizeof name), variants[i].hit ? "ok" : "MISS",
 			    variants[i].weight);
 		for (int i = 0; use[1] && i < n_variants; i++)
 			if (!variants[i].hit) {
 				for (char *c = variants[i].out; *c; c++)
 					if (*c == '\n' || *c == '\t')
 						*c = ' ';
-				printf("\n    q%u/r%u%s%s%s missed: [%s]",
-				    variants[i].question_top_k,
-				    variants[i].reach, variants[i].squeeze ?
-				    "s" : "", variants[i].scan_all ? "x" : "",
-				    variants[i].shortlist ? "l" : "",
+				printf("\n    %s missed: [%s]", variant_name(
+				    &variants[i], name, sizeof name),
 				    variants[i].out);
 			}
 		printf("\n");
@@ -620,12 +627,9 @@ int main(int argc, char **argv)
 			    "dense", runs[k].ok, depths, 100.0 * runs[k].ok /
 			    depths, runs[k].secs, runs[k].seen);
 	for (int i = 0; use[1] && i < n_variants; i++)
-		printf("sparse, question_top_k %u reach %u%s%s%s: %d/%u = "
-		    "%.1f%%\n", variants[i].question_top_k, variants[i].reach,
-		    variants[i].squeeze ? " squeezed" : "",
-		    variants[i].scan_all ? " scanning all" : "",
-		    variants[i].shortlist ? " scanning a shortlist" : "",
-		    variants[i].ok, depths, 100.0 * variants[i].ok / depths);
+		printf("sparse, %s: %d/%u = %.1f%%\n", variant_name(&variants[i],
+		    name, sizeof name), variants[i].ok, depths,
+		    100.0 * variants[i].ok / depths);
 	for (int k = 0; k < 2; k++) {
 		eng_kv_close(runs[k].kv);
 		eng_fwd_close(runs[k].f);

@@ -386,6 +386,35 @@ static int squeeze(struct eng__plan *pl, uint32_t k, uint32_t B,
 	return 0;
 }
 
+/* A question's exact scores for n candidate blocks, block first + i or
+ * idx[i] (ascending), into pl->scores[0..n): every key read, so each
+ * run of adjacent blocks is asked for before the first is read. */
+static int scan(struct eng__plan *pl, eng_kv *kv, uint32_t layer,
+    uint32_t kvh, const struct eng__query *qs, struct eng_pool *pool,
+    uint32_t first, uint32_t n, const uint32_t *idx, uint32_t far_end)
+{
+	uint32_t B = kv->block_tokens;
+	struct scan_job sj = { pl, kv, qs->q + (size_t)(qs->n_tok - 1) *
+	    qs->row, eng_vec_dot_get(kv->type, eng_simd_active()), layer,
+	    kvh, qs->group, qs->hd, first, n, 0, qs->rope, far_end, idx };
+
+	if (!sj.dot)
+		return ENG_EUNSUP;
+	for (uint32_t i = 0, j; kv->ops->prefetch && i < n; i = j) {
+		uint32_t b0 = idx ? idx[i] : first + i;
+		for (j = i + 1; j < n && (idx ? idx[j] == idx[j - 1] + 1 : 1);
+		    j++)
+			;
+		kv->ops->prefetch(kv, layer, kvh, b0 * B,
+		    ((idx ? idx[j - 1] : first + j - 1) - b0 + 1) * B);
+	}
+	if (pool && n >= 64)
+		eng_pool_run(pool, scan_task, &sj);
+	else
+		scan_task(&sj, 0, 1);
+	return atomic_load(&sj.rc);
+}
+
 /* out[0..k): the indices of the k highest of sc[0..n), k <= n, in no
  * order (a min-heap of the best seen). */
 static void best_of(uint32_t *out, uint32_t k, const float *sc, uint32_t n)
@@ -421,23 +450,8 @@ static int scan_shortlist(struct eng__plan *pl, const eng_sparse_params *sp,
 	qsort(pl->list, m, sizeof *pl->list, cmp_u32);
 	for (uint32_t i = 0; i < m; i++)
 		pl->list[i] += lo;
-	struct scan_job sj = { pl, kv, qs->q + (size_t)(qs->n_tok - 1) *
-	    qs->row, eng_vec_dot_get(kv->type, eng_simd_active()), layer,
-	    kvh, qs->group, qs->hd, 0, m, 0, qs->rope, far_end, pl->list };
-	if (!sj.dot)
-		return ENG_EUNSUP;
-	/* ask for every run of adjacent blocks before the first is read */
-	for (uint32_t i = 0, j; kv->ops->prefetch && i < m; i = j) {
-		for (j = i + 1; j < m && pl->list[j] == pl->list[j - 1] + 1; j++)
-			;
-		kv->ops->prefetch(kv, layer, kvh, pl->list[i] * B,
-		    (pl->list[j - 1] - pl->list[i] + 1) * B);
-	}
-	if (pool && m >= 64)
-		eng_pool_run(pool, scan_task, &sj);
-	else
-		scan_task(&sj, 0, 1);
-	if ((rc = atomic_load(&sj.rc)))
+	if ((rc = scan(pl, kv, layer, kvh, qs, pool, 0, m, pl->list,
+	    far_end)))
 		return rc;
 	return (int)m;
 }
@@ -537,20 +551,8 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	}
 	n_cand = last - lo;	/* a question's lo is first */
 	if (scans) {
-		struct scan_job sj = { pl, kv, qs->q + (size_t)(n_tok - 1) *
-		    qs->row, eng_vec_dot_get(kv->type, eng_simd_active()),
-		    layer, kvh, qs->group, hd, lo, n_cand, 0, qs->rope,
-		    far_end, NULL };
-		if (!sj.dot)
-			return ENG_EUNSUP;
-		/* every candidate is read: ask for them all before the first */
-		if (kv->ops->prefetch)
-			kv->ops->prefetch(kv, layer, kvh, lo * B, n_cand * B);
-		if (pool && n_cand >= 64)
-			eng_pool_run(pool, scan_task, &sj);
-		else
-			scan_task(&sj, 0, 1);
-		if ((rc = atomic_load(&sj.rc)))
+		if ((rc = scan(pl, kv, layer, kvh, qs, pool, lo, n_cand, NULL,
+		    far_end)))
 			return rc;
 	} else {
 		/* One pass over every candidate's summary per layer and step

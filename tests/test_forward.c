@@ -1334,6 +1334,25 @@ static int fake_view(eng_kv *kv, uint32_t layer, uint32_t kvh,
 	return 0;
 }
 
+/* best[b], b in 1..last-1: block b's best key in double, the highest
+ * q.k over its 64 scan_keys and the 4 heads of the last of nq queries. */
+static void best_keys(const float *q, uint32_t nq, uint32_t last,
+    double *best)
+{
+	for (uint32_t b = 1; b < last; b++) {
+		best[b] = -1e300;
+		for (uint32_t t = 0; t < 64; t++)
+			for (int h = 0; h < 4; h++) {
+				double d = 0;
+				for (int c = 0; c < PHD; c++)
+					d += (double)q[(size_t)(nq - 1) * 4 *
+					    PHD + h * PHD + c] * scan_keys[
+					    ((size_t)b * 64 + t) * PHD + c];
+				best[b] = d > best[b] ? d : best[b];
+			}
+	}
+}
+
 /* A question (2..ENG_SPARSE_FEW tokens) whose candidates hold at most
  * scan_max positions ranks them by their best key for its last query,
  * exactly: the block holding one key along that query is picked though
@@ -1366,18 +1385,7 @@ START_TEST(sparse_plan_scans_question)
 	for (int c = 0; c < PHD; c++)
 		scan_keys[((size_t)needle * 64 + 21) * PHD + c] =
 		    0.5f * q[(size_t)(nq - 1) * 4 * PHD + 2 * PHD + c];
-	for (uint32_t b = 1; b < last; b++) {
-		best[b] = -1e300;
-		for (uint32_t t = 0; t < 64; t++)
-			for (int h = 0; h < 4; h++) {
-				double d = 0;
-				for (int c = 0; c < PHD; c++)
-					d += (double)q[(size_t)(nq - 1) * 4 *
-					    PHD + h * PHD + c] * scan_keys[
-					    ((size_t)b * 64 + t) * PHD + c];
-				best[b] = d > best[b] ? d : best[b];
-			}
-	}
+	best_keys(q, nq, last, best);
 	for (uint32_t i = 0; i < 12; i++) {	/* the 12th best */
 		double m = -1e300;
 		for (uint32_t b = 1; b < last; b++)
@@ -1444,18 +1452,7 @@ START_TEST(sparse_plan_shortlist)
 		scan_keys[i] = fx_frand(-0.2f, 0.2f);
 	for (uint32_t i = 0; i < nq * 4 * PHD; i++)
 		q[i] = fx_frand(-1, 1);
-	for (uint32_t b = 1; b < last; b++) {
-		best[b] = -1e300;
-		for (uint32_t t = 0; t < 64; t++)
-			for (int h = 0; h < 4; h++) {
-				double d = 0;
-				for (int c = 0; c < PHD; c++)
-					d += (double)q[(size_t)(nq - 1) * 4 *
-					    PHD + h * PHD + c] * scan_keys[
-					    ((size_t)b * 64 + t) * PHD + c];
-				best[b] = d > best[b] ? d : best[b];
-			}
-	}
+	best_keys(q, nq, last, best);
 	/* What a scan picks, and the summaries' 24 and 12. */
 	sp.scan_max = n_cand * 64;
 	ck_assert_int_eq(plan(&pl, &sp, &kv, q, nq, pos0 - nq, NULL), 0);

@@ -168,8 +168,17 @@ struct ask {
 	int urgent;		/* ed_store_urgent(1) not yet paired */
 };
 
-/* The question has its first token out (or will have none): jobs that
- * yield the store to questions (ed_store_yield) need not for this one. */
+/* The question is on its way to a first token: jobs that yield the store
+ * to questions (ed_store_yield) wait for it; ask_calm: it is there, or
+ * will not be, or waits for the engine, not the store. */
+static void ask_urgent(struct ask *a)
+{
+	if (!a->urgent) {
+		ed_store_urgent(1);
+		a->urgent = 1;
+	}
+}
+
 static void ask_calm(struct ask *a)
 {
 	if (a->urgent) {
@@ -392,8 +401,7 @@ static void ask_worker(ed_req *r)
 	    (a.sources = ed_req_arg_bool(r, "sources", 0)) < 0 ||
 	    (keep = ed_req_arg_bool(r, "keep", 0)) < 0)
 		return;
-	ed_store_urgent(1);
-	a.urgent = 1;
+	ask_urgent(&a);
 	if (ask_prepare(r, name, &a, &stream, &prefilled, &q, &nq) < 0)
 		goto out;
 	{
@@ -414,8 +422,7 @@ static void ask_worker(ed_req *r)
 		ed_req_fail(r, ED_ERR_CANCELLED, "cancelled while queued");
 		goto out;
 	}
-	ed_store_urgent(1);
-	a.urgent = 1;
+	ask_urgent(&a);
 	if ((rc = ed_fwd_open(set, &a.f, err, sizeof(err))) < 0 ||
 	    (rc = ed_skv_open(a.sid, m, eng_fwd_n_batch(a.f), &kv, err,
 	    sizeof(err))) < 0 ||

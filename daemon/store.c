@@ -9,8 +9,8 @@
  * The lock is fair (tickets, served in order): a job that takes it again
  * and again (a prefix adopted stretch by stretch, a prefill's commits)
  * lets a question that waits go first, where a plain mutex would most
- * often hand it straight back to the job.  A question takes the lock a
- * dozen times before its first token, though, each behind at most one
+ * often hand it straight back to the job.  A question takes the lock
+ * about ten times before its first token, though, each behind at most one
  * of the job's holds (a stretch of a 1M adoption: 0.2-0.5 s); so
  * questions on their way to a first token say so (ed_store_urgent), and
  * a job about to hold the lock long waits for them first

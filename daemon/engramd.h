@@ -235,7 +235,8 @@ typedef struct ed_gen_args {
 	eng_gen_params gp;
 	int chat;
 } ed_gen_args;
-int ed_gen_args_parse(ed_req *r, ed_gen_args *a, double default_temp);
+int ed_gen_args_parse(ed_req *r, ed_gen_args *a, double default_temp,
+    uint32_t min_tokens);
 void ed_gen_emit_token(ed_req *r, int32_t id, const char *text, size_t len);
 const char *ed_gen_stop_name(eng_stop_reason s);
 

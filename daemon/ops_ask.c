@@ -236,20 +236,28 @@ static json_t *sources_json(struct ask *a)
 	return arr;
 }
 
+/* The question is read and the first token chosen: its time, and the
+ * blocks its last token attended.  Once per question: from the first
+ * token's callback, or after an answer that had none (its first token
+ * ended the turn, or max_tokens 0: sources only). */
+static void ask_first(struct ask *a)
+{
+	a->ttft_ms = now_ms() - a->t0;
+	a->blocks = sources_json(a);
+	if (a->sources)
+		ed_req_emit(a->r, "sources", json_pack("{s:I,s:O}",
+		    "n_attended", (json_int_t)a->n_attended,
+		    "blocks", a->blocks));
+	eng_fwd_record(a->f, 0);
+	ask_calm(a);
+}
+
 static int ask_token(void *ud, int32_t id, const char *text, size_t len)
 {
 	struct ask *a = ud;
 
-	if (!a->n_tok++) {
-		a->ttft_ms = now_ms() - a->t0;
-		a->blocks = sources_json(a);
-		if (a->sources)
-			ed_req_emit(a->r, "sources", json_pack("{s:I,s:O}",
-			    "n_attended", (json_int_t)a->n_attended,
-			    "blocks", a->blocks));
-		eng_fwd_record(a->f, 0);
-		ask_calm(a);
-	}
+	if (!a->n_tok++)
+		ask_first(a);
 	if (id >= 0) {
 		if (a->n_gen == a->cap_gen) {
 			size_t cap = a->cap_gen ? a->cap_gen * 2 : 256;
@@ -397,10 +405,15 @@ static void ask_worker(ed_req *r)
 	int keep, rc;
 
 	memset(&ga, 0, sizeof(ga));
-	if (ed_gen_args_parse(r, &ga, 0.0) < 0 ||
+	if (ed_gen_args_parse(r, &ga, 0.0, 0) < 0 ||
 	    (a.sources = ed_req_arg_bool(r, "sources", 0)) < 0 ||
 	    (keep = ed_req_arg_bool(r, "keep", 0)) < 0)
 		return;
+	if (keep && ga.gp.max_tokens == 0) {
+		ed_req_fail(r, ED_ERR_INVALID_ARGUMENT, "'keep' needs an "
+		    "answer: max_tokens 0 asks for sources only");
+		return;
+	}
 	ask_urgent(&a);
 	if (ask_prepare(r, name, &a, &stream, &prefilled, &q, &nq) < 0)
 		goto out;
@@ -452,6 +465,8 @@ static void ask_worker(ed_req *r)
 		    eng_strerror(rc));
 		goto release;
 	}
+	if (!a.n_tok)
+		ask_first(&a);
 	if (keep && (rc = ask_keep(&a, kv, q, nq, err, sizeof(err))) < 0) {
 		ed_req_fail(r, ED_ERR_INTERNAL, "cannot keep the turn: %s",
 		    *err ? err : rc <= -1100 ? ms_strerror(rc) :

@@ -106,14 +106,15 @@ static int arg_num(ed_req *r, const char *key, double lo, double hi, double def,
 }
 
 /* Sampling and generation arguments shared by generate and ask;
- * default_temp is the temperature when none is given.  -1 after failing
- * the request. */
-int ed_gen_args_parse(ed_req *r, ed_gen_args *a, double default_temp)
+ * default_temp is the temperature when none is given, min_tokens the
+ * least max_tokens allowed.  -1 after failing the request. */
+int ed_gen_args_parse(ed_req *r, ed_gen_args *a, double default_temp,
+    uint32_t min_tokens)
 {
 	double v;
 	eng_sampler_params_init(&a->sp);
 	eng_gen_params_init(&a->gp);
-	if (arg_num(r, "max_tokens", 1, 32768, 256, 1, &v) < 0) return -1;
+	if (arg_num(r, "max_tokens", min_tokens, 32768, 256, 1, &v) < 0) return -1;
 	a->gp.max_tokens = (uint32_t)v;
 	if (arg_num(r, "temperature", 0, 100, default_temp, 0, &v) < 0) return -1;
 	a->sp.temperature = (float)v;
@@ -214,7 +215,7 @@ static void generate_worker(ed_req *r)
 	int rc;
 
 	memset(&a, 0, sizeof(a));
-	if (ed_gen_args_parse(r, &a, 0.8) < 0 ||
+	if (ed_gen_args_parse(r, &a, 0.8, 1) < 0 ||
 	    (a.chat = ed_req_arg_bool(r, "chat", 0)) < 0)
 		return;
 	if ((rc = prompt_ids(r, m, a.chat, &ids, &n)) < 0) {

@@ -150,6 +150,49 @@ static char *ask(const char *session, const char *q, const char *more, json_t **
 	return text;
 }
 
+/* `ask --max-tokens 0 --show-sources`: no answer, no token event; the
+ * question's sources (those of the answer's first token: `want`), its
+ * time and what it attended, in the event and in the result. */
+static void sources_only(const char *session, const char *q, json_t *want)
+{
+	char *out = NULL, *err = NULL;
+	int rc = ctl(&out, &err, "--json", "ask", "--max-tokens", "0", "--show-sources",
+		     session, q, NULL);
+	ck_assert_msg(rc == 0, "ask exit %d: %s", rc, err);
+	json_t *src = NULL, *done = NULL;
+	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+		json_t *ev = json_loads(line, 0, NULL);
+		ck_assert_ptr_nonnull(ev);
+		ck_assert_msg(strcmp(ev_name(ev), "token"), "%s", line);
+		if (!strcmp(ev_name(ev), "sources"))
+			src = json_incref(ev);
+		if (!strcmp(ev_name(ev), "done"))
+			done = json_incref(ev);
+		json_decref(ev);
+	}
+	ck_assert_ptr_nonnull(src);
+	ck_assert_ptr_nonnull(done);
+	ck_assert_int_eq(jint(done, "n_gen"), 0);
+	ck_assert_str_eq(jstr(done, "stop"), "max_tokens");
+	ck_assert_double_gt(json_number_value(json_object_get(done, "ttft_ms")), 0);
+	ck_assert_int_gt(jint(done, "n_attended"), 64 + 4 * 64);
+	ck_assert_int_eq(jint(src, "n_attended"), jint(done, "n_attended"));
+	ck_assert_msg(json_equal(json_object_get(src, "blocks"), want), "%s",
+		      json_dumps(src, JSON_COMPACT));
+	ck_assert(json_equal(json_object_get(done, "blocks"), want));
+	json_decref(src);
+	json_decref(done);
+	free(out);
+	free(err);
+	/* As text: no answer, then the list. */
+	ck_assert_int_eq(ctl(&out, &err, "ask", "--max-tokens", "0", "--show-sources", session, q,
+			     NULL), 0);
+	ck_assert_msg(strstr(out, "Sources:\n  ") && strstr(out, "src/"), "%s", out);
+	ck_assert_msg(strstr(err, "0 tokens") && strstr(err, "stop: max_tokens"), "%s", err);
+	free(out);
+	free(err);
+}
+
 static json_t *session_row(const char *name)
 {
 	json_t *ev = rq("{\"id\":1,\"op\":\"session_show\",\"session\":\"%s\"}", name);
@@ -239,6 +282,7 @@ START_TEST(test_prefill_ask_restart)
 	}
 	ck_assert_int_ge(mapped, 2);
 	ck_assert_double_lt(json_number_value(json_object_get(res, "ttft_ms")), 120000);
+	sources_only("a", "What does f2_7 return?", blocks);
 	json_decref(res);
 	restart_after(SIGKILL);
 	char *a2 = ask("a", "What does f2_7 return?", NULL, NULL);
@@ -401,7 +445,10 @@ START_TEST(test_ask_bad_input)
 		     "invalid_argument");
 	expect_error(rq("{\"id\":1,\"op\":\"ask\",\"session\":\"n\",\"text\":\"hi\",\"sources\":\"y\"}"),
 		     "invalid_argument");
-	expect_error(rq("{\"id\":1,\"op\":\"ask\",\"session\":\"n\",\"text\":\"hi\",\"max_tokens\":0}"),
+	expect_error(rq("{\"id\":1,\"op\":\"ask\",\"session\":\"n\",\"text\":\"hi\",\"max_tokens\":-1}"),
+		     "invalid_argument");
+	expect_error(rq("{\"id\":1,\"op\":\"ask\",\"session\":\"n\",\"text\":\"hi\",\"max_tokens\":0,"
+			"\"keep\":true}"),
 		     "invalid_argument");
 	expect_error(rq("{\"id\":1,\"op\":\"ask\",\"session\":\"n\",\"text\":\"hi\",\"temperature\":-1}"),
 		     "invalid_argument");

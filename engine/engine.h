@@ -584,9 +584,11 @@ typedef enum eng_attn_mode {
  * session; Sessions X).  With a shortlist, such a question scans the
  * shortlist positions its summaries rank highest and takes question_top_k
  * of them by their best keys: at 1M of C headers the summaries' 64 miss a
- * needle 52K-105K back that a scan of everything finds (bench/RESULTS.md,
- * Sessions XI); off by default, since a shortlist of 256K positions makes
- * the first token after a restart at 1.2M take 1.1 s against 0.27 s.  A prefill chunk's local run is prefill_local
+ * needle 52K-210K back that a scan of everything finds, and a shortlist
+ * of 128K or 256K positions finds it at 1 or 2 of those 4 depths
+ * (bench/RESULTS.md, Sessions XI, XII); off by default, since 256K
+ * positions make the first token after a restart at 1.2M take 1.1 s
+ * against 0.27 s.  A prefill chunk's local run is prefill_local
  * positions where that is longer: tokens made from too little of their own
  * context derail later answers (bench/RESULTS.md: at 32K a passkey dense
  * attention finds was missed with 1024 local positions for prefill, found

@@ -800,7 +800,9 @@ int eng_chat_apply(const eng_model *m, const eng_chat_msg *msgs, size_t n,
  * of a stop string or an incomplete UTF-8 character); text is valid only
  * during the call.  A last call with id -1 hands over text still held at
  * the end (not after a stop string or a callback stop).  EOS/EOT tokens are
- * not passed on.  Stops at the
+ * not passed on, so an answer whose first token is one (or max_tokens 0)
+ * makes no call at all: a caller that waits for a first token looks
+ * again when this returns.  Stops at the
  * vocabulary's EOS/EOT, at a stop string (its text is not passed on), at
  * max_tokens, when on_token returns nonzero, or when *cancel becomes
  * nonzero (ENG_ECANCELED; checked between forward steps).  Runs on the

@@ -23,12 +23,9 @@ import urllib.error
 import urllib.request
 
 
-def run(llm, path):
-    with open(path) as f:
-        words = f.readline().strip().lower().split("|")
-        ids = [int(x) for x in f if x.strip()]
+def run(llm, ids):
+    """llama-cpp-python in process: the answer's text."""
     llm.reset()
-    t0 = time.time()
     llm.eval(ids)
     out = []
     eos = {llm.token_eos(), 106}        # 106: gemma's <end_of_turn>
@@ -38,7 +35,16 @@ def run(llm, path):
             break
         out.append(t)
         llm.eval([t])
-    text = llm.detokenize(out).decode("utf-8", "replace")
+    return llm.detokenize(out).decode("utf-8", "replace")
+
+
+def run_file(answer, path):
+    """One dump file through answer(ids) -> text: right?, text, s, n."""
+    with open(path) as f:
+        words = f.readline().strip().lower().split("|")
+        ids = [int(x) for x in f if x.strip()]
+    t0 = time.time()
+    text = answer(ids)
     hit = all(w in text.lower() for w in words)
     return hit, text, time.time() - t0, len(ids)
 
@@ -70,16 +76,6 @@ class Server:
         return res["content"]
 
 
-def run_server(srv, path):
-    with open(path) as f:
-        words = f.readline().strip().lower().split("|")
-        ids = [int(x) for x in f if x.strip()]
-    t0 = time.time()
-    text = srv.answer(ids)
-    hit = all(w in text.lower() for w in words)
-    return hit, text, time.time() - t0, len(ids)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model")
@@ -98,14 +94,10 @@ def main():
         except (OSError, ValueError) as e:
             sys.exit("llama_dense.py: %s: not a needle --dump file (%s)"
                      % (p, e))
-    if a.server:
-        srv = Server(a.server)
-        answer = lambda p: run_server(srv, p)
-    else:
-        answer = local(a)
+    answer = Server(a.server).answer if a.server else local(a)
     ok = 0
     for p in a.files:
-        hit, text, secs, n = answer(p)
+        hit, text, secs, n = run_file(answer, p)
         ok += hit
         print("%s (%d tokens): llama.cpp dense %s [%s] %.0f s" % (
             p, n, "ok" if hit else "MISS", text.replace("\n", " "), secs))
@@ -122,7 +114,7 @@ def local(a):
     llm = llama_cpp.Llama(model_path=a.model, n_ctx=n_ctx, n_batch=512,
                           n_threads=a.threads, logits_all=False,
                           verbose=False)
-    return lambda p: run(llm, p)
+    return lambda ids: run(llm, ids)
 
 
 if __name__ == "__main__":

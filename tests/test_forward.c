@@ -1334,6 +1334,19 @@ static int fake_view(eng_kv *kv, uint32_t layer, uint32_t kvh,
 	return 0;
 }
 
+/* Fresh random scan_keys (the caller frees them) from fx_rng = seed,
+ * after random summary boxes (plan_boxes) when boxes. */
+static void scan_keys_fill(uint64_t seed, int boxes)
+{
+	scan_keys = malloc((size_t)SB * 64 * PHD * sizeof(float));
+	ck_assert_ptr_nonnull(scan_keys);
+	fx_rng = seed;
+	if (boxes)
+		plan_boxes();
+	for (size_t i = 0; i < (size_t)SB * 64 * PHD; i++)
+		scan_keys[i] = fx_frand(-0.2f, 0.2f);
+}
+
 /* best[b], b in 1..last-1: block b's best key in double, the highest
  * q.k over its 64 scan_keys and the 4 heads of the last of nq queries. */
 static void best_keys(const float *q, uint32_t nq, uint32_t last,
@@ -1373,12 +1386,7 @@ START_TEST(sparse_plan_scans_question)
 	double best[SB], kth = 0;
 	eng_pool *pool;
 
-	scan_keys = malloc((size_t)SB * 64 * PHD * sizeof(float));
-	ck_assert_ptr_nonnull(scan_keys);
-	fx_rng = 11;
-	plan_boxes();
-	for (size_t i = 0; i < (size_t)SB * 64 * PHD; i++)
-		scan_keys[i] = fx_frand(-0.2f, 0.2f);
+	scan_keys_fill(11, 1);
 	for (uint32_t i = 0; i < nq * 4 * PHD; i++)
 		q[i] = fx_frand(-1, 1);
 	/* Position 21 of the needle's block: the last query's head 2. */
@@ -1444,12 +1452,7 @@ START_TEST(sparse_plan_shortlist)
 	double best[SB];
 	struct eng__plan pl = { 0 };
 
-	scan_keys = malloc((size_t)SB * 64 * PHD * sizeof(float));
-	ck_assert_ptr_nonnull(scan_keys);
-	fx_rng = 17;
-	plan_boxes();
-	for (size_t i = 0; i < (size_t)SB * 64 * PHD; i++)
-		scan_keys[i] = fx_frand(-0.2f, 0.2f);
+	scan_keys_fill(17, 1);
 	for (uint32_t i = 0; i < nq * 4 * PHD; i++)
 		q[i] = fx_frand(-1, 1);
 	best_keys(q, nq, last, best);
@@ -1527,11 +1530,7 @@ static void far_case(uint32_t n, int rot, uint32_t expect_far)
 
 	ck_assert_uint_lt(D * 64, far_end);
 	ck_assert_uint_ge(N * 64, far_end);
-	scan_keys = malloc((size_t)SB * 64 * PHD * sizeof(float));
-	ck_assert_ptr_nonnull(scan_keys);
-	fx_rng = 29;
-	for (size_t i = 0; i < (size_t)SB * 64 * PHD; i++)
-		scan_keys[i] = fx_frand(-0.2f, 0.2f);
+	scan_keys_fill(29, 0);
 	/* every row the same: the mean query is the last one; head 2 is
 	 * the one that matches */
 	for (uint32_t i = 0; i < 4 * PHD; i++)

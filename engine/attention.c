@@ -642,6 +642,8 @@ static int attn_plan(eng_fwd *f, eng_kv *kv, uint32_t il, uint32_t n,
 		if ((rc = eng__sparse_plan(&pl[g], &f->sparse, kv, il, g, &qs,
 		    f->pool)))
 			return rc;
+		if (f->rec_on && pl[g].ranked > f->rec_rank)
+			f->rec_rank = pl[g].ranked;
 		if (pl[g].n_ranges > maxr)
 			maxr = pl[g].n_ranges;
 	}

@@ -76,6 +76,7 @@ struct eng__plan {
 	 * top_k of them (at 8K a question attends all 111 blocks, and its
 	 * answer lost the needle to decode steps that saw 64). */
 	uint32_t pin_dense;
+	eng_rank ranked;	/* how this plan ranked its candidates */
 };
 /* The queries of a step on one kv head: token t, head h of the group at
  * q[t*row + h*hd], already rotated and scaled as the forward pass scales

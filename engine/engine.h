@@ -440,6 +440,14 @@ typedef struct eng_kv_ops {
 	 * between write() and commit(). */
 	int (*summary)(eng_kv *kv, uint32_t layer, uint32_t kvh,
 	    const uint16_t **rows, const float **ref, uint32_t *n_blocks);
+	/* Optional (NULL: none).  The 2-bit key codes of the same complete
+	 * blocks (eng_kv_code_block): *codes is [*n_blocks][block_tokens]
+	 * [ENG_KV_CODE_ROW(head_dim_k)] bytes, *n_blocks the blocks that have
+	 * them, counted from block 0 (fewer than the summaries' where a
+	 * store written before codes lacks them).  Valid and read as
+	 * summary's rows are. */
+	int (*codes)(eng_kv *kv, uint32_t layer, uint32_t kvh,
+	    const uint8_t **codes, uint32_t *n_blocks);
 	/* Sets the sequence length to n_pos: after a step (n_pos grows), or
 	 * to drop positions n_pos.. (ENG_ERANGE if the store can no longer
 	 * serve a sequence of that length, e.g. a ring that was overwritten).
@@ -503,6 +511,22 @@ void eng_kv_summary_ref(float *ref, const float *kmean0, uint32_t hd);
  * hd <= ENG_KV_HD_MAX (the stores refuse wider heads). */
 void eng_kv_summarize_block(uint16_t *row, float *ref, int first,
     const float *k, uint32_t n, uint32_t hd);
+/* Bytes of one key's codes: two bit planes of hd bits, the high bits of
+ * every channel's code, then the low bits (bit c%8 of byte c/8). */
+#define ENG_KV_CODE_ROW(hd) (2 * (((size_t)(hd) + 7) / 8))
+/* The 2-bit codes of a block's n key rows (f32, row i at k + i*hd) into
+ * codes (n rows of ENG_KV_CODE_ROW(hd) bytes): channel c of a key is
+ * u = floor(4 (x - lo) / (hi - lo)), clamped to 0..3, where lo and hi are
+ * the channel's min and max over the block rounded outward to f16 (as
+ * memstore stores them; memstore computes the same codes the same way, so
+ * codes made here and codes loaded from the store are the same bits;
+ * in floats: x' = (x - lo) * 4, u = x' / (hi - lo) truncated where x' > 0
+ * and hi > lo, else 0, at most 3).  A key is
+ * then about lo + (hi - lo)(u + 1/2)/4, i.e. the summary's centre +
+ * radius (u/2 - 3/4): enough to rank a question's candidate blocks by
+ * their best keys without reading the keys (sparse.c). */
+void eng_kv_code_block(uint8_t *codes, const float *k, uint32_t n,
+    uint32_t hd);
 /* Key width a summary supports (summaries are made with stack rows). */
 #define ENG_KV_HD_MAX 4096
 /* A copy of an in-memory cache (a branch point: the copy goes on
@@ -582,13 +606,15 @@ typedef enum eng_attn_mode {
  * top_k, since past the first few dozen those ranks are noise (256 such
  * blocks made the default model end every answer at once on a 1.2M
  * session; Sessions X).  With a shortlist, such a question scans the
- * shortlist positions its summaries rank highest and takes question_top_k
- * of them by their best keys: at 1M of C headers the summaries' 64 miss a
- * needle 52K-210K back that a scan of everything finds, and a shortlist
- * of 128K or 256K positions finds it at 1 or 2 of those 4 depths
- * (bench/RESULTS.md, Sessions XI, XII); off by default, since 256K
- * positions make the first token after a restart at 1.2M take 1.1 s
- * against 0.27 s.  A prefill chunk's local run is prefill_local
+ * shortlist positions ranked highest and takes question_top_k of them by
+ * their best keys.  Ranked by summaries, at 1M of C headers the needle
+ * 52K-210K back that a scan of everything finds was among 128K or 256K
+ * shortlisted positions at only 1 or 2 of 4 depths (bench/RESULTS.md,
+ * Sessions XI, XII).  Where the store keeps key codes for every candidate
+ * (eng_kv_ops.codes) and codes is set, the shortlist is ranked by them
+ * instead: each block by its best key as the 2-bit codes estimate it
+ * (sparse.c): one pass over 64 bytes per key at 256 channels (a
+ * sixteenth of its f16 key and value), no key read (Sessions XIII).  A prefill chunk's local run is prefill_local
  * positions where that is longer: tokens made from too little of their own
  * context derail later answers (bench/RESULTS.md: at 32K a passkey dense
  * attention finds was missed with 1024 local positions for prefill, found
@@ -659,6 +685,10 @@ typedef struct eng_sparse_params {
 				 * its summaries rank highest, and takes
 				 * question_top_k of them; 0: it ranks by
 				 * summaries and takes top_k */
+	uint32_t codes;		/* 1: a shortlist is ranked by the
+				 * candidates' key codes where the store
+				 * keeps them for every candidate (see
+				 * above); 0: by their summaries */
 	uint32_t squeeze;	/* 1: blocks moved up overlap rather than
 				 * reach farther than `reach` (see above);
 				 * 0: the reach grows to sink + k*B */
@@ -717,6 +747,23 @@ void eng_fwd_record(eng_fwd *f, int on);
 void eng_fwd_record_skip(eng_fwd *f, uint32_t n);
 int eng_fwd_attended(const eng_fwd *f, eng_attn_block *out, uint32_t cap,
     uint32_t *n_out, uint64_t *n_keys);
+/* How the last recorded step (eng_fwd_record) chose the blocks it
+ * attended on the global layers, the least exact way any layer used:
+ * NONE: it attended every position (dense, or too few candidates);
+ * KEYS: by their best keys, every candidate key read (a question up to
+ * scan_max); CODES: by the key codes' estimate of those (a shortlist);
+ * SUMMARIES: by summaries (decode steps, prefill chunks, a question
+ * without codes).  A shortlist is then scanned exactly, but what reached
+ * it was ranked so. */
+typedef enum eng_rank {
+	ENG_RANK_NONE = 0,
+	ENG_RANK_KEYS = 1,
+	ENG_RANK_CODES = 2,
+	ENG_RANK_SUMMARIES = 3,
+} eng_rank;
+eng_rank eng_fwd_ranked(const eng_fwd *f);
+/* "dense", "keys", "codes" or "summaries". */
+const char *eng_rank_name(eng_rank r);
 
 /* Runs tokens[0..n) at positions kv->n_pos .. kv->n_pos+n-1, in steps of
  * at most n_batch tokens, storing their keys and values in kv and

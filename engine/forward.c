@@ -371,6 +371,7 @@ static int forward(eng_fwd *f, eng_kv *kv, const int32_t *tokens,
 			memset(f->rec_w, 0, f->rec_cap * sizeof(float));
 		f->rec_keys = 0;
 		f->rec_count = 0;
+		f->rec_rank = ENG_RANK_NONE;
 	}
 
 	/* Token embeddings, (n, dim), times sqrt(dim) for Gemma. */
@@ -886,6 +887,21 @@ void eng_fwd_record_skip(eng_fwd *f, uint32_t n)
 
 /* The heaviest blocks of the record, heaviest first (ties: earlier block
  * first); selection by repeated scans, cap is small. */
+eng_rank eng_fwd_ranked(const eng_fwd *f)
+{
+	return f && f->rec_on ? f->rec_rank : ENG_RANK_NONE;
+}
+
+const char *eng_rank_name(eng_rank r)
+{
+	switch (r) {
+	case ENG_RANK_KEYS: return "keys";
+	case ENG_RANK_CODES: return "codes";
+	case ENG_RANK_SUMMARIES: return "summaries";
+	default: return "dense";
+	}
+}
+
 int eng_fwd_attended(const eng_fwd *f, eng_attn_block *out, uint32_t cap,
     uint32_t *n_out, uint64_t *n_keys)
 {

@@ -135,6 +135,7 @@ struct eng_fwd {
 	uint32_t rec_count;	/* (layer, kv head) pairs recorded */
 	uint32_t rec_group;
 	uint32_t rec_skip;	/* positions below are not recorded */
+	eng_rank rec_rank;	/* the step's plans' least exact ranking */
 };
 
 

@@ -29,6 +29,9 @@ struct kv_layer {
 	 * (eng_kv_summary_row). */
 	uint16_t *sb;
 	float *sref;		/* [n_head_kv][head_dim_k]: eng_kv_summary_ref */
+	/* Their keys' codes (eng_kv_code_block): [n_head_kv][sum_cap]
+	 * [block_tokens][ENG_KV_CODE_ROW(head_dim_k)]. */
+	uint8_t *cb;
 	uint32_t n_sum, sum_cap;	/* blocks summarized; room for */
 };
 
@@ -82,7 +85,9 @@ static int mem_sum_reserve(struct kv_mem *m, struct kv_layer *l,
 	const eng_kv *b = &m->base;
 	size_t row = ENG_KV_SUM_ROW(b->head_dim_k);
 	size_t cap = l->sum_cap ? l->sum_cap : 64;
+	size_t crow = b->block_tokens * ENG_KV_CODE_ROW(b->head_dim_k);
 	uint16_t *nb;
+	uint8_t *nc;
 
 	if (!l->sref && !(l->sref = malloc((size_t)b->n_head_kv *
 	    b->head_dim_k * sizeof *l->sref)))
@@ -93,11 +98,20 @@ static int mem_sum_reserve(struct kv_mem *m, struct kv_layer *l,
 		cap *= 2;
 	if (!(nb = malloc((size_t)b->n_head_kv * cap * row * sizeof *nb)))
 		return ENG_ENOMEM;
-	for (uint32_t h = 0; h < b->n_head_kv && l->n_sum; h++)
+	if (!(nc = malloc((size_t)b->n_head_kv * cap * crow))) {
+		free(nb);
+		return ENG_ENOMEM;
+	}
+	for (uint32_t h = 0; h < b->n_head_kv && l->n_sum; h++) {
 		memcpy(nb + h * cap * row, l->sb + h * l->sum_cap * row,
 		    l->n_sum * row * sizeof *nb);
+		memcpy(nc + h * cap * crow, l->cb + h * l->sum_cap * crow,
+		    l->n_sum * crow);
+	}
 	free(l->sb);
+	free(l->cb);
 	l->sb = nb;
+	l->cb = nc;
 	l->sum_cap = (uint32_t)cap;
 	return 0;
 }
@@ -145,6 +159,9 @@ static int mem_summarize(struct kv_mem *m, uint32_t n_pos)
 				    l->sum_cap + l->n_sum) *
 				    ENG_KV_SUM_ROW(hd), l->sref + (size_t)h *
 				    hd, !l->n_sum, kf, B, hd);
+				eng_kv_code_block(l->cb + ((size_t)h *
+				    l->sum_cap + l->n_sum) * B *
+				    ENG_KV_CODE_ROW(hd), kf, B, hd);
 			}
 	}
 	free(kf);
@@ -169,6 +186,70 @@ static int mem_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
 	    kv->head_dim_k : NULL;
 	*n_blocks = l->n_sum;
 	return 0;
+}
+
+static int mem_codes(eng_kv *kv, uint32_t layer, uint32_t kvh,
+    const uint8_t **codes, uint32_t *n_blocks)
+{
+	const struct kv_mem *m = (const struct kv_mem *)kv;
+	const struct kv_layer *l;
+
+	if (!kv->block_tokens || layer >= kv->n_layer ||
+	    kvh >= kv->n_head_kv || !codes || !n_blocks ||
+	    m->layers[layer].ring)
+		return ENG_EINVAL;
+	l = &m->layers[layer];
+	*codes = l->cb ? l->cb + (size_t)kvh * l->sum_cap *
+	    kv->block_tokens * ENG_KV_CODE_ROW(kv->head_dim_k) : NULL;
+	*n_blocks = l->cb ? l->n_sum : 0;
+	return 0;
+}
+
+/* The f16 at or below f, and at or above it (memstore keeps a block's
+ * channel bounds rounded outward, so that they still bound). */
+static float f16_down(float f)
+{
+	eng_f16 h = eng_f32_to_f16(f);
+	if (eng_f16_to_f32(h) <= f)
+		return eng_f16_to_f32(h);
+	h = h == 0 ? 0x8001u : (eng_f16)(h & 0x8000u ? h + 1 : h - 1);
+	return eng_f16_to_f32(h);
+}
+
+static float f16_up(float f)
+{
+	eng_f16 h = eng_f32_to_f16(f);
+	if (eng_f16_to_f32(h) >= f)
+		return eng_f16_to_f32(h);
+	h = h == 0x8000u ? 1 : (eng_f16)(h & 0x8000u ? h - 1 : h + 1);
+	return eng_f16_to_f32(h);
+}
+
+void eng_kv_code_block(uint8_t *codes, const float *k, uint32_t n,
+    uint32_t hd)
+{
+	size_t plane = (hd + 7) / 8;
+
+	memset(codes, 0, n * 2 * plane);
+	for (uint32_t c = 0; c < hd && n; c++) {
+		float lo = k[c], hi = k[c], d;
+		for (uint32_t i = 1; i < n; i++) {
+			float x = k[(size_t)i * hd + c];
+			lo = x < lo ? x : lo;
+			hi = x > hi ? x : hi;
+		}
+		lo = f16_down(lo);
+		hi = f16_up(hi);
+		d = hi - lo;
+		for (uint32_t i = 0; i < n; i++) {
+			float x = (k[(size_t)i * hd + c] - lo) * 4.0f;
+			float q = d > 0 && x > 0 ? x / d : 0;
+			int u = q >= 3 ? 3 : (int)q;
+			uint8_t *r = codes + (size_t)i * 2 * plane;
+			r[c / 8] |= (uint8_t)((u >> 1) << (c % 8));
+			r[plane + c / 8] |= (uint8_t)((u & 1) << (c % 8));
+		}
+	}
 }
 
 void eng_kv_summarize_block(uint16_t *row, float *ref, int first,
@@ -350,6 +431,7 @@ static void mem_close(eng_kv *kv)
 			free(m->layers[il].v);
 			free(m->layers[il].sb);
 			free(m->layers[il].sref);
+			free(m->layers[il].cb);
 		}
 	free(m->layers);
 	free(m);
@@ -359,6 +441,7 @@ static const eng_kv_ops mem_ops = {
 	.write = mem_write,
 	.view = mem_view,
 	.summary = mem_summary,
+	.codes = mem_codes,
 	.commit = mem_commit,
 	.close = mem_close,
 };
@@ -433,12 +516,16 @@ int eng_kv_mem_clone(const eng_kv *src, eng_kv **out)
 		d->k = d->v = NULL;
 		size_t rb = (size_t)src->n_head_kv * src->head_dim_k *
 		    sizeof(float);
+		size_t cb = (size_t)src->n_head_kv * l->sum_cap *
+		    src->block_tokens * ENG_KV_CODE_ROW(src->head_dim_k);
 		d->sb = NULL;
 		d->sref = NULL;
+		d->cb = NULL;
 		if ((l->k && !(d->k = malloc(kb))) ||
 		    (l->v && !(d->v = malloc(vb))) ||
 		    (l->sb && !(d->sb = malloc(sb))) ||
-		    (l->sref && !(d->sref = malloc(rb)))) {
+		    (l->sref && !(d->sref = malloc(rb))) ||
+		    (l->cb && !(d->cb = malloc(cb)))) {
 			mem_close(&c->base);
 			return ENG_ENOMEM;
 		}
@@ -450,6 +537,8 @@ int eng_kv_mem_clone(const eng_kv *src, eng_kv **out)
 			memcpy(d->sb, l->sb, sb);
 		if (l->sref)
 			memcpy(d->sref, l->sref, rb);
+		if (l->cb)
+			memcpy(d->cb, l->cb, cb);
 	}
 	*out = &c->base;
 	return 0;

@@ -299,6 +299,254 @@ out:
 	far_close(&fr);
 }
 
+/* A question's estimated scores from its candidates' key codes
+ * (eng_kv_code_block), for a shortlist: each block by its best key as the
+ * codes give it, key t about ref + centre + radius (u_t/2 - 3/4), so
+ *   q.k_t ~ q.ref + q.centre - 3/4 w.1 + w.u_t / 2,   w = q * radius,
+ * u_t the key's codes (0..3 per channel): no key read (at 1M the codes
+ * are 230 MB against 3 GB of keys).  w.u_t is taken in integers: w
+ * rounded to int8 per block and head (scale max|w|/127: it moves a
+ * score by less than the codes' own step), so that one AVX-512 pass
+ * scores a key for four heads at once (u8 x s8 products) and every SIMD
+ * level finds the same sums.  The highest over the group's heads, for the
+ * step's last query, rotated back for a block beyond the reach as a scan
+ * does. */
+struct code_job {
+	struct eng__plan *pl;
+	const uint16_t *rows;	/* the summaries: centre, radius */
+	const uint8_t *codes;	/* [block][B][ENG_KV_CODE_ROW(hd)] */
+	const float *ref;	/* may be NULL (zeros) */
+	const float *q;		/* the last token's group rows, hd apart */
+	uint32_t group, hd, B, first, n_cand;
+	int avx512;		/* hd % 64 == 0 and the CPU has AVX-512 BW */
+	const struct eng__rope *rope;
+	uint32_t far_end;
+	atomic_int rc;
+};
+
+/* Heads scored together; channels of an int8 row, padded. */
+#define CODE_HEADS 4
+#define CODE_PAD(hd) (((size_t)(hd) + 63) / 64 * 64)
+
+/* Per block and up to CODE_HEADS heads: w = q * radius rounded to int8
+ * (wq, rows of CODE_PAD(hd), zero past hd and for absent heads), its
+ * scale, and q.(ref + centre) - 3/4 w.1, in the same floats whatever the
+ * kernel (the sums' order aside). */
+struct code_heads {
+	int8_t *wq;
+	float scale[CODE_HEADS], base[CODE_HEADS];
+	uint32_t n;		/* heads present */
+};
+
+static void code_prep(struct code_heads *ch, const float *q, uint32_t nh,
+    const float *cen, const float *rad, const float *ref, uint32_t hd,
+    float *w)
+{
+	size_t pad = CODE_PAD(hd);
+
+	memset(ch->wq, 0, CODE_HEADS * pad);
+	ch->n = nh;
+	for (uint32_t h = 0; h < nh; h++) {
+		const float *qh = q + (size_t)h * hd;
+		float mx = 0, base = 0, ws = 0, inv;
+		for (uint32_t c = 0; c < hd; c++) {
+			w[c] = qh[c] * rad[c];
+			mx = fabsf(w[c]) > mx ? fabsf(w[c]) : mx;
+			ws += w[c];
+			base += qh[c] * (cen[c] + (ref ? ref[c] : 0));
+		}
+		inv = mx > 0 ? 127.0f / mx : 0;
+		for (uint32_t c = 0; c < hd; c++)
+			ch->wq[h * pad + c] = (int8_t)lrintf(w[c] * inv);
+		ch->scale[h] = mx > 0 ? mx / 127.0f : 0;
+		ch->base[h] = base - 0.75f * ws;
+	}
+}
+
+/* max over n keys of wq_h.u per head, into mx[CODE_HEADS]. */
+static void code_max_ref(const uint8_t *codes, uint32_t n, uint32_t hd,
+    size_t plane, const int8_t *wq, int32_t *mx)
+{
+	size_t pad = CODE_PAD(hd);
+
+	for (int h = 0; h < CODE_HEADS; h++)
+		mx[h] = INT32_MIN;
+	for (uint32_t t = 0; t < n; t++, codes += 2 * plane)
+		for (int h = 0; h < CODE_HEADS; h++) {
+			int32_t sum = 0;
+			for (uint32_t c = 0; c < hd; c++) {
+				int u = (codes[c / 8] >> (c % 8) & 1) * 2 +
+				    (codes[plane + c / 8] >> (c % 8) & 1);
+				sum += u * wq[h * pad + c];
+			}
+			mx[h] = sum > mx[h] ? sum : mx[h];
+		}
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* The same 64 channels at a time (AVX-512 with VNNI, as
+ * ENG_SIMD_AVX512 has it): the codes' bit planes as masks make u (bytes
+ * 0..3), dpbusd adds u8 x s8 products in i32 lanes, and the four heads'
+ * lanes are reduced together.  hd % 64 == 0. */
+__attribute__((target("avx512f,avx512bw,avx512vnni")))
+static void code_max_avx512(const uint8_t *codes, uint32_t n, uint32_t hd,
+    size_t plane, const int8_t *wq, int32_t *mx)
+{
+	const __m512i two = _mm512_set1_epi8(2), one = _mm512_set1_epi8(1);
+	__m128i best = _mm_set1_epi32(INT32_MIN);
+
+	for (uint32_t t = 0; t < n; t++, codes += 2 * plane) {
+		__m512i a[CODE_HEADS];
+		for (int h = 0; h < CODE_HEADS; h++)
+			a[h] = _mm512_setzero_si512();
+		for (uint32_t j = 0; j < hd / 64; j++) {
+			uint64_t mh, ml;
+			memcpy(&mh, codes + 8 * j, 8);
+			memcpy(&ml, codes + plane + 8 * j, 8);
+			__m512i u = _mm512_maskz_mov_epi8(mh, two);
+			u = _mm512_mask_add_epi8(u, ml, u, one);
+			for (int h = 0; h < CODE_HEADS; h++)
+				a[h] = _mm512_dpbusd_epi32(a[h], u,
+				    _mm512_loadu_si512(wq + (size_t)h * hd +
+				    64 * j));
+		}
+		/* per 128-bit lane [h0 h1 h2 h3] sums, then over lanes */
+		__m512i t0 = _mm512_add_epi32(_mm512_unpacklo_epi32(a[0], a[1]),
+		    _mm512_unpackhi_epi32(a[0], a[1]));
+		__m512i t1 = _mm512_add_epi32(_mm512_unpacklo_epi32(a[2], a[3]),
+		    _mm512_unpackhi_epi32(a[2], a[3]));
+		__m512i t2 = _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1),
+		    _mm512_unpackhi_epi64(t0, t1));
+		t2 = _mm512_add_epi32(t2, _mm512_shuffle_i32x4(t2, t2,
+		    _MM_SHUFFLE(1, 0, 3, 2)));
+		t2 = _mm512_add_epi32(t2, _mm512_shuffle_i32x4(t2, t2,
+		    _MM_SHUFFLE(2, 3, 0, 1)));
+		best = _mm_max_epi32(best, _mm512_castsi512_si128(t2));
+	}
+	_mm_storeu_si128((__m128i *)(void *)mx, best);
+}
+
+/* code_prep and the f16 rows to f32, 16 channels at a time: the same w,
+ * scales and int8 rows (products, max and rounding to nearest even are
+ * exact either way); base and w.1 are summed in another order.
+ * hd % 64 == 0. */
+__attribute__((target("avx512f,avx512bw,avx512dq")))
+static void code_prep_avx512(struct code_heads *ch, const float *q,
+    uint32_t nh, const uint16_t *row, float *cen, float *rad,
+    const float *ref, uint32_t hd, int convert)
+{
+	const __m512 sign = _mm512_set1_ps(-0.0f);
+
+	if (convert)
+		for (uint32_t c = 0; c < hd; c += 16) {
+			_mm512_storeu_ps(cen + c, _mm512_cvtph_ps(
+			    _mm256_loadu_si256((const __m256i *)(const void *)
+			    (row + c))));
+			_mm512_storeu_ps(rad + c, _mm512_cvtph_ps(
+			    _mm256_loadu_si256((const __m256i *)(const void *)
+			    (row + hd + c))));
+		}
+	memset(ch->wq, 0, CODE_HEADS * (size_t)hd);
+	ch->n = nh;
+	for (uint32_t h = 0; h < nh; h++) {
+		const float *qh = q + (size_t)h * hd;
+		__m512 mx = _mm512_setzero_ps(), ws = mx, bs = mx;
+		for (uint32_t c = 0; c < hd; c += 16) {
+			__m512 qv = _mm512_loadu_ps(qh + c);
+			__m512 w = _mm512_mul_ps(qv, _mm512_loadu_ps(rad + c));
+			__m512 ce = _mm512_loadu_ps(cen + c);
+			if (ref)
+				ce = _mm512_add_ps(ce, _mm512_loadu_ps(ref + c));
+			mx = _mm512_max_ps(mx, _mm512_andnot_ps(sign, w));
+			ws = _mm512_add_ps(ws, w);
+			bs = _mm512_fmadd_ps(qv, ce, bs);
+		}
+		float m = _mm512_reduce_max_ps(mx), inv = m > 0 ? 127.0f / m : 0;
+		__m512 iv = _mm512_set1_ps(inv);
+		for (uint32_t c = 0; c < hd; c += 16) {
+			__m512 w = _mm512_mul_ps(_mm512_loadu_ps(qh + c),
+			    _mm512_loadu_ps(rad + c));
+			_mm_storeu_si128((__m128i *)(void *)(ch->wq +
+			    (size_t)h * hd + c), _mm512_cvtsepi32_epi8(
+			    _mm512_cvtps_epi32(_mm512_mul_ps(w, iv))));
+		}
+		ch->scale[h] = m > 0 ? m / 127.0f : 0;
+		ch->base[h] = _mm512_reduce_add_ps(bs) - 0.75f *
+		    _mm512_reduce_add_ps(ws);
+	}
+}
+#endif
+
+static void code_task(void *arg, int ith, int nth)
+{
+	struct code_job *j = arg;
+	uint32_t per = (j->n_cand + nth - 1) / nth, hd = j->hd;
+	uint32_t a = per * ith, e = a + per < j->n_cand ? a + per : j->n_cand;
+	size_t stride = ENG_KV_SUM_ROW(hd), plane = (hd + 7) / 8;
+	size_t cblock = (size_t)j->B * 2 * plane, pad = CODE_PAD(hd);
+	struct far_rot fr = { 0 };
+	struct code_heads ch;
+	float *cen, *rad, *w, *qr;
+
+	if (a >= e)
+		return;
+	cen = malloc(3 * hd * sizeof(float) + CODE_HEADS * pad);
+	if (!cen || (first_far(j->far_end, j->first, a, j->B) &&
+	    far_open(&fr, j->rope, j->far_end, j->B,
+	    (size_t)j->group * hd))) {
+		free(cen);
+		atomic_store(&j->rc, ENG_ENOMEM);
+		return;
+	}
+	rad = cen + hd;
+	w = rad + hd;
+	ch.wq = (int8_t *)(w + hd);
+	qr = fr.q;
+	for (uint32_t i = a; i < e; i++) {
+		uint32_t b = j->first + i;
+		const uint16_t *r = j->rows + (size_t)b * stride;
+		const uint8_t *cd = j->codes + (size_t)b * cblock;
+		const float *q = j->q;
+		float best = -INFINITY;
+		if (qr && far_shift(&fr, b * j->B)) {
+			eng__rope_back(fr.cs, j->q, hd, qr, hd, j->group, hd,
+			    fr.rope->n_rot, fr.rope->neox);
+			q = qr;
+		}
+		if (!j->avx512)
+			for (uint32_t c = 0; c < hd; c++) {
+				cen[c] = eng_f16_to_f32(r[c]);
+				rad[c] = eng_f16_to_f32(r[hd + c]);
+			}
+		for (uint32_t h0 = 0; h0 < j->group; h0 += CODE_HEADS) {
+			uint32_t nh = j->group - h0 < CODE_HEADS ?
+			    j->group - h0 : CODE_HEADS;
+			int32_t mx[CODE_HEADS];
+#if defined(__x86_64__) && defined(__GNUC__)
+			if (j->avx512) {
+				code_prep_avx512(&ch, q + (size_t)h0 * hd, nh, r,
+				    cen, rad, j->ref, hd, h0 == 0);
+				code_max_avx512(cd, j->B, hd, plane, ch.wq, mx);
+			} else
+#endif
+			{
+				code_prep(&ch, q + (size_t)h0 * hd, nh, cen,
+				    rad, j->ref, hd, w);
+				code_max_ref(cd, j->B, hd, plane, ch.wq, mx);
+			}
+			for (uint32_t h = 0; h < nh; h++) {
+				float v = ch.base[h] + 0.5f * ch.scale[h] *
+				    (float)mx[h];
+				best = v > best ? v : best;
+			}
+		}
+		j->pl->scores[i] = best == best ? best : -INFINITY;
+	}
+	far_close(&fr);
+	free(cen);
+}
+
 /* pl->qbar: per head the step's mean query (InfLLM scores a chunk this
  * way), then |q| (bound) or s q^2 / 2 (mass); after the group's rows,
  * q.ref per head. */
@@ -456,6 +704,53 @@ static int scan_shortlist(struct eng__plan *pl, const eng_sparse_params *sp,
 	return (int)m;
 }
 
+/* Scores n_cand candidates from lo into pl->scores: by their key codes
+ * for a shortlist (lists) where sp->codes and the store has codes for
+ * every candidate, else by their summaries.  One pass over every
+ * candidate per layer and step (16 K blocks at 1M tokens): split over the
+ * pool. */
+static int rank(struct eng__plan *pl, const eng_sparse_params *sp,
+    eng_kv *kv, uint32_t layer, uint32_t kvh, const struct eng__query *qs,
+    struct eng_pool *pool, const uint16_t *rows, const float *ref,
+    int lists, uint32_t lo, uint32_t n_cand, uint32_t last,
+    uint32_t far_end)
+{
+	uint32_t hd = qs->hd;
+	int mass = qs->n_tok <= ENG_SPARSE_FEW, rc;
+	const uint8_t *codes = NULL;
+	uint32_t n_codes = 0;
+	eng_vec_dot_fn dot;
+
+	pl->ranked = ENG_RANK_SUMMARIES;
+	if (lists && sp->codes && kv->ops->codes &&
+	    !(rc = kv->ops->codes(kv, layer, kvh, &codes, &n_codes)) &&
+	    codes && n_codes >= last) {
+		struct code_job cj = { pl, rows, codes, ref, qs->q +
+		    (size_t)(qs->n_tok - 1) * qs->row, qs->group, hd,
+		    kv->block_tokens, lo, n_cand, hd % 64 == 0 &&
+		    eng_simd_active() >= ENG_SIMD_AVX512, qs->rope, far_end,
+		    0 };
+		if (pool && n_cand >= 256)
+			eng_pool_run(pool, code_task, &cj);
+		else
+			code_task(&cj, 0, 1);
+		pl->ranked = ENG_RANK_CODES;
+		return atomic_load(&cj.rc);
+	}
+	if (!(dot = eng_vec_dot_get(ENG_TYPE_F16, eng_simd_active())))
+		return ENG_EUNSUP;
+	mean_query(pl, qs, ref, mass);
+	struct score_job sj = { pl, rows + (mass ? 2 * hd : 0),
+	    pl->qbar + (size_t)qs->group * 2 * hd, dot, qs->group, hd,
+	    lo, n_cand, ref, mass, qs->scale, qs->rope, far_end,
+	    kv->block_tokens, 0 };
+	if (pool && n_cand >= 1024)
+		eng_pool_run(pool, score_task, &sj);
+	else
+		score_task(&sj, 0, 1);
+	return atomic_load(&sj.rc);
+}
+
 /* The reach a step of k blocks places with: never less than the sink
  * and the blocks packed just before the local run. */
 static uint64_t eff_reach(const eng_sparse_params *sp, uint32_t k,
@@ -476,11 +771,11 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	uint32_t want;
 	const uint16_t *rows;
 	const float *ref;
-	eng_vec_dot_fn dot;
 	int mass = n_tok <= ENG_SPARSE_FEW, question = mass && n_tok > 1;
 	int scans, lists, rc;
 
 	pl->n_ranges = 0;
+	pl->ranked = ENG_RANK_NONE;
 	if (n_tok > 1)
 		pl->n_pins = pl->pin_dense = 0;
 	if (!sp->top_k || !B || !kv->ops->summary ||
@@ -516,8 +811,6 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 		return rc;
 	if (nb < last || !rows)
 		return ENG_ERANGE;	/* the store lags the sequence */
-	if (!(dot = eng_vec_dot_get(ENG_TYPE_F16, eng_simd_active())))
-		return ENG_EUNSUP;
 	n_cand = last - first;
 	k = want;
 	if ((rc = grow(&pl->qbar, &pl->qbar_cap, (size_t)qs->group *
@@ -554,19 +847,10 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 		if ((rc = scan(pl, kv, layer, kvh, qs, pool, lo, n_cand, NULL,
 		    far_end)))
 			return rc;
+		pl->ranked = ENG_RANK_KEYS;
 	} else {
-		/* One pass over every candidate's summary per layer and step
-		 * (16 K blocks at 1M tokens): split over the pool. */
-		mean_query(pl, qs, ref, mass);
-		struct score_job sj = { pl, rows + (mass ? 2 * hd : 0),
-		    pl->qbar + (size_t)qs->group * 2 * hd, dot, qs->group, hd,
-		    lo, n_cand, ref, mass, qs->scale, qs->rope, far_end, B,
-		    0 };
-		if (pool && n_cand >= 1024)
-			eng_pool_run(pool, score_task, &sj);
-		else
-			score_task(&sj, 0, 1);
-		if ((rc = atomic_load(&sj.rc)))
+		if ((rc = rank(pl, sp, kv, layer, kvh, qs, pool, rows, ref,
+		    lists, lo, n_cand, last, far_end)))
 			return rc;
 		if (lists && (rc = scan_shortlist(pl, sp, kv, layer, kvh, qs,
 		    pool, lo, n_cand, k, far_end)) < 0)
@@ -642,7 +926,7 @@ void eng_sparse_params_init(eng_sparse_params *sp)
 	*sp = (eng_sparse_params){ .top_k = 64, .sink = 64, .local = 1024,
 	    .prefill_local = 8192, .question_top_k = 256, .dense_max = 4096,
 	    .reach = 8192,
-	    .scan_max = 262144 };
+	    .scan_max = 262144, .codes = 1 };
 }
 
 void eng__plan_free(struct eng__plan *pl)

@@ -1500,6 +1500,310 @@ START_TEST(sparse_plan_shortlist)
 }
 END_TEST
 
+/* eng_kv_code_block: each key's channel lies in the bin its 2-bit code
+ * names, [lo + u (hi - lo)/4, lo + (u+1)(hi - lo)/4], lo and hi the
+ * block's min and max rounded outward to f16; the known codes of a
+ * channel spanning -1..3; bits past hd are zero; and an in-memory cache
+ * gives, through its codes op, the codes of its (f16) keys, block by
+ * block, copied with the cache and cut with it. */
+START_TEST(kv_code_block)
+{
+	enum { N = 64, HD = 44 };	/* HD % 8 != 0: a padded plane */
+	const size_t row = ENG_KV_CODE_ROW(HD), plane = row / 2;
+	float k[N * HD];
+	uint8_t codes[N * ENG_KV_CODE_ROW(HD)];
+	static const float col[5] = { -1, 0, 1, 1.99f, 3 };
+	static const int want[5] = { 0, 1, 2, 2, 3 };
+
+	ck_assert_uint_eq(row, 12);
+	fx_rng = 41;
+	for (int i = 0; i < N * HD; i++)
+		k[i] = fx_frand(-5, 5) + (i % HD) * 0.37f;
+	eng_kv_code_block(codes, k, N, HD);
+	for (int c = 0; c < HD; c++) {
+		float mn = k[c], mx = k[c], lo, hi;
+		for (int i = 1; i < N; i++) {
+			mn = k[i * HD + c] < mn ? k[i * HD + c] : mn;
+			mx = k[i * HD + c] > mx ? k[i * HD + c] : mx;
+		}
+		lo = eng_f16_to_f32(eng_f32_to_f16(mn));
+		lo = lo <= mn ? lo : nextafterf(lo, -INFINITY);
+		hi = eng_f16_to_f32(eng_f32_to_f16(mx));
+		hi = hi >= mx ? hi : nextafterf(hi, INFINITY);
+		for (int i = 0; i < N; i++) {
+			const uint8_t *r = codes + i * row;
+			int u = (r[c / 8] >> (c % 8) & 1) * 2 +
+			    (r[plane + c / 8] >> (c % 8) & 1);
+			double step = (hi - lo) / 4.0, x = k[i * HD + c];
+			ck_assert_msg(x >= lo + u * step - 1e-2 * step &&
+			    x <= lo + (u + 1) * step + 1e-2 * step,
+			    "key %d channel %d: %f not in bin %d of [%f, %f]",
+			    i, c, x, u, lo, hi);
+		}
+	}
+	for (int i = 0; i < N; i++)
+		for (int c = HD; c < (int)plane * 8; c++)
+			ck_assert_uint_eq((codes[i * row + c / 8] |
+			    codes[i * row + plane + c / 8]) >> (c % 8) & 1, 0);
+	/* one channel of five keys, -1 .. 3 (f16 exact) */
+	memset(k, 0, sizeof k);
+	for (int i = 0; i < 5; i++)
+		k[i * 8] = col[i];
+	eng_kv_code_block(codes, k, 5, 8);
+	for (int i = 0; i < 5; i++)
+		ck_assert_int_eq((codes[i * 2] & 1) * 2 + (codes[i * 2 + 1] & 1),
+		    want[i]);
+
+	/* the memory cache's codes are its keys' */
+	struct fx_model fx;
+	int32_t tok[40];
+	eng_kv *kv, *cl;
+	const uint8_t *cd;
+	uint32_t nb, B = 4;
+	const float *l;
+
+	fx_open(&fx, &fx_gemma_f16);
+	rand_tokens(tok, LEN(tok));
+	eng_fwd *f = fwd_open(fx.model, 16, ENG_ATTN_F32);
+	ck_assert_int_eq(eng_kv_mem_open(fx.model, 256, 16, ENG_TYPE_F16,
+	    &kv), 0);
+	ck_assert_int_eq(eng_kv_mem_summaries(kv, B), 0);
+	ck_assert_int_eq(eng_fwd_eval(f, kv, tok, LEN(tok) - 2, 0, &l, NULL),
+	    0);
+	ck_assert_int_eq(eng_kv_mem_clone(kv, &cl), 0);
+	for (uint32_t il = 0; il < kv->n_layer; il++) {
+		const uint16_t *rows;
+		const float *ref;
+		uint32_t ns, hd = kv->head_dim_k;
+		if (kv->ops->summary(kv, il, 0, &rows, &ref, &ns))
+			continue;	/* a window layer */
+		ck_assert_int_eq(kv->ops->codes(kv, il, 0, &cd, &nb), 0);
+		ck_assert_uint_eq(nb, ns);
+		ck_assert_uint_eq(nb, (LEN(tok) - 2) / B);
+		for (uint32_t b = 0; b < nb; b++) {
+			float kf[4 * 64];
+			uint8_t want_c[4 * ENG_KV_CODE_ROW(64)];
+			eng_kv_span sp;
+			ck_assert_uint_le(hd, 64);
+			ck_assert_int_eq(kv->ops->view(kv, il, 0, b * B, B, &sp),
+			    0);
+			ck_assert_uint_eq(sp.n, B);
+			for (uint32_t t = 0; t < B; t++)
+				for (uint32_t c = 0; c < hd; c++)
+					kf[t * hd + c] = eng_f16_to_f32(((const
+					    eng_f16 *)((const char *)sp.k + t *
+					    sp.k_stride))[c]);
+			eng_kv_code_block(want_c, kf, B, hd);
+			ck_assert(memcmp(cd + (size_t)b * B *
+			    ENG_KV_CODE_ROW(hd), want_c, B *
+			    ENG_KV_CODE_ROW(hd)) == 0);
+		}
+		const uint8_t *cc;
+		uint32_t nc;
+		ck_assert_int_eq(cl->ops->codes(cl, il, 0, &cc, &nc), 0);
+		ck_assert_uint_eq(nc, nb);
+		ck_assert_ptr_ne(cc, cd);
+		ck_assert(memcmp(cc, cd, nb * B * ENG_KV_CODE_ROW(hd)) == 0);
+	}
+	/* cut back: fewer blocks have codes */
+	ck_assert_int_eq(eng_kv_truncate(kv, 33), 0);
+	for (uint32_t il = 0; il < kv->n_layer; il++) {
+		const uint16_t *rows;
+		const float *ref;
+		uint32_t ns;
+		if (kv->ops->summary(kv, il, 0, &rows, &ref, &ns))
+			continue;
+		ck_assert_int_eq(kv->ops->codes(kv, il, 0, &cd, &nb), 0);
+		ck_assert_uint_eq(nb, 8);
+	}
+	ck_assert_int_ne(kv->ops->codes(kv, kv->n_layer, 0, &cd, &nb), 0);
+	eng_kv_close(cl);
+	eng_kv_close(kv);
+	eng_fwd_close(f);
+	fx_close(&fx);
+}
+END_TEST
+
+/* Key codes for the plan: real summaries and codes of scan_keys (shifted
+ * per channel, so the reference matters). */
+static uint16_t code_rows[SB * 4 * PHD];
+static float code_ref[PHD];
+static uint8_t code_bits[SB * 64 * ENG_KV_CODE_ROW(PHD)];
+static uint32_t code_blocks = SB;	/* what fake_codes reports */
+
+static int code_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
+    const uint16_t **rows, const float **ref, uint32_t *n)
+{
+	(void)kv;
+	(void)layer;
+	(void)kvh;
+	*rows = code_rows;
+	*ref = code_ref;
+	*n = SB;
+	return 0;
+}
+
+static int fake_codes(eng_kv *kv, uint32_t layer, uint32_t kvh,
+    const uint8_t **codes, uint32_t *n)
+{
+	(void)kv;
+	(void)layer;
+	(void)kvh;
+	*codes = code_bits;
+	*n = code_blocks;
+	return 0;
+}
+
+/* est[b]: block b's best key as its codes give it: the best over the 4
+ * heads of the last query and its 64 keys of
+ * q.(ref + centre) - 3/4 w.1 + s wq.u / 2, with w = q * radius (f16
+ * rows) rounded to int8 wq as the engine rounds it (scale s =
+ * max|w|/127), the rest in double. */
+static void code_estimates(const float *q, uint32_t nq, uint32_t last,
+    double *est)
+{
+	const size_t row = ENG_KV_CODE_ROW(PHD), plane = row / 2;
+	for (uint32_t b = 1; b < last; b++) {
+		const uint16_t *r = code_rows + (size_t)b * 4 * PHD;
+		est[b] = -1e300;
+		for (int h = 0; h < 4; h++) {
+			const float *qh = q + (size_t)(nq - 1) * 4 * PHD +
+			    h * PHD;
+			float w[PHD], mx = 0, inv;
+			double base = 0;
+			int8_t wq[PHD];
+			for (int c = 0; c < PHD; c++) {
+				w[c] = qh[c] * eng_f16_to_f32(r[PHD + c]);
+				mx = fabsf(w[c]) > mx ? fabsf(w[c]) : mx;
+				base += (double)qh[c] * (code_ref[c] +
+				    eng_f16_to_f32(r[c])) - 0.75 * w[c];
+			}
+			inv = mx > 0 ? 127.0f / mx : 0;
+			for (int c = 0; c < PHD; c++)
+				wq[c] = (int8_t)lrintf(w[c] * inv);
+			for (uint32_t t = 0; t < 64; t++) {
+				const uint8_t *cd = code_bits + ((size_t)b * 64 +
+				    t) * row;
+				long sum = 0;
+				for (int c = 0; c < PHD; c++)
+					sum += wq[c] * ((cd[c / 8] >> (c % 8) &
+					    1) * 2 + (cd[plane + c / 8] >>
+					    (c % 8) & 1));
+				double d = base + 0.5 * (mx / 127.0) * sum;
+				est[b] = d > est[b] ? d : est[b];
+			}
+		}
+	}
+}
+
+/* A question past scan_max with a shortlist ranks its candidates by their
+ * key codes (sp.codes): the shortlisted blocks (pl.list) are the 24 best
+ * by the estimate computed here (code_estimates), each estimate within
+ * half a code's step per channel (sum |q| radius / 4, f16 roundings and
+ * the int8 rounding of w) of the block's best key; a shortlist of the 12 it takes finds a block with one
+ * key along the last query.  With codes off, or a codes op that does not
+ * cover every candidate, the summaries rank as before. */
+START_TEST(sparse_plan_codes)
+{
+	static const eng_kv_ops ops = { .view = fake_view,
+	    .summary = code_summary, .codes = fake_codes };
+	eng_kv kv = { .ops = &ops, .type = ENG_TYPE_F32, .block_tokens = 64 };
+	eng_sparse_params sp = { .top_k = 8, .sink = 64, .local = 1024,
+	    .question_top_k = 12, .codes = 1 };
+	const uint32_t nq = 4, pos0 = SB * 64, needle = 53;
+	uint32_t last = (pos0 - nq - 1024) / 64, n_cand = last - 1;
+	uint32_t got[64], sums[64];
+	float *q = malloc((size_t)nq * 4 * PHD * sizeof(float));
+	double best[SB], est[SB], kth = 1e300;
+	struct eng__plan pl = { 0 };
+	float off[PHD];
+
+	scan_keys_fill(23, 0);
+	for (uint32_t i = 0; i < nq * 4 * PHD; i++)
+		q[i] = fx_frand(-1, 1);
+	for (int c = 0; c < PHD; c++)
+		off[c] = fx_frand(-3, 3);
+	for (size_t i = 0; i < (size_t)SB * 64 * PHD; i++)
+		scan_keys[i] += off[i % PHD];
+	for (int c = 0; c < PHD; c++)	/* the last query's head 1 */
+		scan_keys[((size_t)needle * 64 + 40) * PHD + c] = off[c] +
+		    0.3f * q[(size_t)(nq - 1) * 4 * PHD + PHD + c];
+	for (uint32_t b = 0; b < SB; b++) {
+		eng_kv_summarize_block(code_rows + (size_t)b * 4 * PHD,
+		    code_ref, b == 0, scan_keys + (size_t)b * 64 * PHD, 64,
+		    PHD);
+		eng_kv_code_block(code_bits + (size_t)b * 64 *
+		    ENG_KV_CODE_ROW(PHD), scan_keys + (size_t)b * 64 * PHD,
+		    64, PHD);
+	}
+	best_keys(q, nq, last, best);
+	code_estimates(q, nq, last, est);
+	for (uint32_t b = 1; b < last; b++) {
+		const uint16_t *r = code_rows + (size_t)b * 4 * PHD;
+		double tol = 0;
+		for (int h = 0; h < 4; h++) {
+			double t = 0, wm = 0;
+			for (int c = 0; c < PHD; c++) {
+				double ce = fabs(eng_f16_to_f32(r[c])) +
+				    fabs(code_ref[c]);
+				double ra = eng_f16_to_f32(r[PHD + c]);
+				t += fabs(q[(size_t)(nq - 1) * 4 * PHD +
+				    h * PHD + c]) * (ra / 4 + 2e-3 * (ce +
+				    ra) + 1e-4);
+				/* w rounded to int8: half a step times u/2 */
+				wm = fmax(wm, fabs(q[(size_t)(nq - 1) * 4 *
+				    PHD + h * PHD + c]) * ra);
+			}
+			t += PHD * 0.75 * wm / 127;
+			tol = t > tol ? t : tol;
+		}
+		ck_assert_msg(fabs(est[b] - best[b]) <= tol, "block %u: "
+		    "codes say %f, its best key is %f (within %f)", b, est[b],
+		    best[b], tol);
+	}
+	for (uint32_t i = 0; i < 24; i++) {	/* the 24th best estimate */
+		double m = -1e300;
+		for (uint32_t b = 1; b < last; b++)
+			if (est[b] > m && est[b] < kth)
+				m = est[b];
+		kth = m;
+	}
+
+	sp.scan_max = n_cand * 64 - 1;
+	sp.shortlist = 24 * 64;
+	ck_assert_int_eq(plan(&pl, &sp, &kv, q, nq, pos0 - nq, NULL), 0);
+	ck_assert_uint_eq(plan_blocks(&pl, got), 12);
+	for (uint32_t i = 0; i < 24; i++)
+		ck_assert_msg(est[pl.list[i]] >= kth - 1e-4 * fabs(kth),
+		    "block %u's estimate %f below the 24th %f", pl.list[i],
+		    est[pl.list[i]], kth);
+
+	sp.shortlist = 12 * 64;
+	ck_assert_int_eq(plan(&pl, &sp, &kv, q, nq, pos0 - nq, NULL), 0);
+	ck_assert_uint_eq(plan_blocks(&pl, got), 12);
+	int hit = 0;
+	for (uint32_t i = 0; i < 12; i++)
+		hit |= got[i] == needle;
+	ck_assert_msg(hit, "the needle's block is not among the picks");
+
+	/* codes off: the summaries' 12; codes short of the candidates: the
+	 * same */
+	sp.codes = 0;
+	ck_assert_int_eq(plan(&pl, &sp, &kv, q, nq, pos0 - nq, NULL), 0);
+	ck_assert_uint_eq(plan_blocks(&pl, sums), 12);
+	ck_assert(memcmp(sums, got, sizeof(uint32_t) * 12) != 0);
+	sp.codes = 1;
+	code_blocks = last - 1;
+	ck_assert_int_eq(plan(&pl, &sp, &kv, q, nq, pos0 - nq, NULL), 0);
+	ck_assert_uint_eq(plan_blocks(&pl, got), 12);
+	ck_assert(memcmp(sums, got, sizeof(uint32_t) * 12) == 0);
+	code_blocks = SB;
+	eng__plan_free(&pl);
+	free(scan_keys);
+	free(q);
+}
+END_TEST
+
 /* A block beyond the reach is scored as it will be attended: moved up to
  * the reach's start, its keys seen by the query rotated back by that
  * shift (RoPE, neox pairs).  Far block A holds a key that matches the
@@ -1969,6 +2273,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, sparse_plan_prefill_local);
 	tcase_add_test(tc, sparse_plan_scans_question);
 	tcase_add_test(tc, sparse_plan_shortlist);
+	tcase_add_test(tc, sparse_plan_codes);
+	tcase_add_test(tc, kv_code_block);
 	tcase_add_test(tc, sparse_plan_scores_far_as_placed);
 	tcase_add_test(tc, generate_long_prompt_ends_in_question);
 	tcase_add_test(tc, eval_bad_input);

@@ -110,7 +110,7 @@ struct run {
  * the same sparse context (the branch is prefilled once per depth). */
 #define MAX_VARIANTS 8
 struct variant {
-	uint32_t question_top_k, reach, squeeze, scan_all, shortlist;
+	uint32_t question_top_k, reach, squeeze, scan_all, shortlist, codes;
 	int ok, hit;
 	float weight;
 	char out[256];		/* this depth's answer */
@@ -120,9 +120,10 @@ static int n_variants;
 
 static void parse_variants(const char *s)
 {
-	static const char usage[] = "--variants takes K:R[:s][:x][:l[N]][,...] "
-	    "(question_top_k, reach, squeezed, every candidate scanned, "
-	    "a shortlist of scan_max or N positions scanned), at most 8";
+	static const char usage[] = "--variants takes "
+	    "K:R[:s][:x][:l[N]|:c[N]][,...] (question_top_k, reach, squeezed, "
+	    "every candidate scanned, a shortlist of scan_max or N positions "
+	    "scanned, ranked by summaries or by key codes), at most 8";
 
 	while (*s) {
 		unsigned long q, r;
@@ -136,15 +137,16 @@ static void parse_variants(const char *s)
 		r = strtoul(s, &end, 10);
 		if (end == s || q > BIG || r > BIG)
 			die(usage, 0);
-		int sq = 0, sx = 0;
+		int sq = 0, sx = 0, sc = 0;
 		unsigned long sl = 0;
 		for (; *end == ':'; end += 2)
 			if (end[1] == 's')
 				sq = 1;
 			else if (end[1] == 'x')
 				sx = 1;
-			else if (end[1] == 'l') {
+			else if (end[1] == 'l' || end[1] == 'c') {
 				/* :l scans scan_max positions, :lN N */
+				sc = end[1] == 'c';
 				char *ne;
 				sl = strtoul(end + 2, &ne, 10);
 				if (ne > end + 2 && (!sl || sl >= UINT32_MAX))
@@ -156,22 +158,24 @@ static void parse_variants(const char *s)
 		if (*end && *end != ',')
 			die(usage, 0);
 		variants[n_variants++] = (struct variant){ (uint32_t)q,
-		    (uint32_t)r, (uint32_t)sq, (uint32_t)sx, (uint32_t)sl, 0, 0,
-		    0, "" };
+		    (uint32_t)r, (uint32_t)sq, (uint32_t)sx, (uint32_t)sl,
+		    (uint32_t)sc, 0, 0, 0, "" };
 		s = *end ? end + 1 : end;
 	}
 }
 
-/* "qK/rR" and its flags, as --variants spells them (:lN as lN). */
+/* "qK/rR" and its flags, as --variants spells them (:lN as lN, :cN as
+ * cN). */
 static const char *variant_name(const struct variant *va, char *buf,
     size_t len)
 {
 	char sl[16] = "";
 
 	if (va->shortlist == UINT32_MAX)
-		snprintf(sl, sizeof sl, "l");
+		snprintf(sl, sizeof sl, "%c", va->codes ? 'c' : 'l');
 	else if (va->shortlist)
-		snprintf(sl, sizeof sl, "l%u", va->shortlist);
+		snprintf(sl, sizeof sl, "%c%u", va->codes ? 'c' : 'l',
+		    va->shortlist);
 	snprintf(buf, len, "q%u/r%u%s%s%s", va->question_top_k, va->reach,
 	    va->squeeze ? "s" : "", va->scan_all ? "x" : "", sl);
 	return buf;
@@ -317,6 +321,7 @@ static int answer(struct run *r, const eng_vocab *v, const int32_t *seq,
 		if (va->shortlist)
 			vp.shortlist = va->shortlist == UINT32_MAX ?
 			    vp.scan_max : va->shortlist;
+		vp.codes = va->codes;
 		if ((rc = eng_kv_mem_clone(kv, &vk)))
 			die("clone", rc);
 		eng_fwd_set_sparse(r->f, &vp);
@@ -429,7 +434,8 @@ int main(int argc, char **argv)
 			    "[--scan-max P] [--test passkey|fact] [--intro] "
 			    "[--no-primer] "
 			    "[--depth-min F] [--depth-max F] [--dump DIR] "
-			    "[--rope-offset P] [--variants K:R[:s][:x][,...]] "
+			    "[--rope-offset P] "
+			    "[--variants K:R[:s][:x][:l[N]|:c[N]][,...]] "
 			    "[-v|-vv]\n");
 			return 2;
 		}

@@ -466,10 +466,30 @@ int ms_block_f16(const ms_block *b, uint32_t layer, uint32_t head,
 
 /* ---- summaries ------------------------------------------------------ */
 
-size_t ms__summary_size(const ms_geom *g)
+size_t ms__summary_size(const ms_geom *g, uint32_t n_tokens)
 {
-	return sizeof(struct ms__sum_hdr) +
-	       (size_t)g->n_layers * g->n_kv_heads * 3 * g->head_dim * 2;
+	size_t nsec = (size_t)g->n_layers * g->n_kv_heads;
+	return sizeof(struct ms__sum_hdr) + nsec * 3 * g->head_dim * 2 +
+	       nsec * n_tokens * MS__CODE_ROW(g->head_dim);
+}
+
+/* The 2-bit codes of channel c of n keys (x, rows d apart) within
+ * [lo, hi] (the summary's f16 bounds): floor(4 (x - lo) / (hi - lo)),
+ * 0..3, as bit c of each row's high and low planes.  The same floats and
+ * order as the engine's eng_kv_code_block, so the bits agree. */
+static void code_channel(uint8_t *o, const float *x, uint32_t n, uint32_t d,
+			 uint32_t c, float lo, float hi)
+{
+	size_t plane = (d + 7) / 8;
+	float w = hi - lo;
+	for (uint32_t i = 0; i < n; i++) {
+		float y = (x[(size_t)i * d + c] - lo) * 4.0f;
+		float q = w > 0 && y > 0 ? y / w : 0;
+		int u = q >= 3 ? 3 : (int)q;
+		uint8_t *r = o + (size_t)i * 2 * plane;
+		r[c / 8] |= (uint8_t)((u >> 1) << (c % 8));
+		r[plane + c / 8] |= (uint8_t)((u & 1) << (c % 8));
+	}
 }
 
 void ms__summary_encode(uint8_t *rec, const ms_geom *g, uint32_t n_tokens,
@@ -479,7 +499,7 @@ void ms__summary_encode(uint8_t *rec, const ms_geom *g, uint32_t n_tokens,
 	struct ms__sum_hdr h;
 	memset(&h, 0, sizeof(h));
 	h.magic = MS__SUM_MAGIC;
-	h.version = MS_FORMAT_VERSION;
+	h.version = MS__SUM_CODES;
 	h.n_layers = (uint16_t)g->n_layers;
 	h.n_kv_heads = (uint16_t)g->n_kv_heads;
 	h.head_dim = (uint16_t)g->head_dim;
@@ -489,6 +509,9 @@ void ms__summary_encode(uint8_t *rec, const ms_geom *g, uint32_t n_tokens,
 	memcpy(rec, &h, sizeof(h));
 	uint8_t *p = rec + sizeof(h);
 	uint32_t d = g->head_dim, nsec = g->n_layers * g->n_kv_heads;
+	uint8_t *codes = p + (size_t)nsec * 3 * d * 2;
+	size_t crow = MS__CODE_ROW(d);
+	memset(codes, 0, (size_t)nsec * n_tokens * crow);
 	for (uint32_t s = 0; s < nsec; s++) {
 		const float *x = k + s * stride;
 		uint8_t *o = p + (size_t)s * 3 * d * 2;
@@ -507,6 +530,9 @@ void ms__summary_encode(uint8_t *rec, const ms_geom *g, uint32_t n_tokens,
 			memcpy(o + 2 * ((size_t)d + c), &hmx, 2);
 			f16_store(o + 2 * (2 * (size_t)d + c),
 				  (float)(sum / n_tokens));
+			code_channel(codes + (size_t)s * n_tokens * crow, x,
+				     n_tokens, d, c, ms_f16_to_f32(hmn),
+				     ms_f16_to_f32(hmx));
 		}
 	}
 }

@@ -537,7 +537,7 @@ static int append_piece(ms_store *ms, MDB_txn *txn, int64_t id,
 	MDB_val k = { 16, sk.b }, v = { 16, pc->key.b };
 	if ((rc = mdb_put(txn, ms->db_chain, &k, &v, 0)))
 		return ms__lmdb(ms, rc, "put chain");
-	v.mv_size = ms__summary_size(g);
+	v.mv_size = ms__summary_size(g, pc->n);
 	if ((rc = mdb_put(txn, ms->db_sums, &k, &v, MDB_RESERVE)))
 		return ms__lmdb(ms, rc, "put summary");
 	ms__summary_encode(v.mv_data, g, pc->n, pc->pos, &pc->key, pc->k,
@@ -1116,10 +1116,54 @@ static int adopt_find(ms_store *ms, MDB_txn *txn, struct adopt_arg *a,
 	return 0;
 }
 
+/* Block index i's summary, with codes, made again from the block named
+ * key (the same bits for an f16 block: its keys decode to the floats the
+ * summary was made from; a quantized block's decode to near them) and put
+ * at dst.  *kf (*kf_cap floats) is the caller's scratch for the keys. */
+static int summary_remake(ms_store *ms, MDB_txn *txn, const ms_key *key,
+			  const ms_geom *g, MDB_val *dst, float **kf,
+			  size_t *kf_cap, uint64_t i, const char *what)
+{
+	MDB_val bk = { 16, (void *)key->b }, bv, v;
+	ms_block b;
+	int rc;
+	if ((rc = mdb_get(txn, ms->db_blocks, &bk, &bv)))
+		return ms__lmdb(ms, rc, what);
+	ms__willneed(bv.mv_data, bv.mv_size);
+	if ((rc = ms__block_parse(bv.mv_data, bv.mv_size, key, &b)))
+		return ms__fail(ms, rc, "%s: block %llu failed verification",
+				what, (unsigned long long)i);
+	if (b.geom.n_layers != g->n_layers ||
+	    b.geom.n_kv_heads != g->n_kv_heads ||
+	    b.geom.head_dim != g->head_dim)
+		return ms__fail(ms, MS_EMISMATCH, "%s: block %llu has "
+				"another geometry", what, (unsigned long long)i);
+	size_t sec = (size_t)b.n_tokens * g->head_dim;
+	size_t need = sec * g->n_layers * g->n_kv_heads;
+	if (need > *kf_cap) {
+		float *nk = realloc(*kf, need * sizeof(float));
+		if (!nk)
+			return ms__fail(ms, MS_ENOMEM, "%s", what);
+		*kf = nk;
+		*kf_cap = need;
+	}
+	for (uint32_t l = 0; l < g->n_layers; l++)
+		for (uint32_t hh = 0; hh < g->n_kv_heads; hh++)
+			if ((rc = ms_block_decode(&b, l, hh, *kf + ((size_t)l *
+			    g->n_kv_heads + hh) * sec, NULL)))
+				return ms__fail(ms, rc, "%s: decode block", what);
+	uint32_t n = b.n_tokens;
+	uint64_t pos = b.position;
+	v.mv_size = ms__summary_size(g, n);
+	if ((rc = mdb_put(txn, ms->db_sums, dst, &v, MDB_RESERVE)))
+		return ms__lmdb(ms, rc, what);
+	ms__summary_encode(v.mv_data, g, n, pos, key, *kf, sec);
+	return 0;
+}
+
 /* Block i's summary for the adopting session: the source session's copy
- * while it holds the same block at i, else made again from the block
- * (the same bits for an f16 block: its keys decode to the floats the
- * summary was made from). */
+ * while it holds the same block at i (and it has codes), else made again
+ * from the block (summary_remake). */
 static int adopt_summary(ms_store *ms, MDB_txn *txn, struct adopt_arg *a,
 			 const ms_geom *g, int64_t src, uint64_t i)
 {
@@ -1127,14 +1171,15 @@ static int adopt_summary(ms_store *ms, MDB_txn *txn, struct adopt_arg *a,
 	ms__sidx(&sf, src, i);
 	ms__sidx(&st, a->id, i);
 	MDB_val kf = { 16, sf.b }, kt = { 16, st.b }, v;
-	size_t size = ms__summary_size(g);
 	int rc = mdb_get(txn, ms->db_sums, &kf, &v);
 	if (rc && rc != MDB_NOTFOUND)
 		return ms__lmdb(ms, rc, "adopt: read summary");
-	if (!rc && v.mv_size == size) {
+	/* a copy only of a record with codes: one without is made again */
+	if (!rc && v.mv_size >= sizeof(struct ms__sum_hdr)) {
 		struct ms__sum_hdr sh;
 		memcpy(&sh, v.mv_data, sizeof(sh));
-		if (sh.magic == MS__SUM_MAGIC &&
+		if (sh.magic == MS__SUM_MAGIC && sh.version == MS__SUM_CODES &&
+		    v.mv_size == ms__summary_size(g, sh.n_tokens) &&
 		    !memcmp(sh.key, a->keys[i].b, 16)) {
 			if ((rc = val_copy(ms, &a->cb, &v)))
 				return rc;
@@ -1143,40 +1188,8 @@ static int adopt_summary(ms_store *ms, MDB_txn *txn, struct adopt_arg *a,
 					"adopt: put summary");
 		}
 	}
-	MDB_val bk = { 16, a->keys[i].b }, bv;
-	ms_block b;
-	if ((rc = mdb_get(txn, ms->db_blocks, &bk, &bv)))
-		return ms__lmdb(ms, rc, "adopt: read block");
-	ms__willneed(bv.mv_data, bv.mv_size);
-	if ((rc = ms__block_parse(bv.mv_data, bv.mv_size, &a->keys[i], &b)))
-		return ms__fail(ms, rc, "adopt: block %llu failed verification",
-				(unsigned long long)i);
-	if (b.geom.n_layers != g->n_layers ||
-	    b.geom.n_kv_heads != g->n_kv_heads ||
-	    b.geom.head_dim != g->head_dim)
-		return ms__fail(ms, MS_EMISMATCH, "adopt: block %llu has "
-				"another geometry", (unsigned long long)i);
-	size_t sec = (size_t)b.n_tokens * g->head_dim;
-	size_t need = sec * g->n_layers * g->n_kv_heads;
-	if (need > a->kf_cap) {
-		float *nk = realloc(a->kf, need * sizeof(float));
-		if (!nk)
-			return ms__fail(ms, MS_ENOMEM, "adopt");
-		a->kf = nk;
-		a->kf_cap = need;
-	}
-	for (uint32_t l = 0; l < g->n_layers; l++)
-		for (uint32_t hh = 0; hh < g->n_kv_heads; hh++)
-			if ((rc = ms_block_decode(&b, l, hh, a->kf + ((size_t)l *
-			    g->n_kv_heads + hh) * sec, NULL)))
-				return ms__fail(ms, rc, "adopt: decode block");
-	uint32_t n = b.n_tokens;
-	uint64_t pos = b.position;
-	v.mv_size = size;
-	if ((rc = mdb_put(txn, ms->db_sums, &kt, &v, MDB_RESERVE)))
-		return ms__lmdb(ms, rc, "adopt: put summary");
-	ms__summary_encode(v.mv_data, g, n, pos, &a->keys[i], a->kf, sec);
-	return 0;
+	return summary_remake(ms, txn, &a->keys[i], g, &kt, &a->kf,
+			      &a->kf_cap, i, "adopt");
 }
 
 static int adopt_w(ms_store *ms, MDB_txn *txn, void *arg)
@@ -1561,13 +1574,16 @@ static int sum_call(ms_txn *t, uint64_t index, const uint8_t *rec, size_t len,
 		return ms__fail(t->ms, MS_ECORRUPT, "short summary");
 	memcpy(&h, rec, sizeof(h));
 	ms_geom g = { h.n_layers, h.n_kv_heads, h.head_dim, 0, 0 };
-	if (h.magic != MS__SUM_MAGIC || h.version != MS_FORMAT_VERSION ||
-	    len != ms__summary_size(&g))
+	int codes = h.version == MS__SUM_CODES;
+	if (h.magic != MS__SUM_MAGIC || (!codes &&
+	    h.version != MS_FORMAT_VERSION) ||
+	    len != ms__summary_size(&g, codes ? h.n_tokens : 0))
 		return ms__fail(t->ms, MS_ECORRUPT, "bad summary record");
 	ms_summary s = {
 		.index = index, .position = h.position, .n_tokens = h.n_tokens,
 		.n_layers = h.n_layers, .n_kv_heads = h.n_kv_heads,
 		.head_dim = h.head_dim, .data = rec + sizeof(h),
+		.codes = codes ? rec + ms__summary_size(&g, 0) : NULL,
 	};
 	memcpy(s.key.b, h.key, 16);
 	return fn(arg, &s);
@@ -1726,4 +1742,71 @@ int ms_summary_pack(ms_store *ms, int64_t id)
 	if (!ms)
 		return MS_EINVAL;
 	return ms__write(ms, pack_w, &id);
+}
+
+/* ---- codes for summaries written before them ------------------------ */
+
+struct codes_arg {
+	int64_t id;
+	uint64_t next;		/* the first index not yet looked at */
+	uint64_t added;		/* out: records given codes */
+	int done;		/* the session's last summary was reached */
+	float *kf;
+	size_t kf_cap;
+};
+
+/* Up to MS__CODES_BATCH records without codes, from a->next, made again
+ * from their blocks: one transaction of a bounded size each. */
+#define MS__CODES_BATCH 256
+static int codes_w(ms_store *ms, MDB_txn *txn, void *arg)
+{
+	struct codes_arg *a = arg;
+	uint64_t i = a->next, made = 0;
+	int rc = 0;
+
+	for (; made < MS__CODES_BATCH; i++) {
+		struct ms__sidx sk;
+		struct ms__sum_hdr sh;
+		ms__sidx(&sk, a->id, i);
+		MDB_val k = { 16, sk.b }, v;
+		if ((rc = mdb_get(txn, ms->db_sums, &k, &v)) == MDB_NOTFOUND) {
+			a->done = 1;
+			rc = 0;
+			break;
+		}
+		if (rc)
+			return ms__lmdb(ms, rc, "codes: read summary");
+		if (v.mv_size < sizeof(sh))
+			return ms__fail(ms, MS_ECORRUPT, "codes: short summary");
+		memcpy(&sh, v.mv_data, sizeof(sh));
+		if (sh.magic != MS__SUM_MAGIC)
+			return ms__fail(ms, MS_ECORRUPT, "codes: bad summary");
+		if (sh.version == MS__SUM_CODES)
+			continue;
+		ms_geom g = { sh.n_layers, sh.n_kv_heads, sh.head_dim, 0, 0 };
+		ms_key key;
+		memcpy(key.b, sh.key, 16);
+		if ((rc = summary_remake(ms, txn, &key, &g, &k, &a->kf,
+					 &a->kf_cap, i, "codes")))
+			return rc;
+		made++;
+	}
+	a->next = i;
+	a->added += made;
+	return 0;
+}
+
+int ms_summary_codes(ms_store *ms, int64_t id, uint64_t *n_added)
+{
+	struct codes_arg a = { .id = id };
+	int rc = 0;
+
+	if (!ms)
+		return MS_EINVAL;
+	while (!a.done && !(rc = ms__write(ms, codes_w, &a)))
+		;
+	free(a.kf);
+	if (n_added)
+		*n_added = a.added;
+	return rc;
 }

@@ -17,7 +17,10 @@
  *                  parent key}: the prefix index; small so that prefix
  *                  matching and refcounting never touch block pages
  *     "chain"      (session id u64 BE, block index u64 BE) -> block key
- *     "summaries"  (session id u64 BE, block index u64 BE) -> summary record;
+ *     "summaries"  (session id u64 BE, block index u64 BE) -> summary record
+ *                  (per layer and head the keys' per-channel min, max
+ *                  and mean, f16, then each key's 2-bit codes: ms_summary;
+ *                  records written before codes have none);
  *                  big-endian keys make one session's summaries one
  *                  sequential cursor scan, in block order
  *     "heads"      session id u64 BE -> session head {geometry, fingerprint,
@@ -226,8 +229,9 @@ typedef struct ms_geom {
 /* The default B, from bench/memstore (Gemma 3 270M, Q8; table in
  * bench/RESULTS.md): at B = 64 a record costs 1601 B/token against 1564 at
  * B = 256 (+2.4%) and 1749 at B = 16 (+12%); on disk, with the 72.6
- * B/token of summaries and page rounding, 1802 against 1605 and 2335.
- * Retrieval then works at 64-token granularity (Quest pages 16, InfLLM
+ * B/token of summaries and page rounding, 1802 against 1605 and 2335
+ * (measured before key codes, which add 2 bits per stored key channel:
+ * 192 B/token for the default model, whatever B).  Retrieval then works at 64-token granularity (Quest pages 16, InfLLM
  * units 128).  Put throughput is set by the commit (fsync), not by B: use
  * ms_session_append_n to commit many blocks at once. */
 #define MS_DEFAULT_BLOCK_TOKENS 64
@@ -489,7 +493,13 @@ int ms_prefix_match(ms_txn *txn, const uint8_t fingerprint[16],
  * min, max and mean of the block's keys (computed from the floats given to
  * ms_session_append, before quantization), f16.  data points into the map
  * (valid for the txn): [layer][head][3][head_dim] u16 (f16 bits, may be
- * unaligned: read with ms_f16_load). */
+ * unaligned: read with ms_f16_load).  codes: each key's 2-bit codes
+ * within the block's bounds, [layer][head][n_tokens][2 * ceil(head_dim/8)]
+ * bytes, the bit planes of eng_kv_code_block (engine.h), which computes the
+ * same bits from the same floats: u = floor(4 (x - min) / (max - min)),
+ * 0..3, with min and max as stored (f16, rounded outward); NULL in a
+ * record written before codes (ms_summary_codes adds them).  A sparse
+ * question ranks far blocks by them without reading the blocks. */
 typedef struct ms_summary {
 	uint64_t index;		/* block index in the session */
 	uint64_t position;
@@ -497,6 +507,7 @@ typedef struct ms_summary {
 	uint32_t n_layers, n_kv_heads, head_dim;
 	ms_key key;
 	const uint8_t *data;
+	const uint8_t *codes;
 } ms_summary;
 /* Called per block in index order; return nonzero to stop (that value is
  * returned by ms_summary_scan). */
@@ -512,6 +523,16 @@ int ms_summary_scan(ms_txn *txn, int64_t id, uint64_t first,
  * summaries (truncate, pop, delete) drops the pack; blocks appended after
  * it are read from "summaries" as before.  Worth it once a prefill ends. */
 int ms_summary_pack(ms_store *ms, int64_t id);
+/* Gives the session's summaries written before codes (ms_summary.codes
+ * NULL) their codes, each made again from its block (decoded: a quantized
+ * block's keys are near the floats the summary was first made from, so
+ * its bounds and mean may move by a rounding), in write transactions of
+ * at most 256 records; records with codes are left as they are.  Its
+ * summary pack no longer matches: write it again (ms_summary_pack).
+ * *n_added (may be NULL) receives how many records changed; 0 for a
+ * session written with codes.  An interrupted run leaves every record
+ * whole, some with codes: run it again. */
+int ms_summary_codes(ms_store *ms, int64_t id, uint64_t *n_added);
 /* min/max/mean of channel c of (layer, head) of a summary. */
 void ms_summary_channel(const ms_summary *s, uint32_t layer, uint32_t head,
 			uint32_t c, float *mn, float *mx, float *mean);

@@ -64,7 +64,13 @@ struct ms__head {
 };
 static_assert(sizeof(struct ms__head) == 72, "head record size");
 
-/* "summaries" value header, followed by [layer][head][min,max,mean][D] f16. */
+/* "summaries" value header, followed by [layer][head][min,max,mean][D] f16
+ * and, in a record of version MS__SUM_CODES, the keys' 2-bit codes
+ * [layer][head][n_tokens][MS__CODE_ROW(D)] (ms_summary.codes).  A record
+ * of MS_FORMAT_VERSION (1) has no codes: written before them, read as
+ * before. */
+#define MS__SUM_CODES 2
+#define MS__CODE_ROW(d) (2 * (((size_t)(d) + 7) / 8))
 struct ms__sum_hdr {
 	uint32_t magic;
 	uint16_t version;
@@ -150,7 +156,10 @@ int ms__block_encode_strided(uint8_t *rec, const ms_geom *g,
 /* Verifies a record and fills a view. */
 int ms__block_parse(const uint8_t *rec, size_t len, const ms_key *key,
 		    ms_block *out);
-size_t ms__summary_size(const ms_geom *g);
+/* Bytes of a summary record of n_tokens with codes; of one without (as
+ * written before codes) when n_tokens is 0. */
+size_t ms__summary_size(const ms_geom *g, uint32_t n_tokens);
+/* Encodes a summary record with codes (ms__summary_size(g, n_tokens)). */
 void ms__summary_encode(uint8_t *rec, const ms_geom *g, uint32_t n_tokens,
 			uint64_t position, const ms_key *key, const float *k,
 			size_t stride);

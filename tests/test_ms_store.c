@@ -349,11 +349,39 @@ struct sumscan {
 	int bounds_ok;
 };
 
+/* Whether every key of ks ([l][B][D] floats) lies in the bin its code
+ * in s names: [mn + u (mx - mn)/4, mn + (u+1)(mx - mn)/4], mn and mx the
+ * summary's (eng_kv_code_block's rule). */
+static int codes_bin(const ms_summary *s, const float *ks)
+{
+	const size_t row = 2 * ((D + 7) / 8), plane = row / 2;
+	if (!s->codes)
+		return 0;
+	for (uint32_t l = 0; l < L; l++)
+		for (uint32_t c = 0; c < D; c++) {
+			float mn, mx;
+			ms_summary_channel(s, l, 0, c, &mn, &mx, NULL);
+			double step = (mx - mn) / 4.0;
+			for (uint32_t i = 0; i < s->n_tokens; i++) {
+				const uint8_t *r = s->codes +
+					((size_t)l * s->n_tokens + i) * row;
+				int u = (r[c / 8] >> (c % 8) & 1) * 2 +
+					(r[plane + c / 8] >> (c % 8) & 1);
+				double x = ks[((size_t)l * B + i) * D + c];
+				if (x < mn + u * step - 1e-2 * step ||
+				    x > mn + (u + 1) * step + 1e-2 * step)
+					return 0;
+			}
+		}
+	return 1;
+}
+
 static int on_summary(void *arg, const ms_summary *s)
 {
 	struct sumscan *sc = arg;
 	if (s->index != sc->n || s->n_tokens != B || s->head_dim != D)
 		return 7;
+	sc->bounds_ok &= s->codes != NULL;
 	for (uint32_t l = 0; l < L; l++) {
 		/* the bulk reader gives what the per-channel one does */
 		float vmn[D], vmx[D], vmean[D];
@@ -380,6 +408,7 @@ static int on_summary(void *arg, const ms_summary *s)
 				sc->bounds_ok &= fabs(sum / B - mean) <=
 						 fabs(mean) * 1e-3 + 1e-3;
 			}
+		sc->bounds_ok &= codes_bin(s, sc->k);
 	}
 	sc->n++;
 	return 0;
@@ -478,6 +507,119 @@ START_TEST(test_summary_pack)
 	ck_assert_int_eq(ms_session_delete(ms, "s"), 0);
 	ck_assert_int_eq(ms_stats_get(ms, &st), 0);
 	ck_assert_uint_eq(st.packs, 0);
+	expect_check(ms);
+	ms_close(ms);
+}
+END_TEST
+
+/* Rewrites the session's summaries 0..n-1 as records written before
+ * codes were (version 1, no codes), as an older engramd left them. */
+struct old_arg {
+	int64_t id;
+	uint64_t n;
+};
+
+static int make_old_w(ms_store *ms, MDB_txn *txn, void *arg)
+{
+	struct old_arg *a = arg;
+	static uint8_t buf[65536];
+	for (uint64_t i = 0; i < a->n; i++) {
+		struct ms__sidx sk;
+		struct ms__sum_hdr h;
+		ms__sidx(&sk, a->id, i);
+		MDB_val k = { 16, sk.b }, v;
+		ck_assert_int_eq(mdb_get(txn, ms->db_sums, &k, &v), 0);
+		memcpy(&h, v.mv_data, sizeof(h));
+		ms_geom g = { h.n_layers, h.n_kv_heads, h.head_dim, 0, 0 };
+		size_t old = ms__summary_size(&g, 0);
+		ck_assert_uint_eq(v.mv_size, ms__summary_size(&g, h.n_tokens));
+		ck_assert_uint_lt(old, v.mv_size);
+		ck_assert_uint_le(old, sizeof(buf));
+		memcpy(buf, v.mv_data, old);
+		h.version = MS_FORMAT_VERSION;
+		memcpy(buf, &h, sizeof(h));
+		MDB_val nv = { old, buf };
+		ck_assert_int_eq(mdb_put(txn, ms->db_sums, &k, &nv, 0), 0);
+	}
+	return 0;
+}
+
+struct codescan {
+	uint64_t n, with;
+	int bins_ok;
+	ms_txn *t;
+	int64_t id;
+};
+
+static int on_codes(void *arg, const ms_summary *s)
+{
+	struct codescan *cs = arg;
+	static float kf[L * B * D];
+	ms_block b;
+	cs->n++;
+	if (!s->codes)
+		return 0;
+	cs->with++;
+	/* the codes of the keys as stored (q8: decoded) */
+	if (ms_session_block(cs->t, cs->id, s->index, &b))
+		return 5;
+	for (uint32_t l = 0; l < L; l++)
+		if (ms_block_decode(&b, l, 0, kf + (size_t)l * B * D, NULL))
+			return 6;
+	cs->bins_ok &= codes_bin(s, kf);
+	return 0;
+}
+
+static void scan_codes(ms_store *ms, int64_t id, struct codescan *cs)
+{
+	*cs = (struct codescan){ .bins_ok = 1, .id = id };
+	ck_assert_int_eq(ms_read_begin(ms, &cs->t), 0);
+	ck_assert_int_eq(ms_summary_scan(cs->t, id, 0, on_codes, cs), 0);
+	ms_read_end(cs->t);
+}
+
+/* Summaries stored before codes (version 1) are still read, without
+ * codes; ms_summary_codes gives them codes made from their blocks (and
+ * leaves records that have them alone), the pack follows once written
+ * again, and the store checks clean throughout. */
+START_TEST(test_summary_codes_added)
+{
+	ms_store *ms = open_store(NULL);
+	ms_geom g = geom(MS_MODE_Q8);
+	int64_t id;
+	uint64_t n = 99;
+	struct codescan cs;
+	ck_assert_int_eq(ms_session_create(ms, "s", FP, &g, &id), 0);
+	for (int i = 0; i < 5; i++)
+		ck_assert_int_eq(append(ms, id, 4, i, B, NULL), 0);
+	ck_assert_int_eq(append(ms, id, 4, 5, B / 2, NULL), 0);
+	ck_assert_int_eq(ms_summary_codes(ms, id, &n), 0);
+	ck_assert_uint_eq(n, 0);
+	scan_codes(ms, id, &cs);
+	ck_assert_uint_eq(cs.n, 6);
+	ck_assert_uint_eq(cs.with, 6);
+	ck_assert(cs.bins_ok);
+
+	struct old_arg oa = { id, 4 };
+	ck_assert_int_eq(ms__write(ms, make_old_w, &oa), 0);
+	ck_assert_int_eq(ms_summary_pack(ms, id), 0);
+	scan_codes(ms, id, &cs);
+	ck_assert_uint_eq(cs.n, 6);
+	ck_assert_uint_eq(cs.with, 2);
+	expect_check(ms);
+
+	ck_assert_int_eq(ms_summary_codes(ms, id, &n), 0);
+	ck_assert_uint_eq(n, 4);
+	scan_codes(ms, id, &cs);
+	ck_assert_uint_eq(cs.n, 6);
+	ck_assert_uint_eq(cs.with, 6);
+	ck_assert(cs.bins_ok);
+	ck_assert_int_eq(ms_summary_pack(ms, id), 0);
+	scan_codes(ms, id, &cs);
+	ck_assert_uint_eq(cs.with, 6);
+	ck_assert_int_eq(ms_summary_codes(ms, id, &n), 0);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_int_eq(ms_summary_codes(NULL, id, &n), MS_EINVAL);
 	expect_check(ms);
 	ms_close(ms);
 }
@@ -830,6 +972,7 @@ int main(void)
 	tcase_add_test(tc, test_sharing_and_delete);
 	tcase_add_test(tc, test_rename_keeps_blocks);
 	tcase_add_test(tc, test_summaries_and_tail);
+	tcase_add_test(tc, test_summary_codes_added);
 	tcase_add_test(tc, test_summary_pack);
 	tcase_add_test(tc, test_map_growth_and_budget);
 	tcase_add_test(tc, test_growth_blocked_by_reader);

@@ -58,6 +58,7 @@ typedef struct ed_settings {
 	int sparse_scan_max;	/* 0: questions score by summaries */
 	int sparse_shortlist;	/* 0: questions past scan_max rank by summaries */
 	int sparse_squeeze;	/* 1: blocks moved up stay in the reach */
+	int sparse_codes;	/* 1: a shortlist is ranked by key codes */
 	int kv_mode;		/* 0 f16, 1 q8, 2 q4 (ms_mode) */
 	int prefill_checkpoint;	/* tokens between checkpoints; 0: none */
 } ed_settings;

@@ -165,6 +165,7 @@ struct ask {
 	size_t n_gen, cap_gen;
 	json_t *blocks;		/* sources, once the first token is out */
 	uint64_t n_attended;
+	const char *ranked;	/* eng_rank_name of the question's step */
 	int urgent;		/* ed_store_urgent(1) not yet paired */
 };
 
@@ -244,10 +245,11 @@ static void ask_first(struct ask *a)
 {
 	a->ttft_ms = now_ms() - a->t0;
 	a->blocks = sources_json(a);
+	a->ranked = eng_rank_name(eng_fwd_ranked(a->f));
 	if (a->sources)
-		ed_req_emit(a->r, "sources", json_pack("{s:I,s:O}",
+		ed_req_emit(a->r, "sources", json_pack("{s:I,s:s,s:O}",
 		    "n_attended", (json_int_t)a->n_attended,
-		    "blocks", a->blocks));
+		    "ranked", a->ranked, "blocks", a->blocks));
 	eng_fwd_record(a->f, 0);
 	ask_calm(a);
 }
@@ -473,10 +475,11 @@ static void ask_worker(ed_req *r)
 		    eng_strerror(rc));
 		goto release;
 	}
-	r->result = json_pack("{s:f,s:i,s:f,s:f,s:I,s:I,s:s,s:b}",
+	r->result = json_pack("{s:f,s:i,s:f,s:f,s:I,s:I,s:s,s:s,s:b}",
 	    "ttft_ms", a.ttft_ms, "n_gen", (int)st.n_gen, "gen_ms", st.gen_ms,
 	    "gen_tps", st.gen_tps, "n_context", (json_int_t)prefilled,
-	    "n_attended", (json_int_t)a.n_attended, "stop",
+	    "n_attended", (json_int_t)a.n_attended, "ranked",
+	    a.ranked ? a.ranked : "dense", "stop",
 	    ed_gen_stop_name(st.stop), "kept", keep);
 	if (a.blocks)
 		json_object_set(r->result, "blocks", a.blocks);

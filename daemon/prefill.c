@@ -45,12 +45,28 @@ static int pack_fn(ms_store *ms, void *arg)
 	return ms_summary_pack(ms, *(const int64_t *)arg);
 }
 
-/* Copies the session's summaries into one record (ms_summary_pack), so
- * that a restart reads them in one sequence.  A failure costs only that
- * speed: logged, not fatal. */
+static int codes_fn(ms_store *ms, void *arg)
+{
+	uint64_t n = 0;
+	int rc = ms_summary_codes(ms, *(const int64_t *)arg, &n);
+	if (n)
+		ed_log(ED_LOG_INFO, "session %lld: key codes added to %llu "
+		    "block summaries", (long long)*(const int64_t *)arg,
+		    (unsigned long long)n);
+	return rc;
+}
+
+/* Gives summaries stored before key codes their codes (once per session:
+ * its questions then rank far blocks by them once it is opened again),
+ * then copies the session's summaries into one record (ms_summary_pack),
+ * so that a restart reads them in one sequence.  A failure costs only
+ * recall or speed: logged, not fatal. */
 static void pack_summaries(int64_t id)
 {
 	char msg[384];
+	if (ed_store_write(codes_fn, &id, msg, sizeof(msg)))
+		ed_log(ED_LOG_WARN, "session %lld: no key codes: %s",
+		    (long long)id, msg);
 	if (ed_store_write(pack_fn, &id, msg, sizeof(msg)))
 		ed_log(ED_LOG_WARN, "session %lld: summaries not packed: %s",
 		    (long long)id, msg);
@@ -69,6 +85,7 @@ static void sparse_params(const ed_settings *s, eng_sparse_params *sp)
 	sp->scan_max = (uint32_t)s->sparse_scan_max;
 	sp->shortlist = (uint32_t)s->sparse_shortlist;
 	sp->squeeze = (uint32_t)s->sparse_squeeze;
+	sp->codes = (uint32_t)s->sparse_codes;
 }
 
 int ed_fwd_open(const ed_settings *s, eng_fwd **out, char *err,

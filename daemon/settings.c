@@ -48,6 +48,7 @@ void ed_settings_init(ed_settings *s)
 	s->sparse_scan_max = (int)sp.scan_max;
 	s->sparse_shortlist = (int)sp.shortlist;
 	s->sparse_squeeze = (int)sp.squeeze;
+	s->sparse_codes = (int)sp.codes;
 	s->kv_mode = 0;			/* f16: exact, read zero-copy */
 	/* 7.9 MB of window state per checkpoint for the default model:
 	 * 3.9% on top of the blocks at this spacing. */
@@ -174,6 +175,8 @@ int ed_settings_set(ed_settings *s, const char *key, const char *v,
 		NUM(sparse_shortlist, 0, 1 << 30, 0);
 	if (!strcmp(key, "sparse_squeeze"))
 		NUM(sparse_squeeze, 0, 1, 0);
+	if (!strcmp(key, "sparse_codes"))
+		NUM(sparse_codes, 0, 1, 0);
 	if (!strcmp(key, "prefill_checkpoint"))
 		NUM(prefill_checkpoint, 0, 1 << 30, 0);
 	if (!strcmp(key, "kv_mode")) {

@@ -10,7 +10,10 @@
  *    (decoded blocks; kept until the decoded cache is trimmed at a
  *    commit).  Only the miss path writes them, under mu.
  *  - n_sum == n_pos / B after every commit: one summary per complete
- *    block, stored ones loaded at open.
+ *    block, stored ones loaded at open.  n_codes <= n_sum: blocks
+ *    [0, n_codes) have their key codes in cb (a session stored before
+ *    codes has none until ms_summary_codes gives them and it is opened
+ *    again).
  */
 #include "config.h"
 
@@ -53,7 +56,9 @@ struct skv {
 	uint16_t *sb;		/* [n_glob][n_kv][scap][4*hd] f16 summary
 				 * rows (eng_kv_summary_row) */
 	float *sref;		/* [n_glob][n_kv][hd]: eng_kv_summary_ref */
-	uint32_t n_sum, scap;
+	uint8_t *cb;		/* [n_glob][n_kv][scap][B][code row]: the
+				 * keys' codes (eng_kv_code_block) */
+	uint32_t n_sum, scap, n_codes;
 
 	/* Stored blocks [0, base/B): resolved on first use. */
 	pthread_mutex_t mu;
@@ -113,7 +118,9 @@ static int sum_reserve(struct skv *s, uint32_t need)
 {
 	uint32_t cap = s->scap ? s->scap : 256;
 	size_t rows = (size_t)s->n_glob * s->nkv, row = ENG_KV_SUM_ROW(s->hd);
+	size_t crow = (size_t)s->B * ENG_KV_CODE_ROW(s->hd);
 	uint16_t *nb;
+	uint8_t *nc;
 
 	if (need <= s->scap)
 		return 0;
@@ -121,11 +128,20 @@ static int sum_reserve(struct skv *s, uint32_t need)
 		cap *= 2;
 	if (!(nb = malloc(rows * cap * row * sizeof *nb)))
 		return ENG_ENOMEM;
-	for (size_t r = 0; r < rows && s->n_sum; r++)
+	if (!(nc = malloc(rows * cap * crow))) {
+		free(nb);
+		return ENG_ENOMEM;
+	}
+	for (size_t r = 0; r < rows && s->n_sum; r++) {
 		memcpy(nb + r * cap * row, s->sb + r * s->scap * row,
 		    (size_t)s->n_sum * row * sizeof *nb);
+		memcpy(nc + r * cap * crow, s->cb + r * s->scap * crow,
+		    (size_t)s->n_codes * crow);
+	}
 	free(s->sb);
+	free(s->cb);
 	s->sb = nb;
+	s->cb = nc;
 	s->scap = cap;
 	return 0;
 }
@@ -411,6 +427,28 @@ static int skv_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
 	return 0;
 }
 
+static int skv_codes(eng_kv *kv, uint32_t layer, uint32_t kvh,
+    const uint8_t **codes, uint32_t *n_blocks)
+{
+	struct skv *s = (struct skv *)kv;
+
+	if (layer >= kv->n_layer || !s->is_glob[layer] || kvh >= s->nkv ||
+	    !codes || !n_blocks)
+		return ENG_EINVAL;
+	size_t r = (size_t)s->slot[layer] * s->nkv + kvh;
+	*codes = s->cb ? s->cb + r * s->scap * s->B *
+	    ENG_KV_CODE_ROW(s->hd) : NULL;
+	*n_blocks = s->n_codes;
+	return 0;
+}
+
+/* The codes of block b of (global slot g, head h). */
+static uint8_t *code_blk(struct skv *s, uint32_t g, uint32_t h, uint32_t b)
+{
+	return s->cb + (((size_t)g * s->nkv + h) * s->scap + b) * s->B *
+	    ENG_KV_CODE_ROW(s->hd);
+}
+
 /* The summary row of block b of (global slot g, head h). */
 static uint16_t *sum_row(struct skv *s, uint32_t g, uint32_t h, uint32_t b)
 {
@@ -446,7 +484,11 @@ static int summarize(struct skv *s, uint64_t n_pos)
 				eng_kv_summarize_block(sum_row(s, g, h,
 				    s->n_sum), s->sref + ((size_t)g * s->nkv +
 				    h) * s->hd, !s->n_sum, kf, s->B, s->hd);
+				eng_kv_code_block(code_blk(s, g, h, s->n_sum),
+				    kf, s->B, s->hd);
 			}
+		if (s->n_codes == s->n_sum)
+			s->n_codes++;
 	}
 	free(kf);
 	return 0;
@@ -470,6 +512,8 @@ static int skv_commit(eng_kv *kv, uint32_t n_pos)
 				return ENG_ERANGE;
 		if (s->n_sum > n_pos / s->B)
 			s->n_sum = n_pos / s->B;
+		if (s->n_codes > s->n_sum)
+			s->n_codes = s->n_sum;
 	} else if ((rc = summarize(s, n_pos))) {
 		return rc;
 	}
@@ -504,6 +548,7 @@ static void skv_close(eng_kv *kv)
 	free(s->pk);
 	free(s->pv);
 	free(s->sb);
+	free(s->cb);
 	free(s->sref);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
@@ -524,6 +569,7 @@ static const eng_kv_ops skv_ops = {
 	.write = skv_write,
 	.view = skv_view,
 	.summary = skv_summary,
+	.codes = skv_codes,
 	.prefetch = skv_prefetch,
 	.commit = skv_commit,
 	.close = skv_close,
@@ -561,7 +607,15 @@ static int sum_load_fn(void *arg, const ms_summary *sm)
 				eng_kv_summary_ref(ref, mean, s->hd);
 			eng_kv_summary_row(sum_row(s, g, h, s->n_sum), mn, mx,
 			    mean, ref, s->hd);
+			if (sm->codes && s->n_codes == s->n_sum &&
+			    sm->n_tokens == s->B)
+				memcpy(code_blk(s, g, h, s->n_sum), sm->codes +
+				    ((size_t)g * s->nkv + h) * s->B *
+				    ENG_KV_CODE_ROW(s->hd), (size_t)s->B *
+				    ENG_KV_CODE_ROW(s->hd));
 		}
+	if (sm->codes && s->n_codes == s->n_sum && sm->n_tokens == s->B)
+		s->n_codes++;
 	s->n_sum++;
 	return 0;
 }

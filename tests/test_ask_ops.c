@@ -24,12 +24,14 @@ static char *tree;
 
 #include "ops_util.h"
 
-static void start(void)
+/* Starts engramd with the settings below, then up to 3 more
+ * "--set" values (NULL-terminated, may be NULL). */
+static void start_with(const char *const *more)
 {
 	const char *model = getenv("ENGRAM_TEST_MODEL");
 	ck_assert_msg(model && access(model, R_OK) == 0,
 		      "ENGRAM_TEST_MODEL must name the default model's GGUF (scripts/test sets it)");
-	const char *extra[] = { "--model", model, "--workers", "4",
+	const char *extra[32] = { "--model", model, "--workers", "4",
 				"--set", "sparse_dense_max=256", "--set", "sparse_top_k=4",
 				"--set", "sparse_question_top_k=0",	/* top_k */
 				"--set", "sparse_local=128", "--set", "sparse_sink=64",
@@ -39,7 +41,21 @@ static void start(void)
 				"--set", "sparse_reach=1",
 				/* a checkpoint at every chunk */
 				"--set", "prefill_checkpoint=512", NULL };
+	size_t n = 0;
+	while (extra[n])
+		n++;
+	for (int i = 0; more && more[i]; i++) {
+		ck_assert_int_lt(i, 3);
+		extra[n++] = "--set";
+		extra[n++] = more[i];
+	}
+	extra[n] = NULL;
 	th_start(&D, extra);
+}
+
+static void start(void)
+{
+	start_with(NULL);
 }
 
 /* Restarts engramd on the same data dir and socket. */
@@ -424,6 +440,91 @@ START_TEST(test_prefill_ask_restart)
 }
 END_TEST
 
+/* One question's result (ask, 8 tokens, --show-sources): its answer
+ * into *text (may be NULL), its `ranked` checked against want, and the
+ * `sources` event's the same. */
+static json_t *ask_ranked(const char *session, const char *want, char **text)
+{
+	char *out = NULL, *err = NULL;
+	int rc = ctl(&out, &err, "--json", "ask", "--max-tokens", "8", "--show-sources",
+		     session, "What does f2_7 return?", NULL);
+	ck_assert_msg(rc == 0, "ask exit %d: %s", rc, err);
+	json_t *res = NULL;
+	int seen = 0;
+	if (text)
+		*text = calloc(1, 1);
+	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+		json_t *ev = json_loads(line, 0, NULL);
+		ck_assert_ptr_nonnull(ev);
+		if (!strcmp(ev_name(ev), "sources")) {
+			ck_assert_str_eq(jstr(ev, "ranked"), want);
+			seen = 1;
+		}
+		if (!strcmp(ev_name(ev), "token") && text) {
+			const char *t = jstr(ev, "text");
+			*text = realloc(*text, strlen(*text) + strlen(t) + 1);
+			strcat(*text, t);
+		}
+		if (!strcmp(ev_name(ev), "done"))
+			res = json_incref(ev);
+		json_decref(ev);
+	}
+	ck_assert(seen);
+	ck_assert_ptr_nonnull(res);
+	ck_assert_msg(!strcmp(jstr(res, "ranked"), want), "ranked %s, want %s",
+		      jstr(res, "ranked"), want);
+	free(out);
+	free(err);
+	return res;
+}
+
+/* Key codes through engramd: a question with more candidates than
+ * sparse_scan_max and a shortlist ranks them by the codes prefill stored
+ * (`ranked` "codes" in its sources and result), also after a restart,
+ * when they come from LMDB, with the same answer; with sparse_codes=0 or
+ * no shortlist by summaries, and within scan_max by every key. */
+START_TEST(test_ask_ranked_codes)
+{
+	const char *codes[] = { "sparse_scan_max=256", "sparse_shortlist=512", NULL };
+	const char *off[] = { "sparse_scan_max=256", "sparse_shortlist=512",
+			      "sparse_codes=0", NULL };
+	const char *none[] = { "sparse_scan_max=256", NULL };
+	start_with(codes);
+	tree = corpus();
+	ingest("k");
+	json_decref(prefill("k"));
+	char *t1, *t2;
+	json_t *res = ask_ranked("k", "codes", &t1);
+	long long n1 = jint(res, "n_attended");
+	/* sink, 4 blocks, the local run and the question */
+	ck_assert_int_lt(n1, jint(res, "n_context"));
+	ck_assert_int_gt(n1, 64 + 4 * 64);
+	json_decref(res);
+	ck_assert_int_eq(th_signal_wait(&D, SIGTERM), 0);
+	D.pid = 0;
+	start_with(codes);
+	res = ask_ranked("k", "codes", &t2);
+	ck_assert_msg(!strcmp(t1, t2), "before <%s> after <%s>", t1, t2);
+	ck_assert_int_eq(jint(res, "n_attended"), n1);
+	json_decref(res);
+	free(t1);
+	free(t2);
+	ck_assert_int_eq(th_signal_wait(&D, SIGTERM), 0);
+	D.pid = 0;
+	start_with(off);
+	json_decref(ask_ranked("k", "summaries", NULL));
+	ck_assert_int_eq(th_signal_wait(&D, SIGTERM), 0);
+	D.pid = 0;
+	start_with(none);
+	json_decref(ask_ranked("k", "summaries", NULL));
+	ck_assert_int_eq(th_signal_wait(&D, SIGTERM), 0);
+	D.pid = 0;
+	start();
+	json_decref(ask_ranked("k", "keys", NULL));
+	ck_assert_int_eq(th_signal_wait(&D, SIGTERM), 0);
+}
+END_TEST
+
 START_TEST(test_ask_bad_input)
 {
 	start();
@@ -510,6 +611,7 @@ int main(void)
 	tcase_set_timeout(tc, 900);
 	tcase_add_test(tc, test_prefill_ask_restart);
 	tcase_add_test(tc, test_ask_bad_input);
+	tcase_add_test(tc, test_ask_ranked_codes);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -553,7 +553,8 @@ START_TEST(test_config_file)
 	ck_assert_msg(system(cmd) == 0, "bad config not reported with exit 2 and file:line");
 	/* Bad values and options too: sparse-attention settings out of
 	 * range (sparse_reach takes 0 .. 2^30, sparse_prefill_local
-	 * 0 .. 2^20, sparse_squeeze 0 or 1) or not numbers. */
+	 * 0 .. 2^20, sparse_squeeze and sparse_codes 0 or 1) or not
+	 * numbers. */
 	static const char *const bad[] = { "--workers 0",
 		"--set sparse_reach=-1", "--set sparse_prefill_local=2000000",
 		"--set sparse_scan_max=x", "--set prefill_checkpoint=-5",
@@ -561,7 +562,8 @@ START_TEST(test_config_file)
 		"--set sparse_question_top_k=-1",
 		"--set sparse_question_top_k=65537",
 		"--set sparse_squeeze=2", "--set sparse_squeeze=yes",
-		"--set sparse_shortlist=-1", "--set sparse_shortlist=2000000000" };
+		"--set sparse_shortlist=-1", "--set sparse_shortlist=2000000000",
+		"--set sparse_codes=2", "--set sparse_codes=-1", "--set sparse_codes=on" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		snprintf(cmd, sizeof(cmd), "'%s' -f --config /dev/null %s -s '%s' -d '%s' 2>/dev/null",
 			 getenv("ENGRAMD"), bad[i], D.sock, D.data);

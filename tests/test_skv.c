@@ -159,6 +159,55 @@ static void prefill(eng_fwd *f, eng_kv *kv, uint32_t stop, int save)
 	}
 }
 
+/* Every global layer's key codes through the store's codes op: one per
+ * summarized block, and the codes of the keys its views give
+ * (eng_kv_code_block of them): made by skv for blocks it prefilled, by
+ * memstore for blocks loaded at open, the same bits.  Returns the blocks
+ * of the last global layer. */
+static uint32_t expect_codes(eng_kv *kv)
+{
+	uint32_t hd = kv->head_dim_k, B = kv->block_tokens, seen = 0, nb = 0;
+	size_t row = ENG_KV_CODE_ROW(hd);
+	float *kf = malloc((size_t)B * hd * sizeof *kf);
+	uint8_t *want = malloc(B * row);
+
+	ck_assert_ptr_nonnull(kv->ops->codes);
+	for (uint32_t il = 0; il < kv->n_layer; il++) {
+		const uint16_t *rows;
+		const float *ref;
+		const uint8_t *cd;
+		uint32_t ns;
+		if (kv->ops->summary(kv, il, 0, &rows, &ref, &ns))
+			continue;	/* a window layer */
+		ck_assert_int_eq(kv->ops->codes(kv, il, 0, &cd, &nb), 0);
+		ck_assert_uint_eq(nb, ns);
+		for (uint32_t b = 0; b < nb; b++) {
+			for (uint32_t t = 0; t < B;) {
+				eng_kv_span sp;
+				ck_assert_int_eq(kv->ops->view(kv, il, 0,
+				    b * B + t, B - t, &sp), 0);
+				for (uint32_t i = 0; i < sp.n; i++, t++)
+					for (uint32_t c = 0; c < hd; c++)
+						kf[(size_t)t * hd + c] =
+						    ms_f16_to_f32(((const
+						    uint16_t *)((const char *)
+						    sp.k + i * sp.k_stride))[c]);
+			}
+			eng_kv_code_block(want, kf, B, hd);
+			ck_assert_msg(memcmp(cd + (size_t)b * B * row, want,
+			    B * row) == 0, "layer %u block %u: codes differ",
+			    il, b);
+		}
+		seen++;
+	}
+	ck_assert_uint_gt(seen, 0);
+	ck_assert_int_ne(kv->ops->codes(kv, kv->n_layer, 0, &(const uint8_t
+	    *){ NULL }, &nb), 0);
+	free(kf);
+	free(want);
+	return nb;
+}
+
 /* Logits of the question's last token (copied). */
 static float *question(eng_fwd *f, eng_kv *kv)
 {
@@ -473,11 +522,13 @@ START_TEST(sparse_over_store)
 	eng_kv *kv = skv_open(id, f);
 
 	prefill(f, kv, N_CTX, 1);
+	ck_assert_uint_eq(expect_codes(kv), N_CTX / 64);
 	eng_kv_close(kv);
 	eng_fwd_close(f);
 	/* Candidates at 1100: blocks 1 .. (1100-256)/64 = 13: 12 of them. */
 	f = fwd_new(12);
 	kv = skv_open(id, f);
+	ck_assert_uint_eq(expect_codes(kv), N_CTX / 64);
 	/* prefetch hints of any shape change nothing (the forward pass
 	 * sends the plan's own below) */
 	for (uint32_t l = 0; l <= kv->n_layer; l++) {

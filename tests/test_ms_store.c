@@ -570,12 +570,17 @@ static int on_codes(void *arg, const ms_summary *s)
 	return 0;
 }
 
-static void scan_codes(ms_store *ms, int64_t id, struct codescan *cs)
+/* The session's 6 summaries, `with` of them with codes, every code
+ * naming its key's bin. */
+static void expect_codes(ms_store *ms, int64_t id, uint64_t with)
 {
-	*cs = (struct codescan){ .bins_ok = 1, .id = id };
-	ck_assert_int_eq(ms_read_begin(ms, &cs->t), 0);
-	ck_assert_int_eq(ms_summary_scan(cs->t, id, 0, on_codes, cs), 0);
-	ms_read_end(cs->t);
+	struct codescan cs = { .bins_ok = 1, .id = id };
+	ck_assert_int_eq(ms_read_begin(ms, &cs.t), 0);
+	ck_assert_int_eq(ms_summary_scan(cs.t, id, 0, on_codes, &cs), 0);
+	ms_read_end(cs.t);
+	ck_assert_uint_eq(cs.n, 6);
+	ck_assert_uint_eq(cs.with, with);
+	ck_assert(cs.bins_ok);
 }
 
 /* Summaries stored before codes (version 1) are still read, without
@@ -588,35 +593,25 @@ START_TEST(test_summary_codes_added)
 	ms_geom g = geom(MS_MODE_Q8);
 	int64_t id;
 	uint64_t n = 99;
-	struct codescan cs;
 	ck_assert_int_eq(ms_session_create(ms, "s", FP, &g, &id), 0);
 	for (int i = 0; i < 5; i++)
 		ck_assert_int_eq(append(ms, id, 4, i, B, NULL), 0);
 	ck_assert_int_eq(append(ms, id, 4, 5, B / 2, NULL), 0);
 	ck_assert_int_eq(ms_summary_codes(ms, id, &n), 0);
 	ck_assert_uint_eq(n, 0);
-	scan_codes(ms, id, &cs);
-	ck_assert_uint_eq(cs.n, 6);
-	ck_assert_uint_eq(cs.with, 6);
-	ck_assert(cs.bins_ok);
+	expect_codes(ms, id, 6);
 
 	struct old_arg oa = { id, 4 };
 	ck_assert_int_eq(ms__write(ms, make_old_w, &oa), 0);
 	ck_assert_int_eq(ms_summary_pack(ms, id), 0);
-	scan_codes(ms, id, &cs);
-	ck_assert_uint_eq(cs.n, 6);
-	ck_assert_uint_eq(cs.with, 2);
+	expect_codes(ms, id, 2);
 	expect_check(ms);
 
 	ck_assert_int_eq(ms_summary_codes(ms, id, &n), 0);
 	ck_assert_uint_eq(n, 4);
-	scan_codes(ms, id, &cs);
-	ck_assert_uint_eq(cs.n, 6);
-	ck_assert_uint_eq(cs.with, 6);
-	ck_assert(cs.bins_ok);
+	expect_codes(ms, id, 6);
 	ck_assert_int_eq(ms_summary_pack(ms, id), 0);
-	scan_codes(ms, id, &cs);
-	ck_assert_uint_eq(cs.with, 6);
+	expect_codes(ms, id, 6);
 	ck_assert_int_eq(ms_summary_codes(ms, id, &n), 0);
 	ck_assert_uint_eq(n, 0);
 	ck_assert_int_eq(ms_summary_codes(NULL, id, &n), MS_EINVAL);

@@ -57,7 +57,9 @@ struct skv {
 				 * rows (eng_kv_summary_row) */
 	float *sref;		/* [n_glob][n_kv][hd]: eng_kv_summary_ref */
 	uint8_t *cb;		/* [n_glob][n_kv][scap][B][code row]: the
-				 * keys' codes (eng_kv_code_block) */
+				 * keys' codes (eng_kv_code_block); NULL
+				 * unless want_codes */
+	int want_codes;
 	uint32_t n_sum, scap, n_codes;
 
 	/* Stored blocks [0, base/B): resolved on first use. */
@@ -128,15 +130,17 @@ static int sum_reserve(struct skv *s, uint32_t need)
 		cap *= 2;
 	if (!(nb = malloc(rows * cap * row * sizeof *nb)))
 		return ENG_ENOMEM;
-	if (!(nc = malloc(rows * cap * crow))) {
+	nc = NULL;
+	if (s->want_codes && !(nc = malloc(rows * cap * crow))) {
 		free(nb);
 		return ENG_ENOMEM;
 	}
 	for (size_t r = 0; r < rows && s->n_sum; r++) {
 		memcpy(nb + r * cap * row, s->sb + r * s->scap * row,
 		    (size_t)s->n_sum * row * sizeof *nb);
-		memcpy(nc + r * cap * crow, s->cb + r * s->scap * crow,
-		    (size_t)s->n_codes * crow);
+		if (nc && s->n_codes)
+			memcpy(nc + r * cap * crow, s->cb + r * s->scap *
+			    crow, (size_t)s->n_codes * crow);
 	}
 	free(s->sb);
 	free(s->cb);
@@ -484,10 +488,11 @@ static int summarize(struct skv *s, uint64_t n_pos)
 				eng_kv_summarize_block(sum_row(s, g, h,
 				    s->n_sum), s->sref + ((size_t)g * s->nkv +
 				    h) * s->hd, !s->n_sum, kf, s->B, s->hd);
-				eng_kv_code_block(code_blk(s, g, h, s->n_sum),
-				    kf, s->B, s->hd);
+				if (s->cb)
+					eng_kv_code_block(code_blk(s, g, h,
+					    s->n_sum), kf, s->B, s->hd);
 			}
-		if (s->n_codes == s->n_sum)
+		if (s->cb && s->n_codes == s->n_sum)
 			s->n_codes++;
 	}
 	free(kf);
@@ -607,14 +612,15 @@ static int sum_load_fn(void *arg, const ms_summary *sm)
 				eng_kv_summary_ref(ref, mean, s->hd);
 			eng_kv_summary_row(sum_row(s, g, h, s->n_sum), mn, mx,
 			    mean, ref, s->hd);
-			if (sm->codes && s->n_codes == s->n_sum &&
+			if (s->cb && sm->codes && s->n_codes == s->n_sum &&
 			    sm->n_tokens == s->B)
 				memcpy(code_blk(s, g, h, s->n_sum), sm->codes +
 				    ((size_t)g * s->nkv + h) * s->B *
 				    ENG_KV_CODE_ROW(s->hd), (size_t)s->B *
 				    ENG_KV_CODE_ROW(s->hd));
 		}
-	if (sm->codes && s->n_codes == s->n_sum && sm->n_tokens == s->B)
+	if (s->cb && sm->codes && s->n_codes == s->n_sum &&
+	    sm->n_tokens == s->B)
 		s->n_codes++;
 	s->n_sum++;
 	return 0;
@@ -764,7 +770,7 @@ static int skv_init(struct skv *s, const eng_model *m, uint32_t n_batch)
 }
 
 int ed_skv_open(int64_t id, const eng_model *m, uint32_t n_batch,
-    eng_kv **out, char *err, size_t errlen)
+    int codes, eng_kv **out, char *err, size_t errlen)
 {
 	const eng_hparams *hp;
 	ms_session_info si;
@@ -787,6 +793,7 @@ int ed_skv_open(int64_t id, const eng_model *m, uint32_t n_batch,
 		return MS_ENOMEM;
 	pthread_mutex_init(&s->mu, NULL);
 	s->id = id;
+	s->want_codes = codes;
 	if ((rc = skv_init(s, m, n_batch)))
 		goto fail;
 	{

@@ -829,7 +829,8 @@ int ed_skv_open(int64_t id, const eng_model *m, uint32_t n_batch,
 		goto fail;
 	{
 		struct sum_load L = { s, s->n_blk, 0 };
-		if ((rc = ms_summary_scan(txn, id, 0, sum_load_fn, &L)) < 0 ||
+		if ((rc = ms_summary_scan(txn, id, 0, s->want_codes,
+		    sum_load_fn, &L)) < 0 ||
 		    (rc = L.rc))
 			goto fail;
 		if (s->n_sum != s->n_blk) {

@@ -1530,13 +1530,16 @@ int ms_prefix_match(ms_txn *t, const uint8_t fingerprint[16],
 }
 
 /* Asks the kernel to start reading the session's summary records now,
- * all at once.  They were written beside the blocks, so on a cold cache
- * they are thousands of small reads scattered over the map; faulted in
- * one by one as the scan reaches them they cost a disk round trip each
- * (3 s for the 16.9K records of a 1M-token session), while queued
- * together the disk serves them in parallel.  Walking the cursor touches
- * only leaf pages: a big record's pointer is computed, not read. */
-static void sums_prefetch(MDB_cursor *c, const struct ms__sidx *sk)
+ * all at once (their first head bytes only, when the codes are not
+ * wanted: head 0 means whole).  They were written beside the blocks, so
+ * on a cold cache they are thousands of small reads scattered over the
+ * map; faulted in one by one as the scan reaches them they cost a disk
+ * round trip each (3 s for the 16.9K records of a 1M-token session),
+ * while queued together the disk serves them in parallel.  Walking the
+ * cursor touches only leaf pages: a big record's pointer is computed,
+ * not read. */
+static void sums_prefetch(MDB_cursor *c, const struct ms__sidx *sk,
+			  size_t head)
 {
 	long pg = sysconf(_SC_PAGESIZE);
 	uintptr_t lo = 0, hi = 0;
@@ -1548,7 +1551,8 @@ static void sums_prefetch(MDB_cursor *c, const struct ms__sidx *sk)
 	rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
 	while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, sk->b, 8) == 0) {
 		uintptr_t a = (uintptr_t)v.mv_data & ~(uintptr_t)(pg - 1);
-		uintptr_t e = (uintptr_t)v.mv_data + v.mv_size;
+		uintptr_t e = (uintptr_t)v.mv_data + (head && head < v.mv_size ?
+						      head : v.mv_size);
 		/* Neighbouring records make one call. */
 		if (a > hi || e < lo) {
 			if (hi > lo)
@@ -1565,25 +1569,41 @@ static void sums_prefetch(MDB_cursor *c, const struct ms__sidx *sk)
 		ms__willneed((void *)lo, hi - lo);
 }
 
-/* One summary record (its "summaries" value) to fn; index is its block. */
-static int sum_call(ms_txn *t, uint64_t index, const uint8_t *rec, size_t len,
-		    ms_summary_fn fn, void *arg)
+/* Where a summary record's codes start (its header and min/max/mean end),
+ * from its header; 0 if it is too short to tell. */
+static size_t sum_head(const uint8_t *rec, size_t len)
 {
 	struct ms__sum_hdr h;
 	if (len < sizeof(h))
+		return 0;
+	memcpy(&h, rec, sizeof(h));
+	ms_geom g = { h.n_layers, h.n_kv_heads, h.head_dim, 0, 0 };
+	return ms__summary_size(&g, 0);
+}
+
+/* One summary record to fn: its first hlen bytes at rec (header and
+ * min/max/mean), its codes (clen bytes; none for a record written before
+ * them) at cod; index is its block.  want 0: codes stay NULL. */
+static int sum_call(ms_txn *t, uint64_t index, const uint8_t *rec,
+		    size_t hlen, const uint8_t *cod, size_t clen, int want,
+		    ms_summary_fn fn, void *arg)
+{
+	struct ms__sum_hdr h;
+	if (hlen < sizeof(h))
 		return ms__fail(t->ms, MS_ECORRUPT, "short summary");
 	memcpy(&h, rec, sizeof(h));
 	ms_geom g = { h.n_layers, h.n_kv_heads, h.head_dim, 0, 0 };
 	int codes = h.version == MS__SUM_CODES;
 	if (h.magic != MS__SUM_MAGIC || (!codes &&
 	    h.version != MS_FORMAT_VERSION) ||
-	    len != ms__summary_size(&g, codes ? h.n_tokens : 0))
+	    hlen != ms__summary_size(&g, 0) ||
+	    hlen + clen != ms__summary_size(&g, codes ? h.n_tokens : 0))
 		return ms__fail(t->ms, MS_ECORRUPT, "bad summary record");
 	ms_summary s = {
 		.index = index, .position = h.position, .n_tokens = h.n_tokens,
 		.n_layers = h.n_layers, .n_kv_heads = h.n_kv_heads,
 		.head_dim = h.head_dim, .data = rec + sizeof(h),
-		.codes = codes ? rec + ms__summary_size(&g, 0) : NULL,
+		.codes = codes && want ? cod : NULL,
 	};
 	memcpy(s.key.b, h.key, 16);
 	return fn(arg, &s);
@@ -1594,7 +1614,7 @@ static int sum_call(ms_txn *t, uint64_t index, const uint8_t *rec, size_t len,
  * so the records before it are the session's too; dropping summaries
  * drops the pack anyway).  *n = 0 when there is none to use. */
 static int pack_find(ms_txn *t, int64_t id, const uint8_t **recs, uint64_t *n,
-		     size_t *rec)
+		     size_t *rec, size_t *head)
 {
 	uint8_t kb[8];
 	struct ms__pack_hdr ph;
@@ -1609,39 +1629,50 @@ static int pack_find(ms_txn *t, int64_t id, const uint8_t **recs, uint64_t *n,
 	if (v.mv_size < sizeof(ph))
 		return 0;
 	memcpy(&ph, v.mv_data, sizeof(ph));
-	if (ph.magic != MS__PACK_MAGIC || ph.version != MS_FORMAT_VERSION ||
-	    !ph.n || !ph.rec || ph.n > (v.mv_size - sizeof(ph)) / ph.rec ||
+	if (ph.magic != MS__PACK_MAGIC || ph.version != MS__PACK_SPLIT ||
+	    !ph.n || !ph.rec || ph.head > ph.rec ||
+	    ph.n > (v.mv_size - sizeof(ph)) / ph.rec ||
 	    v.mv_size != sizeof(ph) + ph.n * ph.rec)
 		return 0;
 	const uint8_t *base = (const uint8_t *)v.mv_data + sizeof(ph);
+	size_t tail = ph.rec - ph.head;
 	struct ms__sidx sk;
 	ms__sidx(&sk, id, ph.n - 1);
 	MDB_val lk = { 16, sk.b }, lv;
 	if (mdb_get(t->txn, t->ms->db_sums, &lk, &lv) || lv.mv_size != ph.rec ||
-	    memcmp(lv.mv_data, base + (ph.n - 1) * ph.rec, ph.rec))
+	    memcmp(lv.mv_data, base + (ph.n - 1) * ph.head, ph.head) ||
+	    memcmp((const uint8_t *)lv.mv_data + ph.head,
+		   base + ph.n * ph.head + (ph.n - 1) * tail, tail))
 		return 0;
 	*recs = base;
 	*n = ph.n;
 	*rec = ph.rec;
+	*head = ph.head;
 	return 0;
 }
 
-int ms_summary_scan(ms_txn *t, int64_t id, uint64_t first, ms_summary_fn fn,
-		    void *arg)
+int ms_summary_scan(ms_txn *t, int64_t id, uint64_t first, int codes,
+		    ms_summary_fn fn, void *arg)
 {
 	if (!t || !fn)
 		return MS_EINVAL;
 	const uint8_t *recs = NULL;
 	uint64_t np;
-	size_t rec = 0;
-	int rc = pack_find(t, id, &recs, &np, &rec);
+	size_t rec = 0, head = 0;
+	int rc = pack_find(t, id, &recs, &np, &rec, &head);
 	if (rc)
 		return rc;
 	if (first < np) {
 		/* one sequential read instead of a page or two per block */
-		ms__willneed(recs + first * rec, (np - first) * rec);
+		size_t tail = rec - head;
+		const uint8_t *cods = recs + np * head;
+		ms__willneed(recs + first * head, (np - first) * head);
+		if (codes)
+			ms__willneed(cods + first * tail, (np - first) * tail);
 		for (uint64_t i = first; i < np; i++)
-			if ((rc = sum_call(t, i, recs + i * rec, rec, fn, arg)))
+			if ((rc = sum_call(t, i, recs + i * head, head,
+					   cods + i * tail, tail, codes, fn,
+					   arg)))
 				return rc;
 		first = np;
 	}
@@ -1651,12 +1682,20 @@ int ms_summary_scan(ms_txn *t, int64_t id, uint64_t first, ms_summary_fn fn,
 		return ms__lmdb(t->ms, rc, "cursor");
 	struct ms__sidx sk;
 	ms__sidx(&sk, id, first);
-	sums_prefetch(c, &sk);
 	MDB_val k = { 16, sk.b }, v;
 	rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+	/* every record's head (header, min/max/mean) is as long as the
+	 * first's */
+	sums_prefetch(c, &sk, rc || codes ? 0 :
+		      sum_head(v.mv_data, v.mv_size));
+	k = (MDB_val){ 16, sk.b };
+	rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);	/* back to the first */
 	while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, sk.b, 8) == 0) {
+		size_t h = sum_head(v.mv_data, v.mv_size);
+		h = h && h <= v.mv_size ? h : v.mv_size;
 		if ((rc = sum_call(t, (uint64_t)ms__sid_get((const uint8_t *)k.mv_data + 8),
-				   v.mv_data, v.mv_size, fn, arg)))
+				   v.mv_data, h, (const uint8_t *)v.mv_data + h,
+				   v.mv_size - h, codes, fn, arg)))
 			goto out;
 		rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
 	}
@@ -1668,11 +1707,12 @@ out:
 
 /* ---- summary packs -------------------------------------------------- */
 
-/* Copies the session's summaries, in block order, into its pack. */
+/* Copies the session's summaries, in block order, into its pack: the
+ * records' heads, then their codes. */
 static int pack_w(ms_store *ms, MDB_txn *txn, void *arg)
 {
 	int64_t id = *(int64_t *)arg;
-	struct ms__pack_hdr ph = { MS__PACK_MAGIC, MS_FORMAT_VERSION, 0, 0 };
+	struct ms__pack_hdr ph = { MS__PACK_MAGIC, MS__PACK_SPLIT, 0, 0, 0 };
 	MDB_cursor *c;
 	struct ms__sidx sk;
 	uint8_t kb[8];
@@ -1682,14 +1722,19 @@ static int pack_w(ms_store *ms, MDB_txn *txn, void *arg)
 	MDB_val pk = { 8, kb }, last = { 0, NULL };
 	if ((rc = mdb_cursor_open(txn, ms->db_sums, &c)))
 		return ms__lmdb(ms, rc, "cursor");
-	/* first pass: how many records, all of one size, indices 0..n-1 */
+	/* first pass: how many records, all of one size and head, indices
+	 * 0..n-1 */
 	ms__sidx(&sk, id, 0);
 	MDB_val k = { 16, sk.b }, v;
 	rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
 	while (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, sk.b, 8) == 0 &&
 	       (uint64_t)ms__sid_get((const uint8_t *)k.mv_data + 8) == ph.n &&
 	       (!ph.rec || v.mv_size == ph.rec)) {
+		size_t h = sum_head(v.mv_data, v.mv_size);
+		if (!h || h > v.mv_size || (ph.rec && h != ph.head))
+			break;
 		ph.rec = v.mv_size;
+		ph.head = h;
 		ph.n++;
 		last = v;
 		rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
@@ -1701,11 +1746,14 @@ static int pack_w(ms_store *ms, MDB_txn *txn, void *arg)
 	/* a pack of these same records already (a job that added nothing):
 	 * keep it rather than write it again */
 	MDB_val old;
+	size_t tail = ph.rec - ph.head;
 	if (ph.n && mdb_get(txn, ms->db_packs, &pk, &old) == 0 &&
 	    old.mv_size == sizeof(ph) + ph.n * ph.rec &&
 	    !memcmp(old.mv_data, &ph, sizeof(ph)) &&
-	    !memcmp((const uint8_t *)old.mv_data + old.mv_size - ph.rec,
-		    last.mv_data, ph.rec)) {
+	    !memcmp((const uint8_t *)old.mv_data + sizeof(ph) +
+		    (ph.n - 1) * ph.head, last.mv_data, ph.head) &&
+	    !memcmp((const uint8_t *)old.mv_data + old.mv_size - tail,
+		    (const uint8_t *)last.mv_data + ph.head, tail)) {
 		mdb_cursor_close(c);
 		return 0;
 	}
@@ -1728,8 +1776,10 @@ static int pack_w(ms_store *ms, MDB_txn *txn, void *arg)
 	o += sizeof(ph);
 	k = (MDB_val){ 16, sk.b };
 	rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
-	for (uint64_t i = 0; i < ph.n && rc == 0; i++, o += ph.rec) {
-		memcpy(o, v.mv_data, ph.rec);
+	for (uint64_t i = 0; i < ph.n && rc == 0; i++) {
+		memcpy(o + i * ph.head, v.mv_data, ph.head);
+		memcpy(o + ph.n * ph.head + i * tail,
+		       (const uint8_t *)v.mv_data + ph.head, tail);
 		if (i + 1 < ph.n)
 			rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
 	}

@@ -27,9 +27,13 @@
  *                  n_blocks, n_tokens, key of the last block}
  *     "tails"      session id u64 BE -> block record holding the last W
  *                  positions of the sliding-window layers (overwritten)
- *     "sumpacks"   session id u64 BE -> {magic "EGSP", format version, n,
- *                  record size} + the session's first n summary records
- *                  back to back (ms_summary_pack): one read at open
+ *     "sumpacks"   session id u64 BE -> {magic "EGSP", pack version 2, n,
+ *                  record size, head size} + the heads (header and
+ *                  min/max/mean) of the session's first n summary records
+ *                  back to back, then their codes back to back
+ *                  (ms_summary_pack): one read at open, the codes only
+ *                  when wanted; a version 1 pack (whole records) is not
+ *                  used
  *     "checkpoints" block key (16 B) -> {magic "EGCP", format version,
  *                  source session id} + a tail record ending where that
  *                  block ends (ms_tail.checkpoint): the window layers'
@@ -513,13 +517,16 @@ typedef struct ms_summary {
  * returned by ms_summary_scan). */
 typedef int (*ms_summary_fn)(void *arg, const ms_summary *s);
 /* One sequential scan over a session's summaries from block index first
- * (from the session's pack as far as it goes, see ms_summary_pack). */
-int ms_summary_scan(ms_txn *txn, int64_t id, uint64_t first,
+ * (from the session's pack as far as it goes, see ms_summary_pack).
+ * codes 0: ms_summary.codes is NULL and the codes are not read (they are
+ * 3.6 times the rest for the default model). */
+int ms_summary_scan(ms_txn *txn, int64_t id, uint64_t first, int codes,
 		    ms_summary_fn fn, void *arg);
 /* Writes the session's summary pack: a copy of its summaries, in block
- * order, as one record, so that opening a long session reads them in one
- * sequence rather than a page or two per block scattered through the map
- * (1.4 s at 18K blocks with the page cache dropped).  Any later drop of
+ * order, as one record (their min/max/mean first, then their codes), so
+ * that opening a long session reads them in one sequence rather than a
+ * page or two per block scattered through the map (1.4 s at 18K blocks
+ * with the page cache dropped), and without their codes unless asked.  Any later drop of
  * summaries (truncate, pop, delete) drops the pack; blocks appended after
  * it are read from "summaries" as before.  Worth it once a prefill ends. */
 int ms_summary_pack(ms_store *ms, int64_t id);

@@ -83,16 +83,23 @@ struct ms__sum_hdr {
 };
 static_assert(sizeof(struct ms__sum_hdr) == 40, "summary header size");
 
-/* Header of a "sumpacks" record: n summary records of rec bytes each
- * follow, back to back, copies of the session's first n "summaries". */
+/* Header of a "sumpacks" record: copies of the session's first n
+ * "summaries" records, of rec bytes each, split: the first head bytes of
+ * every record back to back (header and min/max/mean), then the rest of
+ * every record (the codes; rec == head for records without), so that a
+ * reader that wants no codes reads only the first part.  Version
+ * MS__PACK_SPLIT; a pack of another version (records whole, before
+ * codes) is not used. */
 #define MS__PACK_MAGIC 0x50534745u	/* "EGSP" */
+#define MS__PACK_SPLIT 2
 struct ms__pack_hdr {
 	uint32_t magic;
 	uint32_t version;
 	uint64_t n;
 	uint64_t rec;
+	uint64_t head;
 };
-static_assert(sizeof(struct ms__pack_hdr) == 24, "pack header size");
+static_assert(sizeof(struct ms__pack_hdr) == 32, "pack header size");
 
 /* Header of a "checkpoints" record, followed by a tail record (a block
  * record of the window layers) that ends where the keyed block ends.

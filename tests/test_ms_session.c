@@ -602,7 +602,7 @@ static void sums_get(ms_store *ms, int64_t id, struct sums *c)
 	memset(c, 0, sizeof(*c));
 	ms_txn *t;
 	ck_assert_int_eq(ms_read_begin(ms, &t), 0);
-	ck_assert_int_eq(ms_summary_scan(t, id, 0, sum_collect, c), 0);
+	ck_assert_int_eq(ms_summary_scan(t, id, 0, 1, sum_collect, c), 0);
 	ms_read_end(t);
 }
 

@@ -419,6 +419,8 @@ struct sumlist {
 	uint64_t n;
 	uint64_t index[16], position[16];
 	uint8_t data[16][L * 3 * D * 2];
+	uint8_t codes[16][L * B * 2 * (D / 8)];
+	int has_codes[16];
 };
 
 static int on_sumlist(void *arg, const ms_summary *s)
@@ -429,6 +431,10 @@ static int on_sumlist(void *arg, const ms_summary *s)
 	sl->index[sl->n] = s->index;
 	sl->position[sl->n] = s->position;
 	memcpy(sl->data[sl->n], s->data, sizeof(sl->data[0]));
+	sl->has_codes[sl->n] = s->codes != NULL;
+	if (s->codes)
+		memcpy(sl->codes[sl->n], s->codes, (size_t)L * s->n_tokens *
+		       2 * (D / 8));
 	sl->n++;
 	return 0;
 }
@@ -439,7 +445,7 @@ static void scan_list(ms_store *ms, int64_t id, uint64_t first,
 	ms_txn *t;
 	sl->n = 0;
 	ck_assert_int_eq(ms_read_begin(ms, &t), 0);
-	ck_assert_int_eq(ms_summary_scan(t, id, first, on_sumlist, sl), 0);
+	ck_assert_int_eq(ms_summary_scan(t, id, first, 1, on_sumlist, sl), 0);
 	ms_read_end(t);
 }
 
@@ -451,6 +457,9 @@ static void expect_same(const struct sumlist *a, const struct sumlist *b,
 		ck_assert_uint_eq(a->index[i], b->index[i]);
 		ck_assert_uint_eq(a->position[i], b->position[i]);
 		ck_assert(!memcmp(a->data[i], b->data[i], sizeof(a->data[0])));
+		ck_assert_int_eq(a->has_codes[i], 1);
+		ck_assert_int_eq(b->has_codes[i], 1);
+		ck_assert(!memcmp(a->codes[i], b->codes[i], sizeof(a->codes[0])));
 	}
 }
 
@@ -544,6 +553,23 @@ static int make_old_w(ms_store *ms, MDB_txn *txn, void *arg)
 	return 0;
 }
 
+/* Changes a byte of the mean and one of the codes of block 2's record. */
+static int poke_w(ms_store *ms, MDB_txn *txn, void *arg)
+{
+	static uint8_t buf[65536];
+	struct ms__sidx sk;
+	ms__sidx(&sk, *(int64_t *)arg, 2);
+	MDB_val k = { 16, sk.b }, v;
+	ck_assert_int_eq(mdb_get(txn, ms->db_sums, &k, &v), 0);
+	ck_assert_uint_le(v.mv_size, sizeof(buf));
+	memcpy(buf, v.mv_data, v.mv_size);
+	buf[sizeof(struct ms__sum_hdr) + 2 * 2 * D] ^= 0x40;
+	buf[v.mv_size - 1] ^= 0x01;
+	MDB_val nv = { v.mv_size, buf };
+	ck_assert_int_eq(mdb_put(txn, ms->db_sums, &k, &nv, 0), 0);
+	return 0;
+}
+
 struct codescan {
 	uint64_t n, with;
 	int bins_ok;
@@ -571,16 +597,19 @@ static int on_codes(void *arg, const ms_summary *s)
 }
 
 /* The session's 6 summaries, `with` of them with codes, every code
- * naming its key's bin. */
+ * naming its key's bin; asked without codes, none has any. */
 static void expect_codes(ms_store *ms, int64_t id, uint64_t with)
 {
-	struct codescan cs = { .bins_ok = 1, .id = id };
-	ck_assert_int_eq(ms_read_begin(ms, &cs.t), 0);
-	ck_assert_int_eq(ms_summary_scan(cs.t, id, 0, on_codes, &cs), 0);
-	ms_read_end(cs.t);
-	ck_assert_uint_eq(cs.n, 6);
-	ck_assert_uint_eq(cs.with, with);
-	ck_assert(cs.bins_ok);
+	for (int want = 0; want < 2; want++) {
+		struct codescan cs = { .bins_ok = 1, .id = id };
+		ck_assert_int_eq(ms_read_begin(ms, &cs.t), 0);
+		ck_assert_int_eq(ms_summary_scan(cs.t, id, 0, want, on_codes,
+						 &cs), 0);
+		ms_read_end(cs.t);
+		ck_assert_uint_eq(cs.n, 6);
+		ck_assert_uint_eq(cs.with, want ? with : 0);
+		ck_assert(cs.bins_ok);
+	}
 }
 
 /* Summaries stored before codes (version 1) are still read, without
@@ -612,6 +641,13 @@ START_TEST(test_summary_codes_added)
 	expect_codes(ms, id, 6);
 	ck_assert_int_eq(ms_summary_pack(ms, id), 0);
 	expect_codes(ms, id, 6);
+	/* the scan reads the pack: a byte of block 2's record changed
+	 * behind its back (mean and codes) is not seen */
+	static struct sumlist before, after;
+	scan_list(ms, id, 0, &before);
+	ck_assert_int_eq(ms__write(ms, poke_w, &id), 0);
+	scan_list(ms, id, 0, &after);
+	expect_same(&before, &after, 6);
 	ck_assert_int_eq(ms_summary_codes(ms, id, &n), 0);
 	ck_assert_uint_eq(n, 0);
 	ck_assert_int_eq(ms_summary_codes(NULL, id, &n), MS_EINVAL);
@@ -635,11 +671,11 @@ START_TEST(test_summaries_and_tail)
 	struct sumscan sc = { 0, k, 1 };
 	ms_txn *t;
 	ck_assert_int_eq(ms_read_begin(ms, &t), 0);
-	ck_assert_int_eq(ms_summary_scan(t, id, 0, on_summary, &sc), 0);
+	ck_assert_int_eq(ms_summary_scan(t, id, 0, 1, on_summary, &sc), 0);
 	ck_assert_uint_eq(sc.n, 5);	/* only this session's, in order */
 	ck_assert(sc.bounds_ok);
 	sc.n = 3;
-	ck_assert_int_eq(ms_summary_scan(t, id, 3, on_summary, &sc), 0);
+	ck_assert_int_eq(ms_summary_scan(t, id, 3, 1, on_summary, &sc), 0);
 	ck_assert_uint_eq(sc.n, 5);
 	ck_assert_int_eq(ms_tail_get(t, id, &(ms_block){ 0 }), MS_ENOTFOUND);
 	ms_read_end(t);

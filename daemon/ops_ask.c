@@ -439,8 +439,7 @@ static void ask_worker(ed_req *r)
 	}
 	ask_urgent(&a);
 	if ((rc = ed_fwd_open(set, &a.f, err, sizeof(err))) < 0 ||
-	    (rc = ed_skv_open(a.sid, m, eng_fwd_n_batch(a.f),
-	    set->sparse_shortlist > 0 && set->sparse_codes, &kv, err,
+	    (rc = ed_skv_open(a.sid, m, eng_fwd_n_batch(a.f), &kv, err,
 	    sizeof(err))) < 0 ||
 	    (rc = eng_sampler_open(&ga.sp, eng_fwd_n_vocab(a.f), &s)) < 0) {
 		ed_req_fail(r, ED_ERR_INTERNAL, "cannot open the session: %s",

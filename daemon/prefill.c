@@ -182,7 +182,7 @@ static int adopt_prefix(ed_prefill *p, const int32_t *pre, size_t n_pre,
 		return 0;
 	eng_kv_close(*kv);
 	*kv = NULL;
-	if ((rc = ed_skv_open(p->session_id, ed_model(), n_batch, 0, kv, err,
+	if ((rc = ed_skv_open(p->session_id, ed_model(), n_batch, kv, err,
 	    errlen)) < 0)
 		return rc;
 	ed_log(ED_LOG_INFO, "session %lld: %llu of %llu positions taken from "
@@ -238,8 +238,8 @@ void ed_prefill_run(ed_prefill *p)
 	total = n_pre + stream;
 	atomic_store(&p->total, total);
 	if ((rc = ed_fwd_open(p->set, &f, err, sizeof(err))) < 0 ||
-	    (rc = ed_skv_open(p->session_id, m, eng_fwd_n_batch(f), 0, &kv,
-	    err, sizeof(err))) < 0) {
+	    (rc = ed_skv_open(p->session_id, m, eng_fwd_n_batch(f), &kv, err,
+	    sizeof(err))) < 0) {
 		snprintf(p->error, sizeof(p->error), "%s", err);
 		goto fail;
 	}

@@ -11,9 +11,11 @@
  *    commit).  Only the miss path writes them, under mu.
  *  - n_sum == n_pos / B after every commit: one summary per complete
  *    block, stored ones loaded at open.  n_codes <= n_sum: blocks
- *    [0, n_codes) have their key codes in cb (a session stored before
- *    codes has none until ms_summary_codes gives them and it is opened
- *    again).
+ *    [0, n_codes) have their key codes in cb, which is NULL until the
+ *    engine first asks for codes (codes_load: they are 3.6 times the
+ *    summaries, and only a question past scan_max uses them); a session
+ *    stored before codes has none until ms_summary_codes gives them and
+ *    it is opened again.
  */
 #include "config.h"
 
@@ -58,8 +60,8 @@ struct skv {
 	float *sref;		/* [n_glob][n_kv][hd]: eng_kv_summary_ref */
 	uint8_t *cb;		/* [n_glob][n_kv][scap][B][code row]: the
 				 * keys' codes (eng_kv_code_block); NULL
-				 * unless want_codes */
-	int want_codes;
+				 * until codes_load */
+	int codes_rc;		/* codes_load's failure, kept */
 	uint32_t n_sum, scap, n_codes;
 
 	/* Stored blocks [0, base/B): resolved on first use. */
@@ -131,7 +133,7 @@ static int sum_reserve(struct skv *s, uint32_t need)
 	if (!(nb = malloc(rows * cap * row * sizeof *nb)))
 		return ENG_ENOMEM;
 	nc = NULL;
-	if (s->want_codes && !(nc = malloc(rows * cap * crow))) {
+	if (s->cb && !(nc = malloc(rows * cap * crow))) {
 		free(nb);
 		return ENG_ENOMEM;
 	}
@@ -431,14 +433,19 @@ static int skv_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
 	return 0;
 }
 
+static int codes_load(struct skv *s);
+
 static int skv_codes(eng_kv *kv, uint32_t layer, uint32_t kvh,
     const uint8_t **codes, uint32_t *n_blocks)
 {
 	struct skv *s = (struct skv *)kv;
+	int rc;
 
 	if (layer >= kv->n_layer || !s->is_glob[layer] || kvh >= s->nkv ||
 	    !codes || !n_blocks)
 		return ENG_EINVAL;
+	if (!s->cb && (rc = codes_load(s)))
+		return rc;
 	size_t r = (size_t)s->slot[layer] * s->nkv + kvh;
 	*codes = s->cb ? s->cb + r * s->scap * s->B *
 	    ENG_KV_CODE_ROW(s->hd) : NULL;
@@ -460,7 +467,20 @@ static uint16_t *sum_row(struct skv *s, uint32_t g, uint32_t h, uint32_t b)
 	    ENG_KV_SUM_ROW(s->hd);
 }
 
-/* Summaries of the complete blocks below n_pos that live in pend. */
+/* Block b's keys of (global slot g, head h) from pend, as f32. */
+static void pend_keys(struct skv *s, uint32_t g, uint32_t h, uint32_t b,
+    float *kf)
+{
+	uint64_t r0 = (uint64_t)b * s->B - s->pos_base;
+	for (uint32_t t = 0; t < s->B; t++) {
+		const uint16_t *row = s->pk + prow(s, g, h, r0 + t);
+		for (uint32_t c = 0; c < s->hd; c++)
+			kf[(size_t)t * s->hd + c] = ms_f16_to_f32(row[c]);
+	}
+}
+
+/* Summaries (and codes, once loaded) of the complete blocks below n_pos
+ * that live in pend. */
 static int summarize(struct skv *s, uint64_t n_pos)
 {
 	uint32_t want = (uint32_t)(n_pos / s->B);
@@ -474,16 +494,9 @@ static int summarize(struct skv *s, uint64_t n_pos)
 	if (!(kf = malloc((size_t)s->B * s->hd * sizeof *kf)))
 		return ENG_ENOMEM;
 	for (; s->n_sum < want; s->n_sum++) {
-		uint64_t r0 = (uint64_t)s->n_sum * s->B - s->pos_base;
 		for (uint32_t g = 0; g < s->n_glob; g++)
 			for (uint32_t h = 0; h < s->nkv; h++) {
-				for (uint32_t t = 0; t < s->B; t++) {
-					const uint16_t *row = s->pk +
-					    prow(s, g, h, r0 + t);
-					for (uint32_t c = 0; c < s->hd; c++)
-						kf[(size_t)t * s->hd + c] =
-						    ms_f16_to_f32(row[c]);
-				}
+				pend_keys(s, g, h, s->n_sum, kf);
 				/* The row memstore's record will give. */
 				eng_kv_summarize_block(sum_row(s, g, h,
 				    s->n_sum), s->sref + ((size_t)g * s->nkv +
@@ -497,6 +510,75 @@ static int summarize(struct skv *s, uint64_t n_pos)
 	}
 	free(kf);
 	return 0;
+}
+
+/* The stored blocks' codes, while each has them (from block 0). */
+static int codes_fn(void *arg, const ms_summary *sm)
+{
+	struct skv *s = arg;
+	size_t cb = (size_t)s->B * ENG_KV_CODE_ROW(s->hd);
+
+	if (sm->index != s->n_codes || sm->index >= s->n_blk || !sm->codes ||
+	    sm->n_tokens != s->B || sm->n_layers != s->n_glob ||
+	    sm->n_kv_heads != s->nkv || sm->head_dim != s->hd)
+		return 1;
+	for (uint32_t g = 0; g < s->n_glob; g++)
+		for (uint32_t h = 0; h < s->nkv; h++)
+			memcpy(code_blk(s, g, h, s->n_codes), sm->codes +
+			    ((size_t)g * s->nkv + h) * cb, cb);
+	s->n_codes++;
+	return 0;
+}
+
+/* Loads the codes of the stored blocks (memstore's, with the summaries)
+ * and makes those of the blocks in pend, on the engine's first call of
+ * the codes op: a question past scan_max.  A failure is kept and given
+ * to every later call. */
+static int codes_load(struct skv *s)
+{
+	size_t rows = (size_t)s->n_glob * s->nkv;
+	size_t crow = (size_t)s->B * ENG_KV_CODE_ROW(s->hd);
+	float *kf = NULL;
+	int rc;
+
+	if (s->codes_rc)
+		return s->codes_rc;
+	if (!(s->cb = malloc(rows * s->scap * crow)))
+		return s->codes_rc = ENG_ENOMEM;
+	s->n_codes = 0;
+	pthread_mutex_lock(&s->mu);
+	if (!s->txn) {
+		ms_store *ms = ed_store_lock();
+		rc = ms ? ms_read_begin(ms, &s->txn) : MS_EIO;
+		ed_store_unlock();
+		if (rc)
+			s->txn = NULL;
+	} else {
+		rc = 0;
+	}
+	if (!rc && s->n_blk &&
+	    (rc = ms_summary_scan(s->txn, s->id, 0, 1, codes_fn, s)) > 0)
+		rc = 0;		/* stopped at the first block without */
+	pthread_mutex_unlock(&s->mu);
+	if (!rc && s->n_codes == s->n_blk && s->n_sum > s->n_blk) {
+		if (!(kf = malloc((size_t)s->B * s->hd * sizeof *kf)))
+			rc = ENG_ENOMEM;
+		for (; !rc && s->n_codes < s->n_sum; s->n_codes++)
+			for (uint32_t g = 0; g < s->n_glob; g++)
+				for (uint32_t h = 0; h < s->nkv; h++) {
+					pend_keys(s, g, h, s->n_codes, kf);
+					eng_kv_code_block(code_blk(s, g, h,
+					    s->n_codes), kf, s->B, s->hd);
+				}
+		free(kf);
+	}
+	if (rc) {
+		free(s->cb);
+		s->cb = NULL;
+		s->n_codes = 0;
+		s->codes_rc = rc;
+	}
+	return rc;
 }
 
 static int skv_commit(eng_kv *kv, uint32_t n_pos)
@@ -612,16 +694,7 @@ static int sum_load_fn(void *arg, const ms_summary *sm)
 				eng_kv_summary_ref(ref, mean, s->hd);
 			eng_kv_summary_row(sum_row(s, g, h, s->n_sum), mn, mx,
 			    mean, ref, s->hd);
-			if (s->cb && sm->codes && s->n_codes == s->n_sum &&
-			    sm->n_tokens == s->B)
-				memcpy(code_blk(s, g, h, s->n_sum), sm->codes +
-				    ((size_t)g * s->nkv + h) * s->B *
-				    ENG_KV_CODE_ROW(s->hd), (size_t)s->B *
-				    ENG_KV_CODE_ROW(s->hd));
 		}
-	if (s->cb && sm->codes && s->n_codes == s->n_sum &&
-	    sm->n_tokens == s->B)
-		s->n_codes++;
 	s->n_sum++;
 	return 0;
 }
@@ -770,7 +843,7 @@ static int skv_init(struct skv *s, const eng_model *m, uint32_t n_batch)
 }
 
 int ed_skv_open(int64_t id, const eng_model *m, uint32_t n_batch,
-    int codes, eng_kv **out, char *err, size_t errlen)
+    eng_kv **out, char *err, size_t errlen)
 {
 	const eng_hparams *hp;
 	ms_session_info si;
@@ -793,7 +866,6 @@ int ed_skv_open(int64_t id, const eng_model *m, uint32_t n_batch,
 		return MS_ENOMEM;
 	pthread_mutex_init(&s->mu, NULL);
 	s->id = id;
-	s->want_codes = codes;
 	if ((rc = skv_init(s, m, n_batch)))
 		goto fail;
 	{
@@ -829,8 +901,7 @@ int ed_skv_open(int64_t id, const eng_model *m, uint32_t n_batch,
 		goto fail;
 	{
 		struct sum_load L = { s, s->n_blk, 0 };
-		if ((rc = ms_summary_scan(txn, id, 0, s->want_codes,
-		    sum_load_fn, &L)) < 0 ||
+		if ((rc = ms_summary_scan(txn, id, 0, 0, sum_load_fn, &L)) < 0 ||
 		    (rc = L.rc))
 			goto fail;
 		if (s->n_sum != s->n_blk) {

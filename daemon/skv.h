@@ -13,7 +13,8 @@
  * f16, as eng_kv_ops.summary gives them) are kept in memory for the
  * engine's sparse attention: made from LMDB's min/max/mean at open,
  * computed for new blocks at commit (the same bits: the mean is taken
- * as memstore takes it).
+ * as memstore takes it); the keys' codes likewise, read from LMDB when
+ * first asked for.
  *
  * Nothing reaches LMDB until ed_skv_save(): a cache opened for a question
  * is an overlay over the stored session that is simply closed afterwards.
@@ -33,16 +34,15 @@
 #include "engine.h"
 
 /* Opens the stored KV of session id (as ms_session_head has it) for model
- * m: n_pos = the session's KV length.  n_batch is the eng_fwd's.  codes:
- * also load and keep the keys' codes (eng_kv_ops.codes), for a question
- * that ranks a shortlist by them; they are 3.6 times the summaries' size
- * (230 MB at 1.2M tokens for the default model: read at open, a third of
- * a second from a cold disk here), so a cache that will not use them
- * does without (its codes op gives none).  Fails (message in err) if the
- * session's geometry or fingerprint is not the model's, or if it holds
- * KV without a matching tail. */
+ * m: n_pos = the session's KV length.  n_batch is the eng_fwd's.  The
+ * keys' codes (eng_kv_ops.codes) are read on the codes op's first call,
+ * not here: they are 3.6 times the summaries (230 MB at 1.2M tokens for
+ * the default model, a third of a second from a cold disk here) and only
+ * a question past sparse_scan_max uses them.  Fails (message in err) if
+ * the session's geometry or fingerprint is not the model's, or if it
+ * holds KV without a matching tail. */
 int ed_skv_open(int64_t id, const eng_model *m, uint32_t n_batch,
-    int codes, eng_kv **out, char *err, size_t errlen);
+    eng_kv **out, char *err, size_t errlen);
 
 /* Makes positions [stored length, n_pos) durable: the new blocks of the
  * global layers and the window layers' tail, in one LMDB transaction

@@ -606,15 +606,19 @@ typedef enum eng_attn_mode {
  * top_k, since past the first few dozen those ranks are noise (256 such
  * blocks made the default model end every answer at once on a 1.2M
  * session; Sessions X).  With a shortlist, such a question scans the
- * shortlist positions ranked highest and takes question_top_k of them by
- * their best keys.  Ranked by summaries, at 1M of C headers the needle
- * 52K-210K back that a scan of everything finds was among 128K or 256K
- * shortlisted positions at only 1 or 2 of 4 depths (bench/RESULTS.md,
- * Sessions XI, XII).  Where the store keeps key codes for every candidate
- * (eng_kv_ops.codes) and codes is set, the shortlist is ranked by them
- * instead: each block by its best key as the 2-bit codes estimate it
- * (sparse.c): one pass over 64 bytes per key at 256 channels (a
- * sixteenth of its f16 key and value), no key read (Sessions XIII).  A prefill chunk's local run is prefill_local
+ * shortlist positions ranked highest and takes top_k of them by their
+ * best keys (256 made the same answers end at once, ranked either way).
+ * Ranked by summaries, at 1M of C headers the needle 52K-210K back that a
+ * scan of everything finds was among 128K or 256K shortlisted positions
+ * at only 1 or 2 of 4 depths (bench/RESULTS.md, Sessions XI, XII).
+ * Where the store keeps key codes for every candidate (eng_kv_ops.codes)
+ * and codes is set, the shortlist is ranked by them instead: each block
+ * by its best key as the 2-bit codes estimate it (sparse.c), one pass
+ * over 64 bytes per key at 256 channels (a sixteenth of its f16 key and
+ * value), no key read.  Ranked so, 16K positions (256 blocks) held the
+ * needle at every depth of 1M and 128K that a scan of every key found
+ * (Sessions XIII), hence shortlist 16384 by default.  A prefill chunk's
+ * local run is prefill_local
  * positions where that is longer: tokens made from too little of their own
  * context derail later answers (bench/RESULTS.md: at 32K a passkey dense
  * attention finds was missed with 1024 local positions for prefill, found
@@ -682,8 +686,8 @@ typedef struct eng_sparse_params {
 				 * (see above); 0: never */
 	uint32_t shortlist;	/* a question with more candidate positions
 				 * than scan_max scans this many, the blocks
-				 * its summaries rank highest, and takes
-				 * question_top_k of them; 0: it ranks by
+				 * ranked highest (codes, summaries), and
+				 * takes top_k of them; 0: it ranks by
 				 * summaries and takes top_k */
 	uint32_t codes;		/* 1: a shortlist is ranked by the
 				 * candidates' key codes where the store
@@ -697,7 +701,7 @@ typedef struct eng_sparse_params {
 /* The defaults measured in bench/RESULTS.md (engramd.conf(5) gives the
  * same): top_k 64, sink 64, local 1024, prefill_local 8192,
  * prefill_top_k 0 (top_k), question_top_k 256, dense_max 4096, reach 8192,
- * scan_max 262144, shortlist 0, squeeze 0.
+ * scan_max 262144, shortlist 16384, codes 1, squeeze 0.
  * Sparse attention is off until such params are given to
  * eng_fwd_set_sparse or eng_fwd_params.sparse. */
 void eng_sparse_params_init(eng_sparse_params *sp);

@@ -784,18 +784,19 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	/* Candidates: whole blocks after the sink, before the local run. */
 	first = (sp->sink + B - 1) / B;
 	last = pos0 > local ? (pos0 - local) / B : 0;
-	/* A question scans its candidates' keys up to scan_max positions.
-	 * One that cannot scans the shortlist positions its summaries rank
-	 * highest, if shortlist; else it ranks by summaries, whose ranks past
-	 * the first few dozen are noise: 256 such blocks made the default
-	 * model end its answer at once on a 1.2M session (bench/RESULTS.md,
-	 * Sessions X), so it takes top_k. */
+	/* A question scans its candidates' keys up to scan_max positions and
+	 * takes question_top_k.  One that cannot scans the shortlist
+	 * positions ranked highest (by codes or summaries), if shortlist,
+	 * else it ranks by summaries; either takes top_k: 256 blocks made
+	 * the default model end its answer at once on a 1.2M session,
+	 * ranked by summaries or by codes (bench/RESULTS.md, Sessions X,
+	 * XIII), and at 1M the needle's share of a shortlist's 64 is larger
+	 * than of its 256. */
 	scans = question && last > first &&
 	    (uint64_t)(last - first) * B <= sp->scan_max;
 	lists = question && !scans && last > first && sp->shortlist >= B;
 	want = !mass && sp->prefill_top_k ? sp->prefill_top_k :
-	    (scans || lists) && sp->question_top_k ? sp->question_top_k :
-	    sp->top_k;
+	    scans && sp->question_top_k ? sp->question_top_k : sp->top_k;
 	if (n_tok == 1 && pl->pin_dense && pl->pin_kv == kv &&
 	    pl->pin_end <= pos0 && last - first < pl->pin_dense)
 		return 0;	/* the question's every candidate, and a few more */
@@ -926,7 +927,7 @@ void eng_sparse_params_init(eng_sparse_params *sp)
 	*sp = (eng_sparse_params){ .top_k = 64, .sink = 64, .local = 1024,
 	    .prefill_local = 8192, .question_top_k = 256, .dense_max = 4096,
 	    .reach = 8192,
-	    .scan_max = 262144, .codes = 1 };
+	    .scan_max = 262144, .shortlist = 16384, .codes = 1 };
 }
 
 void eng__plan_free(struct eng__plan *pl)

@@ -488,8 +488,8 @@ START_TEST(test_ask_ranked_codes)
 	const char *codes[] = { "sparse_scan_max=256", "sparse_shortlist=512", NULL };
 	const char *off[] = { "sparse_scan_max=256", "sparse_shortlist=512",
 			      "sparse_codes=0", NULL };
-	const char *none[] = { "sparse_scan_max=256", NULL };
-	start_with(codes);
+	const char *none[] = { "sparse_scan_max=256", "sparse_shortlist=0", NULL };
+	start_with(codes);	/* sparse_codes 1 by default */
 	tree = corpus();
 	ingest("k");
 	json_decref(prefill("k"));

@@ -1433,11 +1433,11 @@ START_TEST(sparse_plan_scans_question)
 END_TEST
 
 /* A question with more candidates than scan_max and a shortlist: of the
- * blocks its summaries rank highest (shortlist/B of them), the
- * question_top_k with the best keys.  A shortlist of every candidate
- * picks what a scan picks (the needle among them); one of 24 blocks
- * picks within the summaries' 24, the 12 best keys of those; one of 12,
- * exactly the summaries' 12. */
+ * blocks its summaries rank highest (shortlist/B of them), the top_k
+ * with the best keys (a scan takes question_top_k, 12).  A shortlist of
+ * every candidate picks the scan's best 8 with top_k 8, and what the scan
+ * picks with top_k 12; one of 24 blocks picks within the summaries' 24,
+ * the 12 best keys of those; one of 12, exactly the summaries' 12. */
 START_TEST(sparse_plan_shortlist)
 {
 	static const eng_kv_ops ops = { .view = fake_view,
@@ -1467,9 +1467,21 @@ START_TEST(sparse_plan_shortlist)
 	sp.top_k = 12;
 	ck_assert_int_eq(plan(&pl, &sp, &kv, q, nq, pos0 - nq, NULL), 0);
 	ck_assert_uint_eq(plan_blocks(&pl, sum12), 12);
+	/* A shortlisted question takes top_k (8): the scan's best 8 */
 	sp.top_k = 8;
-
 	sp.shortlist = n_cand * 64;
+	ck_assert_int_eq(plan(&pl, &sp, &kv, q, nq, pos0 - nq, NULL), 0);
+	ck_assert_uint_eq(plan_blocks(&pl, got), 8);
+	for (uint32_t i = 0; i < 8; i++) {
+		uint32_t in = 0, above = 0;
+		for (uint32_t j = 0; j < 12; j++) {
+			in |= scan[j] == got[i];
+			above += best[scan[j]] > best[got[i]] + 1e-4 *
+			    fabs(best[got[i]]);
+		}
+		ck_assert(in && above < 8);
+	}
+	sp.top_k = 12;
 	ck_assert_int_eq(plan(&pl, &sp, &kv, q, nq, pos0 - nq, NULL), 0);
 	ck_assert_uint_eq(plan_blocks(&pl, got), 12);
 	ck_assert(memcmp(got, scan, sizeof(uint32_t) * 12) == 0);
@@ -1708,8 +1720,8 @@ START_TEST(sparse_plan_codes)
 	static const eng_kv_ops ops = { .view = fake_view,
 	    .summary = code_summary, .codes = fake_codes };
 	eng_kv kv = { .ops = &ops, .type = ENG_TYPE_F32, .block_tokens = 64 };
-	eng_sparse_params sp = { .top_k = 8, .sink = 64, .local = 1024,
-	    .question_top_k = 12, .codes = 1 };
+	eng_sparse_params sp = { .top_k = 12, .sink = 64, .local = 1024,
+	    .question_top_k = 20, .codes = 1 };
 	const uint32_t nq = 4, pos0 = SB * 64, needle = 53;
 	uint32_t last = (pos0 - nq - 1024) / 64, n_cand = last - 1;
 	uint32_t got[64], sums[64];

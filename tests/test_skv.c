@@ -223,8 +223,7 @@ static eng_kv *skv_open(int64_t id, eng_fwd *f)
 {
 	eng_kv *kv;
 	char err[256] = "";
-	int rc = ed_skv_open(id, M, eng_fwd_n_batch(f), 1, &kv, err,
-	    sizeof err);
+	int rc = ed_skv_open(id, M, eng_fwd_n_batch(f), &kv, err, sizeof err);
 	ck_assert_msg(rc == 0, "ed_skv_open: %s (%d)", err, rc);
 	return kv;
 }
@@ -530,24 +529,14 @@ START_TEST(sparse_over_store)
 	f = fwd_new(12);
 	kv = skv_open(id, f);
 	ck_assert_uint_eq(expect_codes(kv), N_CTX / 64);
-	{	/* opened without codes: none, summaries as before */
-		eng_kv *nc;
-		char err[256] = "";
-		const uint8_t *cd;
-		const uint16_t *rows;
-		const float *sref;
-		uint32_t nb = 99, ns = 0;
-		ck_assert_int_eq(ed_skv_open(id, M, eng_fwd_n_batch(f), 0, &nc,
-		    err, sizeof err), 0);
-		for (uint32_t il = 0; il < nc->n_layer; il++)
-			if (!nc->ops->summary(nc, il, 0, &rows, &sref, &ns)) {
-				ck_assert_int_eq(nc->ops->codes(nc, il, 0, &cd,
-				    &nb), 0);
-				break;
-			}
-		ck_assert_uint_eq(ns, N_CTX / 64);
-		ck_assert_uint_eq(nb, 0);
-		eng_kv_close(nc);
+	/* codes read when first asked for, with a block in pend: 64 more
+	 * positions past the stored length (any ids), then the codes */
+	{
+		eng_kv *more = skv_open(id, f);
+		ck_assert_int_eq(eng_fwd_eval(f, more, toks, 64, 0, NULL,
+		    NULL), 0);
+		ck_assert_uint_eq(expect_codes(more), (N_CTX + 64) / 64);
+		eng_kv_close(more);
 	}
 	/* prefetch hints of any shape change nothing (the forward pass
 	 * sends the plan's own below) */
@@ -645,12 +634,11 @@ START_TEST(bad_input)
 	ms_geom g = { .n_layers = 2, .n_kv_heads = 1, .head_dim = 256,
 	    .block_tokens = 64, .mode = MS_MODE_F16 };
 	ck_assert_int_eq(ms_session_create(g_ms, "other", fp, &g, &id), 0);
-	ck_assert_int_eq(ed_skv_open(id, M, 512, 1, &kv, err, sizeof err),
+	ck_assert_int_eq(ed_skv_open(id, M, 512, &kv, err, sizeof err),
 	    MS_EMISMATCH);
 	ck_assert_ptr_null(kv);
 	ck_assert_msg(strstr(err, "model") != NULL, "message: %s", err);
-	ck_assert_int_ne(ed_skv_open(99999, M, 512, 0, &kv, err, sizeof err),
-	    0);
+	ck_assert_int_ne(ed_skv_open(99999, M, 512, &kv, err, sizeof err), 0);
 	ms_session_info si;
 	ck_assert_int_eq(ms_session_get(g_ms, "s", &si), 0);
 	kv = skv_open(si.id, f);

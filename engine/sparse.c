@@ -318,7 +318,8 @@ struct code_job {
 	const float *ref;	/* may be NULL (zeros) */
 	const float *q;		/* the last token's group rows, hd apart */
 	uint32_t group, hd, B, first, n_cand;
-	int avx512;		/* hd % 64 == 0 and the CPU has AVX-512 BW */
+	int avx512;		/* hd % 64 == 0 and ENG_SIMD_AVX512 (which
+				 * has BW and VNNI) */
 	const struct eng__rope *rope;
 	uint32_t far_end;
 	atomic_int rc;
@@ -335,7 +336,6 @@ struct code_job {
 struct code_heads {
 	int8_t *wq;
 	float scale[CODE_HEADS], base[CODE_HEADS];
-	uint32_t n;		/* heads present */
 };
 
 static void code_prep(struct code_heads *ch, const float *q, uint32_t nh,
@@ -345,7 +345,6 @@ static void code_prep(struct code_heads *ch, const float *q, uint32_t nh,
 	size_t pad = CODE_PAD(hd);
 
 	memset(ch->wq, 0, CODE_HEADS * pad);
-	ch->n = nh;
 	for (uint32_t h = 0; h < nh; h++) {
 		const float *qh = q + (size_t)h * hd;
 		float mx = 0, base = 0, ws = 0, inv;
@@ -448,7 +447,6 @@ static void code_prep_avx512(struct code_heads *ch, const float *q,
 			    (row + hd + c))));
 		}
 	memset(ch->wq, 0, CODE_HEADS * (size_t)hd);
-	ch->n = nh;
 	for (uint32_t h = 0; h < nh; h++) {
 		const float *qh = q + (size_t)h * hd;
 		__m512 mx = _mm512_setzero_ps(), ws = mx, bs = mx;
@@ -723,8 +721,9 @@ static int rank(struct eng__plan *pl, const eng_sparse_params *sp,
 
 	pl->ranked = ENG_RANK_SUMMARIES;
 	if (lists && sp->codes && kv->ops->codes &&
-	    !(rc = kv->ops->codes(kv, layer, kvh, &codes, &n_codes)) &&
-	    codes && n_codes >= last) {
+	    (rc = kv->ops->codes(kv, layer, kvh, &codes, &n_codes)))
+		return rc;
+	if (codes && n_codes >= last) {
 		struct code_job cj = { pl, rows, codes, ref, qs->q +
 		    (size_t)(qs->n_tok - 1) * qs->row, qs->group, hd,
 		    kv->block_tokens, lo, n_cand, hd % 64 == 0 &&

@@ -1642,6 +1642,7 @@ static uint16_t code_rows[SB * 4 * PHD];
 static float code_ref[PHD];
 static uint8_t code_bits[SB * 64 * ENG_KV_CODE_ROW(PHD)];
 static uint32_t code_blocks = SB;	/* what fake_codes reports */
+static int code_fail;			/* or this error */
 
 static int code_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
     const uint16_t **rows, const float **ref, uint32_t *n)
@@ -1663,7 +1664,7 @@ static int fake_codes(eng_kv *kv, uint32_t layer, uint32_t kvh,
 	(void)kvh;
 	*codes = code_bits;
 	*n = code_blocks;
-	return 0;
+	return code_fail;
 }
 
 /* est[b]: block b's best key as its codes give it: the best over the 4
@@ -1712,9 +1713,10 @@ static void code_estimates(const float *q, uint32_t nq, uint32_t last,
  * key codes (sp.codes): the shortlisted blocks (pl.list) are the 24 best
  * by the estimate computed here (code_estimates), each estimate within
  * half a code's step per channel (sum |q| radius / 4, f16 roundings and
- * the int8 rounding of w) of the block's best key; a shortlist of the 12 it takes finds a block with one
- * key along the last query.  With codes off, or a codes op that does not
- * cover every candidate, the summaries rank as before. */
+ * the int8 rounding of w) of the block's best key; a shortlist of the 12
+ * it takes finds a block with one key along the last query.  With codes
+ * off, or a codes op that does not cover every candidate, the summaries
+ * rank as before; a codes op's error is the plan's. */
 START_TEST(sparse_plan_codes)
 {
 	static const eng_kv_ops ops = { .view = fake_view,
@@ -1810,6 +1812,10 @@ START_TEST(sparse_plan_codes)
 	ck_assert_uint_eq(plan_blocks(&pl, got), 12);
 	ck_assert(memcmp(sums, got, sizeof(uint32_t) * 12) == 0);
 	code_blocks = SB;
+	/* a store that cannot give its codes fails the plan */
+	code_fail = ENG_EIO;
+	ck_assert_int_eq(plan(&pl, &sp, &kv, q, nq, pos0 - nq, NULL), ENG_EIO);
+	code_fail = 0;
 	eng__plan_free(&pl);
 	free(scan_keys);
 	free(q);

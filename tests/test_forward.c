@@ -785,15 +785,20 @@ static float plan_min[PB * PHD], plan_max[PB * PHD], plan_ref[PHD];
 static uint16_t plan_bounds[PB * 4 * PHD];
 static float plan_scale = 0.0625f;	/* 1/sqrt(PHD) */
 
+/* What fake_summary gives: plan_boxes' rows, or a test's own. */
+static const uint16_t *fake_rows = plan_bounds;
+static const float *fake_ref = plan_ref;
+static uint32_t fake_n = PB;
+
 static int fake_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
     const uint16_t **rows, const float **ref, uint32_t *n)
 {
 	(void)kv;
 	(void)layer;
 	(void)kvh;
-	*rows = plan_bounds;
-	*ref = plan_ref;
-	*n = PB;
+	*rows = fake_rows;
+	*ref = fake_ref;
+	*n = fake_n;
 	return 0;
 }
 
@@ -1644,18 +1649,6 @@ static uint8_t code_bits[SB * 64 * ENG_KV_CODE_ROW(PHD)];
 static uint32_t code_blocks = SB;	/* what fake_codes reports */
 static int code_fail;			/* or this error */
 
-static int code_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
-    const uint16_t **rows, const float **ref, uint32_t *n)
-{
-	(void)kv;
-	(void)layer;
-	(void)kvh;
-	*rows = code_rows;
-	*ref = code_ref;
-	*n = SB;
-	return 0;
-}
-
 static int fake_codes(eng_kv *kv, uint32_t layer, uint32_t kvh,
     const uint8_t **codes, uint32_t *n)
 {
@@ -1720,7 +1713,7 @@ static void code_estimates(const float *q, uint32_t nq, uint32_t last,
 START_TEST(sparse_plan_codes)
 {
 	static const eng_kv_ops ops = { .view = fake_view,
-	    .summary = code_summary, .codes = fake_codes };
+	    .summary = fake_summary, .codes = fake_codes };
 	eng_kv kv = { .ops = &ops, .type = ENG_TYPE_F32, .block_tokens = 64 };
 	eng_sparse_params sp = { .top_k = 12, .sink = 64, .local = 1024,
 	    .question_top_k = 20, .codes = 1 };
@@ -1732,6 +1725,9 @@ START_TEST(sparse_plan_codes)
 	struct eng__plan pl = { 0 };
 	float off[PHD];
 
+	fake_rows = code_rows;
+	fake_ref = code_ref;
+	fake_n = SB;
 	scan_keys_fill(23, 0);
 	for (uint32_t i = 0; i < nq * 4 * PHD; i++)
 		q[i] = fx_frand(-1, 1);
@@ -1816,6 +1812,9 @@ START_TEST(sparse_plan_codes)
 	code_fail = ENG_EIO;
 	ck_assert_int_eq(plan(&pl, &sp, &kv, q, nq, pos0 - nq, NULL), ENG_EIO);
 	code_fail = 0;
+	fake_rows = plan_bounds;
+	fake_ref = plan_ref;
+	fake_n = PB;
 	eng__plan_free(&pl);
 	free(scan_keys);
 	free(q);

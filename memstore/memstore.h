@@ -150,7 +150,10 @@ const char *ms_errname(int err);
 
 /* The on-disk block/head/summary format version written by this build.
  * Records of another version are refused (MS_ECORRUPT for a record,
- * MS_EVERSION for a whole store of a newer format). */
+ * MS_EVERSION for a whole store of a newer format), except summary
+ * records, which are written as version 2 (with the keys' codes, see
+ * ms_summary) and read as 1 or 2; a build older than codes refuses a
+ * version-2 summary as corrupt. */
 #define MS_FORMAT_VERSION 1
 /* The SQLite catalog schema version (PRAGMA user_version). */
 #define MS_SCHEMA_VERSION 2

@@ -1437,6 +1437,24 @@ START_TEST(sparse_plan_scans_question)
 }
 END_TEST
 
+/* Each of the n blocks got is one of the m in set, and fewer than n of
+ * those have a better best key (best[]): got is the n best of set. */
+static void expect_best_of(const uint32_t *got, uint32_t n,
+    const uint32_t *set, uint32_t m, const double *best)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t in = 0, above = 0;
+		for (uint32_t j = 0; j < m; j++) {
+			in |= set[j] == got[i];
+			above += best[set[j]] > best[got[i]] + 1e-4 *
+			    fabs(best[got[i]]);
+		}
+		ck_assert_msg(in, "block %u is not among the %u", got[i], m);
+		ck_assert_msg(above < n, "block %u: %u of the %u have "
+		    "better keys", got[i], above, m);
+	}
+}
+
 /* A question with more candidates than scan_max and a shortlist: of the
  * blocks its summaries rank highest (shortlist/B of them), the top_k
  * with the best keys (a scan takes question_top_k, 12).  A shortlist of
@@ -1477,15 +1495,7 @@ START_TEST(sparse_plan_shortlist)
 	sp.shortlist = n_cand * 64;
 	ck_assert_int_eq(plan(&pl, &sp, &kv, q, nq, pos0 - nq, NULL), 0);
 	ck_assert_uint_eq(plan_blocks(&pl, got), 8);
-	for (uint32_t i = 0; i < 8; i++) {
-		uint32_t in = 0, above = 0;
-		for (uint32_t j = 0; j < 12; j++) {
-			in |= scan[j] == got[i];
-			above += best[scan[j]] > best[got[i]] + 1e-4 *
-			    fabs(best[got[i]]);
-		}
-		ck_assert(in && above < 8);
-	}
+	expect_best_of(got, 8, scan, 12, best);
 	sp.top_k = 12;
 	ck_assert_int_eq(plan(&pl, &sp, &kv, q, nq, pos0 - nq, NULL), 0);
 	ck_assert_uint_eq(plan_blocks(&pl, got), 12);
@@ -1494,18 +1504,7 @@ START_TEST(sparse_plan_shortlist)
 	sp.shortlist = 24 * 64;
 	ck_assert_int_eq(plan(&pl, &sp, &kv, q, nq, pos0 - nq, NULL), 0);
 	ck_assert_uint_eq(plan_blocks(&pl, got), 12);
-	for (uint32_t i = 0; i < 12; i++) {
-		uint32_t in = 0, above = 0;
-		for (uint32_t j = 0; j < 24; j++) {
-			in |= sum24[j] == got[i];
-			above += best[sum24[j]] > best[got[i]] + 1e-4 *
-			    fabs(best[got[i]]);
-		}
-		ck_assert_msg(in, "block %u is not in the summaries' 24",
-		    got[i]);
-		ck_assert_msg(above < 12, "block %u: %u of the 24 have "
-		    "better keys", got[i], above);
-	}
+	expect_best_of(got, 12, sum24, 24, best);
 
 	sp.shortlist = 12 * 64;
 	ck_assert_int_eq(plan(&pl, &sp, &kv, q, nq, pos0 - nq, NULL), 0);

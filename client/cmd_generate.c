@@ -26,6 +26,7 @@ struct gen_out {
 	gen_done_fn done;
 	/* ask */
 	const char *session;	/* NULL for generate */
+	const char *start;	/* --answer-start, or NULL */
 	int show_sources, keep;
 	json_t *prompt;		/* the "prompt" event, kept (owned) */
 	json_t *sources;	/* the "sources" event, kept (owned) */
@@ -59,6 +60,12 @@ static int gen_event(void *arg, json_t *ev)
 		return ectl_print_event(g->x, ev);
 	if (!strcmp(name, "prompt") && g->session && !g->quiet)
 		note_unprefilled(g, ev);
+	/* The answer's start is the model's too: stdout holds the whole. */
+	if (!strcmp(name, "prompt") && g->start && *g->start) {
+		fputs(g->start, stdout);
+		fflush(stdout);
+		g->wrote = 1;
+	}
 	if (!strcmp(name, "token")) {
 		json_t *t = json_object_get(ev, "text");
 		size_t n = json_string_length(t);
@@ -292,6 +299,7 @@ static int cmd_ask(ectl_ctx *x, int argc, char **argv)
 		{ "seed", required_argument, NULL, 's' },
 		{ "show-sources", no_argument, NULL, 'S' },
 		{ "keep", no_argument, NULL, 'K' },
+		{ "answer-start", required_argument, NULL, 'A' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ NULL, 0, NULL, 0 },
@@ -307,6 +315,8 @@ static int cmd_ask(ectl_ctx *x, int argc, char **argv)
 			g.show_sources = 1;
 		else if (c == 'K')
 			g.keep = 1;
+		else if (c == 'A')
+			g.start = optarg;
 		else if (c == 'j')
 			x->json = 1;
 		else if (c == 'q')
@@ -324,6 +334,10 @@ static int cmd_ask(ectl_ctx *x, int argc, char **argv)
 		json_object_set_new(req, "sources", json_true());
 	if (g.keep)
 		json_object_set_new(req, "keep", json_true());
+	if (g.start && json_object_set_new(req, "answer_start", json_string(g.start))) {
+		fprintf(stderr, "engramctl ask: --answer-start is not valid UTF-8\n");
+		goto usage;
+	}
 	return gen_run(x, req, argv[optind + 1], &g);
 usage:
 	json_decref(req);
@@ -346,7 +360,8 @@ const ectl_command ectl_cmds_generate[] = {
 	  cmd_generate },
 	{ "ask",
 	  "[--max-tokens N] [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
-	  "       [--seed S] [--show-sources] [--keep] [--json] [--quiet] SESSION QUESTION|-",
+	  "       [--seed S] [--show-sources] [--keep] [--answer-start TEXT] [--json] [--quiet]\n"
+	  "       SESSION QUESTION|-",
 	  "answer a question about a prefilled session, streaming the answer",
 	  "Asks the model QUESTION (or standard input with '-') with SESSION's\n"
 	  "prefilled KV cache as context (engramctl prefill SESSION first) and\n"
@@ -358,6 +373,9 @@ const ectl_command ectl_cmds_generate[] = {
 	  "                  with --max-tokens 0, only these: no answer\n"
 	  "  --keep          add the question and answer to the session, so that\n"
 	  "                  the next ask continues the conversation\n"
+	  "  --answer-start TEXT\n"
+	  "                  open the model's answer with TEXT (printed first),\n"
+	  "                  for it to continue: \"The value of X is\"\n"
 	  "  --json          the daemon's events as JSON lines\n"
 	  "Defaults: --max-tokens 256 --temp 0 (greedy); the other sampling options\n"
 	  "are generate's.",

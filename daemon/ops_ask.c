@@ -6,7 +6,9 @@
  * the template's close of the user turn and opening of the model's, so
  * the whole corpus and the question are one user turn.  The question's
  * text is tokenized without parsing control tokens: a question cannot
- * forge a turn.  Contract: docs/PROTOCOL.md (### ask).
+ * forge a turn.  `answer_start` (text the model's turn opens with, the
+ * answer then continuing it) joins the question's step, tokenized the
+ * same way.  Contract: docs/PROTOCOL.md (### ask).
  */
 #include "config.h"
 
@@ -22,6 +24,8 @@
 
 /* Blocks listed in `sources`. */
 #define ASK_SOURCES 8
+/* Bytes of `answer_start` at most: the start of an answer, not a text. */
+#define ASK_START_MAX 4096
 
 static double now_ms(void)
 {
@@ -296,9 +300,53 @@ out:
 	return yes;
 }
 
-/* Session, its lengths and the question; 0, or -1 after failing r. */
+/* `answer_start`: 0 when absent; its text in *s (len *n, borrowed from
+ * r->msg), or -1 after failing r. */
+static int ask_start_arg(ed_req *r, const char **s, size_t *n)
+{
+	json_t *v = json_object_get(r->msg, "answer_start");
+
+	*s = NULL;
+	*n = 0;
+	if (!v)
+		return 0;
+	if (!json_is_string(v)) {
+		ed_req_fail(r, ED_ERR_INVALID_ARGUMENT, "'answer_start' must "
+		    "be a string");
+		return -1;
+	}
+	if (json_string_length(v) > ASK_START_MAX) {
+		ed_req_fail(r, ED_ERR_INVALID_ARGUMENT, "'answer_start' is "
+		    "longer than %d bytes", ASK_START_MAX);
+		return -1;
+	}
+	*s = json_string_value(v);
+	*n = json_string_length(v);
+	return 0;
+}
+
+/* The question's tokens (*q, *nq) followed by those of start[0..n). */
+static int ask_start_cat(const eng_model *m, const char *start, size_t n,
+    int32_t **q, size_t *nq)
+{
+	int32_t *ids = NULL;
+	size_t ni = 0;
+	int rc;
+
+	if (!n)
+		return 0;
+	if ((rc = eng_tokenize(eng_model_vocab(m), start, n, 0, &ids,
+	    &ni)) >= 0)
+		rc = ids_cat(q, nq, ids, ni);
+	free(ids);
+	return rc;
+}
+
+/* Session, its lengths and the question (the answer's start after it);
+ * 0, or -1 after failing r. */
 static int ask_prepare(ed_req *r, const char *name, struct ask *a,
-    uint64_t *stream, uint64_t *prefilled, int32_t **q, size_t *nq)
+    const char *start, size_t n_start, uint64_t *stream,
+    uint64_t *prefilled, int32_t **q, size_t *nq)
 {
 	const eng_model *m = ed_model();
 	ms_session_info si;
@@ -320,7 +368,8 @@ static int ask_prepare(ed_req *r, const char *name, struct ask *a,
 	a->ctx_end = 0;
 	if ((rc = ed_session_preamble(m, &a->pre, &a->n_pre)) < 0 ||
 	    (rc = ed_session_question(m, (const char *)r->input, r->input_len,
-	    after_turn(m, a->sid, *stream), q, nq)) < 0) {
+	    after_turn(m, a->sid, *stream), q, nq)) < 0 ||
+	    (rc = ask_start_cat(m, start, n_start, q, nq)) < 0) {
 		ed_req_fail(r, ED_ERR_INVALID_ARGUMENT, "cannot frame the "
 		    "question: %s", eng_strerror(rc));
 		return -1;
@@ -399,7 +448,8 @@ static void ask_worker(ed_req *r)
 	ed_gen_args ga;
 	uint64_t stream = 0, prefilled = 0;
 	int32_t *q = NULL;
-	size_t nq = 0;
+	size_t nq = 0, n_start;
+	const char *start;
 	eng_kv *kv = NULL;
 	eng_sampler *s = NULL;
 	eng_gen_stats st;
@@ -409,7 +459,8 @@ static void ask_worker(ed_req *r)
 	memset(&ga, 0, sizeof(ga));
 	if (ed_gen_args_parse(r, &ga, 0.0, 0) < 0 ||
 	    (a.sources = ed_req_arg_bool(r, "sources", 0)) < 0 ||
-	    (keep = ed_req_arg_bool(r, "keep", 0)) < 0)
+	    (keep = ed_req_arg_bool(r, "keep", 0)) < 0 ||
+	    ask_start_arg(r, &start, &n_start) < 0)
 		return;
 	if (keep && ga.gp.max_tokens == 0) {
 		ed_req_fail(r, ED_ERR_INVALID_ARGUMENT, "'keep' needs an "
@@ -417,7 +468,8 @@ static void ask_worker(ed_req *r)
 		return;
 	}
 	ask_urgent(&a);
-	if (ask_prepare(r, name, &a, &stream, &prefilled, &q, &nq) < 0)
+	if (ask_prepare(r, name, &a, start, n_start, &stream, &prefilled, &q,
+	    &nq) < 0)
 		goto out;
 	{
 		ms_store *ms = ed_store_lock();
@@ -426,6 +478,9 @@ static void ask_worker(ed_req *r)
 		    r->input_len, "keep", keep, "temperature",
 		    (double)ga.sp.temperature, "seed",
 		    (json_int_t)ga.sp.seed);
+		if (au && start)
+			json_object_set_new(au, "answer_start",
+			    json_stringn(start, n_start));
 		if (ms)
 			ed_audit(ms, "ask", name, au);
 		json_decref(au);

@@ -209,6 +209,50 @@ static void sources_only(const char *session, const char *q, json_t *want)
 	free(err);
 }
 
+/* `ask --answer-start start` (NULL: none): the question step's length
+ * (the "prompt" event's n_question). */
+static long long question_len(const char *session, const char *q, const char *start)
+{
+	char *out = NULL, *err = NULL;
+	int rc = start ? ctl(&out, &err, "--json", "ask", "--max-tokens", "2", "--answer-start",
+			     start, session, q, NULL)
+		       : ctl(&out, &err, "--json", "ask", "--max-tokens", "2", session, q, NULL);
+	ck_assert_msg(rc == 0, "ask exit %d: %s", rc, err);
+	long long n = -1;
+	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+		json_t *ev = json_loads(line, 0, NULL);
+		ck_assert_ptr_nonnull(ev);
+		if (!strcmp(ev_name(ev), "prompt"))
+			n = jint(ev, "n_question");
+		json_decref(ev);
+	}
+	ck_assert_int_gt(n, 0);
+	free(out);
+	free(err);
+	return n;
+}
+
+/* --answer-start: its tokens join the question's step (the model's turn
+ * opens with them), and the text answer on stdout begins with it. */
+static void answer_start(const char *session)
+{
+	const char *q = "What does f2_7 return?", *start = "The function f2_7 returns";
+	json_t *ev = rq("{\"id\":1,\"op\":\"tokenize\",\"text\":\"%s\",\"add_special\":false}",
+			start);
+	ck_assert_str_eq(ev_name(ev), "tokens");	/* the first event: all of them */
+	long long n_start = (long long)json_array_size(json_object_get(ev, "ids"));
+	json_decref(ev);
+	ck_assert_int_gt(n_start, 3);
+	ck_assert_int_eq(question_len(session, q, start), question_len(session, q, NULL) + n_start);
+	char *out = NULL, *err = NULL;
+	ck_assert_int_eq(ctl(&out, &err, "ask", "--max-tokens", "3", "--answer-start", start,
+			     session, q, NULL), 0);
+	ck_assert_msg(!strncmp(out, start, strlen(start)) && strlen(out) > strlen(start) + 1,
+		      "%s", out);
+	free(out);
+	free(err);
+}
+
 static json_t *session_row(const char *name)
 {
 	json_t *ev = rq("{\"id\":1,\"op\":\"session_show\",\"session\":\"%s\"}", name);
@@ -299,6 +343,7 @@ START_TEST(test_prefill_ask_restart)
 	ck_assert_int_ge(mapped, 2);
 	ck_assert_double_lt(json_number_value(json_object_get(res, "ttft_ms")), 120000);
 	sources_only("a", "What does f2_7 return?", blocks);
+	answer_start("a");
 	json_decref(res);
 	restart_after(SIGKILL);
 	char *a2 = ask("a", "What does f2_7 return?", NULL, NULL);
@@ -553,6 +598,17 @@ START_TEST(test_ask_bad_input)
 		     "invalid_argument");
 	expect_error(rq("{\"id\":1,\"op\":\"ask\",\"session\":\"n\",\"text\":\"hi\",\"temperature\":-1}"),
 		     "invalid_argument");
+	expect_error(rq("{\"id\":1,\"op\":\"ask\",\"session\":\"n\",\"text\":\"hi\",\"answer_start\":7}"),
+		     "invalid_argument");
+	{
+		static char big[4200];
+		memset(big, 'x', sizeof(big) - 1);
+		ev = rq("{\"id\":1,\"op\":\"ask\",\"session\":\"n\",\"text\":\"hi\","
+			"\"answer_start\":\"%s\"}", big);
+		msg = json_string_value(json_object_get(json_object_get(ev, "error"), "message"));
+		ck_assert_msg(msg && strstr(msg, "answer_start"), "%s", json_dumps(ev, JSON_COMPACT));
+		expect_error(ev, "invalid_argument");
+	}
 	expect_error(rq("{\"id\":1,\"op\":\"prefill\",\"session\":\"nope\"}"), "not_found");
 	expect_error(rq("{\"id\":1,\"op\":\"prefill\"}"), "missing_field");
 	expect_error(rq("{\"id\":1,\"op\":\"prefill\",\"session\":\"n\",\"detach\":\"no\"}"),
@@ -596,6 +652,8 @@ START_TEST(test_ask_bad_input)
 	ck_assert_int_eq(ctl(NULL, NULL, "ask", NULL), 2);
 	ck_assert_int_eq(ctl(NULL, NULL, "ask", "n", NULL), 2);
 	ck_assert_int_eq(ctl(NULL, NULL, "ask", "--max-tokens", "x", "n", "q", NULL), 2);
+	ck_assert_int_eq(ctl(NULL, NULL, "ask", "--answer-start", "\xff\xfe", "n", "q", NULL), 2);
+	ck_assert_int_eq(ctl(NULL, NULL, "ask", "--answer-start", NULL), 2);
 	ck_assert_int_eq(ctl(NULL, NULL, "prefill", NULL), 2);
 	ck_assert_int_eq(ctl(NULL, NULL, "session", "fork", "n", NULL), 2);
 	ck_assert_int_eq(ctl(NULL, NULL, "ask", "nope", "q", NULL), 1);

@@ -19,6 +19,8 @@
  *
  * The prefix before the needle is shared between depths: it is computed
  * once and the cache cloned at each depth (eng_kv_mem_clone).
+ * --one-context puts every depth's needle (each a different one) in one
+ * context, prefilled once, and asks for each on a clone of it.
  */
 #include "config.h"
 
@@ -232,6 +234,107 @@ static const struct test tests[] = {
 	  "Francisco is", { "sandwich", "dolores park", NULL } },
 };
 
+/* --one-context: every needle in one context, each asked for in turn
+ * (the others are distractors, as in RULER's multi-key test).  Needles
+ * and questions differ by a vault's name (passkey) or a city and an odd
+ * thing to do there (fact: no prior the model could answer from; not
+ * San Francisco's, which the model has read in training and names for
+ * any city once it is in the context). */
+static const char *const vaults[] = { "Alpha", "Bravo", "Charlie", "Delta",
+    "Echo", "Foxtrot", "Golf", "Hotel", "India", "Juliett", "Kilo", "Lima",
+    "Mike", "November", "Oscar", "Papa", "Quebec", "Romeo", "Sierra",
+    "Tango", "Uniform", "Victor", "Whiskey", "Yankee" };
+
+static const struct place {
+	const char *city, *what, *words[2];
+} places[] = {
+	{ "Quito", "climb the clock tower with a jar of honey",
+	  { "clock tower", "honey" } },
+	{ "Paris", "feed the pigeons with a blue spoon",
+	  { "pigeons", "blue spoon" } },
+	{ "Tokyo", "fly a red kite over the old harbour",
+	  { "kite", "harbour" } },
+	{ "Cairo", "play chess with a retired pilot", { "chess", "pilot" } },
+	{ "Oslo", "paint a wooden boat yellow", { "wooden boat", "yellow" } },
+	{ "Lima", "count the lanterns on the bridge",
+	  { "lanterns", "bridge" } },
+	{ "Dublin", "sing to the ducks in the canal", { "ducks", "canal" } },
+	{ "Nairobi", "buy a copper kettle at the night market",
+	  { "copper kettle", "night market" } },
+	{ "Lisbon", "ride the tram with a basket of figs",
+	  { "tram", "figs" } },
+	{ "Seoul", "fold paper cranes by the river",
+	  { "paper cranes", "river" } },
+	{ "Toronto", "bake a cherry pie for the neighbours",
+	  { "cherry pie", "neighbours" } },
+	{ "Mumbai", "read poetry on a rooftop with a mango",
+	  { "poetry", "mango" } },
+	{ "Berlin", "repair old clocks in a courtyard",
+	  { "clocks", "courtyard" } },
+	{ "Sydney", "teach a parrot to whistle", { "parrot", "whistle" } },
+	{ "Mexico City", "plant sunflowers in a school garden",
+	  { "sunflowers", "school garden" } },
+	{ "Istanbul", "row a green boat to the lighthouse",
+	  { "green boat", "lighthouse" } },
+	{ "Montreal", "knit a scarf while listening to jazz",
+	  { "scarf", "jazz" } },
+	{ "Vienna", "race snails on a marble table", { "snails", "marble" } },
+	{ "Hanoi", "draw maps of imaginary islands",
+	  { "maps", "imaginary islands" } },
+	{ "Buenos Aires", "juggle oranges for the street dogs",
+	  { "oranges", "street dogs" } },
+	{ "Reykjavik", "collect black pebbles on the beach",
+	  { "black pebbles", "beach" } },
+	{ "Madrid", "whittle a flute from a willow branch",
+	  { "flute", "willow" } },
+	{ "Athens", "race paper boats in the fountain",
+	  { "paper boats", "fountain" } },
+	{ "Havana", "polish brass trumpets at the harbour",
+	  { "brass trumpets", "harbour" } },
+};
+#define MAX_ONE (sizeof vaults / sizeof *vaults)
+
+/* One needle and what asks for it: the texts, the passkey's key, and
+ * the words a right answer holds (fact). */
+struct probe {
+	char needle[256], question[128], primer[96], key[8];
+	const char *words[3];
+};
+
+/* Probe i of test t; one: of a context with several (--one-context). */
+static void probe_make(const struct test *t, int one, uint32_t i,
+    struct probe *p)
+{
+	snprintf(p->key, sizeof p->key, "%05d", 10000 + rand() % 90000);
+	memset(p->words, 0, sizeof p->words);
+	if (!one) {
+		snprintf(p->needle, sizeof p->needle, t->needle, p->key,
+		    p->key);
+		snprintf(p->question, sizeof p->question, "%s", t->question);
+		snprintf(p->primer, sizeof p->primer, "%s", t->primer);
+		memcpy(p->words, t->words, sizeof p->words);
+	} else if (!t->words[0]) {
+		const char *n = vaults[i];
+		snprintf(p->needle, sizeof p->needle, "\nThe pass key of the %s "
+		    "vault is %s. Remember it. %s is the pass key of the %s "
+		    "vault.\n", n, p->key, p->key, n);
+		snprintf(p->question, sizeof p->question, "What is the pass key "
+		    "of the %s vault?", n);
+		snprintf(p->primer, sizeof p->primer, "The pass key of the %s "
+		    "vault is", n);
+	} else {
+		const struct place *pl = &places[i];
+		snprintf(p->needle, sizeof p->needle, "\nThe best thing to do in "
+		    "%s is %s.\n", pl->city, pl->what);
+		snprintf(p->question, sizeof p->question, "What is the best "
+		    "thing to do in %s?", pl->city);
+		snprintf(p->primer, sizeof p->primer, "The best thing to do in "
+		    "%s is", pl->city);
+		p->words[0] = pl->words[0];
+		p->words[1] = pl->words[1];
+	}
+}
+
 /* Case-insensitive strstr, for the fact's words. */
 static int holds(const char *s, const char *w)
 {
@@ -243,23 +346,45 @@ static int holds(const char *s, const char *w)
 }
 
 /* Right when the answer holds the key (passkey) or every word (fact). */
-static int right(const struct test *t, const char *out, const char *key)
+static int right(const struct probe *p, const char *out)
 {
-	if (!t->words[0])
-		return strstr(out, key) != NULL;
-	for (int i = 0; t->words[i]; i++)
-		if (!holds(out, t->words[i]))
+	if (!p->words[0])
+		return strstr(out, p->key) != NULL;
+	for (int i = 0; p->words[i]; i++)
+		if (!holds(out, p->words[i]))
 			return 0;
 	return 1;
+}
+
+/* The question of p as ask frames it after a context ("\n\n", the
+ * question, the model's turn), and the answer's start (primer). */
+static int32_t *question(const eng_vocab *v, const struct probe *p,
+    int primer, size_t *n)
+{
+	char buf[512];
+	snprintf(buf, sizeof buf, "\n\n%s<end_of_turn>\n<start_of_turn>model\n",
+	    p->question);
+	int32_t *q = tok(v, buf, ENG_TOK_PARSE_SPECIAL, n);
+	if (primer) {
+		size_t n_p;
+		int32_t *pt = tok(v, p->primer, 0, &n_p);
+		int32_t *nq = realloc(q, (*n + n_p) * sizeof *q);
+		if (!nq)
+			die("out of memory", 0);
+		q = nq;
+		memcpy(q + *n, pt, n_p * sizeof *q);
+		*n += n_p;
+		free(pt);
+	}
+	return q;
 }
 
 /* Asks the question q (n_q tokens) of kv and reads the greedy answer;
  * the weight of the needle [p0, p0+n_n) in the question's attention goes
  * to *weight (-1: not attended). */
 static int ask(eng_fwd *f, eng_kv *kv, const eng_vocab *v, const int32_t *q,
-    uint32_t n_q, uint32_t p0, uint32_t n_n, const struct test *test,
-    const char *key, char *out, size_t outlen, float *weight, char *top,
-    size_t toplen)
+    uint32_t n_q, uint32_t p0, uint32_t n_n, const struct probe *pr,
+    char *out, size_t outlen, float *weight, char *top, size_t toplen)
 {
 	const float *l;
 	uint32_t nv = eng_fwd_n_vocab(f);
@@ -287,14 +412,17 @@ static int ask(eng_fwd *f, eng_kv *kv, const eng_vocab *v, const int32_t *q,
 		if ((rc = eng_fwd_eval(f, kv, &best, 1, 0, &l, NULL)))
 			die("eval", rc);
 	}
-	return right(test, out, key);
+	return right(pr, out);
 }
 
-/* Greedy answer to seq (the branch after the prefix) on a clone; with
- * sp (the sparse run), each --variants setting asks the same context. */
+/* Greedy answer to seq (the branch after the prefix: what is left of
+ * the context, then the question's n_q tokens) on a clone; the needle is
+ * n_n tokens at p0.  With sp (the sparse run), each --variants setting
+ * asks the same context. */
 static int answer(struct run *r, const eng_vocab *v, const int32_t *seq,
-    uint32_t n, uint32_t n_q, uint32_t n_n, const struct test *test,
-    const char *key, char *out, size_t outlen, const eng_sparse_params *sp)
+    uint32_t n, uint32_t n_q, uint32_t p0, uint32_t n_n,
+    const struct probe *pr, char *out, size_t outlen,
+    const eng_sparse_params *sp)
 {
 	eng_kv *kv;
 	int rc, hit;
@@ -325,16 +453,14 @@ static int answer(struct run *r, const eng_vocab *v, const int32_t *seq,
 		if ((rc = eng_kv_mem_clone(kv, &vk)))
 			die("clone", rc);
 		eng_fwd_set_sparse(r->f, &vp);
-		va->hit = ask(r->f, vk, v, seq + n - n_q, n_q, r->pos, n_n,
-		    test, key, va->out, sizeof va->out, &va->weight, top,
-		    sizeof top);
+		va->hit = ask(r->f, vk, v, seq + n - n_q, n_q, p0, n_n, pr,
+		    va->out, sizeof va->out, &va->weight, top, sizeof top);
 		va->ok += va->hit;
 		eng_kv_close(vk);
 		eng_fwd_set_sparse(r->f, sp);
 	}
-	/* seq starts with the needle, at position r->pos */
-	hit = ask(r->f, kv, v, seq + n - n_q, n_q, r->pos, n_n, test, key,
-	    out, outlen, &r->weight, r->top, sizeof r->top);
+	hit = ask(r->f, kv, v, seq + n - n_q, n_q, p0, n_n, pr, out, outlen,
+	    &r->weight, r->top, sizeof r->top);
 	r->seen += r->weight >= 0;
 	eng_kv_close(kv);
 	return hit;
@@ -345,19 +471,19 @@ static int answer(struct run *r, const eng_vocab *v, const int32_t *seq,
  * the depth's sequence (BOS and the turn's opening, the haystack before
  * the needle, the branch), one per line: for another engine to run the
  * same test (bench/needle/llama_dense.py). */
-static void dump_seq(const char *dir, uint32_t di, const struct test *t,
-    const char *key, const int32_t *pre, size_t n_pre, const int32_t *h,
-    size_t at, const int32_t *br, size_t nb)
+static void dump_seq(const char *dir, uint32_t di, const struct probe *p,
+    const int32_t *pre, size_t n_pre, const int32_t *h, size_t at,
+    const int32_t *br, size_t nb)
 {
 	char path[4096];
 	snprintf(path, sizeof path, "%s/depth-%02u.txt", dir, di);
 	FILE *f = fopen(path, "w");
 	if (!f)
 		die("cannot write the --dump file", 0);
-	if (!t->words[0])
-		fprintf(f, "%s\n", key);
-	for (int i = 0; t->words[i]; i++)
-		fprintf(f, "%s%s", t->words[i], t->words[i + 1] ? "|" : "\n");
+	if (!p->words[0])
+		fprintf(f, "%s\n", p->key);
+	for (int i = 0; p->words[i]; i++)
+		fprintf(f, "%s%s", p->words[i], p->words[i + 1] ? "|" : "\n");
 	for (size_t i = 0; i < n_pre; i++)
 		fprintf(f, "%d\n", pre[i]);
 	for (size_t i = 0; i < at; i++)
@@ -368,12 +494,234 @@ static void dump_seq(const char *dir, uint32_t di, const struct test *t,
 		die("cannot write the --dump file", 0);
 }
 
+/* What a run of needle shares across depths: the runs (dense, sparse),
+ * the framing, the haystack, the flags that shape the output. */
+struct bench {
+	const eng_vocab *v;
+	struct run runs[2];
+	int use[2];
+	int verbose, primer;
+	const eng_sparse_params *sp;
+	const int32_t *pre;
+	size_t n_pre;
+	const char *dump;
+};
+
+/* One depth: the probe asked of run k (seq, n, n_q, p0, n_n as answer()
+ * takes them), timed, its answer in out. */
+static int depth_run(struct bench *b, int k, const int32_t *seq, uint32_t n,
+    uint32_t n_q, uint32_t p0, uint32_t n_n, const struct probe *pr,
+    char *out, size_t outlen)
+{
+	struct run *r = &b->runs[k];
+	double t0 = now_s();
+	int hit = answer(r, b->v, seq, n, n_q, p0, n_n, pr, out, outlen,
+	    k ? b->sp : NULL);
+	for (char *c = out; *c; c++)
+		if (*c == '\n' || *c == '\t')
+			*c = ' ';
+	r->ok += hit;
+	r->secs += now_s() - t0;
+	return hit;
+}
+
+/* The rest of a depth's line (after "depth F% (token N):"): each run's
+ * verdict and needle share, the variants', the misses' answers. */
+static void depth_print(const struct bench *b, const int hit[2],
+    char out[2][256])
+{
+	char name[64];
+
+	for (int k = 0; k < 2; k++) {
+		const struct run *r = &b->runs[k];
+		if (!b->use[k])
+			continue;
+		printf("  %s %s", k ? "sparse" : "dense", hit[k] ? "ok" : "MISS");
+		if (r->weight >= 0)
+			printf(" (needle %.3f)", r->weight);
+		else
+			printf(" (needle not attended)");
+		if (b->verbose || !hit[k])
+			printf(" [%s]", out[k]);
+	}
+	for (int i = 0; b->use[1] && i < n_variants; i++)
+		printf("  %s %s (%.3f)", variant_name(&variants[i], name,
+		    sizeof name), variants[i].hit ? "ok" : "MISS",
+		    variants[i].weight);
+	for (int i = 0; b->use[1] && i < n_variants; i++)
+		if (!variants[i].hit) {
+			for (char *c = variants[i].out; *c; c++)
+				if (*c == '\n' || *c == '\t')
+					*c = ' ';
+			printf("\n    %s missed: [%s]", variant_name(
+			    &variants[i], name, sizeof name), variants[i].out);
+		}
+	printf("\n");
+	for (int k = 0; k < 2 && b->verbose > 1; k++)
+		if (b->use[k])
+			printf("    %s attended %s\n", k ? "sparse" : "dense",
+			    b->runs[k].top);
+	fflush(stdout);
+}
+
+/* The prefix of every run grown to want tokens (from the haystack h,
+ * which follows the framing's n_pre tokens). */
+static void grow(struct bench *b, const int32_t *h, uint32_t want)
+{
+	for (int k = 0; k < 2; k++) {
+		struct run *r = &b->runs[k];
+		int rc;
+		if (!b->use[k] || want <= r->pos)
+			continue;
+		double t0 = now_s();
+		if ((rc = eng_fwd_eval(r->f, r->kv, h + (r->pos - b->n_pre),
+		    want - r->pos, 0, NULL, NULL)))
+			die("prefix", rc);
+		r->pos = want;
+		r->secs += now_s() - t0;
+	}
+}
+
+/* One needle per context: at each depth the shared prefix grows to the
+ * needle, and a clone gets the needle, the rest of the haystack, and
+ * the question (body: the haystack's share of the length). */
+static void run_depths(struct bench *b, const int32_t *h, size_t body,
+    const struct probe *pr, const double *frac, uint32_t depths)
+{
+	for (uint32_t di = 0; di < depths; di++) {
+		char out[2][256] = { "", "" };
+		int hit[2] = { 0, 0 };
+		size_t n_n, n_q;
+		int32_t *nd = tok(b->v, pr[di].needle, 0, &n_n);
+		int32_t *q = question(b->v, &pr[di], b->primer, &n_q);
+		uint32_t at = (uint32_t)((double)body * frac[di]);
+		/* branch: haystack [at, body), needle first, question last */
+		size_t nb = n_n + (body - at) + n_q;
+		int32_t *br = malloc(nb * sizeof *br);
+		if (!br)
+			die("out of memory", 0);
+		memcpy(br, nd, n_n * sizeof *br);
+		memcpy(br + n_n, h + at, (body - at) * sizeof *br);
+		memcpy(br + n_n + (body - at), q, n_q * sizeof *br);
+		if (b->dump)
+			dump_seq(b->dump, di, &pr[di], b->pre, b->n_pre, h, at,
+			    br, nb);
+		printf("depth %5.1f%% (token %u):", 100.0 * frac[di],
+		    (unsigned)(b->n_pre + at));
+		grow(b, h, (uint32_t)(b->n_pre + at));
+		for (int k = 0; k < 2; k++)
+			if (b->use[k])
+				hit[k] = depth_run(b, k, br, (uint32_t)nb,
+				    (uint32_t)n_q, b->runs[k].pos,
+				    (uint32_t)n_n, &pr[di], out[k],
+				    sizeof out[k]);
+		depth_print(b, hit, out);
+		free(br);
+		free(q);
+		free(nd);
+	}
+}
+
+/* --one-context: every needle in one context (the haystack's first body
+ * tokens, needle di before its token body * frac[di]), prefilled once;
+ * then each question on a clone of it. */
+static void run_one(struct bench *b, const int32_t *h, size_t body,
+    const struct probe *pr, const double *frac, uint32_t depths)
+{
+	int32_t **nd = calloc(depths, sizeof *nd);
+	size_t *n_n = calloc(depths, sizeof *n_n), len = 0, from = 0;
+	uint32_t *p0 = calloc(depths, sizeof *p0);
+	int32_t *ctx = NULL;
+
+	for (uint32_t di = 0; nd && n_n && p0 && di < depths; di++)
+		nd[di] = tok(b->v, pr[di].needle, 0, &n_n[di]), len += n_n[di];
+	if (!nd || !n_n || !p0 || !(ctx = malloc((body + len) *
+	    sizeof *ctx)))
+		die("out of memory", 0);
+	len = 0;
+	for (uint32_t di = 0; di < depths; di++) {
+		size_t at = (size_t)((double)body * frac[di]);
+		memcpy(ctx + len, h + from, (at - from) * sizeof *ctx);
+		len += at - from;
+		from = at;
+		p0[di] = (uint32_t)(b->n_pre + len);
+		memcpy(ctx + len, nd[di], n_n[di] * sizeof *ctx);
+		len += n_n[di];
+	}
+	memcpy(ctx + len, h + from, (body - from) * sizeof *ctx);
+	len += body - from;
+	grow(b, ctx, (uint32_t)(b->n_pre + len));
+	for (int k = 0; k < 2; k++)
+		if (b->use[k])
+			printf("# %s: the context (%zu tokens, %u needles) "
+			    "prefilled in %.0f s\n", k ? "sparse" : "dense",
+			    b->n_pre + len, depths, b->runs[k].secs);
+	fflush(stdout);
+	for (uint32_t di = 0; di < depths; di++) {
+		char out[2][256] = { "", "" };
+		int hit[2] = { 0, 0 };
+		size_t n_q;
+		int32_t *q = question(b->v, &pr[di], b->primer, &n_q);
+		if (b->dump)
+			dump_seq(b->dump, di, &pr[di], b->pre, b->n_pre, ctx, len,
+			    q, n_q);
+		printf("depth %5.1f%% (token %u):", 100.0 * frac[di], p0[di]);
+		for (int k = 0; k < 2; k++)
+			if (b->use[k])
+				hit[k] = depth_run(b, k, q, (uint32_t)n_q,
+				    (uint32_t)n_q, p0[di], (uint32_t)n_n[di],
+				    &pr[di], out[k], sizeof out[k]);
+		depth_print(b, hit, out);
+		free(q);
+	}
+	for (uint32_t di = 0; di < depths; di++)
+		free(nd[di]);
+	free(nd);
+	free(n_n);
+	free(p0);
+	free(ctx);
+}
+
+/* The control: each question with no haystack and no needle (with
+ * --one-context every one, else the first).  A model that answers it
+ * right anyway (it has read the needle in training) makes the test
+ * void.  The key of a passkey's control is 00000. */
+static void control(struct bench *b, const struct probe *pr, uint32_t n)
+{
+	int k = b->use[0] ? 0 : 1, right_n = 0;
+	char out[256] = "";
+
+	for (uint32_t i = 0; b->use[k] && i < n; i++) {
+		struct probe c = pr[i];
+		size_t n_q;
+		int32_t *q = question(b->v, &c, b->primer, &n_q);
+		if (n == 1)
+			snprintf(c.key, sizeof c.key, "00000");
+		right_n += answer(&b->runs[k], b->v, q, (uint32_t)n_q,
+		    (uint32_t)n_q, 0, 0, &c, out, sizeof out, NULL);
+		free(q);
+	}
+	for (char *c = out; *c; c++)
+		if (*c == '\n')
+			*c = ' ';
+	if (!b->use[k])
+		return;
+	if (n == 1)
+		printf("# control, no needle: %s [%s]%s\n", right_n ? "RIGHT" :
+		    "wrong", out, right_n ? " (the test is void)" : "");
+	else
+		printf("# control, no needle: %d of %u questions answered "
+		    "right%s\n", right_n, n, right_n ? " (those depths are "
+		    "void)" : "");
+	b->runs[k].seen = 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *model = NULL, *hay = "filler", *dump = NULL;
 	uint32_t length = 8192, depths = 20, threads = 2, rope_offset = 0;
 	eng_sparse_params sp;
-	int dense = 1, sparse = 1, verbose = 0, primer = 1, intro = 0;
+	int dense = 1, sparse = 1, verbose = 0, primer = 1, intro = 0, one = 0;
 	const struct test *t = &tests[0];
 	double depth_min = 0.0, depth_max = 1.0;
 	char err[256], name[64];
@@ -408,6 +756,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--dense-only")) sparse = 0;
 		else if (!strcmp(a, "--no-primer")) primer = 0;
 		else if (!strcmp(a, "--intro")) intro = 1;
+		else if (!strcmp(a, "--one-context")) one = 1;
 		else if (!strcmp(a, "--test")) {
 			t = NULL;
 			for (size_t j = 0; j < sizeof tests / sizeof *tests; j++)
@@ -432,7 +781,7 @@ int main(int argc, char **argv)
 			    "[--dense-max M] "
 			    "[--sparse-only|--dense-only] [--reach R|--true-positions] "
 			    "[--scan-max P] [--test passkey|fact] [--intro] "
-			    "[--no-primer] "
+			    "[--no-primer] [--one-context] "
 			    "[--depth-min F] [--depth-max F] [--dump DIR] "
 			    "[--rope-offset P] "
 			    "[--variants K:R[:s][:x][:l[N]|:c[N]][,...]] "
@@ -442,6 +791,8 @@ int main(int argc, char **argv)
 	}
 	if (!model || length < 256 || depths < 1)
 		die("--model, --length >= 256 and --depths >= 1 are needed", 0);
+	if (one && depths > MAX_ONE)
+		die("--one-context takes at most 24 --depths", 0);
 
 	eng_model *m;
 	int rc;
@@ -449,9 +800,11 @@ int main(int argc, char **argv)
 		die(err, rc);
 	const eng_vocab *v = eng_model_vocab(m);
 
-	/* The framing of a session and of a question (ops_ask.c); --intro:
-	 * the passkey test's task line opens the context. */
-	size_t n_pre, n_q, n_h;
+	/* The framing of a session (ops_ask.c); --intro: the passkey test's
+	 * task line opens the context. */
+	struct bench b = { .v = v, .use = { dense, sparse }, .verbose = verbose,
+	    .primer = primer, .sp = &sp, .dump = dump };
+	size_t n_pre, n_h;
 	char buf[512];
 	snprintf(buf, sizeof buf, "<start_of_turn>user\n%s", intro ? "There is "
 	    "an important info hidden inside a lot of irrelevant text. Find it "
@@ -459,23 +812,8 @@ int main(int argc, char **argv)
 	    "there.\n" : "");
 	int32_t *pre = tok(v, buf, ENG_TOK_ADD_SPECIAL | ENG_TOK_PARSE_SPECIAL,
 	    &n_pre);
-	/* The standard tests start the answer ("The pass key is"): without
-	 * it the default model, dense, answers with code for passkeys deep
-	 * in a code haystack. */
-	snprintf(buf, sizeof buf, "\n\n%s<end_of_turn>\n<start_of_turn>model\n",
-	    t->question);
-	int32_t *q = tok(v, buf, ENG_TOK_PARSE_SPECIAL, &n_q);
-	if (primer) {
-		size_t n_p;
-		int32_t *p = tok(v, t->primer, 0, &n_p);
-		int32_t *nq = realloc(q, (n_q + n_p) * sizeof *q);
-		if (!nq)
-			die("out of memory", 0);
-		q = nq;
-		memcpy(q + n_q, p, n_p * sizeof *q);
-		n_q += n_p;
-		free(p);
-	}
+	b.pre = pre;
+	b.n_pre = n_pre;
 
 	char *text = NULL;
 	size_t tlen = 0;
@@ -484,7 +822,7 @@ int main(int argc, char **argv)
 		    "The sun is yellow. Here we go. There and back again. ";
 		size_t want = (size_t)length * 6;
 		text = malloc(want + sizeof f);
-		while (tlen < want) {
+		while (text && tlen < want) {
 			memcpy(text + tlen, f, sizeof f - 1);
 			tlen += sizeof f - 1;
 		}
@@ -492,12 +830,12 @@ int main(int argc, char **argv)
 		slurp(hay, &text, &tlen, (size_t)length * 8);
 	}
 	int32_t *h = NULL;
-	if (!text || (rc = eng_tokenize(v, text, tlen, 0, &h, &n_h)))
+	if (!text)
+		die("--haystack: no text file there", 0);
+	if ((rc = eng_tokenize(v, text, tlen, 0, &h, &n_h)))
 		die("haystack", rc);
 	free(text);
 
-	struct run runs[2] = { { 0 }, { 0 } };
-	int use[2] = { dense, sparse };
 	for (int k = 0; k < 2; k++) {
 		eng_fwd_params p;
 		eng_fwd_params_init(&p);
@@ -506,143 +844,85 @@ int main(int argc, char **argv)
 		p.rope_offset = rope_offset;
 		if (k == 1)
 			p.sparse = sp;
-		if (use[k] && (rc = eng_fwd_open(m, &p, &runs[k].f, err,
+		if (b.use[k] && (rc = eng_fwd_open(m, &p, &b.runs[k].f, err,
 		    sizeof err)))
 			die(err, rc);
 	}
 
+	/* The probes, their depths (evenly from depth_min to depth_max; one
+	 * depth: midway), and the haystack's share of the length: what the
+	 * framing, the longest question and the needles leave. */
 	srand(12345);
-	printf("# length %u, haystack %s, %u depths from %.1f%% to %.1f%%, "
+	struct probe *pr = calloc(depths, sizeof *pr);
+	double *frac = calloc(depths, sizeof *frac);
+	size_t n_q_max = 0, n_n_all = 0, n_n_max = 0;
+	if (!pr || !frac)
+		die("out of memory", 0);
+	for (uint32_t di = 0; di < depths; di++) {
+		size_t nq, nn;
+		probe_make(t, one, di, &pr[di]);
+		free(question(v, &pr[di], primer, &nq));
+		free(tok(v, pr[di].needle, 0, &nn));
+		n_q_max = nq > n_q_max ? nq : n_q_max;
+		n_n_max = nn > n_n_max ? nn : n_n_max;
+		n_n_all += nn;
+		frac[di] = depths > 1 ? depth_min + (depth_max - depth_min) *
+		    di / (depths - 1) : (depth_min + depth_max) / 2;
+	}
+	size_t used = n_pre + n_q_max + (one ? n_n_all : n_n_max);
+	if (used >= length)
+		die("--length is too short for the framing and the needles", 0);
+	size_t body = length - used;
+	if (body > n_h)
+		die("haystack too short for this length", 0);
+
+	printf("# length %u, haystack %s, %u depths from %.1f%% to %.1f%%%s, "
 	    "sparse top_k %u sink %u local %u prefill_local %u prefill_top_k %u "
 	    "question_top_k %u dense_max %u reach %u%s scan_max %u\n", length,
-	    hay, depths, 100 * depth_min, 100 * depth_max,
-	    sp.top_k, sp.sink, sp.local, sp.prefill_local, sp.prefill_top_k ?
-	    sp.prefill_top_k : sp.top_k, sp.question_top_k ?
-	    sp.question_top_k : sp.top_k, sp.dense_max, sp.reach,
-	    sp.reach ? "" : " (trained context)", sp.scan_max);
+	    hay, depths, 100 * depth_min, 100 * depth_max, one ? ", every "
+	    "needle in one context" : "", sp.top_k, sp.sink, sp.local,
+	    sp.prefill_local, sp.prefill_top_k ? sp.prefill_top_k : sp.top_k,
+	    sp.question_top_k ? sp.question_top_k : sp.top_k, sp.dense_max,
+	    sp.reach, sp.reach ? "" : " (trained context)", sp.scan_max);
 	printf("# test %s%s, answer primed with \"%s\": %s\n", t->name,
-	    intro ? " with the task line" : "", t->primer, primer ? "yes" :
+	    intro ? " with the task line" : "", pr[0].primer, primer ? "yes" :
 	    "no");
 	if (rope_offset)
 		printf("# RoPE positions offset by %u\n", rope_offset);
 	for (int k = 0; k < 2; k++) {
-		if (!use[k])
+		if (!b.use[k])
 			continue;
 		if ((rc = eng_kv_mem_open(m, length + 64, 512, ENG_TYPE_F16,
-		    &runs[k].kv)) || (rc = eng_kv_mem_summaries(runs[k].kv,
-		    64)) || (rc = eng_fwd_eval(runs[k].f, runs[k].kv, pre,
+		    &b.runs[k].kv)) || (rc = eng_kv_mem_summaries(b.runs[k].kv,
+		    64)) || (rc = eng_fwd_eval(b.runs[k].f, b.runs[k].kv, pre,
 		    (uint32_t)n_pre, 0, NULL, NULL)))
 			die("prefix", rc);
-		runs[k].pos = (uint32_t)n_pre;
+		b.runs[k].pos = (uint32_t)n_pre;
 	}
-	/* The control: the question with no haystack and no needle.  A
-	 * model that answers it right anyway (it has read the needle in
-	 * training) makes the test void. */
-	for (int k = 0; k < 2; k++) {
-		char out[256];
-		if (!use[k])
-			continue;
-		int hit = answer(&runs[k], v, q, (uint32_t)n_q, (uint32_t)n_q, 0,
-		    t, "00000", out, sizeof out, NULL);
-		for (char *c = out; *c; c++)
-			if (*c == '\n')
-				*c = ' ';
-		printf("# control, no needle: %s [%s]%s\n", hit ? "RIGHT" :
-		    "wrong", out, hit ? " (the test is void)" : "");
-		runs[k].seen = 0;
-		break;
-	}
-	for (uint32_t di = 0; di < depths; di++) {
-		char needle[256], key[8], out[256];
-		size_t n_n;
-		snprintf(key, sizeof key, "%05d", 10000 + rand() % 90000);
-		snprintf(needle, sizeof needle, t->needle, key, key);
-		int32_t *nd = tok(v, needle, 0, &n_n);
-		size_t body = length - n_pre - n_q - n_n;
-		if (body > n_h)
-			die("haystack too short for this length", 0);
-		/* evenly from depth_min to depth_max; one depth: midway */
-		double frac = depths > 1 ? depth_min + (depth_max - depth_min) *
-		    di / (depths - 1) : (depth_min + depth_max) / 2;
-		uint32_t at = (uint32_t)((double)body * frac);
-		/* branch: haystack [at, body), needle first, question last */
-		size_t nb = n_n + (body - at) + n_q;
-		int32_t *br = malloc(nb * sizeof *br);
-		memcpy(br, nd, n_n * sizeof *br);
-		memcpy(br + n_n, h + at, (body - at) * sizeof *br);
-		memcpy(br + n_n + (body - at), q, n_q * sizeof *br);
-		if (dump)
-			dump_seq(dump, di, t, key, pre, n_pre, h, at, br, nb);
-		printf("depth %5.1f%% (token %u):", 100.0 * frac,
-		    (unsigned)(n_pre + at));
-		for (int k = 0; k < 2; k++) {
-			struct run *r = &runs[k];
-			if (!use[k])
-				continue;
-			double t0 = now_s();
-			uint32_t want = (uint32_t)(n_pre + at);
-			if (want > r->pos && (rc = eng_fwd_eval(r->f, r->kv,
-			    h + (r->pos - n_pre), want - r->pos, 0, NULL,
-			    NULL)))
-				die("prefix", rc);
-			r->pos = want;
-			int hit = answer(r, v, br, (uint32_t)nb,
-			    (uint32_t)n_q, (uint32_t)n_n, t, key, out,
-			    sizeof out, k ? &sp : NULL);
-			r->ok += hit;
-			r->secs += now_s() - t0;
-			printf("  %s %s", k ? "sparse" : "dense", hit ? "ok" :
-			    "MISS");
-			if (r->weight >= 0)
-				printf(" (needle %.3f)", r->weight);
-			else
-				printf(" (needle not attended)");
-			if (verbose || !hit) {
-				for (char *c = out; *c; c++)
-					if (*c == '\n')
-						*c = ' ';
-				printf(" [%s]", out);
-			}
-		}
-		for (int i = 0; use[1] && i < n_variants; i++)
-			printf("  %s %s (%.3f)", variant_name(&variants[i], name,
-			    sizeof name), variants[i].hit ? "ok" : "MISS",
-			    variants[i].weight);
-		for (int i = 0; use[1] && i < n_variants; i++)
-			if (!variants[i].hit) {
-				for (char *c = variants[i].out; *c; c++)
-					if (*c == '\n' || *c == '\t')
-						*c = ' ';
-				printf("\n    %s missed: [%s]", variant_name(
-				    &variants[i], name, sizeof name),
-				    variants[i].out);
-			}
-		printf("\n");
-		for (int k = 0; k < 2 && verbose > 1; k++)
-			if (use[k])
-				printf("    %s attended %s\n", k ? "sparse" :
-				    "dense", runs[k].top);
-		fflush(stdout);
-		free(br);
-		free(nd);
-	}
+	control(&b, pr, one ? depths : 1);
+	if (one)
+		run_one(&b, h, body, pr, frac, depths);
+	else
+		run_depths(&b, h, body, pr, frac, depths);
+
 	for (int k = 0; k < 2; k++)
-		if (use[k])
+		if (b.use[k])
 			printf("%s: %d/%u = %.1f%% in %.0f s; the question "
 			    "attended the needle at %d depths\n", k ? "sparse" :
-			    "dense", runs[k].ok, depths, 100.0 * runs[k].ok /
-			    depths, runs[k].secs, runs[k].seen);
-	for (int i = 0; use[1] && i < n_variants; i++)
+			    "dense", b.runs[k].ok, depths, 100.0 * b.runs[k].ok /
+			    depths, b.runs[k].secs, b.runs[k].seen);
+	for (int i = 0; b.use[1] && i < n_variants; i++)
 		printf("sparse, %s: %d/%u = %.1f%%\n", variant_name(&variants[i],
 		    name, sizeof name), variants[i].ok, depths,
 		    100.0 * variants[i].ok / depths);
 	for (int k = 0; k < 2; k++) {
-		eng_kv_close(runs[k].kv);
-		eng_fwd_close(runs[k].f);
+		eng_kv_close(b.runs[k].kv);
+		eng_fwd_close(b.runs[k].f);
 	}
+	free(pr);
+	free(frac);
 	free(h);
 	free(pre);
-	free(q);
 	eng_model_close(m);
 	return 0;
 }

@@ -1161,6 +1161,16 @@ static int summary_remake(ms_store *ms, MDB_txn *txn, const ms_key *key,
 	return 0;
 }
 
+/* A summary record of a version after this build's: a store written by
+ * a newer engram, to be opened by it, not read as corrupt or rewritten
+ * as an older record. */
+static int sum_newer(ms_store *ms, uint32_t version)
+{
+	return ms__fail(ms, MS_EVERSION, "summary record version %u, written "
+			"by a newer engram (this build reads 1 and %d)", version,
+			MS__SUM_CODES);
+}
+
 /* Block i's summary for the adopting session: the source session's copy
  * while it holds the same block at i (and it has codes), else made again
  * from the block (summary_remake). */
@@ -1178,6 +1188,8 @@ static int adopt_summary(ms_store *ms, MDB_txn *txn, struct adopt_arg *a,
 	if (!rc && v.mv_size >= sizeof(struct ms__sum_hdr)) {
 		struct ms__sum_hdr sh;
 		memcpy(&sh, v.mv_data, sizeof(sh));
+		if (sh.magic == MS__SUM_MAGIC && sh.version > MS__SUM_CODES)
+			return sum_newer(ms, sh.version);
 		if (sh.magic == MS__SUM_MAGIC && sh.version == MS__SUM_CODES &&
 		    v.mv_size == ms__summary_size(g, sh.n_tokens) &&
 		    !memcmp(sh.key, a->keys[i].b, 16)) {
@@ -1592,6 +1604,8 @@ static int sum_call(ms_txn *t, uint64_t index, const uint8_t *rec,
 	if (hlen < sizeof(h))
 		return ms__fail(t->ms, MS_ECORRUPT, "short summary");
 	memcpy(&h, rec, sizeof(h));
+	if (h.magic == MS__SUM_MAGIC && h.version > MS__SUM_CODES)
+		return sum_newer(t->ms, h.version);
 	ms_geom g = { h.n_layers, h.n_kv_heads, h.head_dim, 0, 0 };
 	int codes = h.version == MS__SUM_CODES;
 	if (h.magic != MS__SUM_MAGIC || (!codes &&
@@ -1831,6 +1845,8 @@ static int codes_w(ms_store *ms, MDB_txn *txn, void *arg)
 		memcpy(&sh, v.mv_data, sizeof(sh));
 		if (sh.magic != MS__SUM_MAGIC)
 			return ms__fail(ms, MS_ECORRUPT, "codes: bad summary");
+		if (sh.version > MS__SUM_CODES)
+			return sum_newer(ms, sh.version);
 		if (sh.version == MS__SUM_CODES)
 			continue;
 		ms_geom g = { sh.n_layers, sh.n_kv_heads, sh.head_dim, 0, 0 };

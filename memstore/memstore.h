@@ -152,8 +152,9 @@ const char *ms_errname(int err);
  * Records of another version are refused (MS_ECORRUPT for a record,
  * MS_EVERSION for a whole store of a newer format), except summary
  * records, which are written as version 2 (with the keys' codes, see
- * ms_summary) and read as 1 or 2; a build older than codes refuses a
- * version-2 summary as corrupt. */
+ * ms_summary) and read as 1 or 2 (a later version: MS_EVERSION, never
+ * rewritten); a build older than codes refuses a version-2 summary as
+ * corrupt. */
 #define MS_FORMAT_VERSION 1
 /* The SQLite catalog schema version (PRAGMA user_version). */
 #define MS_SCHEMA_VERSION 2

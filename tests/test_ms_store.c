@@ -656,6 +656,61 @@ START_TEST(test_summary_codes_added)
 }
 END_TEST
 
+/* Block 1's record made a later version's (3), as a newer engram would
+ * write it. */
+static int newer_w(ms_store *ms, MDB_txn *txn, void *arg)
+{
+	static uint8_t buf[65536];
+	struct ms__sidx sk;
+	struct ms__sum_hdr h;
+	ms__sidx(&sk, *(int64_t *)arg, 1);
+	MDB_val k = { 16, sk.b }, v;
+	ck_assert_int_eq(mdb_get(txn, ms->db_sums, &k, &v), 0);
+	ck_assert_uint_le(v.mv_size, sizeof(buf));
+	memcpy(buf, v.mv_data, v.mv_size);
+	memcpy(&h, buf, sizeof(h));
+	h.version = MS__SUM_CODES + 1;
+	memcpy(buf, &h, sizeof(h));
+	MDB_val nv = { v.mv_size, buf };
+	ck_assert_int_eq(mdb_put(txn, ms->db_sums, &k, &nv, 0), 0);
+	return 0;
+}
+
+static int on_count(void *arg, const ms_summary *s)
+{
+	(void)s;
+	(*(uint64_t *)arg)++;
+	return 0;
+}
+
+/* A summary of a later version is refused as such (MS_EVERSION, saying
+ * so) by a scan and by ms_summary_codes, which leaves it as it is: never
+ * taken for corrupt, nor rewritten as an older record. */
+START_TEST(test_summary_newer)
+{
+	ms_store *ms = open_store(NULL);
+	ms_geom g = geom(MS_MODE_Q8);
+	int64_t id;
+	uint64_t n = 0, seen = 0;
+	ck_assert_int_eq(ms_session_create(ms, "s", FP, &g, &id), 0);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(append(ms, id, 4, i, B, NULL), 0);
+	ck_assert_int_eq(ms__write(ms, newer_w, &id), 0);
+	ms_txn *t;
+	for (int round = 0; round < 2; round++) {
+		ck_assert_int_eq(ms_read_begin(ms, &t), 0);
+		ck_assert_int_eq(ms_summary_scan(t, id, 0, 0, on_count, &seen),
+				 MS_EVERSION);
+		ms_read_end(t);
+		ck_assert_msg(strstr(ms_errmsg(ms), "version 3, written by a newer engram"),
+			      "%s", ms_errmsg(ms));
+		ck_assert_int_eq(ms_summary_codes(ms, id, &n), MS_EVERSION);
+	}
+	ck_assert_uint_eq(seen, 2);	/* block 0, each round */
+	ms_close(ms);
+}
+END_TEST
+
 START_TEST(test_summaries_and_tail)
 {
 	ms_store *ms = open_store(NULL);
@@ -1004,6 +1059,7 @@ int main(void)
 	tcase_add_test(tc, test_rename_keeps_blocks);
 	tcase_add_test(tc, test_summaries_and_tail);
 	tcase_add_test(tc, test_summary_codes_added);
+	tcase_add_test(tc, test_summary_newer);
 	tcase_add_test(tc, test_summary_pack);
 	tcase_add_test(tc, test_map_growth_and_budget);
 	tcase_add_test(tc, test_growth_blocked_by_reader);

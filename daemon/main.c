@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "engramd.h"
+#include "skv.h"
 
 static const char usage_text[] =
 "usage: engramd [OPTION]...\n"
@@ -352,6 +353,7 @@ int main(int argc, char **argv)
 	uv_run(loop, UV_RUN_DEFAULT);
 
 	ed_server_close(srv);
+	ed_skv_forget();
 	ed_store_close();
 	ed_model_unload();
 	ed_log(ED_LOG_INFO, "stopped");

@@ -16,6 +16,12 @@
  *    summaries, and only a question past scan_max uses them); a session
  *    stored before codes has none until ms_summary_codes gives them and
  *    it is opened again.
+ *  - kept (one slot, under kept.mu) holds what an overlay read of its
+ *    stored blocks (summaries, ref, codes of blocks [0, n_blk)) for the
+ *    next open of the same session with the same stored KV (n_tokens,
+ *    mode and last block key equal; the key names every block before
+ *    it): moved in by skv_close of a cache never saved, moved out by
+ *    ed_skv_open.
  */
 #include "config.h"
 
@@ -73,7 +79,29 @@ struct skv {
 	uint16_t **dec;		/* [blk_cap] decoded blocks (owned) */
 	size_t dec_bytes;
 	int miss_rc;		/* first failure of the miss path */
+
+	/* What the session's head said at open; keep: this cache may give
+	 * its stored blocks' summaries to the next open (never saved). */
+	uint64_t open_tokens;
+	ms_key open_head;
+	int keep;
 };
+
+/* The summaries and codes of a session's stored blocks, between one
+ * question and the next: a warm question at 1.2M tokens would read 86 MB
+ * of summaries and copy 230 MB of codes again.  Owned by the slot; a
+ * second session's overlay takes the slot over. */
+static struct {
+	pthread_mutex_t mu;
+	int64_t id;
+	uint64_t n_tokens;
+	ms_key head;
+	ms_mode mode;
+	uint16_t *sb;
+	float *sref;
+	uint8_t *cb;		/* NULL unless n_codes == n_blk */
+	uint32_t scap, n_blk;
+} kept = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 /* ------------------------------------------------------------------ */
 
@@ -610,6 +638,77 @@ static int skv_commit(eng_kv *kv, uint32_t n_pos)
 	return 0;
 }
 
+static void kept_clear(void)
+{
+	free(kept.sb);
+	free(kept.sref);
+	free(kept.cb);
+	kept.sb = NULL;
+	kept.sref = NULL;
+	kept.cb = NULL;
+	kept.id = 0;
+}
+
+/* s's stored blocks' summaries (and codes, if it has them all) into the
+ * slot, in place of what it held; s keeps none of them. */
+static void kept_put(struct skv *s)
+{
+	pthread_mutex_lock(&kept.mu);
+	kept_clear();
+	kept.id = s->id;
+	kept.n_tokens = s->open_tokens;
+	kept.head = s->open_head;
+	kept.mode = s->mode;
+	kept.sb = s->sb;
+	kept.sref = s->sref;
+	kept.scap = s->scap;
+	kept.n_blk = s->n_blk;
+	if (s->cb && s->n_codes >= s->n_blk) {
+		kept.cb = s->cb;
+		s->cb = NULL;
+	}
+	s->sb = NULL;
+	s->sref = NULL;
+	pthread_mutex_unlock(&kept.mu);
+}
+
+/* Takes the slot's summaries (and codes) when they are those of s's
+ * session at si's length and last block; 1 if so. */
+static int kept_take(struct skv *s, const ms_session_info *si)
+{
+	int hit;
+
+	pthread_mutex_lock(&kept.mu);
+	hit = kept.sb && kept.id == s->id && kept.n_tokens == si->n_tokens &&
+	    !memcmp(kept.head.b, si->head.b, sizeof kept.head.b) &&
+	    kept.mode == s->mode && kept.n_blk == s->n_blk;
+	if (hit) {
+		free(s->sb);
+		free(s->sref);
+		free(s->cb);
+		s->sb = kept.sb;
+		s->sref = kept.sref;
+		s->cb = kept.cb;
+		s->scap = kept.scap;
+		s->n_sum = s->n_codes = kept.n_blk;
+		if (!s->cb)
+			s->n_codes = 0;
+		kept.sb = NULL;
+		kept.sref = NULL;
+		kept.cb = NULL;
+		kept.id = 0;
+	}
+	pthread_mutex_unlock(&kept.mu);
+	return hit;
+}
+
+void ed_skv_forget(void)
+{
+	pthread_mutex_lock(&kept.mu);
+	kept_clear();
+	pthread_mutex_unlock(&kept.mu);
+}
+
 static void skv_close(eng_kv *kv)
 {
 	struct skv *s = (struct skv *)kv;
@@ -634,6 +733,8 @@ static void skv_close(eng_kv *kv)
 	free(s->is_glob);
 	free(s->pk);
 	free(s->pv);
+	if (s->keep)
+		kept_put(s);
 	free(s->sb);
 	free(s->cb);
 	free(s->sref);
@@ -894,12 +995,15 @@ int ed_skv_open(int64_t id, const eng_model *m, uint32_t n_batch,
 	s->stored = si.n_tokens;
 	s->pos_base = si.n_tokens / s->B * s->B;
 	s->n_blk = (uint32_t)(s->pos_base / s->B);
+	s->open_tokens = si.n_tokens;
+	s->open_head = si.head;
+	(void)kept_take(s, &si);	/* else the summaries are read below */
 	if ((rc = blk_reserve(s, s->n_blk + 1)) ||
 	    (rc = sum_reserve(s, s->n_blk + 1)))
 		goto fail;
 	if (si.n_tokens && (rc = load_tail(s, txn, si.n_tokens, err, errlen)))
 		goto fail;
-	{
+	if (s->n_sum != s->n_blk) {
 		struct sum_load L = { s, s->n_blk, 0 };
 		if ((rc = ms_summary_scan(txn, id, 0, 0, sum_load_fn, &L)) < 0 ||
 		    (rc = L.rc))
@@ -912,6 +1016,7 @@ int ed_skv_open(int64_t id, const eng_model *m, uint32_t n_batch,
 		}
 	}
 	s->base.n_pos = (uint32_t)si.n_tokens;
+	s->keep = 1;
 	ed_store_lock();
 	ms_read_end(txn);
 	ed_store_unlock();
@@ -974,6 +1079,7 @@ int ed_skv_save(eng_kv *kv, const int32_t *tokens, uint64_t first,
 		return MS_EINVAL;
 	if (n_pos == s->stored)
 		return 0;
+	s->keep = 0;		/* what it read at open is no longer the truth */
 	if (n > MS_APPEND_MAX_TOKENS) {
 		snprintf(err, errlen, "%llu unsaved positions: save more often",
 		    (unsigned long long)n);

@@ -23,7 +23,11 @@
  * with eng_kv_close(); it borrows the model and the daemon's store (which
  * must outlive it) and holds a read transaction between steps' first
  * block read and the next save or close.  One thread drives it (the
- * worker); views may come from the engine's pool threads.
+ * worker); views may come from the engine's pool threads.  A cache
+ * closed unsaved leaves its stored blocks' summaries and codes to skv.c's
+ * one slot, which the next open of that session, its stored KV
+ * unchanged, takes instead of reading them again (a second question);
+ * ed_skv_forget() frees the slot (engramd's exit).
  */
 #ifndef ENGRAM_ED_SKV_H
 #define ENGRAM_ED_SKV_H
@@ -55,6 +59,10 @@ int ed_skv_open(int64_t id, const eng_model *m, uint32_t n_batch,
  * that only marks the prefix.  Afterwards the stored length is n_pos. */
 int ed_skv_save(eng_kv *kv, const int32_t *tokens, uint64_t first,
     int checkpoint, char *err, size_t errlen);
+
+/* Frees what the last unsaved cache left for the next open (its
+ * session's summaries and codes): before the store closes. */
+void ed_skv_forget(void);
 
 /* The stored length (positions durable in LMDB). */
 uint64_t ed_skv_stored(const eng_kv *kv);

@@ -459,6 +459,8 @@ START_TEST(test_prefill_ask_restart)
 	ck_assert_str_eq(g1, h1);
 	free(g1);
 	free(h1);
+	/* g's summaries stay for its next question, until g's KV changes */
+	free(ask("g", "What does f3_4 return?", NULL, NULL));
 
 	/* A file in the middle changed: g's KV goes back to its last
 	 * checkpoint before the change (a chunk boundary inside a.c), and
@@ -474,7 +476,11 @@ START_TEST(test_prefill_ask_restart)
 	json_decref(d);
 	char *g2 = ask("g", "What does f5_4 return?", NULL, NULL);
 	ck_assert_int_gt(strlen(g2), 0);
+	restart_after(SIGTERM);		/* nothing kept from before */
+	char *g3 = ask("g", "What does f5_4 return?", NULL, NULL);
+	ck_assert_str_eq(g2, g3);
 	free(g2);
+	free(g3);
 	/* checkpoints: a's two (at 1024 and its end), g's and h's two each
 	 * (the same keys: one record each) */
 	ev = rq("{\"id\":1,\"op\":\"store\"}");
@@ -544,7 +550,14 @@ START_TEST(test_ask_ranked_codes)
 	/* sink, 4 blocks, the local run and the question */
 	ck_assert_int_lt(n1, jint(res, "n_context"));
 	ck_assert_int_gt(n1, 64 + 4 * 64);
+	/* again: the codes and summaries the first question read, kept */
+	json_t *again = ask_ranked("k", "codes", &t2);
+	ck_assert_msg(!strcmp(t1, t2), "first <%s> second <%s>", t1, t2);
+	ck_assert_int_eq(jint(again, "n_attended"), n1);
+	ck_assert(json_equal(json_object_get(again, "blocks"), json_object_get(res, "blocks")));
+	json_decref(again);
 	json_decref(res);
+	free(t2);
 	ck_assert_int_eq(th_signal_wait(&D, SIGTERM), 0);
 	D.pid = 0;
 	start_with(codes);

@@ -1,7 +1,8 @@
 /* test_skv.c - a session's KV in memstore (daemon/skv.c) against the
  * engine's in-memory cache, on the default model (ENGRAM_TEST_MODEL):
  * a context prefilled in saved chunks and reopened (a restart) gives the
- * same logits, bit for bit, as the same steps on an in-memory cache; a
+ * same logits, bit for bit, as the same steps on an in-memory cache (and
+ * what an overlay leaves for the next open is what LMDB gives); a
  * prefill stopped midway and resumed writes the same block records as one
  * never stopped; sparse attention over the stored session selecting every
  * block equals dense; a lossy (q8) session answers the same before and
@@ -120,6 +121,15 @@ static int64_t session_new(const char *dir, ms_mode mode)
 	ck_assert_int_eq(ms_open(dir, NULL, &g_ms, err, sizeof err), 0);
 	ck_assert_int_eq(ms_session_create(g_ms, "s", fp, &g, &id), 0);
 	return id;
+}
+
+/* The store closed as engramd closes it: what skv kept for the next
+ * open (ed_skv_forget) goes first, so that an open after a reopen reads
+ * LMDB, as after a restart. */
+static void store_close(void)
+{
+	ed_skv_forget();
+	ms_close(g_ms);
 }
 
 static eng_fwd *fwd_new(uint32_t top_k)
@@ -267,7 +277,7 @@ START_TEST(restart_equals_memory)
 	prefill(f, kv, N_CTX, 1);
 	ck_assert_uint_eq(ed_skv_stored(kv), N_CTX);
 	eng_kv_close(kv);
-	ms_close(g_ms);
+	store_close();
 	char err[256];
 	ck_assert_int_eq(ms_open(dir, NULL, &g_ms, err, sizeof err), 0);
 	kv = skv_open(id, f);
@@ -285,7 +295,7 @@ START_TEST(restart_equals_memory)
 	free(got);
 	eng_kv_close(kv);
 	eng_fwd_close(f);
-	ms_close(g_ms);
+	store_close();
 	free(ref);
 	rm_rf(dir);
 	free(dir);
@@ -328,7 +338,7 @@ START_TEST(resume_same_blocks)
 	prefill(f, kv, N_CTX, 1);
 	eng_kv_close(kv);
 	la = chain_bytes(ida, &ba);
-	ms_close(g_ms);
+	store_close();
 
 	int64_t idb = session_new(db, MS_MODE_F16);
 	kv = skv_open(idb, f);
@@ -337,7 +347,7 @@ START_TEST(resume_same_blocks)
 	ck_assert_int_eq(eng_fwd_eval(f, kv, toks + 1024, 50, 0, NULL, NULL),
 	    0);
 	eng_kv_close(kv);
-	ms_close(g_ms);
+	store_close();
 	ck_assert_int_eq(ms_open(db, NULL, &g_ms, err, sizeof err), 0);
 	kv = skv_open(idb, f);
 	ck_assert_uint_eq(eng_kv_length(kv), 1024);
@@ -348,7 +358,7 @@ START_TEST(resume_same_blocks)
 	ck_assert_msg(memcmp(ba, bb, la) == 0, "resumed blocks differ");
 	uint64_t problems = 0;
 	ck_assert_int_eq(ms_check(g_ms, 1, &problems), 0);
-	ms_close(g_ms);
+	store_close();
 	eng_fwd_close(f);
 	free(ba);
 	free(bb);
@@ -421,7 +431,7 @@ START_TEST(adopt_same_blocks)
 	    "adopted session's logits differ");
 	uint64_t problems = 0;
 	ck_assert_int_eq(ms_check(g_ms, 1, &problems), 0);
-	ms_close(g_ms);
+	store_close();
 
 	int64_t idb = session_new(db, MS_MODE_F16);
 	kv = skv_open(idb, f);
@@ -435,7 +445,7 @@ START_TEST(adopt_same_blocks)
 	ck_assert_uint_eq(lta, ltb);
 	ck_assert_msg(memcmp(ta, tb, lta) == 0, "adopted session's tail "
 	    "differs");
-	ms_close(g_ms);
+	store_close();
 	eng_fwd_close(f);
 	free(lc);
 	free(want);
@@ -480,7 +490,7 @@ START_TEST(adopt_without_window)
 	uint64_t problems = 0;
 	ck_assert_int_eq(ms_check(g_ms, 1, &problems), 0);
 	ck_assert_uint_eq(problems, 0);
-	ms_close(g_ms);
+	store_close();
 
 	int64_t idb = session_new(db, MS_MODE_F16);
 	kv = skv_open(idb, f);
@@ -492,7 +502,7 @@ START_TEST(adopt_without_window)
 	ck_assert_msg(memcmp(ba, bb, la) == 0, "adopted blocks differ");
 	ck_assert_msg(memcmp(lc, lb_, n_vocab * sizeof(float)) == 0,
 	    "adopted session's logits differ");
-	ms_close(g_ms);
+	store_close();
 	eng_fwd_close(f);
 	free(lc);
 	free(lb_);
@@ -575,7 +585,7 @@ START_TEST(sparse_over_store)
 	free(got);
 	eng_kv_close(kv);
 	eng_fwd_close(f);
-	ms_close(g_ms);
+	store_close();
 	free(ref);
 	rm_rf(dir);
 	free(dir);
@@ -595,7 +605,7 @@ START_TEST(q8_restart_same)
 	prefill(f, kv, N_CTX, 1);
 	a = question(f, kv);
 	eng_kv_close(kv);
-	ms_close(g_ms);
+	store_close();
 	ck_assert_int_eq(ms_open(dir, NULL, &g_ms, err, sizeof err), 0);
 	kv = skv_open(id, f);
 	b = question(f, kv);
@@ -611,8 +621,94 @@ START_TEST(q8_restart_same)
 	free(b);
 	eng_kv_close(kv);
 	eng_fwd_close(f);
-	ms_close(g_ms);
+	store_close();
 	free(ref);
+	rm_rf(dir);
+	free(dir);
+}
+END_TEST
+
+/* Every global layer's summary rows and ref (kv's summary op), one
+ * after another, in a malloc'd buffer of *len bytes. */
+static uint8_t *summaries_copy(eng_kv *kv, size_t *len)
+{
+	uint32_t hd = kv->head_dim_k;
+	uint8_t *buf = NULL;
+
+	*len = 0;
+	for (uint32_t il = 0; il < kv->n_layer; il++) {
+		const uint16_t *rows;
+		const float *ref;
+		uint32_t nb;
+		if (kv->ops->summary(kv, il, 0, &rows, &ref, &nb))
+			continue;
+		size_t r = (size_t)nb * ENG_KV_SUM_ROW(hd) * 2, f = hd * 4;
+		buf = realloc(buf, *len + r + f);
+		memcpy(buf + *len, rows, r);
+		memcpy(buf + *len + r, ref, f);
+		*len += r + f;
+	}
+	ck_assert_uint_gt(*len, 0);
+	return buf;
+}
+
+/* An overlay closed unsaved leaves its stored blocks' summaries and
+ * codes to the next open of the session, the same as a load from LMDB;
+ * once the stored KV changes, even to as many tokens, the next open
+ * reads LMDB again (the last block's key differs). */
+START_TEST(kept_until_changed)
+{
+	char *dir = store_dir();
+	int64_t id = session_new(dir, MS_MODE_F16);
+	eng_fwd *f = fwd_new(0);
+	eng_kv *kv = skv_open(id, f);
+	uint8_t *a, *b, *c;
+	size_t na, nb, nc;
+
+	prefill(f, kv, N_CTX, 1);
+	eng_kv_close(kv);		/* saved: leaves nothing */
+	kv = skv_open(id, f);
+	a = summaries_copy(kv, &na);
+	expect_codes(kv);		/* read from LMDB */
+	free(question(f, kv));
+	eng_kv_close(kv);
+	kv = skv_open(id, f);		/* takes what that one left */
+	b = summaries_copy(kv, &nb);
+	ck_assert(na == nb && !memcmp(a, b, na));
+	expect_codes(kv);
+	eng_kv_close(kv);
+	free(b);
+
+	/* The tokens after 512 changed: the same length, other KV. */
+	int32_t *was = toks, *alt = malloc((N_CTX + N_Q) * sizeof *alt);
+	memcpy(alt, toks, (N_CTX + N_Q) * sizeof *alt);
+	for (uint32_t i = 600; i < N_CTX; i++)
+		alt[i] = toks[N_CTX - 1 - (i - 600)];
+	uint64_t back = 0;
+	ck_assert_int_eq(ms_session_rewind(g_ms, id, 600, &back), 0);
+	kv = skv_open(id, f);
+	ck_assert_uint_lt(eng_kv_length(kv), 600);
+	ck_assert_uint_eq(eng_kv_length(kv), back);
+	toks = alt;
+	prefill(f, kv, N_CTX, 1);
+	toks = was;
+	eng_kv_close(kv);
+	kv = skv_open(id, f);
+	b = summaries_copy(kv, &nb);
+	expect_codes(kv);
+	eng_kv_close(kv);
+	ed_skv_forget();
+	kv = skv_open(id, f);		/* from LMDB for sure */
+	c = summaries_copy(kv, &nc);
+	eng_kv_close(kv);
+	ck_assert(nb == nc && !memcmp(b, c, nb));
+	ck_assert(na == nb && memcmp(a, b, na));	/* they did change */
+	free(a);
+	free(b);
+	free(c);
+	free(alt);
+	eng_fwd_close(f);
+	store_close();
 	rm_rf(dir);
 	free(dir);
 }
@@ -649,7 +745,7 @@ START_TEST(bad_input)
 	    MS_EINVAL);
 	eng_kv_close(kv);
 	eng_fwd_close(f);
-	ms_close(g_ms);
+	store_close();
 	rm_rf(dir);
 	free(dir);
 }
@@ -667,6 +763,7 @@ int main(void)
 	tcase_add_test(tc, adopt_without_window);
 	tcase_add_test(tc, sparse_over_store);
 	tcase_add_test(tc, q8_restart_same);
+	tcase_add_test(tc, kept_until_changed);
 	tcase_add_test(tc, bad_input);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);

@@ -553,20 +553,40 @@ static int make_old_w(ms_store *ms, MDB_txn *txn, void *arg)
 	return 0;
 }
 
+/* Session id's summary record of block i through a raw LMDB write:
+ * copied into a buffer (*n bytes), changed by the caller, put back. */
+static uint8_t sum_buf[65536];
+
+static uint8_t *sum_get(ms_store *ms, MDB_txn *txn, int64_t id, uint64_t i,
+			size_t *n)
+{
+	struct ms__sidx sk;
+	ms__sidx(&sk, id, i);
+	MDB_val k = { 16, sk.b }, v;
+	ck_assert_int_eq(mdb_get(txn, ms->db_sums, &k, &v), 0);
+	ck_assert_uint_le(v.mv_size, sizeof(sum_buf));
+	memcpy(sum_buf, v.mv_data, v.mv_size);
+	*n = v.mv_size;
+	return sum_buf;
+}
+
+static void sum_put(ms_store *ms, MDB_txn *txn, int64_t id, uint64_t i,
+		    size_t n)
+{
+	struct ms__sidx sk;
+	ms__sidx(&sk, id, i);
+	MDB_val k = { 16, sk.b }, nv = { n, sum_buf };
+	ck_assert_int_eq(mdb_put(txn, ms->db_sums, &k, &nv, 0), 0);
+}
+
 /* Changes a byte of the mean and one of the codes of block 2's record. */
 static int poke_w(ms_store *ms, MDB_txn *txn, void *arg)
 {
-	static uint8_t buf[65536];
-	struct ms__sidx sk;
-	ms__sidx(&sk, *(int64_t *)arg, 2);
-	MDB_val k = { 16, sk.b }, v;
-	ck_assert_int_eq(mdb_get(txn, ms->db_sums, &k, &v), 0);
-	ck_assert_uint_le(v.mv_size, sizeof(buf));
-	memcpy(buf, v.mv_data, v.mv_size);
+	size_t n;
+	uint8_t *buf = sum_get(ms, txn, *(int64_t *)arg, 2, &n);
 	buf[sizeof(struct ms__sum_hdr) + 2 * 2 * D] ^= 0x40;
-	buf[v.mv_size - 1] ^= 0x01;
-	MDB_val nv = { v.mv_size, buf };
-	ck_assert_int_eq(mdb_put(txn, ms->db_sums, &k, &nv, 0), 0);
+	buf[n - 1] ^= 0x01;
+	sum_put(ms, txn, *(int64_t *)arg, 2, n);
 	return 0;
 }
 
@@ -660,19 +680,13 @@ END_TEST
  * write it. */
 static int newer_w(ms_store *ms, MDB_txn *txn, void *arg)
 {
-	static uint8_t buf[65536];
-	struct ms__sidx sk;
 	struct ms__sum_hdr h;
-	ms__sidx(&sk, *(int64_t *)arg, 1);
-	MDB_val k = { 16, sk.b }, v;
-	ck_assert_int_eq(mdb_get(txn, ms->db_sums, &k, &v), 0);
-	ck_assert_uint_le(v.mv_size, sizeof(buf));
-	memcpy(buf, v.mv_data, v.mv_size);
+	size_t n;
+	uint8_t *buf = sum_get(ms, txn, *(int64_t *)arg, 1, &n);
 	memcpy(&h, buf, sizeof(h));
 	h.version = MS__SUM_CODES + 1;
 	memcpy(buf, &h, sizeof(h));
-	MDB_val nv = { v.mv_size, buf };
-	ck_assert_int_eq(mdb_put(txn, ms->db_sums, &k, &nv, 0), 0);
+	sum_put(ms, txn, *(int64_t *)arg, 1, n);
 	return 0;
 }
 

@@ -80,9 +80,9 @@ struct skv {
 	size_t dec_bytes;
 	int miss_rc;		/* first failure of the miss path */
 
-	/* What the session's head said at open; keep: this cache may give
-	 * its stored blocks' summaries to the next open (never saved). */
-	uint64_t open_tokens;
+	/* The session's last block at open; keep: this cache may give its
+	 * stored blocks' summaries to the next open (never saved, so stored
+	 * is still the length at open). */
 	ms_key open_head;
 	int keep;
 };
@@ -656,7 +656,7 @@ static void kept_put(struct skv *s)
 	pthread_mutex_lock(&kept.mu);
 	kept_clear();
 	kept.id = s->id;
-	kept.n_tokens = s->open_tokens;
+	kept.n_tokens = s->stored;
 	kept.head = s->open_head;
 	kept.mode = s->mode;
 	kept.sb = s->sb;
@@ -995,7 +995,6 @@ int ed_skv_open(int64_t id, const eng_model *m, uint32_t n_batch,
 	s->stored = si.n_tokens;
 	s->pos_base = si.n_tokens / s->B * s->B;
 	s->n_blk = (uint32_t)(s->pos_base / s->B);
-	s->open_tokens = si.n_tokens;
 	s->open_head = si.head;
 	(void)kept_take(s, &si);	/* else the summaries are read below */
 	if ((rc = blk_reserve(s, s->n_blk + 1)) ||

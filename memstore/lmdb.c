@@ -370,6 +370,20 @@ static int block_unref(ms_store *ms, MDB_txn *txn, const uint8_t key[16])
 	return 0;
 }
 
+/* 1 if the session (id: 8 bytes, big-endian) has a pack of records
+ * before index first only: dropping records from first leaves it true
+ * (a turn kept after a partial last block drops that block's record). */
+static int pack_before(MDB_txn *txn, ms_store *ms, const uint8_t *id,
+		       uint64_t first)
+{
+	struct ms__pack_hdr ph;
+	MDB_val pk = { 8, (void *)id }, v;
+	if (mdb_get(txn, ms->db_packs, &pk, &v) || v.mv_size < sizeof(ph))
+		return 0;
+	memcpy(&ph, v.mv_data, sizeof(ph));
+	return ph.magic == MS__PACK_MAGIC && ph.n && ph.n <= first;
+}
+
 /* Deletes every (id, *) key of a "chain"/"summaries" database; for the
  * chain, unrefs the blocks named. */
 static int range_drop(ms_store *ms, MDB_txn *txn, MDB_dbi dbi, int64_t id,
@@ -381,7 +395,7 @@ static int range_drop(ms_store *ms, MDB_txn *txn, MDB_dbi dbi, int64_t id,
 		return ms__lmdb(ms, rc, "cursor");
 	struct ms__sidx sk;
 	ms__sidx(&sk, id, first);
-	if (dbi == ms->db_sums) {
+	if (dbi == ms->db_sums && !pack_before(txn, ms, sk.b, first)) {
 		/* a pack copies the summaries: it goes with any of them */
 		MDB_val pk = { 8, sk.b };
 		rc = mdb_del(txn, ms->db_packs, &pk, NULL);
@@ -1717,6 +1731,33 @@ int ms_summary_scan(ms_txn *t, int64_t id, uint64_t first, int codes,
 out:
 	mdb_cursor_close(c);
 	return rc;
+}
+
+int ms_summary_pack_codes(ms_txn *t, int64_t id, const uint8_t **codes,
+			  size_t *stride, uint64_t *n)
+{
+	if (!t || !codes || !stride || !n)
+		return MS_EINVAL;
+	const uint8_t *recs = NULL;
+	uint64_t np;
+	size_t rec = 0, head = 0;
+	int rc = pack_find(t, id, &recs, &np, &rec, &head);
+	*codes = NULL;
+	*stride = 0;
+	*n = 0;
+	if (rc || !np || rec == head)
+		return rc;	/* no pack, or records before codes */
+	struct ms__sum_hdr h;
+	memcpy(&h, recs, sizeof(h));
+	if (h.magic != MS__SUM_MAGIC || h.version != MS__SUM_CODES)
+		return 0;
+	*codes = recs + np * head;
+	*stride = rec - head;
+	*n = np;
+	/* read in strides, a layer at a time, by faults of a page each
+	 * (MDB_NORDAHEAD): ask for the whole run at once */
+	ms__willneed(*codes, np * *stride);
+	return 0;
 }
 
 /* ---- summary packs -------------------------------------------------- */

@@ -526,12 +526,23 @@ typedef int (*ms_summary_fn)(void *arg, const ms_summary *s);
  * 3.6 times the rest for the default model). */
 int ms_summary_scan(ms_txn *txn, int64_t id, uint64_t first, int codes,
 		    ms_summary_fn fn, void *arg);
+/* The codes of the session's first *n summary records in place, from its
+ * pack (ms_summary_pack): record i's codes (as ms_summary.codes) at
+ * *codes + i * *stride, valid while txn is, asked of the disk at once
+ * (madvise).  *n = 0 (and *codes NULL)
+ * where the session has no pack, or one of records before codes.  Every
+ * record in a pack is as long as the first, so one with codes means all
+ * have them. */
+int ms_summary_pack_codes(ms_txn *txn, int64_t id, const uint8_t **codes,
+			  size_t *stride, uint64_t *n);
 /* Writes the session's summary pack: a copy of its summaries, in block
  * order, as one record (their min/max/mean first, then their codes), so
  * that opening a long session reads them in one sequence rather than a
  * page or two per block scattered through the map (1.4 s at 18K blocks
- * with the page cache dropped), and without their codes unless asked.  Any later drop of
- * summaries (truncate, pop, delete) drops the pack; blocks appended after
+ * with the page cache dropped), and without their codes unless asked.
+ * Any later drop of summaries it holds (truncate, pop, delete) drops the
+ * pack (a drop of later ones only, such as a kept turn's of a partial
+ * last block, leaves it); blocks appended after
  * it are read from "summaries" as before.  Worth it once a prefill ends. */
 int ms_summary_pack(ms_store *ms, int64_t id);
 /* Gives the session's summaries written before codes (ms_summary.codes

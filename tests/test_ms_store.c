@@ -449,6 +449,33 @@ static void scan_list(ms_store *ms, int64_t id, uint64_t first,
 	ms_read_end(t);
 }
 
+/* The pack's codes in place (ms_summary_pack_codes): n records' worth,
+ * each the scan's codes of that block (sl, a scan of the session). */
+static void expect_pack_codes(ms_store *ms, int64_t id, uint64_t n,
+			      const struct sumlist *sl)
+{
+	ms_txn *t;
+	const uint8_t *c = (const uint8_t *)"x";
+	size_t stride = 9;
+	uint64_t np = 99;
+	ck_assert_int_eq(ms_read_begin(ms, &t), 0);
+	ck_assert_int_eq(ms_summary_pack_codes(t, id, &c, &stride, &np), 0);
+	ck_assert_uint_eq(np, n);
+	ck_assert(n ? c != NULL && stride == sizeof(sl->codes[0]) :
+		  c == NULL && stride == 0);
+	for (uint64_t i = 0; i < n; i++) {
+		ck_assert(sl->has_codes[i]);
+		ck_assert_msg(!memcmp(c + i * stride, sl->codes[i], stride),
+			      "block %llu: codes differ",
+			      (unsigned long long)i);
+	}
+	ck_assert_int_eq(ms_summary_pack_codes(t, id, NULL, &stride, &np),
+			 MS_EINVAL);
+	ck_assert_int_eq(ms_summary_pack_codes(NULL, id, &c, &stride, &np),
+			 MS_EINVAL);
+	ms_read_end(t);
+}
+
 static void expect_same(const struct sumlist *a, const struct sumlist *b,
 			uint64_t n)
 {
@@ -484,7 +511,9 @@ START_TEST(test_summary_pack)
 	ck_assert_int_ne(ms_session_block_willneed(t, id, 6), 0);
 	ck_assert_int_ne(ms_session_block_willneed(t, id + 1000, 0), 0);
 	ms_read_end(t);
+	expect_pack_codes(ms, id, 0, &want);		/* no pack yet */
 	ck_assert_int_eq(ms_summary_pack(ms, id), 0);
+	expect_pack_codes(ms, id, 6, &want);
 	ck_assert_int_eq(ms_stats_get(ms, &st), 0);
 	ck_assert_uint_eq(st.packs, 1);
 	scan_list(ms, id, 0, &got);
@@ -506,10 +535,21 @@ START_TEST(test_summary_pack)
 	ck_assert_uint_eq(got.index[7], 7);
 	scan_list(ms, id, 0, &want);	/* the new truth, pack included */
 
+	/* truncate to 7 blocks: records after the pack's only, it stays */
+	ck_assert_int_eq(ms_session_truncate(ms, id, 7 * B), 0);
+	ck_assert_int_eq(ms_stats_get(ms, &st), 0);
+	ck_assert_uint_eq(st.packs, 1);
+	expect_pack_codes(ms, id, 6, &want);
+	scan_list(ms, id, 0, &got);
+	ck_assert_uint_eq(got.n, 7);
+	expect_same(&want, &got, 7);
+	expect_check(ms);
+
 	/* truncate to 3 blocks: the pack goes, the scan stays right */
 	ck_assert_int_eq(ms_session_truncate(ms, id, 3 * B), 0);
 	ck_assert_int_eq(ms_stats_get(ms, &st), 0);
 	ck_assert_uint_eq(st.packs, 0);
+	expect_pack_codes(ms, id, 0, &want);
 	scan_list(ms, id, 0, &got);
 	expect_same(&want, &got, 3);
 	ck_assert_int_eq(ms_summary_pack(ms, id), 0);
@@ -654,6 +694,9 @@ START_TEST(test_summary_codes_added)
 	ck_assert_int_eq(ms__write(ms, make_old_w, &oa), 0);
 	ck_assert_int_eq(ms_summary_pack(ms, id), 0);
 	expect_codes(ms, id, 2);
+	static struct sumlist sl;
+	scan_list(ms, id, 0, &sl);
+	expect_pack_codes(ms, id, 0, &sl);	/* a pack of records before codes */
 	expect_check(ms);
 
 	ck_assert_int_eq(ms_summary_codes(ms, id, &n), 0);
@@ -661,6 +704,8 @@ START_TEST(test_summary_codes_added)
 	expect_codes(ms, id, 6);
 	ck_assert_int_eq(ms_summary_pack(ms, id), 0);
 	expect_codes(ms, id, 6);
+	scan_list(ms, id, 0, &sl);
+	expect_pack_codes(ms, id, 5, &sl);	/* the half block not packed */
 	/* the scan reads the pack: a byte of block 2's record changed
 	 * behind its back (mean and codes) is not seen */
 	static struct sumlist before, after;

@@ -10,8 +10,10 @@
  *    (decoded blocks; kept until the decoded cache is trimmed at a
  *    commit).  Only the miss path writes them, under mu.
  *  - n_sum == n_pos / B after every commit: one summary per complete
- *    block, stored ones loaded at open.  n_codes <= n_sum: blocks
- *    [0, n_codes) have their key codes in cb, which is NULL until the
+ *    block, stored ones loaded at open.  c0 <= n_codes <= n_sum: blocks
+ *    [0, n_codes) have their key codes, blocks [0, c0) in place in the
+ *    map of txn (pc: the session's summary pack; NULL whenever txn is),
+ *    blocks [c0, n_codes) in cb (row b - c0), which is NULL until the
  *    engine first asks for codes (codes_load: they are 3.6 times the
  *    summaries, and only a question past scan_max uses them); a session
  *    stored before codes has none until ms_summary_codes gives them and
@@ -64,11 +66,13 @@ struct skv {
 	uint16_t *sb;		/* [n_glob][n_kv][scap][4*hd] f16 summary
 				 * rows (eng_kv_summary_row) */
 	float *sref;		/* [n_glob][n_kv][hd]: eng_kv_summary_ref */
-	uint8_t *cb;		/* [n_glob][n_kv][scap][B][code row]: the
-				 * keys' codes (eng_kv_code_block); NULL
-				 * until codes_load */
+	uint8_t *cb;		/* [n_glob][n_kv][scap - c0][B][code row]:
+				 * the keys' codes (eng_kv_code_block) of
+				 * blocks c0..; NULL until codes_load */
+	const uint8_t *pc;	/* blocks [0, c0)'s, pc_stride apart */
+	size_t pc_stride;
 	int codes_rc;		/* codes_load's failure, kept */
-	uint32_t n_sum, scap, n_codes;
+	uint32_t n_sum, scap, n_codes, c0;
 
 	/* Stored blocks [0, base/B): resolved on first use. */
 	pthread_mutex_t mu;
@@ -87,9 +91,10 @@ struct skv {
 	int keep;
 };
 
-/* The summaries and codes of a session's stored blocks, between one
- * question and the next: a warm question at 1.2M tokens would read 86 MB
- * of summaries and copy 230 MB of codes again.  Owned by the slot; a
+/* The summaries and copied codes of a session's stored blocks, between
+ * one question and the next: a warm question at 1.2M tokens would read
+ * 86 MB of summaries again (and copy the codes of blocks stored after
+ * the session's pack; those in it are read in place).  Owned by the slot; a
  * second session's overlay takes the slot over. */
 static struct {
 	pthread_mutex_t mu;
@@ -99,8 +104,8 @@ static struct {
 	ms_mode mode;
 	uint16_t *sb;
 	float *sref;
-	uint8_t *cb;		/* NULL unless n_codes == n_blk */
-	uint32_t scap, n_blk;
+	uint8_t *cb;		/* blocks [c0, n_blk); NULL unless all */
+	uint32_t scap, n_blk, c0;
 } kept = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 /* ------------------------------------------------------------------ */
@@ -161,16 +166,17 @@ static int sum_reserve(struct skv *s, uint32_t need)
 	if (!(nb = malloc(rows * cap * row * sizeof *nb)))
 		return ENG_ENOMEM;
 	nc = NULL;
-	if (s->cb && !(nc = malloc(rows * cap * crow))) {
+	if (s->cb && !(nc = malloc(rows * (cap - s->c0) * crow))) {
 		free(nb);
 		return ENG_ENOMEM;
 	}
 	for (size_t r = 0; r < rows && s->n_sum; r++) {
 		memcpy(nb + r * cap * row, s->sb + r * s->scap * row,
 		    (size_t)s->n_sum * row * sizeof *nb);
-		if (nc && s->n_codes)
-			memcpy(nc + r * cap * crow, s->cb + r * s->scap *
-			    crow, (size_t)s->n_codes * crow);
+		if (nc && s->n_codes > s->c0)
+			memcpy(nc + r * (cap - s->c0) * crow, s->cb + r *
+			    (s->scap - s->c0) * crow, (size_t)(s->n_codes -
+			    s->c0) * crow);
 	}
 	free(s->sb);
 	free(s->cb);
@@ -225,6 +231,7 @@ static void txn_end(struct skv *s)
 	ms_read_end(s->txn);
 	ed_store_unlock();
 	s->txn = NULL;
+	s->pc = NULL;
 }
 
 /* Drops every decoded block (no view may be in flight). */
@@ -462,30 +469,43 @@ static int skv_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
 }
 
 static int codes_load(struct skv *s);
+static int codes_map(struct skv *s, uint32_t *n);
 
 static int skv_codes(eng_kv *kv, uint32_t layer, uint32_t kvh,
-    const uint8_t **codes, uint32_t *n_blocks)
+    eng_kv_codes *codes)
 {
 	struct skv *s = (struct skv *)kv;
+	size_t cblock = (size_t)s->B * ENG_KV_CODE_ROW(s->hd);
+	uint32_t n;
 	int rc;
 
 	if (layer >= kv->n_layer || !s->is_glob[layer] || kvh >= s->nkv ||
-	    !codes || !n_blocks)
+	    !codes)
 		return ENG_EINVAL;
+	/* In place again after a save ended the transaction, or with a
+	 * kept slot's; if the pack changed meanwhile, read them anew. */
+	if (s->cb && s->c0 && !s->pc &&
+	    ((rc = codes_map(s, &n)) || n != s->c0)) {
+		free(s->cb);
+		s->cb = NULL;
+		s->n_codes = s->c0 = 0;
+	}
 	if (!s->cb && (rc = codes_load(s)))
 		return rc;
 	size_t r = (size_t)s->slot[layer] * s->nkv + kvh;
-	*codes = s->cb ? s->cb + r * s->scap * s->B *
-	    ENG_KV_CODE_ROW(s->hd) : NULL;
-	*n_blocks = s->n_codes;
+	*codes = (eng_kv_codes){
+		.lo = s->c0 ? s->pc + r * cblock : NULL,
+		.lo_stride = s->pc_stride, .n_lo = s->c0,
+		.hi = s->cb ? s->cb + r * (s->scap - s->c0) * cblock : NULL,
+		.hi_stride = cblock, .n = s->cb ? s->n_codes : 0 };
 	return 0;
 }
 
-/* The codes of block b of (global slot g, head h). */
+/* The codes of block b >= c0 of (global slot g, head h). */
 static uint8_t *code_blk(struct skv *s, uint32_t g, uint32_t h, uint32_t b)
 {
-	return s->cb + (((size_t)g * s->nkv + h) * s->scap + b) * s->B *
-	    ENG_KV_CODE_ROW(s->hd);
+	return s->cb + (((size_t)g * s->nkv + h) * (s->scap - s->c0) + b -
+	    s->c0) * s->B * ENG_KV_CODE_ROW(s->hd);
 }
 
 /* The summary row of block b of (global slot g, head h). */
@@ -558,22 +578,18 @@ static int codes_fn(void *arg, const ms_summary *sm)
 	return 0;
 }
 
-/* Loads the codes of the stored blocks (memstore's, with the summaries)
- * and makes those of the blocks in pend, on the engine's first call of
- * the codes op: a question past scan_max.  A failure is kept and given
- * to every later call. */
-static int codes_load(struct skv *s)
+/* Points pc at the codes of the stored blocks that the session's pack
+ * holds, in the map of txn (begun if need be); *n of them (0: none, or
+ * not of this geometry). */
+static int codes_map(struct skv *s, uint32_t *n)
 {
-	size_t rows = (size_t)s->n_glob * s->nkv;
-	size_t crow = (size_t)s->B * ENG_KV_CODE_ROW(s->hd);
-	float *kf = NULL;
-	int rc;
+	size_t stride = (size_t)s->n_glob * s->nkv * s->B *
+	    ENG_KV_CODE_ROW(s->hd);
+	const uint8_t *p = NULL;
+	size_t st = 0;
+	uint64_t np = 0;
+	int rc = 0;
 
-	if (s->codes_rc)
-		return s->codes_rc;
-	if (!(s->cb = malloc(rows * s->scap * crow)))
-		return s->codes_rc = ENG_ENOMEM;
-	s->n_codes = 0;
 	pthread_mutex_lock(&s->mu);
 	if (!s->txn) {
 		ms_store *ms = ed_store_lock();
@@ -581,11 +597,42 @@ static int codes_load(struct skv *s)
 		ed_store_unlock();
 		if (rc)
 			s->txn = NULL;
-	} else {
-		rc = 0;
 	}
-	if (!rc && s->n_blk &&
-	    (rc = ms_summary_scan(s->txn, s->id, 0, 1, codes_fn, s)) > 0)
+	if (!rc && s->n_blk)
+		rc = ms_summary_pack_codes(s->txn, s->id, &p, &st, &np);
+	pthread_mutex_unlock(&s->mu);
+	if (rc || st != stride)
+		np = 0;
+	*n = (uint32_t)(np < s->n_blk ? np : s->n_blk);
+	s->pc = *n ? p : NULL;
+	s->pc_stride = stride;
+	return rc;
+}
+
+/* Points at the codes of the stored blocks in the session's pack, copies
+ * those of stored blocks after it (memstore's, with the summaries) and
+ * makes those of the blocks in pend, on the engine's first call of the
+ * codes op: a question past scan_max.  A failure is kept and given to
+ * every later call. */
+static int codes_load(struct skv *s)
+{
+	size_t rows = (size_t)s->n_glob * s->nkv;
+	size_t crow = (size_t)s->B * ENG_KV_CODE_ROW(s->hd);
+	float *kf = NULL;
+	uint32_t c0;
+	int rc;
+
+	if (s->codes_rc)
+		return s->codes_rc;
+	if ((rc = codes_map(s, &c0)))
+		return s->codes_rc = rc;
+	s->c0 = s->n_codes = c0;
+	if (!(s->cb = malloc(rows * (s->scap - c0) * crow)))
+		return s->codes_rc = ENG_ENOMEM;
+	pthread_mutex_lock(&s->mu);
+	if (s->n_codes < s->n_blk &&
+	    (rc = ms_summary_scan(s->txn, s->id, s->n_codes, 1, codes_fn,
+	    s)) > 0)
 		rc = 0;		/* stopped at the first block without */
 	pthread_mutex_unlock(&s->mu);
 	if (!rc && s->n_codes == s->n_blk && s->n_sum > s->n_blk) {
@@ -603,7 +650,8 @@ static int codes_load(struct skv *s)
 	if (rc) {
 		free(s->cb);
 		s->cb = NULL;
-		s->n_codes = 0;
+		s->n_codes = s->c0 = 0;
+		s->pc = NULL;
 		s->codes_rc = rc;
 	}
 	return rc;
@@ -665,6 +713,7 @@ static void kept_put(struct skv *s)
 	kept.n_blk = s->n_blk;
 	if (s->cb && s->n_codes >= s->n_blk) {
 		kept.cb = s->cb;
+		kept.c0 = s->c0;
 		s->cb = NULL;
 	}
 	s->sb = NULL;
@@ -691,8 +740,10 @@ static int kept_take(struct skv *s, const ms_session_info *si)
 		s->cb = kept.cb;
 		s->scap = kept.scap;
 		s->n_sum = s->n_codes = kept.n_blk;
+		s->c0 = kept.c0;	/* in place once a txn gives them */
+		s->pc = NULL;
 		if (!s->cb)
-			s->n_codes = 0;
+			s->n_codes = s->c0 = 0;
 		kept.sb = NULL;
 		kept.sref = NULL;
 		kept.cb = NULL;

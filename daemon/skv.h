@@ -39,10 +39,11 @@
 
 /* Opens the stored KV of session id (as ms_session_head has it) for model
  * m: n_pos = the session's KV length.  n_batch is the eng_fwd's.  The
- * keys' codes (eng_kv_ops.codes) are read on the codes op's first call,
+ * keys' codes (eng_kv_ops.codes) are found on the codes op's first call,
  * not here: they are 3.6 times the summaries (230 MB at 1.2M tokens for
  * the default model, a third of a second from a cold disk here) and only
- * a question past sparse_scan_max uses them.  Fails (message in err) if
+ * a question past sparse_scan_max uses them; those the session's summary
+ * pack holds are read in place from the map, the rest copied.  Fails (message in err) if
  * the session's geometry or fingerprint is not the model's, or if it
  * holds KV without a matching tail. */
 int ed_skv_open(int64_t id, const eng_model *m, uint32_t n_batch,

@@ -409,6 +409,25 @@ typedef struct eng_kv_span {
 	uint32_t n;		/* positions in this span, >= 1 */
 } eng_kv_span;
 
+/* A layer and kv head's key codes (eng_kv_ops.codes), each block's
+ * [block_tokens][ENG_KV_CODE_ROW(head_dim_k)] bytes: blocks [0, n_lo) at
+ * lo + b * lo_stride, blocks [n_lo, n) at hi + (b - n_lo) * hi_stride
+ * (eng_kv_codes_at).  An in-memory cache has one run (n_lo 0); a store
+ * may give its stored blocks' codes in place. */
+typedef struct eng_kv_codes {
+	const uint8_t *lo, *hi;
+	size_t lo_stride, hi_stride;
+	uint32_t n_lo, n;
+} eng_kv_codes;
+
+/* The codes of block b < c->n. */
+static inline const uint8_t *eng_kv_codes_at(const eng_kv_codes *c,
+    uint32_t b)
+{
+	return b < c->n_lo ? c->lo + (size_t)b * c->lo_stride :
+	    c->hi + (size_t)(b - c->n_lo) * c->hi_stride;
+}
+
 typedef struct eng_kv_ops {
 	/* Store n positions starting at pos0 of layer: k is n rows of
 	 * n_head_kv*head_dim_k f32, v n rows of n_head_kv*head_dim_v f32
@@ -441,13 +460,13 @@ typedef struct eng_kv_ops {
 	int (*summary)(eng_kv *kv, uint32_t layer, uint32_t kvh,
 	    const uint16_t **rows, const float **ref, uint32_t *n_blocks);
 	/* Optional (NULL: none).  The 2-bit key codes of the same complete
-	 * blocks (eng_kv_code_block): *codes is [*n_blocks][block_tokens]
-	 * [ENG_KV_CODE_ROW(head_dim_k)] bytes, *n_blocks the blocks that have
-	 * them, counted from block 0 (fewer than the summaries' where a
-	 * store written before codes lacks them).  Valid and read as
-	 * summary's rows are. */
+	 * blocks (eng_kv_code_block) in *codes (eng_kv_codes: two runs, so
+	 * that a store can give those of its stored blocks straight from
+	 * its map); codes->n the blocks that have them, counted from block
+	 * 0 (fewer than the summaries' where a store written before codes
+	 * lacks them).  Valid and read as summary's rows are. */
 	int (*codes)(eng_kv *kv, uint32_t layer, uint32_t kvh,
-	    const uint8_t **codes, uint32_t *n_blocks);
+	    eng_kv_codes *codes);
 	/* Sets the sequence length to n_pos: after a step (n_pos grows), or
 	 * to drop positions n_pos.. (ENG_ERANGE if the store can no longer
 	 * serve a sequence of that length, e.g. a ring that was overwritten).

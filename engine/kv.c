@@ -189,19 +189,20 @@ static int mem_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
 }
 
 static int mem_codes(eng_kv *kv, uint32_t layer, uint32_t kvh,
-    const uint8_t **codes, uint32_t *n_blocks)
+    eng_kv_codes *codes)
 {
 	const struct kv_mem *m = (const struct kv_mem *)kv;
 	const struct kv_layer *l;
+	size_t cblock;
 
 	if (!kv->block_tokens || layer >= kv->n_layer ||
-	    kvh >= kv->n_head_kv || !codes || !n_blocks ||
-	    m->layers[layer].ring)
+	    kvh >= kv->n_head_kv || !codes || m->layers[layer].ring)
 		return ENG_EINVAL;
 	l = &m->layers[layer];
-	*codes = l->cb ? l->cb + (size_t)kvh * l->sum_cap *
-	    kv->block_tokens * ENG_KV_CODE_ROW(kv->head_dim_k) : NULL;
-	*n_blocks = l->cb ? l->n_sum : 0;
+	cblock = (size_t)kv->block_tokens * ENG_KV_CODE_ROW(kv->head_dim_k);
+	*codes = (eng_kv_codes){
+		.hi = l->cb ? l->cb + (size_t)kvh * l->sum_cap * cblock : NULL,
+		.hi_stride = cblock, .n = l->cb ? l->n_sum : 0 };
 	return 0;
 }
 

@@ -314,7 +314,7 @@ out:
 struct code_job {
 	struct eng__plan *pl;
 	const uint16_t *rows;	/* the summaries: centre, radius */
-	const uint8_t *codes;	/* [block][B][ENG_KV_CODE_ROW(hd)] */
+	const eng_kv_codes *codes;
 	const float *ref;	/* may be NULL (zeros) */
 	const float *q;		/* the last token's group rows, hd apart */
 	uint32_t group, hd, B, first, n_cand;
@@ -476,13 +476,18 @@ static void code_prep_avx512(struct code_heads *ch, const float *q,
 }
 #endif
 
+/* Blocks ahead whose codes are asked for early: a store's are strided
+ * (a block's every layer, then the next's), which the hardware's
+ * prefetchers do not follow; 2 ahead made a 1.2M question's codes scan
+ * as fast as over one run per layer (bench/RESULTS.md, Sessions XV). */
+#define CODE_AHEAD 2
 static void code_task(void *arg, int ith, int nth)
 {
 	struct code_job *j = arg;
 	uint32_t per = (j->n_cand + nth - 1) / nth, hd = j->hd;
 	uint32_t a = per * ith, e = a + per < j->n_cand ? a + per : j->n_cand;
 	size_t stride = ENG_KV_SUM_ROW(hd), plane = (hd + 7) / 8;
-	size_t cblock = (size_t)j->B * 2 * plane, pad = CODE_PAD(hd);
+	size_t pad = CODE_PAD(hd), cblock = (size_t)j->B * 2 * plane;
 	struct far_rot fr = { 0 };
 	struct code_heads ch;
 	float *cen, *rad, *w, *qr;
@@ -504,9 +509,15 @@ static void code_task(void *arg, int ith, int nth)
 	for (uint32_t i = a; i < e; i++) {
 		uint32_t b = j->first + i;
 		const uint16_t *r = j->rows + (size_t)b * stride;
-		const uint8_t *cd = j->codes + (size_t)b * cblock;
+		const uint8_t *cd = eng_kv_codes_at(j->codes, b);
 		const float *q = j->q;
 		float best = -INFINITY;
+		if (i + CODE_AHEAD < e) {
+			const uint8_t *nx = eng_kv_codes_at(j->codes, b +
+			    CODE_AHEAD);
+			for (size_t o = 0; o < cblock; o += 64)
+				__builtin_prefetch(nx + o);
+		}
 		if (qr && far_shift(&fr, b * j->B)) {
 			eng__rope_back(fr.cs, j->q, hd, qr, hd, j->group, hd,
 			    fr.rope->n_rot, fr.rope->neox);
@@ -715,16 +726,15 @@ static int rank(struct eng__plan *pl, const eng_sparse_params *sp,
 {
 	uint32_t hd = qs->hd;
 	int mass = qs->n_tok <= ENG_SPARSE_FEW, rc;
-	const uint8_t *codes = NULL;
-	uint32_t n_codes = 0;
+	eng_kv_codes codes = { 0 };
 	eng_vec_dot_fn dot;
 
 	pl->ranked = ENG_RANK_SUMMARIES;
 	if (lists && sp->codes && kv->ops->codes &&
-	    (rc = kv->ops->codes(kv, layer, kvh, &codes, &n_codes)))
+	    (rc = kv->ops->codes(kv, layer, kvh, &codes)))
 		return rc;
-	if (codes && n_codes >= last) {
-		struct code_job cj = { pl, rows, codes, ref, qs->q +
+	if (codes.n && codes.n >= last) {
+		struct code_job cj = { pl, rows, &codes, ref, qs->q +
 		    (size_t)(qs->n_tok - 1) * qs->row, qs->group, hd,
 		    kv->block_tokens, lo, n_cand, hd % 64 == 0 &&
 		    eng_simd_active() >= ENG_SIMD_AVX512, qs->rope, far_end,

@@ -1574,7 +1574,7 @@ START_TEST(kv_code_block)
 	struct fx_model fx;
 	int32_t tok[40];
 	eng_kv *kv, *cl;
-	const uint8_t *cd;
+	eng_kv_codes cd;
 	uint32_t nb, B = 4;
 	const float *l;
 
@@ -1593,7 +1593,9 @@ START_TEST(kv_code_block)
 		uint32_t ns, hd = kv->head_dim_k;
 		if (kv->ops->summary(kv, il, 0, &rows, &ref, &ns))
 			continue;	/* a window layer */
-		ck_assert_int_eq(kv->ops->codes(kv, il, 0, &cd, &nb), 0);
+		ck_assert_int_eq(kv->ops->codes(kv, il, 0, &cd), 0);
+		nb = cd.n;
+		ck_assert_uint_eq(cd.n_lo, 0);
 		ck_assert_uint_eq(nb, ns);
 		ck_assert_uint_eq(nb, (LEN(tok) - 2) / B);
 		for (uint32_t b = 0; b < nb; b++) {
@@ -1610,16 +1612,15 @@ START_TEST(kv_code_block)
 					    eng_f16 *)((const char *)sp.k + t *
 					    sp.k_stride))[c]);
 			eng_kv_code_block(want_c, kf, B, hd);
-			ck_assert(memcmp(cd + (size_t)b * B *
-			    ENG_KV_CODE_ROW(hd), want_c, B *
+			ck_assert(memcmp(eng_kv_codes_at(&cd, b), want_c, B *
 			    ENG_KV_CODE_ROW(hd)) == 0);
 		}
-		const uint8_t *cc;
-		uint32_t nc;
-		ck_assert_int_eq(cl->ops->codes(cl, il, 0, &cc, &nc), 0);
-		ck_assert_uint_eq(nc, nb);
-		ck_assert_ptr_ne(cc, cd);
-		ck_assert(memcmp(cc, cd, nb * B * ENG_KV_CODE_ROW(hd)) == 0);
+		eng_kv_codes cc;
+		ck_assert_int_eq(cl->ops->codes(cl, il, 0, &cc), 0);
+		ck_assert_uint_eq(cc.n, nb);
+		ck_assert_ptr_ne(cc.hi, cd.hi);
+		ck_assert(memcmp(cc.hi, cd.hi, nb * B * ENG_KV_CODE_ROW(hd)) ==
+		    0);
 	}
 	/* cut back: fewer blocks have codes */
 	ck_assert_int_eq(eng_kv_truncate(kv, 33), 0);
@@ -1629,10 +1630,10 @@ START_TEST(kv_code_block)
 		uint32_t ns;
 		if (kv->ops->summary(kv, il, 0, &rows, &ref, &ns))
 			continue;
-		ck_assert_int_eq(kv->ops->codes(kv, il, 0, &cd, &nb), 0);
-		ck_assert_uint_eq(nb, 8);
+		ck_assert_int_eq(kv->ops->codes(kv, il, 0, &cd), 0);
+		ck_assert_uint_eq(cd.n, 8);
 	}
-	ck_assert_int_ne(kv->ops->codes(kv, kv->n_layer, 0, &cd, &nb), 0);
+	ck_assert_int_ne(kv->ops->codes(kv, kv->n_layer, 0, &cd), 0);
 	eng_kv_close(cl);
 	eng_kv_close(kv);
 	eng_fwd_close(f);
@@ -1648,14 +1649,26 @@ static uint8_t code_bits[SB * 64 * ENG_KV_CODE_ROW(PHD)];
 static uint32_t code_blocks = SB;	/* what fake_codes reports */
 static int code_fail;			/* or this error */
 
+/* Two runs, as a store gives them: the first SB/2 blocks copied each
+ * call into every other block of code_lo (the rest 0xff, which would
+ * rank high), the others from code_bits in place. */
+#define CODE_BLK (64 * ENG_KV_CODE_ROW(PHD))
+static uint8_t code_lo[SB * CODE_BLK];
+
 static int fake_codes(eng_kv *kv, uint32_t layer, uint32_t kvh,
-    const uint8_t **codes, uint32_t *n)
+    eng_kv_codes *codes)
 {
 	(void)kv;
 	(void)layer;
 	(void)kvh;
-	*codes = code_bits;
-	*n = code_blocks;
+	memset(code_lo, 0xff, sizeof code_lo);
+	for (uint32_t b = 0; b < SB / 2; b++)
+		memcpy(code_lo + 2 * b * CODE_BLK, code_bits + b * CODE_BLK,
+		    CODE_BLK);
+	*codes = (eng_kv_codes){ .lo = code_lo, .lo_stride = 2 * CODE_BLK,
+	    .n_lo = code_blocks < SB / 2 ? code_blocks : SB / 2,
+	    .hi = code_bits + SB / 2 * CODE_BLK,
+	    .hi_stride = CODE_BLK, .n = code_blocks };
 	return code_fail;
 }
 

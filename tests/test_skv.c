@@ -173,8 +173,9 @@ static void prefill(eng_fwd *f, eng_kv *kv, uint32_t stop, int save)
  * summarized block, and the codes of the keys its views give
  * (eng_kv_code_block of them): made by skv for blocks it prefilled, by
  * memstore for blocks loaded at open, the same bits.  Returns the blocks
- * of the last global layer. */
-static uint32_t expect_codes(eng_kv *kv)
+ * of the last global layer; *in_place (may be NULL) those read in place
+ * from the map. */
+static uint32_t expect_codes_at(eng_kv *kv, uint32_t *in_place)
 {
 	uint32_t hd = kv->head_dim_k, B = kv->block_tokens, seen = 0, nb = 0;
 	size_t row = ENG_KV_CODE_ROW(hd);
@@ -185,12 +186,16 @@ static uint32_t expect_codes(eng_kv *kv)
 	for (uint32_t il = 0; il < kv->n_layer; il++) {
 		const uint16_t *rows;
 		const float *ref;
-		const uint8_t *cd;
+		eng_kv_codes cd;
 		uint32_t ns;
 		if (kv->ops->summary(kv, il, 0, &rows, &ref, &ns))
 			continue;	/* a window layer */
-		ck_assert_int_eq(kv->ops->codes(kv, il, 0, &cd, &nb), 0);
+		ck_assert_int_eq(kv->ops->codes(kv, il, 0, &cd), 0);
+		nb = cd.n;
 		ck_assert_uint_eq(nb, ns);
+		ck_assert_uint_le(cd.n_lo, nb);
+		if (in_place)
+			*in_place = cd.n_lo;
 		for (uint32_t b = 0; b < nb; b++) {
 			for (uint32_t t = 0; t < B;) {
 				eng_kv_span sp;
@@ -204,18 +209,23 @@ static uint32_t expect_codes(eng_kv *kv)
 						    sp.k + i * sp.k_stride))[c]);
 			}
 			eng_kv_code_block(want, kf, B, hd);
-			ck_assert_msg(memcmp(cd + (size_t)b * B * row, want,
+			ck_assert_msg(memcmp(eng_kv_codes_at(&cd, b), want,
 			    B * row) == 0, "layer %u block %u: codes differ",
 			    il, b);
 		}
 		seen++;
 	}
 	ck_assert_uint_gt(seen, 0);
-	ck_assert_int_ne(kv->ops->codes(kv, kv->n_layer, 0, &(const uint8_t
-	    *){ NULL }, &nb), 0);
+	ck_assert_int_ne(kv->ops->codes(kv, kv->n_layer, 0, &(eng_kv_codes){
+	    0 }), 0);
 	free(kf);
 	free(want);
 	return nb;
+}
+
+static uint32_t expect_codes(eng_kv *kv)
+{
+	return expect_codes_at(kv, NULL);
 }
 
 /* Logits of the question's last token (copied). */
@@ -714,6 +724,56 @@ START_TEST(kept_until_changed)
 }
 END_TEST
 
+/* With a summary pack (written when a prefill ends) the stored blocks'
+ * codes are read in place, the pend blocks' made: the same bits either
+ * way; in place again for an open that takes the kept slot, and after a
+ * save ended the read transaction.  Without a pack they are copied. */
+START_TEST(codes_in_place)
+{
+	char *dir = store_dir();
+	int64_t id = session_new(dir, MS_MODE_F16);
+	eng_fwd *f = fwd_new(0);
+	eng_kv *kv = skv_open(id, f);
+	uint32_t lo = 99, nblk = N_CTX / 64;
+
+	prefill(f, kv, N_CTX, 1);
+	eng_kv_close(kv);
+	kv = skv_open(id, f);
+	ck_assert_uint_eq(expect_codes_at(kv, &lo), nblk);
+	ck_assert_uint_eq(lo, 0);		/* no pack: copied */
+	eng_kv_close(kv);
+	ed_skv_forget();
+	ck_assert_int_eq(ms_summary_pack(g_ms, id), 0);
+	kv = skv_open(id, f);
+	ck_assert_uint_eq(expect_codes_at(kv, &lo), nblk);
+	ck_assert_uint_eq(lo, nblk);
+	/* a block more in pend: its codes made, the stored ones in place */
+	ck_assert_int_eq(eng_fwd_eval(f, kv, toks, 64, 0, NULL, NULL), 0);
+	ck_assert_uint_eq(expect_codes_at(kv, &lo), nblk + 1);
+	ck_assert_uint_eq(lo, nblk);
+	eng_kv_close(kv);			/* unsaved: kept */
+	kv = skv_open(id, f);
+	ck_assert_uint_eq(expect_codes_at(kv, &lo), nblk);
+	ck_assert_uint_eq(lo, nblk);
+	/* saved (as --keep saves a turn): the transaction ends, the codes
+	 * are found in place again */
+	prefill(f, kv, N_CTX + 128, 1);
+	ck_assert_uint_eq(expect_codes_at(kv, &lo), nblk + 2);
+	ck_assert_uint_eq(lo, nblk);
+	eng_kv_close(kv);
+	/* the pack again, of the longer session */
+	ck_assert_int_eq(ms_summary_pack(g_ms, id), 0);
+	kv = skv_open(id, f);
+	ck_assert_uint_eq(expect_codes_at(kv, &lo), nblk + 2);
+	ck_assert_uint_eq(lo, nblk + 2);
+	eng_kv_close(kv);
+	eng_fwd_close(f);
+	store_close();
+	rm_rf(dir);
+	free(dir);
+}
+END_TEST
+
 /* Bad input: a session of another geometry, a save without ids. */
 START_TEST(bad_input)
 {
@@ -764,6 +824,7 @@ int main(void)
 	tcase_add_test(tc, sparse_over_store);
 	tcase_add_test(tc, q8_restart_same);
 	tcase_add_test(tc, kept_until_changed);
+	tcase_add_test(tc, codes_in_place);
 	tcase_add_test(tc, bad_input);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);

@@ -218,6 +218,23 @@ static int blk_reserve(struct skv *s, uint32_t need)
 	return 0;
 }
 
+/* Begins the read transaction the map's pointers live in, if there is
+ * none; under mu. */
+static int txn_begin(struct skv *s)
+{
+	ms_store *ms;
+	int rc;
+
+	if (s->txn)
+		return 0;
+	ms = ed_store_lock();
+	rc = ms ? ms_read_begin(ms, &s->txn) : MS_EIO;
+	ed_store_unlock();
+	if (rc)
+		s->txn = NULL;
+	return rc;
+}
+
 /* Ends the read transaction: f16 views die with it. */
 static void txn_end(struct skv *s)
 {
@@ -261,14 +278,8 @@ static int blk_resolve(struct skv *s, uint32_t b)
 		goto out;
 	if ((rc = s->miss_rc))
 		goto out;
-	if (!s->txn) {
-		ms_store *ms = ed_store_lock();
-		rc = ms ? ms_read_begin(ms, &s->txn) : MS_EIO;
-		ed_store_unlock();
-		if (rc)
-			goto fail;
-	}
-	if ((rc = ms_session_block(s->txn, s->id, b, &blk)))
+	if ((rc = txn_begin(s)) ||
+	    (rc = ms_session_block(s->txn, s->id, b, &blk)))
 		goto fail;
 	if (blk.n_tokens != s->B || blk.position != (uint64_t)b * s->B ||
 	    blk.geom.n_layers != s->n_glob || blk.geom.n_kv_heads != s->nkv ||
@@ -441,12 +452,8 @@ static void skv_prefetch(eng_kv *kv, uint32_t layer, uint32_t kvh,
 		end = s->pos_base;
 	uint32_t b1 = (uint32_t)((end - 1) / s->B);
 	pthread_mutex_lock(&s->mu);
-	if (!s->txn && !s->miss_rc) {
-		ms_store *ms = ed_store_lock();
-		if (!ms || ms_read_begin(ms, &s->txn))
-			s->txn = NULL;
-		ed_store_unlock();
-	}
+	if (!s->miss_rc)
+		(void)txn_begin(s);	/* a hint: none without it */
 	for (uint32_t b = pos0 / s->B; s->txn && b <= b1 && b < s->n_blk; b++)
 		if (!atomic_load_explicit(&s->ready[b], memory_order_acquire))
 			(void)ms_session_block_willneed(s->txn, s->id, b);
@@ -591,14 +598,7 @@ static int codes_map(struct skv *s, uint32_t *n)
 	int rc = 0;
 
 	pthread_mutex_lock(&s->mu);
-	if (!s->txn) {
-		ms_store *ms = ed_store_lock();
-		rc = ms ? ms_read_begin(ms, &s->txn) : MS_EIO;
-		ed_store_unlock();
-		if (rc)
-			s->txn = NULL;
-	}
-	if (!rc && s->n_blk)
+	if (!(rc = txn_begin(s)) && s->n_blk)
 		rc = ms_summary_pack_codes(s->txn, s->id, &p, &st, &np);
 	pthread_mutex_unlock(&s->mu);
 	if (rc || st != stride)

@@ -396,7 +396,7 @@ static int range_drop(ms_store *ms, MDB_txn *txn, MDB_dbi dbi, int64_t id,
 	struct ms__sidx sk;
 	ms__sidx(&sk, id, first);
 	if (dbi == ms->db_sums && !pack_before(txn, ms, sk.b, first)) {
-		/* a pack copies the summaries: it goes with any of them */
+		/* a pack copies the summaries: it goes with any it holds */
 		MDB_val pk = { 8, sk.b };
 		rc = mdb_del(txn, ms->db_packs, &pk, NULL);
 		if (rc && rc != MDB_NOTFOUND) {

@@ -69,8 +69,8 @@ struct skv {
 	uint8_t *cb;		/* [n_glob][n_kv][scap - c0][B][code row]:
 				 * the keys' codes (eng_kv_code_block) of
 				 * blocks c0..; NULL until codes_load */
-	const uint8_t *pc;	/* blocks [0, c0)'s, pc_stride apart */
-	size_t pc_stride;
+	const uint8_t *pc;	/* blocks [0, c0)'s, a block's every
+				 * layer and head apart (the pack's) */
 	int codes_rc;		/* codes_load's failure, kept */
 	uint32_t n_sum, scap, n_codes, c0;
 
@@ -502,7 +502,7 @@ static int skv_codes(eng_kv *kv, uint32_t layer, uint32_t kvh,
 	size_t r = (size_t)s->slot[layer] * s->nkv + kvh;
 	*codes = (eng_kv_codes){
 		.lo = s->c0 ? s->pc + r * cblock : NULL,
-		.lo_stride = s->pc_stride, .n_lo = s->c0,
+		.lo_stride = (size_t)s->n_glob * s->nkv * cblock, .n_lo = s->c0,
 		.hi = s->cb ? s->cb + r * (s->scap - s->c0) * cblock : NULL,
 		.hi_stride = cblock, .n = s->cb ? s->n_codes : 0 };
 	return 0;
@@ -605,7 +605,6 @@ static int codes_map(struct skv *s, uint32_t *n)
 		np = 0;
 	*n = (uint32_t)(np < s->n_blk ? np : s->n_blk);
 	s->pc = *n ? p : NULL;
-	s->pc_stride = stride;
 	return rc;
 }
 

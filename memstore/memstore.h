@@ -529,10 +529,9 @@ int ms_summary_scan(ms_txn *txn, int64_t id, uint64_t first, int codes,
 /* The codes of the session's first *n summary records in place, from its
  * pack (ms_summary_pack): record i's codes (as ms_summary.codes) at
  * *codes + i * *stride, valid while txn is, asked of the disk at once
- * (madvise).  *n = 0 (and *codes NULL)
- * where the session has no pack, or one of records before codes.  Every
- * record in a pack is as long as the first, so one with codes means all
- * have them. */
+ * (madvise).  *n = 0 (and *codes NULL) where the session has no pack, or
+ * one of records before codes.  Every record in a pack is as long as the
+ * first, so one with codes means all have them. */
 int ms_summary_pack_codes(ms_txn *txn, int64_t id, const uint8_t **codes,
 			  size_t *stride, uint64_t *n);
 /* Writes the session's summary pack: a copy of its summaries, in block
@@ -542,8 +541,8 @@ int ms_summary_pack_codes(ms_txn *txn, int64_t id, const uint8_t **codes,
  * with the page cache dropped), and without their codes unless asked.
  * Any later drop of summaries it holds (truncate, pop, delete) drops the
  * pack (a drop of later ones only, such as a kept turn's of a partial
- * last block, leaves it); blocks appended after
- * it are read from "summaries" as before.  Worth it once a prefill ends. */
+ * last block, leaves it); blocks appended after it are read from
+ * "summaries" as before.  Worth it once a prefill ends. */
 int ms_summary_pack(ms_store *ms, int64_t id);
 /* Gives the session's summaries written before codes (ms_summary.codes
  * NULL) their codes, each made again from its block (decoded: a quantized

@@ -94,6 +94,42 @@ int ms__sql_prep(ms_store *ms, const char *sql, sqlite3_stmt **st)
 	return 0;
 }
 
+int ms__sql_collect(ms_store *ms, sqlite3_stmt *st, size_t elem,
+    void (*row)(sqlite3_stmt *, void *), const char *what, void **out,
+    size_t *n)
+{
+	char *v = NULL;
+	size_t cnt = 0, cap = 0;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (cnt == cap) {
+			char *nv;
+			cap = cap ? cap * 2 : 16;
+			if (!(nv = realloc(v, cap * elem))) {
+				rc = ms__fail(ms, MS_ENOMEM, "%s", what);
+				goto fail;
+			}
+			v = nv;
+		}
+		row(st, v + cnt++ * elem);
+	}
+	if (rc != SQLITE_DONE) {
+		rc = ms__sql_fail(ms, what, MS_ESQLITE);
+		goto fail;
+	}
+	sqlite3_finalize(st);
+	*out = v;
+	*n = cnt;
+	return 0;
+fail:
+	sqlite3_finalize(st);
+	free(v);
+	return rc;
+}
+
 /* In the catalog a constraint that fails is a name or row already there. */
 static int sql_fail(ms_store *ms, const char *what)
 {
@@ -350,6 +386,11 @@ int ms_session_get(ms_store *ms, const char *name, ms_session_info *out)
 	return rc;
 }
 
+static void session_row_v(sqlite3_stmt *st, void *o)
+{
+	session_row(st, o);
+}
+
 int ms_session_list(ms_store *ms, ms_session_info **out, size_t *n)
 {
 	if (!ms || !out || !n)
@@ -359,36 +400,12 @@ int ms_session_list(ms_store *ms, ms_session_info **out, size_t *n)
 	sqlite3_stmt *st;
 	int rc = ms__sql_prep(ms, "SELECT " SESSION_COLS " FROM sessions WHERE state = "
 		      "'active' ORDER BY name", &st);
-	if (rc)
+	if (rc || (rc = ms__sql_collect(ms, st, sizeof(**out), session_row_v,
+	    "list sessions", (void **)out, n)))
 		return rc;
-	ms_session_info *v = NULL;
-	size_t cnt = 0, cap = 0;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (cnt == cap) {
-			cap = cap ? cap * 2 : 16;
-			ms_session_info *nv = realloc(v, cap * sizeof(*v));
-			if (!nv) {
-				rc = ms__fail(ms, MS_ENOMEM, "session list");
-				goto fail;
-			}
-			v = nv;
-		}
-		session_row(st, &v[cnt++]);
-	}
-	if (rc != SQLITE_DONE) {
-		rc = sql_fail(ms, "list sessions");
-		goto fail;
-	}
-	sqlite3_finalize(st);
-	for (size_t i = 0; i < cnt; i++)
-		session_from_lmdb(ms, &v[i]);
-	*out = v;
-	*n = cnt;
+	for (size_t i = 0; i < *n; i++)
+		session_from_lmdb(ms, &(*out)[i]);
 	return 0;
-fail:
-	sqlite3_finalize(st);
-	free(v);
-	return rc;
 }
 
 int ms_session_rename(ms_store *ms, const char *from, const char *to)
@@ -508,6 +525,11 @@ int ms__cat_has_session(ms_store *ms, int64_t id, int *has)
 
 /* ---- recovery ------------------------------------------------------- */
 
+static void id_row(sqlite3_stmt *st, void *o)
+{
+	*(int64_t *)o = sqlite3_column_int64(st, 0);
+}
+
 /* Collects ids of rows matching a query of one id column. */
 static int ids_query(ms_store *ms, const char *sql, int64_t **out, size_t *n)
 {
@@ -515,29 +537,8 @@ static int ids_query(ms_store *ms, const char *sql, int64_t **out, size_t *n)
 	int rc = ms__sql_prep(ms, sql, &st);
 	if (rc)
 		return rc;
-	int64_t *v = NULL;
-	size_t cnt = 0, cap = 0;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (cnt == cap) {
-			cap = cap ? cap * 2 : 64;
-			int64_t *nv = realloc(v, cap * sizeof(*v));
-			if (!nv) {
-				free(v);
-				sqlite3_finalize(st);
-				return ms__fail(ms, MS_ENOMEM, "recovery");
-			}
-			v = nv;
-		}
-		v[cnt++] = sqlite3_column_int64(st, 0);
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		free(v);
-		return sql_fail(ms, "recovery query");
-	}
-	*out = v;
-	*n = cnt;
-	return 0;
+	return ms__sql_collect(ms, st, sizeof(**out), id_row, "recovery",
+	    (void **)out, n);
 }
 
 /* An active row: make sure it has a head and that its advisory count
@@ -952,38 +953,6 @@ int ms_job_get(ms_store *ms, int64_t id, ms_job *out)
 	return rc;
 }
 
-/* Runs a bound query and collects rows of elem bytes through row(). */
-static int collect(ms_store *ms, sqlite3_stmt *st, size_t elem,
-		   void (*row)(sqlite3_stmt *, void *), void **out, size_t *n)
-{
-	char *v = NULL;
-	size_t cnt = 0, cap = 0;
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (cnt == cap) {
-			cap = cap ? cap * 2 : 16;
-			char *nv = realloc(v, cap * elem);
-			if (!nv) {
-				free(v);
-				sqlite3_finalize(st);
-				return ms__fail(ms, MS_ENOMEM, "list");
-			}
-			v = nv;
-		}
-		row(st, v + cnt++ * elem);
-	}
-	if (rc != SQLITE_DONE) {
-		rc = sql_fail(ms, "list");
-		free(v);
-		sqlite3_finalize(st);
-		return rc;
-	}
-	sqlite3_finalize(st);
-	*out = v;
-	*n = cnt;
-	return 0;
-}
-
 static void job_row_v(sqlite3_stmt *st, void *o)
 {
 	job_row(st, o);
@@ -1001,7 +970,8 @@ int ms_job_list(ms_store *ms, size_t limit, ms_job **out, size_t *n)
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(st, 1, (int64_t)limit);
-	return collect(ms, st, sizeof(ms_job), job_row_v, (void **)out, n);
+	return ms__sql_collect(ms, st, sizeof(ms_job), job_row_v, "list jobs",
+	    (void **)out, n);
 }
 
 /* ---- audit ---------------------------------------------------------- */
@@ -1068,5 +1038,6 @@ int ms_audit_list(ms_store *ms, const char *session, size_t limit,
 	sqlite3_bind_int64(st, 1, (int64_t)limit);
 	if (!all)
 		sqlite3_bind_text(st, 2, session, -1, SQLITE_TRANSIENT);
-	return collect(ms, st, sizeof(ms_audit), audit_row, (void **)out, n);
+	return ms__sql_collect(ms, st, sizeof(ms_audit), audit_row, "audit log",
+	    (void **)out, n);
 }

@@ -215,5 +215,10 @@ int ms__stream_copy(ms_store *ms, int64_t from, int64_t to);
 int ms__sql_fail(ms_store *ms, const char *what, int on_constraint);
 int ms__sql_exec(ms_store *ms, const char *sql, int on_constraint);
 int ms__sql_prep(ms_store *ms, const char *sql, sqlite3_stmt **st);
+/* Steps st to its end, each row given to row() at the next of elem bytes
+ * of *out (malloc'ed, the caller's; NULL for none), and finalizes it. */
+int ms__sql_collect(ms_store *ms, sqlite3_stmt *st, size_t elem,
+    void (*row)(sqlite3_stmt *, void *), const char *what, void **out,
+    size_t *n);
 
 #endif

@@ -377,6 +377,21 @@ static void text_col(char *dst, size_t cap, sqlite3_stmt *st, int col)
 	snprintf(dst, cap, "%s", s ? (const char *)s : "");
 }
 
+static void session_doc_row(sqlite3_stmt *st, void *p)
+{
+	ms_session_doc *o = p;
+
+	memset(o, 0, sizeof(*o));
+	o->doc.id = sqlite3_column_int64(st, 0);
+	text_col(o->doc.path, sizeof(o->doc.path), st, 1);
+	text_col(o->doc.content_hash, sizeof(o->doc.content_hash), st, 2);
+	o->doc.size = sqlite3_column_int64(st, 3);
+	o->doc.mtime = sqlite3_column_int64(st, 4);
+	text_col(o->doc.kind, sizeof(o->doc.kind), st, 5);
+	o->tok_start = (uint64_t)sqlite3_column_int64(st, 6);
+	o->tok_end = (uint64_t)sqlite3_column_int64(st, 7);
+}
+
 int ms_session_docs(ms_store *ms, int64_t session_id, size_t limit,
 		    ms_session_doc **out, size_t *n)
 {
@@ -393,40 +408,8 @@ int ms_session_docs(ms_store *ms, int64_t session_id, size_t limit,
 		return rc;
 	sqlite3_bind_int64(st, 1, session_id);
 	sqlite3_bind_int64(st, 2, (int64_t)limit);
-	ms_session_doc *v = NULL;
-	size_t cnt = 0, cap = 0;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (cnt == cap) {
-			cap = cap ? cap * 2 : 16;
-			ms_session_doc *nv = realloc(v, cap * sizeof(*v));
-			if (!nv) {
-				free(v);
-				sqlite3_finalize(st);
-				return ms__fail(ms, MS_ENOMEM, "session documents");
-			}
-			v = nv;
-		}
-		ms_session_doc *o = &v[cnt++];
-		memset(o, 0, sizeof(*o));
-		o->doc.id = sqlite3_column_int64(st, 0);
-		text_col(o->doc.path, sizeof(o->doc.path), st, 1);
-		text_col(o->doc.content_hash, sizeof(o->doc.content_hash), st, 2);
-		o->doc.size = sqlite3_column_int64(st, 3);
-		o->doc.mtime = sqlite3_column_int64(st, 4);
-		text_col(o->doc.kind, sizeof(o->doc.kind), st, 5);
-		o->tok_start = (uint64_t)sqlite3_column_int64(st, 6);
-		o->tok_end = (uint64_t)sqlite3_column_int64(st, 7);
-	}
-	if (rc != SQLITE_DONE) {
-		rc = sfail(ms, "session documents");
-		free(v);
-		sqlite3_finalize(st);
-		return rc;
-	}
-	sqlite3_finalize(st);
-	*out = v;
-	*n = cnt;
-	return 0;
+	return ms__sql_collect(ms, st, sizeof(**out), session_doc_row,
+	    "session documents", (void **)out, n);
 }
 
 /* ---- manifest ------------------------------------------------------- */

@@ -57,9 +57,11 @@ struct ed_conn {
 	int pumping;			/* inside conn_pump or on_read */
 	/* A request's input sent in parts ("more": true), see conn_input(). */
 	json_t *up_id;			/* the id being uploaded, or NULL */
+	const ed_op *up_op;		/* and its op */
 	json_t *skip_id;		/* an upload refused: drop its parts */
 	unsigned char *up_buf;		/* owned */
 	size_t up_len, up_cap;
+	int up_input;			/* some part had text or data */
 	size_t held_len;		/* bytes in held not yet framed */
 	char rbuf[64 * 1024];		/* libuv reads here */
 	char held[64 * 1024];		/* unframed input kept while paused */
@@ -321,9 +323,11 @@ static void upload_reset(ed_conn *c)
 {
 	json_decref(c->up_id);
 	c->up_id = NULL;
+	c->up_op = NULL;
 	free(c->up_buf);
 	c->up_buf = NULL;
 	c->up_len = c->up_cap = 0;
+	c->up_input = 0;
 }
 
 static int upload_append(ed_conn *c, const void *p, size_t n)
@@ -338,8 +342,10 @@ static int upload_append(ed_conn *c, const void *p, size_t n)
 		c->up_buf = b;
 		c->up_cap = cap;
 	}
-	memcpy(c->up_buf + c->up_len, p, n);
-	c->up_len += n;
+	if (n) {	/* an empty part: up_buf may be NULL yet */
+		memcpy(c->up_buf + c->up_len, p, n);
+		c->up_len += n;
+	}
 	return 0;
 }
 
@@ -350,7 +356,8 @@ static int upload_append(ed_conn *c, const void *p, size_t n)
  * Returns 1 when the request is complete (*buf, *len: owned input, or
  * NULL), 0 when more parts are expected or the line was dropped, -1 after
  * answering with an error. */
-static int conn_input(ed_conn *c, json_t *msg, json_t *id, unsigned char **buf, size_t *len)
+static int conn_input(ed_conn *c, json_t *msg, json_t *id, const ed_op *op,
+    unsigned char **buf, size_t *len)
 {
 	json_t *more = json_object_get(msg, "more");
 	json_t *text = json_object_get(msg, "text"), *data = json_object_get(msg, "data");
@@ -376,6 +383,9 @@ static int conn_input(ed_conn *c, json_t *msg, json_t *id, unsigned char **buf, 
 		why = "'data' must be a base64 string";
 	if (!why && c->up_id && !json_equal(c->up_id, id)) {
 		why = "another request's input is still being sent on this connection";
+		code = ED_ERR_BAD_REQUEST;
+	} else if (!why && c->up_id && c->up_op != op) {
+		why = "every part of a request must have the same 'op'";
 		code = ED_ERR_BAD_REQUEST;
 	}
 	if (why) {
@@ -416,10 +426,15 @@ static int conn_input(ed_conn *c, json_t *msg, json_t *id, unsigned char **buf, 
 		goto nomem;
 	}
 	free(piece);
-	if (!c->up_id)
+	if (!c->up_id) {
 		c->up_id = json_incref(id);
+		c->up_op = op;
+	}
+	c->up_input |= text || data;
 	if (json_is_true(more))
 		return 0;
+	if (c->up_input && !c->up_buf && !(c->up_buf = malloc(1)))
+		goto nomem;	/* empty parts: input "", as in one line */
 	*buf = c->up_buf;
 	*len = c->up_len;
 	c->up_buf = NULL;
@@ -437,7 +452,7 @@ static void conn_dispatch(ed_conn *c, json_t *msg, json_t *id, const ed_op *op)
 	unsigned char *input;
 	size_t input_len;
 
-	if (conn_input(c, msg, id, &input, &input_len) <= 0) {
+	if (conn_input(c, msg, id, op, &input, &input_len) <= 0) {
 		json_decref(msg);
 		return;
 	}

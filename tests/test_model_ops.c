@@ -319,6 +319,40 @@ START_TEST(test_bad_input)
 	ck_assert_str_eq(json_string_value(json_object_get(ev, "event")), "done");
 	ck_assert_int_eq(json_integer_value(json_object_get(ev, "n_bytes")), 5);
 	json_decref(ev);
+	/* Parts with no input, or empty ones (an empty first part crashed the
+	 * sanitized daemon): the request runs on what there is; a part with
+	 * another op is refused. */
+	const char empty[] =
+		"{\"id\":30,\"op\":\"ping\",\"more\":true}\n"
+		"{\"id\":30,\"op\":\"ping\"}\n"
+		"{\"id\":31,\"op\":\"tokenize\",\"text\":\"\",\"more\":true}\n"
+		"{\"id\":31,\"op\":\"tokenize\",\"data\":\"\",\"add_special\":false}\n"
+		"{\"id\":32,\"op\":\"tokenize\",\"text\":\"Hel\",\"more\":true}\n"
+		"{\"id\":32,\"op\":\"detokenize\",\"ids\":[1]}\n"
+		"{\"id\":33,\"op\":\"ping\"}\n";
+	th_send(fd, empty, sizeof(empty) - 1);
+	int seen = 0;	/* bit id - 30: its last event came (workers' in any order) */
+	while (seen != 0xf) {
+		ev = th_read_json(fd, 10000);
+		ck_assert_ptr_nonnull(ev);
+		long long id = json_integer_value(json_object_get(ev, "id"));
+		const char *e = json_string_value(json_object_get(ev, "event"));
+		ck_assert_msg(id >= 30 && id <= 33, "id %lld", id);
+		if (id == 32) {
+			ck_assert_str_eq(th_err_code(ev), "bad_request");
+			ck_assert_ptr_nonnull(strstr(json_string_value(
+			    json_object_get(json_object_get(ev, "error"),
+			    "message")), "same 'op'"));
+		} else {
+			ck_assert_ptr_null(th_err_code(ev));
+		}
+		if (id == 31 && !strcmp(e, "done"))	/* tokenize "" */
+			ck_assert_int_eq(json_integer_value(json_object_get(ev,
+			    "n_bytes")), 0);
+		if (id == 32 || !strcmp(e, "done"))
+			seen |= 1 << (id - 30);
+		json_decref(ev);
+	}
 	th_close(fd);
 }
 END_TEST

@@ -479,7 +479,8 @@ int ing_job_run(ing_job *j)
 	if (rc < 0)
 		goto done;
 	atomic_store(&j->files_seen, files.n);
-	qsort(files.v, files.n, sizeof(*files.v), cmp_file);
+	if (files.n > 1)	/* files.v is NULL when none was found */
+		qsort(files.v, files.n, sizeof(*files.v), cmp_file);
 	for (size_t i = 0; i < files.n && rc == 0; i++) {
 		if (cancelled(j)) {
 			rc = ING_ECANCELED;

@@ -438,7 +438,8 @@ static int walk_dir(struct walker *w, const char *fsdir, const char *rel,
 	}
 	closedir(d);
 	if (rc == 0) {
-		qsort(names, n, sizeof(*names), cmp_str);
+		if (n > 1)	/* names is NULL in an empty folder */
+			qsort(names, n, sizeof(*names), cmp_str);
 		rc = push_ignore(w, fsdir, rel, disp);
 	}
 	if (rc == 0) {

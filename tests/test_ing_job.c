@@ -374,5 +374,39 @@ START_TEST(test_failures)
 }
 END_TEST
 
+/* Empty folders and roots that hold nothing: walked, no document, no
+ * error (each once sorted a NULL list: a crash under UBSan, so in the
+ * daemon any tree with an empty folder). */
+START_TEST(test_empty_trees)
+{
+	char *d = tu_tmpdir(), *sub = tu_path(d, "empty"), *gone;
+	struct run r = { 0 };
+
+	ck_assert_int_eq(do_run(d, NULL, 42, &r), 0);	/* an empty root */
+	ck_assert_uint_eq(r.man.n, 0);
+	ck_assert_uint_eq(r.ids.n, 0);
+	run_free(&r);
+	ck_assert_int_eq(mkdir(sub, 0755), 0);
+	ck_assert_int_eq(do_run(d, NULL, 42, &r), 0);	/* only an empty folder */
+	ck_assert_uint_eq(r.man.n, 0);
+	run_free(&r);
+	tu_writes(d, "a.txt", "hello there\n");
+	ck_assert_int_eq(do_run(d, NULL, 42, &r), 0);	/* and a file */
+	ck_assert_uint_eq(r.man.n, 1);
+	ck_assert_uint_eq(r.diff.n_added, 1);
+	ck_assert_uint_gt(r.ids.n, 0);
+	run_free(&r);
+	gone = tu_path(d, "no/such/root");
+	ck_assert_int_eq(do_run(gone, NULL, 42, &r), 0);	/* reported */
+	ck_assert_uint_eq(r.man.n, 0);
+	ck_assert_uint_eq(r.ids.n, 0);
+	run_free(&r);
+	free(gone);
+	free(sub);
+	tu_rmtree(d);
+	free(d);
+}
+END_TEST
+
 TU_MAIN("ing_job", test_incremental, test_touch_only, test_manifest_bad_input,
-	test_cancel_from_thread, test_failures)
+	test_cancel_from_thread, test_failures, test_empty_trees)

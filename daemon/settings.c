@@ -86,6 +86,8 @@ static int parse_num(const char *v, long long lo, long long hi, int unit,
 	if (errno || end == v)
 		return -EINVAL;
 	if (unit && *end) {
+		if (n < 0)	/* no negative size; and -1 << 10 is undefined */
+			return -EINVAL;
 		int sh = *end == 'K' || *end == 'k' ? 10 :
 			 *end == 'M' || *end == 'm' ? 20 :
 			 *end == 'G' || *end == 'g' ? 30 : -1;
@@ -127,6 +129,12 @@ int ed_settings_set(ed_settings *s, const char *key, const char *v,
 		return rc;                                              \
 	} while (0)
 
+	if (!*v && (!strcmp(key, "socket") || !strcmp(key, "data_dir") ||
+	    !strcmp(key, "log_file"))) {
+		/* an empty socket path binds an abstract name no client finds */
+		snprintf(err, errlen, "%s: expected a path, got ''", key);
+		return -EINVAL;
+	}
 	if (!strcmp(key, "socket"))
 		return set_str(&s->socket_path, v);
 	if (!strcmp(key, "data_dir"))
@@ -226,21 +234,42 @@ static char *trim(char *p)
 	return p;
 }
 
+/* Reads a line of at most cap - 1 bytes (without its newline) into buf:
+ * 0, or 1 when longer, 2 when it holds a NUL byte, -1 at the end.  A
+ * fixed buffer: the file may be /dev/zero. */
+static int config_line(FILE *f, char *buf, size_t cap)
+{
+	size_t n = 0;
+	int c, nul = 0;
+
+	while ((c = getc(f)) != EOF && c != '\n') {
+		if (n + 1 >= cap)
+			return 1;
+		nul |= c == 0;
+		buf[n++] = (char)c;
+	}
+	buf[n] = 0;
+	if (c == EOF && !n)
+		return -1;
+	return nul ? 2 : 0;
+}
+
 int ed_config_load(ed_settings *s, const char *path, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "r");
 	char line[4096];
-	int lineno = 0, rc = 0;
+	int lineno = 0, rc = 0, got;
 
 	if (!f) {
 		rc = -errno;
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return rc;
 	}
-	while (fgets(line, sizeof(line), f)) {
+	while ((got = config_line(f, line, sizeof(line))) >= 0) {
 		lineno++;
-		if (!strchr(line, '\n') && !feof(f)) {
-			snprintf(err, errlen, "%s:%d: line too long", path, lineno);
+		if (got) {
+			snprintf(err, errlen, "%s:%d: %s", path, lineno, got == 1 ?
+			    "line too long" : "a NUL byte");
 			rc = -EINVAL;
 			break;
 		}
@@ -259,6 +288,10 @@ int ed_config_load(ed_settings *s, const char *path, char *err, size_t errlen)
 			snprintf(err, errlen, "%s:%d: %s", path, lineno, msg);
 			break;
 		}
+	}
+	if (!rc && ferror(f)) {		/* EISDIR for a directory */
+		rc = errno ? -errno : -EIO;
+		snprintf(err, errlen, "%s: %s", path, strerror(-rc));
 	}
 	fclose(f);
 	return rc;

@@ -563,7 +563,11 @@ START_TEST(test_config_file)
 		"--set sparse_question_top_k=65537",
 		"--set sparse_squeeze=2", "--set sparse_squeeze=yes",
 		"--set sparse_shortlist=-1", "--set sparse_shortlist=2000000000",
-		"--set sparse_codes=2", "--set sparse_codes=-1", "--set sparse_codes=on" };
+		"--set sparse_codes=2", "--set sparse_codes=-1", "--set sparse_codes=on",
+		/* a negative size (-1K shifted a negative number), an empty
+		 * path (an empty socket bound a name no client could find) */
+		"--set max_output=-1K", "--set max_line=-1M", "--set log_file=",
+		"--set data_dir=" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		snprintf(cmd, sizeof(cmd), "'%s' -f --config /dev/null %s -s '%s' -d '%s' 2>/dev/null",
 			 getenv("ENGRAMD"), bad[i], D.sock, D.data);
@@ -573,6 +577,24 @@ START_TEST(test_config_file)
 	ck_assert_int_eq(WEXITSTATUS(system(cmd)), 2);
 	snprintf(cmd, sizeof(cmd), "'%s' -f -c '%s/missing.conf' 2>/dev/null", getenv("ENGRAMD"), D.dir);
 	ck_assert_int_eq(WEXITSTATUS(system(cmd)), 2);
+	snprintf(cmd, sizeof(cmd), "'%s' -f --config /dev/null -s '' -d '%s' 2>/dev/null",
+		 getenv("ENGRAMD"), D.data);
+	ck_assert_int_eq(WEXITSTATUS(system(cmd)), 2);
+	/* A directory as the config file, and a NUL byte in one: exit 2
+	 * with why (a directory used to read as an empty file). */
+	snprintf(cmd, sizeof(cmd), "'%s' -f -c '%s' -s '%s' -d '%s' 2>'%s/err'; "
+		 "test $? -eq 2 && grep -q 'Is a directory' '%s/err'",
+		 getenv("ENGRAMD"), D.dir, D.sock, D.data, D.dir, D.dir);
+	ck_assert_msg(system(cmd) == 0, "a directory as the config: not refused");
+	f = fopen(conf, "w");
+	fputs("workers = 2\nmax_line = 100", f);
+	fputc(0, f);
+	fputs("\n", f);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "'%s' -f -c '%s' -s '%s' -d '%s' 2>'%s/err'; "
+		 "test $? -eq 2 && grep -q 'bad.conf:2: a NUL byte' '%s/err'",
+		 getenv("ENGRAMD"), conf, D.sock, D.data, D.dir, D.dir);
+	ck_assert_msg(system(cmd) == 0, "a NUL byte in the config: not said");
 	th_rmdir(D.dir);
 	D.dir[0] = 0;
 }

@@ -97,8 +97,12 @@ static int arg_num(ed_req *r, const char *key, double lo, double hi, double def,
 		return 0;
 	if (!json_is_number(v) || (integer && !json_is_integer(v)) ||
 	    json_number_value(v) < lo || json_number_value(v) > hi) {
-		ed_req_fail(r, ED_ERR_INVALID_ARGUMENT, "'%s' must be a%s number from %g to %g",
-			    key, integer ? "n integer" : "", lo, hi);
+		if (integer)	/* %g would print 1048576 as 1.04858e+06 */
+			ed_req_fail(r, ED_ERR_INVALID_ARGUMENT, "'%s' must be an "
+			    "integer from %.0f to %.0f", key, lo, hi);
+		else
+			ed_req_fail(r, ED_ERR_INVALID_ARGUMENT, "'%s' must be a "
+			    "number from %g to %g", key, lo, hi);
 		return -1;
 	}
 	*out = json_number_value(v);
@@ -126,6 +130,11 @@ int ed_gen_args_parse(ed_req *r, ed_gen_args *a, double default_temp,
 	a->sp.min_p = (float)v;
 	if (arg_num(r, "repeat_penalty", 0, 10, a->sp.repeat_penalty, 0, &v) < 0) return -1;
 	a->sp.repeat_penalty = (float)v;
+	if (!(a->sp.repeat_penalty > 0)) {	/* logits are divided by it */
+		ed_req_fail(r, ED_ERR_INVALID_ARGUMENT, "'repeat_penalty' must "
+		    "be above 0 and at most 10 (1 is off)");
+		return -1;
+	}
 	if (arg_num(r, "seed", 0, 9007199254740991.0, 0, 1, &v) < 0) return -1;
 	a->sp.seed = (uint64_t)v;
 	json_t *stop = json_object_get(r->msg, "stop");

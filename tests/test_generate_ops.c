@@ -198,6 +198,10 @@ START_TEST(test_bad_arguments)
 		{ "{\"id\":3,\"op\":\"generate\",\"text\":\"a\",\"max_tokens\":1.5}", "invalid_argument" },
 		{ "{\"id\":4,\"op\":\"generate\",\"text\":\"a\",\"temperature\":-1}", "invalid_argument" },
 		{ "{\"id\":5,\"op\":\"generate\",\"text\":\"a\",\"top_p\":2}", "invalid_argument" },
+		/* the sampler divides by it: 0 and what rounds to 0 */
+		{ "{\"id\":6,\"op\":\"generate\",\"text\":\"a\",\"repeat_penalty\":0}", "invalid_argument" },
+		{ "{\"id\":7,\"op\":\"generate\",\"text\":\"a\",\"repeat_penalty\":1e-300}", "invalid_argument" },
+		{ "{\"id\":8,\"op\":\"generate\",\"text\":\"a\",\"repeat_penalty\":-0.0}", "invalid_argument" },
 		{ "{\"id\":6,\"op\":\"generate\",\"text\":\"a\",\"stop\":\"x\"}", "invalid_argument" },
 		{ "{\"id\":7,\"op\":\"generate\",\"text\":\"a\",\"stop\":[\"\"]}", "invalid_argument" },
 		{ "{\"id\":8,\"op\":\"generate\",\"text\":\"a\",\"chat\":1}", "invalid_argument" },
@@ -210,6 +214,13 @@ START_TEST(test_bad_arguments)
 			      "case %zu: %s", i, ev ? th_err_code(ev) : "no reply");
 		json_decref(ev);
 	}
+	/* an integer's bounds as integers, not 1.04858e+06 */
+	json_t *ev = th_roundtrip(D.sock, "{\"id\":1,\"op\":\"generate\","
+	    "\"text\":\"a\",\"top_k\":2000000}");
+	const char *m = json_string_value(json_object_get(json_object_get(ev,
+	    "error"), "message"));
+	ck_assert_msg(m && strstr(m, "from 0 to 1048576"), "%s", m ? m : "-");
+	json_decref(ev);
 	const char *u1[] = { "--socket", D.sock, "generate", "--temp", "hot", "x", NULL };
 	ck_assert_int_eq(th_ctl(u1, NULL, NULL, NULL), 2);
 	const char *u2[] = { "--socket", D.sock, "generate", NULL };

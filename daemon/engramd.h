@@ -140,6 +140,9 @@ struct ed_req {
 	ed_err err;
 	char errmsg[256];
 	int failed;
+	/* Set on the loop thread by an op that claimed something there (ask
+	 * --keep: its session); run there, before the final event is sent. */
+	void (*on_finish)(ed_req *);
 };
 
 typedef struct ed_op {
@@ -342,6 +345,9 @@ int ed_job_cancel(int64_t id);
 void ed_jobs_recover(void);
 /* The running job of a session, or 0. */
 int64_t ed_job_of_session(int64_t session_id);
+/* Whether an `ask --keep` that will write the session is in flight (loop
+ * thread): session rm and rename, and jobs, wait for it. */
+int ed_ask_keeping(int64_t session_id);
 /* Starts a prefill job of session session_id (named session); as
  * ed_job_start.  reuse: an empty session may take over a stored prefix
  * (ed_prefill.reuse). */

@@ -852,6 +852,12 @@ static int job_room(ed_req *r, int64_t sid, const char *session, ed_err *err,
 			 (long long)other);
 		return -1;
 	}
+	if (ed_ask_keeping(sid)) {
+		*err = ED_ERR_BUSY;
+		snprintf(msg, msglen, "session %s is taking a question's turn "
+		    "(ask --keep); try again when it ends", session);
+		return -1;
+	}
 	return 0;
 }
 

@@ -551,6 +551,51 @@ out:
 	free(q);
 }
 
+/* Sessions an ask --keep will write, claimed in op_ask and given back
+ * when the request finishes; the loop thread's, as the job table is. */
+static struct keep_claim {
+	ed_req *r;
+	int64_t sid;
+} *claims;
+static size_t n_claims, cap_claims;
+
+static void keep_release(ed_req *r)
+{
+	for (size_t i = 0; i < n_claims; i++)
+		if (claims[i].r == r) {
+			claims[i] = claims[--n_claims];
+			break;
+		}
+	if (!n_claims) {
+		free(claims);
+		claims = NULL;
+		cap_claims = 0;
+	}
+}
+
+static int keep_claim(ed_req *r, int64_t sid)
+{
+	if (n_claims == cap_claims) {
+		size_t cap = cap_claims ? 2 * cap_claims : 8;
+		struct keep_claim *c = realloc(claims, cap * sizeof(*c));
+		if (!c)
+			return -1;
+		claims = c;
+		cap_claims = cap;
+	}
+	claims[n_claims++] = (struct keep_claim){ r, sid };
+	r->on_finish = keep_release;
+	return 0;
+}
+
+int ed_ask_keeping(int64_t sid)
+{
+	for (size_t i = 0; i < n_claims; i++)
+		if (claims[i].sid == sid)
+			return 1;
+	return 0;
+}
+
 static void op_ask(ed_req *r)
 {
 	ed_jobs_recover();
@@ -570,14 +615,16 @@ static void op_ask(ed_req *r)
 	} else {
 		/* keep writes the session: not while a job writes it (the job
 		 * table is the loop thread's, so look now). */
-		int keep = ed_req_arg_bool(r, "keep", 0);
+		int keep = ed_req_arg_bool(r, "keep", 0), found = 0;
 		int64_t job = 0;
 		ms_session_info si;
 		if (keep > 0) {
 			ms_store *ms = ed_store_lock();
 			if (ms && ms_session_get(ms, json_string_value(v),
-			    &si) == 0)
+			    &si) == 0) {
 				job = ed_job_of_session(si.id);
+				found = 1;
+			}
 			ed_store_unlock();
 		}
 		if (keep < 0) {
@@ -587,8 +634,11 @@ static void op_ask(ed_req *r)
 			    "job (%lld): keep must wait for it",
 			    json_string_value(v), (long long)job);
 			ed_req_finish(r);
+		} else if (found && keep_claim(r, si.id) < 0) {
+			ed_req_fail(r, ED_ERR_INTERNAL, "out of memory");
+			ed_req_finish(r);
 		} else {
-			ed_req_defer(r, ask_worker);
+			ed_req_defer(r, ask_worker);	/* not found: it says */
 		}
 	}
 }

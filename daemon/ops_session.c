@@ -421,6 +421,11 @@ static int session_idle(ed_req *r, const char *name)
 			    "cancel it first", name, (long long)job);
 		return 0;
 	}
+	if (ed_ask_keeping(si.id)) {
+		ed_req_fail(r, ED_ERR_BUSY, "session %s is taking a question's "
+		    "turn (ask --keep); try again when it ends", name);
+		return 0;
+	}
 	return 1;
 }
 

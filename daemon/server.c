@@ -685,6 +685,8 @@ void ed_req_finish(ed_req *r)
 	ed_conn *c = r->conn;
 	json_t *ev;
 
+	if (r->on_finish)	/* before the event: its reader may act on it */
+		r->on_finish(r);
 	outbox_drain(srv);
 	if (r->failed)
 		ev = ed_proto_error_event(r->id, r->err, r->errmsg);

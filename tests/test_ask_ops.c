@@ -661,6 +661,52 @@ START_TEST(test_ask_bad_input)
 		usleep(20000);
 	}
 	ck_assert_int_eq(prefilled("n") % 512, 0);
+	/* A question that keeps its turn holds the session from when it is
+	 * taken: while it waits for the engine (a generation has it), rm,
+	 * rename and a prefill are busy; once answered, the turn is kept.
+	 * (An rm used to pull the session from under it: "cannot keep the
+	 * turn: stored record failed verification", or a false "kept".) */
+	{
+		const char gen[] = "{\"id\":7,\"op\":\"generate\",\"text\":"
+		    "\"Count:\",\"temperature\":0,\"max_tokens\":2000}\n";
+		const char kq[] = "{\"id\":8,\"op\":\"ask\",\"session\":\"n\","
+		    "\"text\":\"Which file?\",\"keep\":true,\"max_tokens\":3}\n";
+		int a = th_connect(D.sock), b = th_connect(D.sock), tok = 0;
+		json_t *row = session_row("n");
+		long long before = jint(row, "stream_tokens");
+		json_decref(row);
+		th_send(a, gen, sizeof(gen) - 1);
+		while (!tok) {
+			ev = th_read_json(a, 120000);
+			ck_assert_ptr_nonnull(ev);
+			tok = !strcmp(jstr(ev, "event"), "token");
+			json_decref(ev);
+		}
+		th_send(b, kq, sizeof(kq) - 1);
+		ev = th_read_json(b, 60000);
+		ck_assert_ptr_nonnull(ev);
+		ck_assert_str_eq(jstr(ev, "event"), "queued");
+		json_decref(ev);
+		expect_error(rq("{\"id\":1,\"op\":\"session_rm\",\"session\":\"n\"}"), "busy");
+		expect_error(rq("{\"id\":1,\"op\":\"session_rename\",\"session\":\"n\","
+		    "\"to\":\"n2\"}"), "busy");
+		expect_error(rq("{\"id\":1,\"op\":\"prefill\",\"session\":\"n\"}"), "busy");
+		th_close(a);	/* the generation ends; the question goes on */
+		for (;;) {
+			ev = th_read_json(b, 120000);
+			ck_assert_ptr_nonnull(ev);
+			ck_assert_msg(!th_err_code(ev), "%s", json_dumps(ev, JSON_COMPACT));
+			if (!strcmp(jstr(ev, "event"), "done"))
+				break;
+			json_decref(ev);
+		}
+		ck_assert(json_is_true(json_object_get(ev, "kept")));
+		json_decref(ev);
+		th_close(b);
+		row = session_row("n");
+		ck_assert_int_gt(jint(row, "stream_tokens"), before);
+		json_decref(row);
+	}
 	/* engramctl: usage errors exit 2. */
 	ck_assert_int_eq(ctl(NULL, NULL, "ask", NULL), 2);
 	ck_assert_int_eq(ctl(NULL, NULL, "ask", "n", NULL), 2);

@@ -106,7 +106,13 @@ int main(int argc, char **argv)
 	/* '+': options end at the command, which takes its own. */
 	while ((c = getopt_long(argc, argv, "+s:jhV", opts, NULL)) != -1) {
 		switch (c) {
-		case 's': x.socket = optarg; break;
+		case 's':
+			if (!*optarg) {	/* not the default: a mistake */
+				fprintf(stderr, "engramctl: --socket needs a path\n");
+				return ECTL_EXIT_USAGE;
+			}
+			x.socket = optarg;
+			break;
 		case 'j': x.json = 1; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("engramctl %s\n", PACKAGE_VERSION); return 0;

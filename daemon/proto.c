@@ -49,7 +49,9 @@ int ed_proto_parse(const char *line, size_t len, json_t **msg, json_t **id,
 	m = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
 	if (!m) {
 		*err = ED_ERR_INVALID_JSON;
-		snprintf(errmsg, errlen, "invalid JSON at column %d: %s", je.column, je.text);
+		snprintf(errmsg, errlen, "invalid JSON at column %d: %s", je.column,
+		    strstr(je.text, "JSON_ALLOW_NUL") ? "\\u0000 in a string "
+		    "(send such input as 'data', base64)" : je.text);
 		return -1;
 	}
 	*msg = m;

@@ -97,6 +97,8 @@ START_TEST(test_ctl_exit_codes)
 	ck_assert_int_eq(th_ctl(extra, NULL, NULL, NULL), 2);
 	const char *badopt[] = { "--bogus", "ping", NULL };
 	ck_assert_int_eq(th_ctl(badopt, NULL, NULL, NULL), 2);
+	const char *nosock[] = { "--socket", "", "ping", NULL };	/* not the default */
+	ck_assert_int_eq(th_ctl(nosock, NULL, NULL, NULL), 2);
 	/* --help everywhere: 0 with text. */
 	char *out = NULL;
 	const char *h1[] = { "--help", NULL };

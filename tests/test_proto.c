@@ -83,6 +83,12 @@ START_TEST(test_parse)
 	ck_assert_int_eq(ed_proto_parse("{\"id\":1\0}", 9, &msg, &id, &op, &e, buf, sizeof(buf)), -1);
 	ck_assert_int_eq(e, ED_ERR_INVALID_JSON);
 	json_decref(msg);
+	/* An escaped one: said in our words, not the JSON library's flag. */
+	const char *nul = "{\"id\":1,\"op\":\"ping\",\"text\":\"a\\u0000b\"}";
+	ck_assert_int_eq(ed_proto_parse(nul, strlen(nul), &msg, &id, &op, &e, buf,
+	    sizeof(buf)), -1);
+	ck_assert_msg(strstr(buf, "'data'") && !strstr(buf, "JSON_"), "%s", buf);
+	json_decref(msg);
 }
 END_TEST
 

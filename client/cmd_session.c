@@ -199,12 +199,15 @@ static void ingest_summary(json_t *d)
 		print_report_entry(e);
 }
 
-/* A default session name from a path: its last component, with what a
+/* A default session name from a path: its last component without leading
+ * dots (a name may not start with one: ".git" gives "git"), with what a
  * name may not hold replaced by '_'. */
 static void default_name(const char *path, char *out, size_t cap)
 {
 	const char *b = strrchr(path, '/');
 	b = b && b[1] ? b + 1 : path;
+	while (*b == '.')
+		b++;
 	size_t n = 0;
 	for (; *b && *b != '/' && n + 1 < cap && n < 128; b++, n++) {
 		char c = *b;
@@ -213,7 +216,7 @@ static void default_name(const char *path, char *out, size_t cap)
 		out[n] = ok ? c : '_';
 	}
 	out[n] = 0;
-	if (!n || out[0] == '.')
+	if (!n)
 		snprintf(out, cap, "%s", "default");
 }
 

@@ -380,6 +380,18 @@ START_TEST(test_ingest_incremental)
 	ck_assert_int_eq(ctl(&out, NULL, "ingest", "--name", "t3", src, NULL), 0);
 	ck_assert_msg(strstr(out, "done") && strstr(out, "0 new tokens"), "%s", out);
 	free(out);
+	/* Named after the path without --name; a hidden folder's name
+	 * without its dot (it was silently "default"). */
+	char hid[4200], file[4300];
+	snprintf(hid, sizeof(hid), "%s/.hid", tree);
+	ck_assert_int_eq(mkdir(hid, 0755), 0);
+	snprintf(file, sizeof(file), "%s/a.txt", hid);
+	FILE *f = fopen(file, "w");
+	fputs("hidden text\n", f);
+	fclose(f);
+	ck_assert_int_eq(ctl(&out, NULL, "ingest", hid, NULL), 0);
+	ck_assert_msg(strstr(out, "session hid,"), "%s", out);
+	free(out);
 	ck_assert_int_eq(th_signal_wait(&D, SIGTERM), 0);
 }
 END_TEST

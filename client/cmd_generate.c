@@ -248,7 +248,7 @@ static void print_source_block(json_t *b)
 		       ectl_jint(b, "tok_end"), pct);
 		return;
 	}
-	printf("  %s", ectl_jstr(b, "path"));
+	printf("  %s", ectl_jpath(b, "path"));
 	if (ls && le > ls)
 		printf(":%lld-%lld", ls, le);
 	else if (ls)

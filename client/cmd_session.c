@@ -174,7 +174,7 @@ static void print_report_entry(json_t *e)
 {
 	const char *reason = ectl_jstr(e, "reason"), *msg = ectl_jstr(e, "message");
 	int extra = *msg && strcmp(msg, reason) && strcmp(msg, "-");
-	printf("  %-8s %s: %s%s%s\n", ectl_jstr(e, "severity"), ectl_jstr(e, "path"),
+	printf("  %-8s %s: %s%s%s\n", ectl_jstr(e, "severity"), ectl_jpath(e, "path"),
 	       reason, extra ? " - " : "", extra ? msg : "");
 }
 
@@ -194,7 +194,7 @@ static void ingest_summary(json_t *d)
 		       ectl_jint(ch, "added"), ectl_jint(ch, "removed"),
 		       ectl_jint(ch, "modified"), ectl_jint(ch, "moved"));
 	json_array_foreach(json_object_get(ch, "paths"), i, e)
-		printf("  %-8s %s\n", ectl_jstr(e, "change"), ectl_jstr(e, "path"));
+		printf("  %-8s %s\n", ectl_jstr(e, "change"), ectl_jpath(e, "path"));
 	json_array_foreach(json_object_get(d, "report"), i, e)
 		print_report_entry(e);
 }
@@ -490,7 +490,7 @@ static int cmd_session(ectl_ctx *x, int argc, char **argv)
 			       ectl_jint(g, "block_tokens"));
 			json_array_foreach(json_object_get(done, "document_list"), i, d)
 				printf("  %10lld %10lld  %s\n", ectl_jint(d, "tok_start"),
-				       ectl_jint(d, "tok_end"), ectl_jstr(d, "path"));
+				       ectl_jint(d, "tok_end"), ectl_jpath(d, "path"));
 		}
 	} else if (!strcmp(sub, "rm") && argc == 3) {
 		rc = ectl_request(x, json_pack("{s:s,s:s}", "op", "session_rm", "session", name), &done);
@@ -535,11 +535,11 @@ static int cmd_source(ectl_ctx *x, int argc, char **argv)
 				       "pos", (json_int_t)pos, "with_text", text), &done);
 	if (rc == 0 && !x->json) {
 		if (json_is_true(json_object_get(done, "framing")))
-			printf("%s: framing text", ectl_jstr(done, "path"));
+			printf("%s: framing text", ectl_jpath(done, "path"));
 		else if (ectl_jint(done, "line_start") == ectl_jint(done, "line_end"))
-			printf("%s:%lld", ectl_jstr(done, "path"), ectl_jint(done, "line_start"));
+			printf("%s:%lld", ectl_jpath(done, "path"), ectl_jint(done, "line_start"));
 		else
-			printf("%s:%lld-%lld", ectl_jstr(done, "path"), ectl_jint(done, "line_start"),
+			printf("%s:%lld-%lld", ectl_jpath(done, "path"), ectl_jint(done, "line_start"),
 			       ectl_jint(done, "line_end"));
 		if (ectl_jint(done, "page"))
 			printf(" (page %lld)", ectl_jint(done, "page"));

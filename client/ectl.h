@@ -89,6 +89,10 @@ int ectl_no_args(int argc, char **argv, const char *name);
 int ectl_read_input(const char *arg, char **buf, size_t *len);
 /* Field accessors that never fail: "-" and 0 when absent. */
 const char *ectl_jstr(json_t *o, const char *k);
+/* ectl_jstr for a file path in text output: control characters (a
+ * newline in a file name) as C escapes, so that one line is one entry.
+ * The result lives until the fourth call after. */
+const char *ectl_jpath(json_t *o, const char *k);
 long long ectl_jint(json_t *o, const char *k);
 void ectl_print_duration(double seconds);
 

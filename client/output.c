@@ -94,6 +94,26 @@ const char *ectl_jstr(json_t *o, const char *k)
 	return s ? s : "-";
 }
 
+const char *ectl_jpath(json_t *o, const char *k)
+{
+	static char buf[4][4 * 4096 + 1];
+	static unsigned next;
+	const unsigned char *s = (const unsigned char *)ectl_jstr(o, k);
+	char *out = buf[next++ % 4], *p = out, *end = out + sizeof(buf[0]) - 5;
+
+	for (; *s && p < end; s++) {
+		if (*s >= 0x20 && *s != 0x7f)
+			*p++ = (char)*s;
+		else if (*s == '\n' || *s == '\t' || *s == '\r')
+			p += sprintf(p, "\\%c", *s == '\n' ? 'n' : *s == '\t' ?
+			    't' : 'r');
+		else
+			p += sprintf(p, "\\x%02x", *s);
+	}
+	*p = 0;
+	return out;
+}
+
 long long ectl_jint(json_t *o, const char *k)
 {
 	return (long long)json_integer_value(json_object_get(o, k));

@@ -389,8 +389,14 @@ START_TEST(test_ingest_incremental)
 	FILE *f = fopen(file, "w");
 	fputs("hidden text\n", f);
 	fclose(f);
+	/* and a file whose name holds a newline: listed on one line */
+	snprintf(file, sizeof(file), "%s/new\nline.txt", hid);
+	f = fopen(file, "w");
+	fputs("more text\n", f);
+	fclose(f);
 	ck_assert_int_eq(ctl(&out, NULL, "ingest", hid, NULL), 0);
 	ck_assert_msg(strstr(out, "session hid,"), "%s", out);
+	ck_assert_msg(strstr(out, "new\\nline.txt\n"), "%s", out);
 	free(out);
 	ck_assert_int_eq(th_signal_wait(&D, SIGTERM), 0);
 }

@@ -339,12 +339,15 @@ static int cmd_jobs(ectl_ctx *x, int argc, char **argv)
 		json_array_foreach(json_object_get(done, "jobs"), i, j) {
 			/* A prefill job has no files; its tokens are positions done. */
 			int pf = is_prefill(j);
-			char files[32] = "-";
+			const char *tk = pf ? "done" : "tokens";
+			char files[32] = "-", tokens[32] = "-";
 			if (!pf)
 				snprintf(files, sizeof(files), "%lld", ectl_jint(j, "files_done"));
-			printf("%-6lld %-12s %-10s %8s %10lld  %s\n", ectl_jint(j, "job"),
+			if (json_object_get(j, tk))	/* an ingest of an earlier run: not kept */
+				snprintf(tokens, sizeof(tokens), "%lld", ectl_jint(j, tk));
+			printf("%-6lld %-12s %-10s %8s %10s  %s\n", ectl_jint(j, "job"),
 			       ectl_jstr(j, "state"), ectl_jstr(j, "kind"), files,
-			       ectl_jint(j, pf ? "done" : "tokens"), json_object_get(j, "error") ?
+			       tokens, json_object_get(j, "error") ?
 			       ectl_jstr(j, "error") : "");
 		}
 	}

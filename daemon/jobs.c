@@ -1025,13 +1025,18 @@ int ed_job_follow(int64_t id, ed_req *r)
 
 static json_t *row_json(const ms_job *row)
 {
-	return json_pack("{s:I,s:s,s:I,s:s,s:I,s:I,s:s,s:I,s:I}",
+	json_t *o = json_pack("{s:I,s:s,s:I,s:s,s:I,s:I,s:s,s:I,s:I}",
 		"job", (json_int_t)row->id, "kind", row->kind,
 		"session_id", (json_int_t)row->session_id,
 		"state", state_name(row->state, row->error),
 		"files_done", (json_int_t)row->done, "files_seen", (json_int_t)row->total,
 		"error", row->error, "created", (json_int_t)row->created,
 		"updated", (json_int_t)row->updated);
+	/* A prefill's row counts positions: named as its progress names them. */
+	if (o && !strcmp(row->kind, "prefill"))
+		json_object_update_new(o, json_pack("{s:I,s:I}", "done",
+		    (json_int_t)row->done, "total", (json_int_t)row->total));
+	return o;
 }
 
 json_t *ed_job_describe(int64_t id, int full)

@@ -346,6 +346,29 @@ START_TEST(test_prefill_ask_restart)
 	answer_start("a");
 	json_decref(res);
 	restart_after(SIGKILL);
+	/* Jobs of the run before: the finished prefill's positions as
+	 * `done` (engramctl's TOKENS read 0); an ingest's tokens are not
+	 * kept: "-". */
+	{
+		char *out = NULL;
+		ev = rq("{\"id\":1,\"op\":\"jobs\"}");
+		json_t *jobs = json_object_get(ev, "jobs"), *jb, *pf = NULL;
+		json_array_foreach(jobs, i, jb)
+			if (!strcmp(jstr(jb, "kind"), "prefill") && !pf)
+				pf = jb;
+		ck_assert_ptr_nonnull(pf);
+		ck_assert_int_eq(jint(pf, "done"), total);
+		json_decref(ev);
+		ck_assert_int_eq(ctl(&out, NULL, "jobs", NULL), 0);
+		int ingests = 0;	/* FILES a number, TOKENS "-" */
+		for (char *l = strtok(out, "\n"); l; l = strtok(NULL, "\n"))
+			if (strstr(l, " ingest ")) {
+				ck_assert_msg(strstr(l, " -  "), "%s", l);
+				ingests++;
+			}
+		ck_assert_int_gt(ingests, 0);
+		free(out);
+	}
 	char *a2 = ask("a", "What does f2_7 return?", NULL, NULL);
 	ck_assert_msg(!strcmp(a1, a2), "before <%s> after <%s>", a1, a2);
 	free(a2);

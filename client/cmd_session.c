@@ -169,10 +169,15 @@ static void ingest_line(struct follow *o, json_t *ev, char *line, size_t cap)
 }
 
 /* One skipped or failed file: "skipped  path: reason - detail", the
- * detail left out when it says no more than the reason. */
+ * detail left out when it says no more than the reason, and the reason
+ * not said twice when the detail starts with it. */
 static void print_report_entry(json_t *e)
 {
 	const char *reason = ectl_jstr(e, "reason"), *msg = ectl_jstr(e, "message");
+	size_t rl = strlen(reason);
+	if (!strncmp(msg, reason, rl) && (msg[rl] == ':' || msg[rl] == ','))
+		for (msg += rl + 1; *msg == ' '; msg++)
+			;
 	int extra = *msg && strcmp(msg, reason) && strcmp(msg, "-");
 	printf("  %-8s %s: %s%s%s\n", ectl_jstr(e, "severity"), ectl_jpath(e, "path"),
 	       reason, extra ? " - " : "", extra ? msg : "");

@@ -394,9 +394,21 @@ START_TEST(test_ingest_incremental)
 	f = fopen(file, "w");
 	fputs("more text\n", f);
 	fclose(f);
+	/* and links back to a parent and out of the root: skipped, each
+	 * reason said once ("symbolic link loop - symbolic link loop: ...") */
+	snprintf(file, sizeof(file), "%s/sub", hid);
+	ck_assert_int_eq(mkdir(file, 0755), 0);
+	snprintf(file, sizeof(file), "%s/sub/up", hid);
+	ck_assert_int_eq(symlink("..", file), 0);
+	snprintf(file, sizeof(file), "%s/out", hid);
+	ck_assert_int_eq(symlink("..", file), 0);
 	ck_assert_int_eq(ctl(&out, NULL, "ingest", hid, NULL), 0);
 	ck_assert_msg(strstr(out, "session hid,"), "%s", out);
 	ck_assert_msg(strstr(out, "new\\nline.txt\n"), "%s", out);
+	ck_assert_msg(strstr(out, "up: symbolic link loop - leads back to a parent folder\n"),
+		      "%s", out);
+	ck_assert_msg(strstr(out, "out: symbolic link leads outside the roots - to /"),
+		      "%s", out);
 	free(out);
 	ck_assert_int_eq(th_signal_wait(&D, SIGTERM), 0);
 }

@@ -803,16 +803,17 @@ static void job_done(uv_work_t *w, int status)
 	}
 	for (size_t i = 0; i < j->nfol; i++) {
 		ed_req *r = j->fol[i];
-		if (j->state == MS_JOB_DONE)
+		if (j->state == MS_JOB_DONE) {
 			r->result = json_deep_copy(j->summary);
-		else if (j->state == MS_JOB_CANCELED)	/* not "cancelled: cancelled" */
+		} else if (j->state == MS_JOB_CANCELED) {
+			/* the reason, unless it only says "cancelled" again */
+			int why = j->error[0] && strcmp(j->error, "cancelled");
 			ed_req_fail(r, ED_ERR_CANCELLED, "job %lld cancelled%s%s",
-				    (long long)j->id, strcmp(j->error, "cancelled") &&
-				    j->error[0] ? ": " : "", strcmp(j->error,
-				    "cancelled") ? j->error : "");
-		else
+				    (long long)j->id, why ? ": " : "", why ? j->error : "");
+		} else {
 			ed_req_fail(r, ED_ERR_INTERNAL, "job %lld %s: %s", (long long)j->id,
 				    state_name(j->state, j->error), j->error);
+		}
 		ed_req_finish(r);
 	}
 	j->nfol = 0;

@@ -348,6 +348,11 @@ int64_t ed_job_of_session(int64_t session_id);
 /* Whether an `ask --keep` that will write the session is in flight (loop
  * thread): session rm and rename, and jobs, wait for it. */
 int ed_ask_keeping(int64_t session_id);
+/* 1 and why in msg when the session (named session) has a running job or
+ * an `ask --keep` claim, which refuse rm, rename and new jobs (loop
+ * thread); else 0. */
+int ed_session_busy(int64_t session_id, const char *session, char *msg,
+    size_t msglen);
 /* Starts a prefill job of session session_id (named session); as
  * ed_job_start.  reuse: an empty session may take over a stored prefix
  * (ed_prefill.reuse). */

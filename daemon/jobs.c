@@ -835,13 +835,28 @@ int64_t ed_job_of_session(int64_t session_id)
 	return 0;
 }
 
+int ed_session_busy(int64_t sid, const char *session, char *msg,
+    size_t msglen)
+{
+	int64_t id = ed_job_of_session(sid);
+
+	if (id)
+		snprintf(msg, msglen, "session %s has a running job (%lld); "
+		    "cancel it first", session, (long long)id);
+	else if (ed_ask_keeping(sid))
+		snprintf(msg, msglen, "session %s is taking a question's turn "
+		    "(ask --keep); try again when it ends", session);
+	else
+		return 0;
+	return 1;
+}
+
 /* A new job on session sid may start: fewer jobs than half the pool
  * (each holds a pool thread) and none on the session.  -1 and *err/msg
  * if not. */
 static int job_room(ed_req *r, int64_t sid, const char *session, ed_err *err,
 		    char *msg, size_t msglen)
 {
-	int64_t other;
 	int max_jobs = ed_server_settings(r->srv)->workers / 2;
 	if (max_jobs < 1)
 		max_jobs = 1;
@@ -851,16 +866,8 @@ static int job_room(ed_req *r, int64_t sid, const char *session, ed_err *err,
 			 "(half the 'workers' setting); try again when one ends", J.running);
 		return -1;
 	}
-	if ((other = ed_job_of_session(sid))) {
+	if (ed_session_busy(sid, session, msg, msglen)) {
 		*err = ED_ERR_BUSY;
-		snprintf(msg, msglen, "session %s has a running job (%lld)", session,
-			 (long long)other);
-		return -1;
-	}
-	if (ed_ask_keeping(sid)) {
-		*err = ED_ERR_BUSY;
-		snprintf(msg, msglen, "session %s is taking a question's turn "
-		    "(ask --keep); try again when it ends", session);
 		return -1;
 	}
 	return 0;

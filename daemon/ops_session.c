@@ -415,15 +415,9 @@ static int session_idle(ed_req *r, const char *name)
 	ed_store_unlock();
 	if (rc < 0)
 		return 0;
-	int64_t job = ed_job_of_session(si.id);
-	if (job) {
-		ed_req_fail(r, ED_ERR_BUSY, "session %s has a running job (%lld); "
-			    "cancel it first", name, (long long)job);
-		return 0;
-	}
-	if (ed_ask_keeping(si.id)) {
-		ed_req_fail(r, ED_ERR_BUSY, "session %s is taking a question's "
-		    "turn (ask --keep); try again when it ends", name);
+	char msg[256];
+	if (ed_session_busy(si.id, name, msg, sizeof(msg))) {
+		ed_req_fail(r, ED_ERR_BUSY, "%s", msg);
 		return 0;
 	}
 	return 1;

@@ -339,12 +339,18 @@ int main(int argc, char **argv)
 		ed_log(ED_LOG_ERROR, "%s", err);
 		goto fail;
 	}
-	if (ed_server_open(&srv, &s, loop) < 0 || ed_server_listen(srv) < 0) {
+	if (ed_server_open(&srv, &s, loop) < 0) {
 		fprintf(stderr, "engramd: cannot listen on %s (see the log)\n", s.socket_path);
 		goto fail;
 	}
 	ed_ops_init(srv);
+	/* Before listening: a client that reaches the socket may signal at
+	 * once, and a SIGHUP with no handler yet would kill the daemon. */
 	watch_signals(loop, srv);
+	if (ed_server_listen(srv) < 0) {
+		fprintf(stderr, "engramd: cannot listen on %s (see the log)\n", s.socket_path);
+		goto fail;
+	}
 	ed_log(ED_LOG_INFO, "engramd %s started, pid %ld, data dir %s%s%s",
 	       PACKAGE_VERSION, (long)getpid(), s.data_dir,
 	       s.config_path ? ", config " : "", s.config_path ? s.config_path : "");

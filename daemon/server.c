@@ -575,7 +575,14 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 	ed_conn *c = (ed_conn *)st;
 
 	if (n < 0) {
-		/* EOF or error: the client left; cancel what it asked for. */
+		/* EOF or error: the client left; cancel what it asked for.  A
+		 * last line without its newline (`printf ... | socat`) is
+		 * still a request: read it first. */
+		if (n == UV_EOF && ed_frame_pending(&c->frame)) {
+			c->pumping = 1;
+			(void)conn_feed(c, "\n", 1);
+			c->pumping = 0;
+		}
 		conn_drain(c);
 		return;
 	}

@@ -318,6 +318,38 @@ START_TEST(test_stalled_half_line)
 }
 END_TEST
 
+/* A last line without its newline before the client's end of input (a
+ * half-close: `printf ... | socat`) is read as a request and answered; a
+ * half of a request so ended is an error, not silence. */
+START_TEST(test_last_line_without_newline)
+{
+	th_start(&D, NULL);
+	int fd = th_connect(D.sock);
+	const char *two = "{\"id\":1,\"op\":\"ping\"}\n{\"id\":2,\"op\":\"ping\"}";
+	th_send(fd, two, strlen(two));
+	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+	for (int want = 1; want <= 2; want++) {
+		json_t *ev = th_read_json(fd, 10000);
+		ck_assert_ptr_nonnull(ev);
+		ck_assert_int_eq(json_integer_value(json_object_get(ev, "id")), want);
+		ck_assert(json_is_true(json_object_get(ev, "pong")));
+		json_decref(ev);
+	}
+	th_close(fd);
+	fd = th_connect(D.sock);
+	th_send(fd, "{\"id\":3,\"op\":\"pi", 16);
+	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+	json_t *ev = th_read_json(fd, 10000);
+	ck_assert_ptr_nonnull(ev);
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(ev,
+	    "error"), "code")), "invalid_json");
+	json_decref(ev);
+	th_close(fd);
+	th_stop(&D);
+	D.dir[0] = 0;
+}
+END_TEST
+
 /* A client that writes requests and never reads: engramd stops reading it
  * once its replies back up (its writes then block), its memory stays
  * bounded, and other clients are served throughout. */
@@ -679,6 +711,7 @@ int main(void)
 	tcase_add_test(proto, test_protocol_errors);
 	tcase_add_test(proto, test_256_clients);
 	tcase_add_test(proto, test_stalled_half_line);
+	tcase_add_test(proto, test_last_line_without_newline);
 	tcase_add_test(proto, test_client_never_reads);
 	tcase_add_test(proto, test_disconnect_mid_request);
 	tcase_add_test(proc, test_second_daemon_refused);

@@ -129,12 +129,18 @@ START_TEST(test_ctl_error_and_interrupt)
 	ck_assert_int_eq(bind(ls, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	ck_assert_int_eq(listen(ls, 4), 0);
 
+	/* The fake says on a pipe when it has the second request: the ctl
+	 * has its SIGINT handler by then (a fixed sleep raced a slow start). */
+	int got[2];
+	ck_assert_int_eq(pipe(got), 0);
 	pid_t srv = fork();
 	if (srv == 0) {
 		for (int round = 0; round < 2; round++) {
 			int c = accept(ls, NULL, NULL);
 			char *line = th_read_line(c, 10000);
 			json_t *req = json_loads(line, 0, NULL);
+			if (round == 1 && write(got[1], "r", 1) != 1)
+				_exit(1);
 			if (round == 0) {
 				json_t *ev = json_pack("{s:O,s:s,s:{s:s,s:s}}", "id",
 					json_object_get(req, "id"), "event", "error", "error",
@@ -163,8 +169,11 @@ START_TEST(test_ctl_error_and_interrupt)
 		execl(getenv("ENGRAMCTL"), "engramctl", "--socket", sa.sun_path, "ping", (char *)NULL);
 		_exit(127);
 	}
-	usleep(300000);
+	struct pollfd pf = { .fd = got[0], .events = POLLIN };
+	ck_assert_msg(poll(&pf, 1, 30000) == 1, "the ctl's request never reached the fake");
 	kill(ctl, SIGINT);
+	close(got[0]);
+	close(got[1]);
 	int st;
 	waitpid(ctl, &st, 0);
 	ck_assert(WIFEXITED(st));

@@ -61,6 +61,7 @@ typedef struct ed_settings {
 	int sparse_codes;	/* 1: a shortlist is ranked by key codes */
 	int kv_mode;		/* 0 f16, 1 q8, 2 q4 (ms_mode) */
 	int prefill_checkpoint;	/* tokens between checkpoints; 0: none */
+	int warm_start;		/* 1: read the last asked session at start */
 } ed_settings;
 
 void ed_settings_init(ed_settings *s);
@@ -285,6 +286,9 @@ int ed_session_turn_end(const struct eng_model *m, int32_t **ids, size_t *n);
 struct ms_store;
 void ed_audit(struct ms_store *ms, const char *action, const char *session,
 	      json_t *settings);
+/* warm.c: at start, on the thread pool, reads the session last asked
+ * into skv's slot (warm_start); logs what it did. */
+void ed_warm_start(uv_loop_t *loop, const ed_settings *s);
 
 /* Counters that `status` reports. */
 typedef struct ed_stats {

@@ -18,6 +18,7 @@ engramd_SOURCES = \
 	%reldir%/skv.h %reldir%/skv.c \
 	%reldir%/store.c \
 	%reldir%/jobs.c \
+	%reldir%/warm.c \
 	%reldir%/main.c
 engramd_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) $(JANSSON_CFLAGS) $(XXHASH_CFLAGS) \
 	$(LMDB_CFLAGS) $(SQLITE_CFLAGS)

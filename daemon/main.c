@@ -354,6 +354,7 @@ int main(int argc, char **argv)
 	ed_log(ED_LOG_INFO, "engramd %s started, pid %ld, data dir %s%s%s",
 	       PACKAGE_VERSION, (long)getpid(), s.data_dir,
 	       s.config_path ? ", config " : "", s.config_path ? s.config_path : "");
+	ed_warm_start(loop, &s);
 	report_ready(0);
 
 	uv_run(loop, UV_RUN_DEFAULT);

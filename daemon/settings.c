@@ -53,6 +53,7 @@ void ed_settings_init(ed_settings *s)
 	/* 7.9 MB of window state per checkpoint for the default model:
 	 * 3.9% on top of the blocks at this spacing. */
 	s->prefill_checkpoint = 65536;
+	s->warm_start = 1;
 }
 
 void ed_settings_free(ed_settings *s)
@@ -187,6 +188,8 @@ int ed_settings_set(ed_settings *s, const char *key, const char *v,
 		NUM(sparse_codes, 0, 1, 0);
 	if (!strcmp(key, "prefill_checkpoint"))
 		NUM(prefill_checkpoint, 0, 1 << 30, 0);
+	if (!strcmp(key, "warm_start"))
+		NUM(warm_start, 0, 1, 0);
 	if (!strcmp(key, "kv_mode")) {
 		static const char *const modes[] = { "f16", "q8", "q4" };
 		for (int i = 0; i < 3; i++)

@@ -552,17 +552,33 @@ static json_t *ask_ranked(const char *session, const char *want, char **text)
 	return res;
 }
 
+/* 1 once engramd's log holds s (polled up to 60 s). */
+static int log_has(const char *s)
+{
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd), "grep -qF \"%s\" '%s'", s, D.log);
+	for (int i = 0; i < 600; i++) {
+		if (system(cmd) == 0)
+			return 1;
+		usleep(100000);
+	}
+	return 0;
+}
+
 /* Key codes through engramd: a question with more candidates than
  * sparse_scan_max and a shortlist ranks them by the codes prefill stored
  * (`ranked` "codes" in its sources and result), also after a restart,
- * when they come from LMDB, with the same answer; with sparse_codes=0 or
- * no shortlist by summaries, and within scan_max by every key. */
+ * when they come from LMDB, with the same answer, read at start
+ * (warm_start) or by the question itself; with sparse_codes=0 or no
+ * shortlist by summaries, and within scan_max by every key. */
 START_TEST(test_ask_ranked_codes)
 {
 	const char *codes[] = { "sparse_scan_max=256", "sparse_shortlist=512", NULL };
 	const char *off[] = { "sparse_scan_max=256", "sparse_shortlist=512",
 			      "sparse_codes=0", NULL };
 	const char *none[] = { "sparse_scan_max=256", "sparse_shortlist=0", NULL };
+	const char *cold[] = { "sparse_scan_max=256", "sparse_shortlist=512",
+			       "warm_start=0", NULL };
 	start_with(codes);	/* sparse_codes 1 by default */
 	tree = corpus();
 	ingest("k");
@@ -578,18 +594,38 @@ START_TEST(test_ask_ranked_codes)
 	ck_assert_msg(!strcmp(t1, t2), "first <%s> second <%s>", t1, t2);
 	ck_assert_int_eq(jint(again, "n_attended"), n1);
 	ck_assert(json_equal(json_object_get(again, "blocks"), json_object_get(res, "blocks")));
+	json_t *blocks1 = json_incref(json_object_get(res, "blocks"));
 	json_decref(again);
 	json_decref(res);
 	free(t2);
-	ck_assert_int_eq(th_signal_wait(&D, SIGTERM), 0);
-	D.pid = 0;
-	start_with(codes);
-	res = ask_ranked("k", "codes", &t2);
-	ck_assert_msg(!strcmp(t1, t2), "before <%s> after <%s>", t1, t2);
-	ck_assert_int_eq(jint(res, "n_attended"), n1);
-	json_decref(res);
+	/* After a restart, the session last asked read at start with its
+	 * codes, then without (warm_start=0): the same answer and blocks. */
+	for (int warm = 1; warm >= 0; warm--) {
+		ck_assert_int_eq(th_signal_wait(&D, SIGTERM), 0);
+		D.pid = 0;
+		start_with(warm ? codes : cold);
+		if (warm)
+			ck_assert_msg(log_has(" tokens) read in ") &&
+			    log_has("warm: session 'k' (") &&
+			    log_has(" ms, codes too"), "no warm in %s", D.log);
+		res = ask_ranked("k", "codes", &t2);
+		ck_assert_msg(!strcmp(t1, t2), "before <%s> after <%s>", t1, t2);
+		ck_assert_int_eq(jint(res, "n_attended"), n1);
+		ck_assert(json_equal(json_object_get(res, "blocks"), blocks1));
+		json_decref(res);
+		free(t2);
+	}
+	{
+		char cmd[600];
+		snprintf(cmd, sizeof(cmd), "grep -c 'warm: session' '%s'", D.log);
+		FILE *p = popen(cmd, "r");
+		int n = -1;
+		ck_assert(p && fscanf(p, "%d", &n) == 1);
+		pclose(p);
+		ck_assert_int_eq(n, 1);	/* the log is one file across restarts */
+	}
+	json_decref(blocks1);
 	free(t1);
-	free(t2);
 	ck_assert_int_eq(th_signal_wait(&D, SIGTERM), 0);
 	D.pid = 0;
 	start_with(off);

@@ -289,6 +289,9 @@ void ed_audit(struct ms_store *ms, const char *action, const char *session,
 /* warm.c: at start, on the thread pool, reads the session last asked
  * into skv's slot (warm_start); logs what it did. */
 void ed_warm_start(uv_loop_t *loop, const ed_settings *s);
+/* Returns once the warm is not reading session id (at once if it is
+ * not): a question on it then finds in the slot what the warm read. */
+void ed_warm_wait(int64_t id);
 
 /* Counters that `status` reports. */
 typedef struct ed_stats {

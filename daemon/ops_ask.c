@@ -493,6 +493,7 @@ static void ask_worker(ed_req *r)
 		goto out;
 	}
 	ask_urgent(&a);
+	ed_warm_wait(a.sid);	/* what it reads, this open takes */
 	if ((rc = ed_fwd_open(set, &a.f, err, sizeof(err))) < 0 ||
 	    (rc = ed_skv_open(a.sid, m, eng_fwd_n_batch(a.f), &kv, err,
 	    sizeof(err))) < 0 ||

@@ -13,9 +13,13 @@
  *    model outlive the warm.
  *  - "The session last asked" is the newest `ask` in the audit log whose
  *    session still exists; none, no warm.
+ *  - W.id (under W.mu) is the session being read, 0 once done: a question
+ *    on it waits (ed_warm_wait) rather than read the same again beside
+ *    it, which a question asked at once after a start would.
  */
 #include "config.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -29,6 +33,9 @@
 #define WARM_AUDIT_MAX 256
 
 static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int64_t id;		/* the session being read; 0: none */
 	uv_work_t work;
 	const ed_settings *set;
 	char name[129];		/* the session warmed, "" if none */
@@ -37,7 +44,23 @@ static struct {
 	int rc;
 	char err[256];
 	double ms;
-} W;
+} W = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+static void warm_busy(int64_t id)
+{
+	pthread_mutex_lock(&W.mu);
+	W.id = id;
+	pthread_cond_broadcast(&W.cv);
+	pthread_mutex_unlock(&W.mu);
+}
+
+void ed_warm_wait(int64_t id)
+{
+	pthread_mutex_lock(&W.mu);
+	while (id && W.id == id)
+		pthread_cond_wait(&W.cv, &W.mu);
+	pthread_mutex_unlock(&W.mu);
+}
 
 /* The id of the session of the newest question (0 if none). */
 static int64_t last_asked(void)
@@ -81,6 +104,7 @@ static void warm_work(uv_work_t *w)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (!(id = last_asked()))
 		return;
+	warm_busy(id);
 	W.rc = ed_skv_open(id, ed_model(), 1, &kv, W.err, sizeof W.err);
 	if (!W.rc) {
 		W.n_tokens = eng_kv_length(kv);
@@ -91,6 +115,7 @@ static void warm_work(uv_work_t *w)
 		}
 		eng_kv_close(kv);
 	}
+	warm_busy(0);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	W.ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
 }

@@ -133,6 +133,15 @@ static void mad_f16_scalar(uint32_t n, eng_f16 *y, const eng_f16 *x, float a)
 		    eng_f16_to_f32(y[i])));
 }
 
+/* The same for ng accumulators n apart, y_h += x * a[h]: elementwise, so
+ * any vector width gives the same bits; x is read once for all heads. */
+static void mad_f16_group_scalar(uint32_t n, eng_f16 *y, const eng_f16 *x,
+    const float *a, uint32_t ng)
+{
+	for (uint32_t h = 0; h < ng; h++)
+		mad_f16_scalar(n, y + (size_t)h * n, x, a[h]);
+}
+
 #if FWD_X86
 __attribute__((target("avx2,fma,f16c")))
 static void scale_f16_avx2(uint32_t n, eng_f16 *y, float a)
@@ -148,86 +157,140 @@ static void scale_f16_avx2(uint32_t n, eng_f16 *y, float a)
 }
 
 __attribute__((target("avx2,fma,f16c")))
-static void mad_f16_avx2(uint32_t n, eng_f16 *y, const eng_f16 *x, float a)
+static void mad_f16_group_avx2(uint32_t n, eng_f16 *y, const eng_f16 *x,
+    const float *a, uint32_t ng)
 {
-	__m256 va = _mm256_set1_ps(a);
 	uint32_t i = 0;
 	for (; i + 8 <= n; i += 8) {
-		__m256 vy = _mm256_cvtph_ps(_mm_loadu_si128((__m128i *)(y + i)));
 		__m256 vx = _mm256_cvtph_ps(_mm_loadu_si128(
 		    (const __m128i *)(x + i)));
-		_mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(
-		    _mm256_fmadd_ps(vx, va, vy), _MM_FROUND_TO_NEAREST_INT));
+		for (uint32_t h = 0; h < ng; h++) {
+			eng_f16 *yh = y + (size_t)h * n + i;
+			__m256 vy = _mm256_cvtph_ps(_mm_loadu_si128(
+			    (__m128i *)yh));
+			_mm_storeu_si128((__m128i *)yh, _mm256_cvtps_ph(
+			    _mm256_fmadd_ps(vx, _mm256_set1_ps(a[h]), vy),
+			    _MM_FROUND_TO_NEAREST_INT));
+		}
 	}
-	mad_f16_scalar(n - i, y + i, x + i, a);
+	for (uint32_t h = 0; h < ng; h++)
+		mad_f16_scalar(n - i, y + (size_t)h * n + i, x + i, a[h]);
+}
+
+__attribute__((target("avx512f,f16c,fma")))
+static void mad_f16_group_avx512(uint32_t n, eng_f16 *y, const eng_f16 *x,
+    const float *a, uint32_t ng)
+{
+	uint32_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m512 vx = _mm512_cvtph_ps(_mm256_loadu_si256(
+		    (const __m256i *)(x + i)));
+		for (uint32_t h = 0; h < ng; h++) {
+			eng_f16 *yh = y + (size_t)h * n + i;
+			__m512 vy = _mm512_cvtph_ps(_mm256_loadu_si256(
+			    (__m256i *)yh));
+			_mm256_storeu_si256((__m256i *)yh, _mm512_cvtps_ph(
+			    _mm512_fmadd_ps(vx, _mm512_set1_ps(a[h]), vy),
+			    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+		}
+	}
+	for (uint32_t h = 0; h < ng; h++)
+		mad_f16_scalar(n - i, y + (size_t)h * n + i, x + i, a[h]);
 }
 #endif
 
-/* q . k of two f16 rows summed in the order of ggml_vec_dot_f16 on the
- * same SIMD level (llama.cpp is built for the host), so that attention
- * scores are bit-identical to llama.cpp's: 4 accumulators of 16 (AVX-512)
- * or 8 (AVX2) lanes over steps of 64 or 32 elements, reduced pairwise;
- * the tail in double. */
-static float kq_dot_f16_scalar(uint32_t n, const eng_f16 *k, const eng_f16 *q)
+/* q . k of an f16 key row and the group's query rows (f32 holding f16
+ * values: llama.cpp rounds Q to f16; the widening is exact), summed in the
+ * order of ggml_vec_dot_f16 on the same SIMD level (llama.cpp is built for
+ * the host), so that attention scores are bit-identical to llama.cpp's: 4
+ * accumulators of 16 (AVX-512) or 8 (AVX2) lanes over steps of 64 or 32
+ * elements, reduced pairwise; the tail in double.  ng heads' rows n
+ * apart, each key converted once for all of them. */
+static void kq_dot_group_scalar(uint32_t n, const eng_f16 *k, const float *q,
+    uint32_t ng, float *out)
 {
-	double s = 0.0;
-	for (uint32_t i = 0; i < n; i++)
-		s += (double)(eng_f16_to_f32(k[i]) * eng_f16_to_f32(q[i]));
-	return (float)s;
+	for (uint32_t h = 0; h < ng; h++) {
+		const float *qh = q + (size_t)h * n;
+		double s = 0.0;
+		for (uint32_t i = 0; i < n; i++)
+			s += (double)(eng_f16_to_f32(k[i]) * qh[i]);
+		out[h] = (float)s;
+	}
 }
 
 #if FWD_X86
 __attribute__((target("avx2,fma,f16c")))
-static float kq_dot_f16_avx2(uint32_t n, const eng_f16 *k, const eng_f16 *q)
+static void kq_dot_group_avx2(uint32_t n, const eng_f16 *k, const float *q,
+    uint32_t ng, float *out)
 {
-	__m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(),
-	    _mm256_setzero_ps(), _mm256_setzero_ps() };
 	uint32_t np = n & ~31u, i;
-	double s;
 
-	for (i = 0; i < np; i += 32)
-		for (int j = 0; j < 4; j++) {
-			__m256 a = _mm256_cvtph_ps(_mm_loadu_si128(
-			    (const __m128i *)(k + i + 8 * j)));
-			__m256 b = _mm256_cvtph_ps(_mm_loadu_si128(
-			    (const __m128i *)(q + i + 8 * j)));
-			acc[j] = _mm256_fmadd_ps(a, b, acc[j]);
-		}
-	acc[0] = _mm256_add_ps(acc[0], acc[2]);
-	acc[1] = _mm256_add_ps(acc[1], acc[3]);
-	acc[0] = _mm256_add_ps(acc[0], acc[1]);
-	__m128 t0 = _mm_add_ps(_mm256_castps256_ps128(acc[0]),
-	    _mm256_extractf128_ps(acc[0], 1));
-	__m128 t1 = _mm_hadd_ps(t0, t0);
-	s = _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
-	for (; i < n; i++)
-		s += (double)(eng_f16_to_f32(k[i]) * eng_f16_to_f32(q[i]));
-	return (float)s;
+	for (uint32_t h = 0; h < ng; h++) {
+		const float *qh = q + (size_t)h * n;
+		__m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(),
+		    _mm256_setzero_ps(), _mm256_setzero_ps() };
+		double s;
+		for (i = 0; i < np; i += 32)
+			for (int j = 0; j < 4; j++) {
+				__m256 a = _mm256_cvtph_ps(_mm_loadu_si128(
+				    (const __m128i *)(k + i + 8 * j)));
+				acc[j] = _mm256_fmadd_ps(a, _mm256_loadu_ps(
+				    qh + i + 8 * j), acc[j]);
+			}
+		acc[0] = _mm256_add_ps(acc[0], acc[2]);
+		acc[1] = _mm256_add_ps(acc[1], acc[3]);
+		acc[0] = _mm256_add_ps(acc[0], acc[1]);
+		__m128 t0 = _mm_add_ps(_mm256_castps256_ps128(acc[0]),
+		    _mm256_extractf128_ps(acc[0], 1));
+		__m128 t1 = _mm_hadd_ps(t0, t0);
+		s = _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+		for (; i < n; i++)
+			s += (double)(eng_f16_to_f32(k[i]) * qh[i]);
+		out[h] = (float)s;
+	}
 }
 
-__attribute__((target("avx512f,f16c,fma")))
-static float kq_dot_f16_avx512(uint32_t n, const eng_f16 *k, const eng_f16 *q)
+/* nh (at most 4) heads from q: inlined with nh constant, the 16
+ * accumulators stay in registers. */
+static inline __attribute__((always_inline, target("avx512f,f16c,fma")))
+void kq_dot_heads_avx512(uint32_t n, const eng_f16 *k, const float *q,
+    uint32_t nh, float *out)
 {
-	__m512 acc[4] = { _mm512_setzero_ps(), _mm512_setzero_ps(),
-	    _mm512_setzero_ps(), _mm512_setzero_ps() };
+	__m512 acc[4][4];
 	uint32_t np = n & ~63u, i;
-	double s;
 
+	for (uint32_t h = 0; h < 4; h++)
+		for (int j = 0; j < 4; j++)
+			acc[h][j] = _mm512_setzero_ps();
 	for (i = 0; i < np; i += 64)
 		for (int j = 0; j < 4; j++) {
 			__m512 a = _mm512_cvtph_ps(_mm256_loadu_si256(
 			    (const __m256i *)(k + i + 16 * j)));
-			__m512 b = _mm512_cvtph_ps(_mm256_loadu_si256(
-			    (const __m256i *)(q + i + 16 * j)));
-			acc[j] = _mm512_fmadd_ps(a, b, acc[j]);
+			for (uint32_t h = 0; h < nh; h++)
+				acc[h][j] = _mm512_fmadd_ps(a, _mm512_loadu_ps(
+				    q + (size_t)h * n + i + 16 * j), acc[h][j]);
 		}
-	acc[0] = _mm512_add_ps(acc[0], acc[2]);
-	acc[1] = _mm512_add_ps(acc[1], acc[3]);
-	acc[0] = _mm512_add_ps(acc[0], acc[1]);
-	s = _mm512_reduce_add_ps(acc[0]);
-	for (; i < n; i++)
-		s += (double)(eng_f16_to_f32(k[i]) * eng_f16_to_f32(q[i]));
-	return (float)s;
+	for (uint32_t h = 0; h < nh; h++) {
+		const float *qh = q + (size_t)h * n;
+		__m512 a0 = _mm512_add_ps(acc[h][0], acc[h][2]);
+		__m512 a1 = _mm512_add_ps(acc[h][1], acc[h][3]);
+		double s = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+		for (uint32_t c = np; c < n; c++)
+			s += (double)(eng_f16_to_f32(k[c]) * qh[c]);
+		out[h] = (float)s;
+	}
+}
+
+__attribute__((target("avx512f,f16c,fma")))
+static void kq_dot_group_avx512(uint32_t n, const eng_f16 *k, const float *q,
+    uint32_t ng, float *out)
+{
+	uint32_t h = 0;
+
+	for (; h + 4 <= ng; h += 4)
+		kq_dot_heads_avx512(n, k, q + (size_t)h * n, 4, out + h);
+	for (; h < ng; h++)
+		kq_dot_heads_avx512(n, k, q + (size_t)h * n, 1, out + h);
 }
 #endif
 
@@ -297,26 +360,25 @@ static const float *range_query(const struct attn_job *j,
 /* One key/value row of the online softmax below, for the group's heads:
  * running maxima M, sums S, f16 accumulators acc; sc is scratch. */
 static void f16acc_row(const eng_fwd *f, uint32_t group, const eng_f16 *kr,
-    const eng_f16 *vr, const eng_f16 *q16, eng_f16 *acc, float *M, float *S,
+    const eng_f16 *vr, const float *qf, eng_f16 *acc, float *M, float *S,
     float *sc)
 {
 	uint32_t hdk = f->hp.head_dim_k, hdv = f->hp.head_dim_v;
 
-	for (uint32_t h = 0; h < group; h++)
-		sc[h] = f->kq_dot_f16(hdk, kr, q16 + (size_t)h * hdk);
+	f->kq_dot_group(hdk, kr, qf, group, sc);
 	for (uint32_t h = 0; h < group; h++) {
 		float x = sc[h] * f->attn_scale, ms = 1.0f, vs = 1.0f;
-		eng_f16 *ah = acc + (size_t)h * hdv;
 		if (x > M[h]) {
 			ms = expf(M[h] - x);
 			M[h] = x;
-			f->scale_f16(hdv, ah, ms);
+			f->scale_f16(hdv, acc + (size_t)h * hdv, ms);
 		} else {
 			vs = expf(x - M[h]);
 		}
-		f->mad_f16(hdv, ah, vr, vs);
 		S[h] = S[h] * ms + vs;
+		sc[h] = vs;	/* each head's accumulator is its own */
 	}
+	f->mad_f16_group(hdv, acc, vr, sc, group);
 }
 
 /* llama.cpp's CPU flash attention for steps of fewer than 64 queries
@@ -335,7 +397,7 @@ static int attn_one_f16acc(struct attn_job *j, struct attn_scratch *s,
 	float *out = f->att + ((size_t)t * hp->n_head + g * group) * hdv;
 	eng_f16 *acc = (eng_f16 *)s->acc;	/* (group, hdv) f16 */
 	float *M = s->scores, *S = s->scores + group, *sc = S + group;
-	eng_f16 *q16 = (eng_f16 *)s->qrow;	/* (group, hdk) f16 */
+	float *qf = s->qrow;	/* (group, hdk): f16 values */
 	const struct eng__range *rg;
 	struct eng__range one;
 	uint32_t nr = attn_ranges(j, g, p, &rg, &one);
@@ -351,7 +413,7 @@ static int attn_one_f16acc(struct attn_job *j, struct attn_scratch *s,
 		uint32_t e = range_end(rg, r, nr, p);
 		const float *qr = range_query(j, s, g, rg, r, q);
 		for (size_t i = 0; i < (size_t)group * hdk; i++)
-			q16[i] = eng_f32_to_f16(qr[i]);
+			qf[i] = eng_f16_to_f32(eng_f32_to_f16(qr[i]));
 		for (uint32_t pos = rg[r].pos0; pos < e; pos += sp.n) {
 			if ((rc = j->kv->ops->view(j->kv, j->layer, g, pos,
 			    e - pos, &sp)))
@@ -360,7 +422,7 @@ static int attn_one_f16acc(struct attn_job *j, struct attn_scratch *s,
 				f16acc_row(f, group, (const eng_f16 *)
 				    ((const char *)sp.k + i * sp.k_stride),
 				    (const eng_f16 *)((const char *)sp.v +
-				    i * sp.v_stride), q16, acc, M, S, sc);
+				    i * sp.v_stride), qf, acc, M, S, sc);
 		}
 	}
 	for (uint32_t h = 0; h < group; h++) {
@@ -786,17 +848,19 @@ void eng__attn_setup(eng_fwd *f)
 
 	f->vacc = vacc_scalar;
 	f->scale_f16 = scale_f16_scalar;
-	f->mad_f16 = mad_f16_scalar;
-	f->kq_dot_f16 = kq_dot_f16_scalar;
+	f->mad_f16_group = mad_f16_group_scalar;
+	f->kq_dot_group = kq_dot_group_scalar;
 #if FWD_X86
 	if (eng_simd_active() >= ENG_SIMD_AVX2) {
 		f->vacc = vacc_avx2;
 		f->scale_f16 = scale_f16_avx2;
-		f->mad_f16 = mad_f16_avx2;
-		f->kq_dot_f16 = kq_dot_f16_avx2;
+		f->mad_f16_group = mad_f16_group_avx2;
+		f->kq_dot_group = kq_dot_group_avx2;
 	}
-	if (eng_simd_active() >= ENG_SIMD_AVX512)
-		f->kq_dot_f16 = kq_dot_f16_avx512;
+	if (eng_simd_active() >= ENG_SIMD_AVX512) {
+		f->mad_f16_group = mad_f16_group_avx512;
+		f->kq_dot_group = kq_dot_group_avx512;
+	}
 #endif
 	f->kdot_type = ENG_TYPE_F16;
 	f->kdot = eng_vec_dot_get(ENG_TYPE_F16, eng_simd_active());

@@ -110,9 +110,13 @@ struct eng_fwd {
 	void (*vacc)(uint32_t n, float *out, uint32_t ng, const float *p,
 	    size_t ps, const void *v, size_t vs, uint32_t nk, int is_f16);
 	void (*scale_f16)(uint32_t n, eng_f16 *y, float a);
-	void (*mad_f16)(uint32_t n, eng_f16 *y, const eng_f16 *x, float a);
+	/* y_h += x * a[h] for ng f16 rows of n, y_h = y + h * n */
+	void (*mad_f16_group)(uint32_t n, eng_f16 *y, const eng_f16 *x,
+	    const float *a, uint32_t ng);
 	eng_attn_mode attn_mode;
-	float (*kq_dot_f16)(uint32_t n, const eng_f16 *k, const eng_f16 *q);
+	/* out[h] = k . q_h for ng f32 query rows of n, q_h = q + h * n */
+	void (*kq_dot_group)(uint32_t n, const eng_f16 *k, const float *q,
+	    uint32_t ng, float *out);
 	eng_vec_dot_fn kdot;	/* key (cache type) . f32 query rows */
 	eng_type kdot_type;
 	const eng__attn_kern *akern;	/* tiled attention; NULL: none */

@@ -6,7 +6,8 @@
  * Three ways, one result up to rounding (see forward.c's header for the
  * numerics): attn_one, a two-pass f32 softmax per token; attn_one_f16acc,
  * llama.cpp's one-chunk kernel (f16 queries and value accumulator) for
- * steps of fewer than 64 tokens; attn_tile, TILE_TOKENS tokens at once
+ * steps of fewer than 64 tokens, on chunks of 1024 keys combined in order
+ * (a decode step's chunks spread over the pool); attn_tile, TILE_TOKENS tokens at once
  * over each key block (AVX-512; f32 online softmax).  The record of what
  * the last token attended (eng_fwd_record) is made here too.
  *
@@ -313,6 +314,7 @@ struct attn_job {
 	const struct eng__plan *plans;	/* (n_head_kv) or NULL: dense */
 	int f16acc;		/* use attn_one_f16acc */
 	int tiled;		/* use attn_tile */
+	uint32_t n_chunks;	/* > 0: a decode step's chunks on the pool */
 	_Atomic uint32_t next;	/* next work item */
 	atomic_int rc;
 };
@@ -384,23 +386,46 @@ static void f16acc_row(const eng_fwd *f, uint32_t group, const eng_f16 *kr,
 /* llama.cpp's CPU flash attention for steps of fewer than 64 queries
  * (ggml_compute_forward_flash_attn_ext_f16_one_chunk): Q rounded to f16,
  * one pass over the keys with an online softmax, values accumulated in an
- * f16 vector.  Used only with an F16 cache. */
-static int attn_one_f16acc(struct attn_job *j, struct attn_scratch *s,
-    uint32_t t, uint32_t g)
+ * f16 vector.  Used only with an F16 cache.
+ *
+ * Over more than FA_CHUNK keys it runs chunk by chunk, as llama.cpp's
+ * decode does over its threads (its split-KV path): each chunk of the
+ * token's keys (its ranges one after another) from a fresh accumulator,
+ * the chunks' results combined in order (ggml_flash_attn_ext_reduce_
+ * partials).  The chunks are fixed, not one per thread, so a token's
+ * result is the same whatever the threads and the step; a decode step,
+ * one item per kv head, spreads its chunks over the pool (attn_split).
+ * A token with at most FA_CHUNK keys is one chunk: llama.cpp's bits. */
+#define FA_CHUNK 1024u
+
+/* Keys token position p sees for kv head g (the ranges' total). */
+static uint32_t attn_n_keys(const struct attn_job *j, uint32_t g, uint32_t p)
+{
+	const struct eng__range *rg;
+	struct eng__range one;
+	uint32_t nr = attn_ranges(j, g, p, &rg, &one), nk = 0;
+
+	for (uint32_t r = 0; r < nr; r++)
+		nk += range_end(rg, r, nr, p) - rg[r].pos0;
+	return nk;
+}
+
+/* Keys [c0, c1) of token t's sequence for kv head g into one chunk's
+ * result: maxima M, sums S (group each), and the f16 accumulators acc
+ * (group, hdv); sc is scratch of group floats. */
+static int f16acc_chunk(struct attn_job *j, struct attn_scratch *s,
+    uint32_t t, uint32_t g, uint32_t c0, uint32_t c1, float *M, float *S,
+    eng_f16 *acc, float *sc)
 {
 	eng_fwd *f = j->f;
 	const eng_hparams *hp = &f->hp;
 	uint32_t hdk = hp->head_dim_k, hdv = hp->head_dim_v;
-	uint32_t group = hp->n_head / hp->n_head_kv;
-	uint32_t p = j->pos0 + t;
+	uint32_t group = hp->n_head / hp->n_head_kv, p = j->pos0 + t;
 	const float *q = f->q + ((size_t)t * hp->n_head + g * group) * hdk;
-	float *out = f->att + ((size_t)t * hp->n_head + g * group) * hdv;
-	eng_f16 *acc = (eng_f16 *)s->acc;	/* (group, hdv) f16 */
-	float *M = s->scores, *S = s->scores + group, *sc = S + group;
 	float *qf = s->qrow;	/* (group, hdk): f16 values */
 	const struct eng__range *rg;
 	struct eng__range one;
-	uint32_t nr = attn_ranges(j, g, p, &rg, &one);
+	uint32_t nr = attn_ranges(j, g, p, &rg, &one), off = 0;
 	eng_kv_span sp;
 	int rc;
 
@@ -409,14 +434,20 @@ static int attn_one_f16acc(struct attn_job *j, struct attn_scratch *s,
 		M[h] = -INFINITY;
 		S[h] = 0.0f;
 	}
-	for (uint32_t r = 0; r < nr; r++) {
-		uint32_t e = range_end(rg, r, nr, p);
+	for (uint32_t r = 0; r < nr && off < c1; r++) {
+		uint32_t e = range_end(rg, r, nr, p), len = e - rg[r].pos0;
+		uint32_t a = c0 > off ? c0 - off : 0;
+		uint32_t b = c1 - off < len ? c1 - off : len;
+		off += len;
+		if (a >= b)
+			continue;
 		const float *qr = range_query(j, s, g, rg, r, q);
 		for (size_t i = 0; i < (size_t)group * hdk; i++)
 			qf[i] = eng_f16_to_f32(eng_f32_to_f16(qr[i]));
-		for (uint32_t pos = rg[r].pos0; pos < e; pos += sp.n) {
+		for (uint32_t pos = rg[r].pos0 + a; pos < rg[r].pos0 + b;
+		    pos += sp.n) {
 			if ((rc = j->kv->ops->view(j->kv, j->layer, g, pos,
-			    e - pos, &sp)))
+			    rg[r].pos0 + b - pos, &sp)))
 				return rc;
 			for (uint32_t i = 0; i < sp.n; i++)
 				f16acc_row(f, group, (const eng_f16 *)
@@ -425,13 +456,124 @@ static int attn_one_f16acc(struct attn_job *j, struct attn_scratch *s,
 				    i * sp.v_stride), qf, acc, M, S, sc);
 		}
 	}
-	for (uint32_t h = 0; h < group; h++) {
-		float inv = S[h] == 0.0f ? 0.0f : 1.0f / S[h];
-		for (uint32_t d = 0; d < hdv; d++)
-			out[(size_t)h * hdv + d] = eng_f16_to_f32(
-			    acc[(size_t)h * hdv + d]) * inv;
-	}
 	return 0;
+}
+
+/* Adds one chunk's result for one head (Mc, Sc, its accumulator ac) to
+ * the running (*Mf, *Sf, vkq), as llama.cpp combines its partials. */
+static void f16acc_merge(uint32_t hdv, float *Mf, float *Sf, float *vkq,
+    float Mc, float Sc, const eng_f16 *ac)
+{
+	if (Sc == 0.0f)
+		return;
+	float Mn = fmaxf(*Mf, Mc), so = expf(*Mf - Mn), sn = expf(Mc - Mn);
+	for (uint32_t d = 0; d < hdv; d++)
+		vkq[d] = vkq[d] * so + eng_f16_to_f32(ac[d]) * sn;
+	*Sf = *Sf * so + Sc * sn;
+	*Mf = Mn;
+}
+
+/* The group's outputs from the running sums. */
+static void f16acc_out(uint32_t group, uint32_t hdv, const float *Sf,
+    const float *vkq, float *out)
+{
+	for (uint32_t h = 0; h < group; h++) {
+		float inv = Sf[h] == 0.0f ? 0.0f : 1.0f / Sf[h];
+		for (uint32_t d = 0; d < hdv; d++)
+			out[(size_t)h * hdv + d] = vkq[(size_t)h * hdv + d] * inv;
+	}
+}
+
+/* Token t, kv head g, every chunk in turn on this thread. */
+static int attn_one_f16acc(struct attn_job *j, struct attn_scratch *s,
+    uint32_t t, uint32_t g)
+{
+	eng_fwd *f = j->f;
+	const eng_hparams *hp = &f->hp;
+	uint32_t hdv = hp->head_dim_v, group = hp->n_head / hp->n_head_kv;
+	uint32_t nk = attn_n_keys(j, g, j->pos0 + t);
+	float *out = f->att + ((size_t)t * hp->n_head + g * group) * hdv;
+	eng_f16 *acc = (eng_f16 *)s->acc;	/* (group, hdv) f16 */
+	/* scores: M, S, sc, Mf, Sf (group each), then vkq (group, hdv) */
+	float *M = s->scores, *S = M + group, *sc = S + group;
+	float *Mf = sc + group, *Sf = Mf + group, *vkq = Sf + group;
+	int rc;
+
+	memset(vkq, 0, (size_t)group * hdv * sizeof(float));
+	for (uint32_t h = 0; h < group; h++) {
+		Mf[h] = -INFINITY;
+		Sf[h] = 0.0f;
+	}
+	for (uint32_t c0 = 0; c0 < nk || c0 == 0; c0 += FA_CHUNK) {
+		uint32_t c1 = nk - c0 < FA_CHUNK ? nk : c0 + FA_CHUNK;
+		if ((rc = f16acc_chunk(j, s, t, g, c0, c1, M, S, acc, sc)))
+			return rc;
+		for (uint32_t h = 0; h < group; h++)
+			f16acc_merge(hdv, Mf + h, Sf + h, vkq + (size_t)h *
+			    hdv, M[h], S[h], acc + (size_t)h * hdv);
+	}
+	f16acc_out(group, hdv, Sf, vkq, out);
+	return 0;
+}
+
+/* A decode step's chunks on the pool: item (g, c) leaves chunk c's
+ * result for kv head g in f->fa_part (attn_split_part), then
+ * attn_split_reduce combines them in order. */
+static size_t attn_split_part(const eng_fwd *f)
+{
+	const eng_hparams *hp = &f->hp;
+	uint32_t group = hp->n_head / hp->n_head_kv;
+
+	/* M, S (group each), then the accumulators (group, hdv) f16 */
+	return 2 * (size_t)group + ((size_t)group * hp->head_dim_v + 1) / 2;
+}
+
+static int attn_split_item(struct attn_job *j, struct attn_scratch *s,
+    uint32_t g, uint32_t c)
+{
+	eng_fwd *f = j->f;
+	uint32_t group = f->hp.n_head / f->hp.n_head_kv;
+	uint32_t nk = attn_n_keys(j, g, j->pos0);
+	float *part = f->fa_part + ((size_t)g * j->n_chunks + c) *
+	    attn_split_part(f);
+	uint32_t c0 = c * FA_CHUNK;
+
+	if (c0 >= nk) {
+		for (uint32_t h = 0; h < group; h++)
+			part[group + h] = 0.0f;		/* S: nothing */
+		return 0;
+	}
+	return f16acc_chunk(j, s, 0, g, c0, nk - c0 < FA_CHUNK ? nk :
+	    c0 + FA_CHUNK, part, part + group, (eng_f16 *)(part + 2 * group),
+	    s->scores);
+}
+
+static void attn_split_reduce(struct attn_job *j)
+{
+	eng_fwd *f = j->f;
+	const eng_hparams *hp = &f->hp;
+	uint32_t hdv = hp->head_dim_v, group = hp->n_head / hp->n_head_kv;
+	float *Mf = f->ts[0].scores, *Sf = Mf + group, *vkq = Sf + group;
+
+	for (uint32_t g = 0; g < hp->n_head_kv; g++) {
+		memset(vkq, 0, (size_t)group * hdv * sizeof(float));
+		for (uint32_t h = 0; h < group; h++) {
+			Mf[h] = -INFINITY;
+			Sf[h] = 0.0f;
+		}
+		for (uint32_t c = 0; c < j->n_chunks; c++) {
+			const float *part = f->fa_part + ((size_t)g *
+			    j->n_chunks + c) * attn_split_part(f);
+			const eng_f16 *acc = (const eng_f16 *)(part + 2 *
+			    group);
+			for (uint32_t h = 0; h < group; h++)
+				f16acc_merge(hdv, Mf + h, Sf + h, vkq +
+				    (size_t)h * hdv, part[h], part[group + h],
+				    acc + (size_t)h * hdv);
+		}
+		f16acc_out(group, hdv, Sf, vkq, f->att + (size_t)g * group *
+		    hdv);
+	}
 }
 
 /* Softmax probabilities of token t's group of heads over its ranges into
@@ -746,7 +888,8 @@ static void attn_task(void *arg, int ith, int nth)
 	struct attn_job *j = arg;
 	uint32_t n_kv = j->f->hp.n_head_kv;
 	uint32_t n_tiles = (j->n + TILE_TOKENS - 1) / TILE_TOKENS;
-	uint32_t n_items = (j->tiled ? n_tiles : j->n) * n_kv;
+	uint32_t n_items = (j->n_chunks ? j->n_chunks : j->tiled ? n_tiles :
+	    j->n) * n_kv;
 	(void)nth;
 	for (;;) {
 		uint32_t it = atomic_fetch_add_explicit(&j->next, 1,
@@ -756,7 +899,10 @@ static void attn_task(void *arg, int ith, int nth)
 		uint32_t t = it / n_kv, g = it % n_kv;
 		struct attn_scratch *s = &j->f->ts[ith];
 		int rc;
-		if (j->tiled) {
+		if (j->n_chunks) {
+			rc = attn_split_item(j, s, it / j->n_chunks,
+			    it % j->n_chunks);
+		} else if (j->tiled) {
 			/* the last tiles see the most keys: hand them out first */
 			uint32_t t0 = (n_tiles - 1 - t) * TILE_TOKENS;
 			uint32_t tb = j->n - t0 < TILE_TOKENS ? j->n - t0 :
@@ -783,6 +929,8 @@ int eng__attn_reserve(eng_fwd *f, size_t n_keys)
 		return 0;
 	if (n_keys < 1024)
 		n_keys = 1024;
+	if (n_keys < hp->head_dim_v + 5)	/* attn_one_f16acc's sums */
+		n_keys = hp->head_dim_v + 5;
 	/* the tiles' part only where attn_tile can run */
 	size_t R = f->akern ? TILE_TOKENS * group : 0;
 	size_t hdm = !f->akern ? 0 : hp->head_dim_k > hp->head_dim_v ?
@@ -813,6 +961,35 @@ int eng__attn_reserve(eng_fwd *f, size_t n_keys)
 	return 0;
 }
 
+/* A decode step with fewer kv heads than threads and a head over more
+ * than FA_CHUNK keys: its chunks become the pool's items. */
+static int attn_split_plan(struct attn_job *j)
+{
+	eng_fwd *f = j->f;
+	uint32_t n_kv = f->hp.n_head_kv, nk = 0;
+
+	if (!j->f16acc || j->n != 1 || n_kv >= (uint32_t)eng_pool_threads(
+	    f->pool))
+		return 0;
+	for (uint32_t g = 0; g < n_kv; g++) {
+		uint32_t k = attn_n_keys(j, g, j->pos0);
+		nk = k > nk ? k : nk;
+	}
+	if (nk <= FA_CHUNK)
+		return 0;
+	uint32_t nc = (nk + FA_CHUNK - 1) / FA_CHUNK;
+	size_t need = (size_t)n_kv * nc * attn_split_part(f);
+	if (need > f->fa_part_cap) {
+		float *p = realloc(f->fa_part, need * sizeof(float));
+		if (!p)
+			return ENG_ENOMEM;
+		f->fa_part = p;
+		f->fa_part_cap = need;
+	}
+	j->n_chunks = nc;
+	return 0;
+}
+
 /* Attention of layer il for the step: plan (sparse, global layers), the
  * work items on the pool, then the record of the last token if asked. */
 int eng__attention(eng_fwd *f, eng_kv *kv, uint32_t il, uint32_t n,
@@ -831,11 +1008,15 @@ int eng__attention(eng_fwd *f, eng_kv *kv, uint32_t il, uint32_t n,
 
 	if (!L->swa && (rc = attn_plan(f, kv, il, n, pos0, &job.plans)))
 		return rc;
+	if ((rc = attn_split_plan(&job)))
+		return rc;
 	atomic_init(&job.next, 0);
 	atomic_init(&job.rc, 0);
 	eng_pool_run(f->pool, attn_task, &job);
 	if ((rc = atomic_load(&job.rc)))
 		return rc;
+	if (job.n_chunks)
+		attn_split_reduce(&job);
 	if (f->rec_on && !L->swa)
 		return attn_record(&job);
 	return 0;

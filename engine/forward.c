@@ -15,8 +15,12 @@
  * are f32: on AVX-512, tiles of TILE_TOKENS tokens share each key and
  * value block (an online softmax over chunks of keys, kernels in
  * attn_avx512.c), elsewhere or for one token a two-pass softmax per token;
- * attention lives in attention.c.  With equal inputs the one-chunk
- * attention output is bit-identical to llama.cpp's; what still differs is
+ * attention lives in attention.c.  A token over more than 1024 keys
+ * runs that kernel on fixed chunks of 1024 and combines them in order, as
+ * llama.cpp's decode splits its keys over its threads (one chunk per
+ * thread there, so its bits depend on its thread count; ours do not).
+ * With equal inputs and at most 1024 keys the attention output is
+ * bit-identical to llama.cpp's; what still differs is
  * the summation order inside the quantized matrix kernels, and since the
  * next layer rounds activations to 8 bits, a last-bit difference sometimes
  * flips a rounding and grows (see /work/notes/forward-results.md).
@@ -827,6 +831,7 @@ void eng_fwd_close(eng_fwd *f)
 	free(f->logits);
 	free(f->ts);
 	free(f->ts_mem);
+	free(f->fa_part);
 	if (f->plans)
 		for (size_t g = 0; g < (size_t)f->hp.n_layer *
 		    f->hp.n_head_kv; g++)

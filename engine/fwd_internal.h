@@ -102,6 +102,8 @@ struct eng_fwd {
 	struct attn_scratch *ts;	/* (nth) */
 	size_t ts_keys;		/* keys the scratch has room for */
 	float *ts_mem;
+	float *fa_part;		/* a split decode step's chunk results */
+	size_t fa_part_cap;	/* floats */
 
 	/* SIMD helpers chosen at open. */
 	void (*rmsnorm)(float *out, const float *x, const float *w,

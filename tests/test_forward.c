@@ -713,6 +713,89 @@ START_TEST(sparse_all_blocks_equals_dense)
 }
 END_TEST
 
+/* Logits of decoding tok[0..n) one by one after the cache base, on a fwd
+ * of th threads in mode, with sparse settings sp. */
+static float *decode_after(const struct fx_model *fx, const eng_kv *base,
+    const int32_t *tok, uint32_t n, int th, eng_attn_mode mode,
+    const eng_sparse_params *sp)
+{
+	eng_fwd_params p;
+	eng_fwd *f;
+	eng_kv *kv;
+	const float *l;
+	char err[256];
+	float *out = malloc((size_t)n * N_VOCAB * sizeof(float));
+
+	eng_fwd_params_init(&p);
+	p.n_threads = th;
+	p.n_batch = 8;
+	p.attn_mode = mode;
+	ck_assert_int_eq(eng_fwd_open(fx->model, &p, &f, err, sizeof err), 0);
+	eng_fwd_set_sparse(f, sp);
+	ck_assert_int_eq(eng_kv_mem_clone(base, &kv), 0);
+	for (uint32_t t = 0; t < n; t++) {
+		ck_assert_int_eq(eng_fwd_eval(f, kv, tok + t, 1, 0, &l, NULL),
+		    0);
+		memcpy(out + (size_t)t * N_VOCAB, l, N_VOCAB * sizeof(float));
+	}
+	eng_kv_close(kv);
+	eng_fwd_close(f);
+	return out;
+}
+
+/* A decode step over more than 1024 keys in llama.cpp's mode runs in
+ * fixed chunks of keys, spread over the pool when the step has fewer kv
+ * heads than threads: the same bits on 1 thread (the chunks in turn) as
+ * on 3, dense and sparse (chunks across ranges, shifted ones too), and
+ * close to f32. */
+START_TEST(llamacpp_mode_chunks_any_threads)
+{
+	enum { N = 2600, D = 6 };	/* three chunks: their order counts */
+	struct fx_model fx;
+	int32_t tok[N];
+	eng_kv *base;
+	eng_sparse_params dense = { 0 };
+	/* 64 + 16 * 64 + 256 keys and more: past one chunk */
+	eng_sparse_params sp = { .top_k = 16, .sink = 64, .local = 256,
+	    .reach = 1 };
+	const eng_sparse_params *sets[] = { &dense, &sp };
+	eng_fwd *f;
+
+	fx_open(&fx, &fx_gemma_f16);
+	rand_tokens(tok, N);
+	f = fwd_open(fx.model, 512, ENG_ATTN_F32);
+	ck_assert_int_eq(eng_kv_mem_open(fx.model, N + 8, 512, ENG_TYPE_F16,
+	    &base), 0);
+	ck_assert_int_eq(eng_kv_mem_summaries(base, 64), 0);
+	for (uint32_t a = 0; a < N - D; a += 512)
+		ck_assert_int_eq(eng_fwd_eval(f, base, tok + a, N - D - a < 512 ?
+		    N - D - a : 512, 0, NULL, NULL), 0);
+	eng_fwd_close(f);
+	for (int k = 0; k < 2; k++) {
+		float *one = decode_after(&fx, base, tok + N - D, D, 1,
+		    ENG_ATTN_LLAMACPP, sets[k]);
+		float *three = decode_after(&fx, base, tok + N - D, D, 3,
+		    ENG_ATTN_LLAMACPP, sets[k]);
+		float *ref = decode_after(&fx, base, tok + N - D, D, 3,
+		    ENG_ATTN_F32, sets[k]);
+		ck_assert_msg(!memcmp(one, three, (size_t)D * N_VOCAB *
+		    sizeof(float)), "%s: 1 and 3 threads differ",
+		    k ? "sparse" : "dense");
+		for (uint32_t t = 0; t < D; t++) {
+			double e = row_err(three + (size_t)t * N_VOCAB, ref +
+			    (size_t)t * N_VOCAB, N_VOCAB);
+			ck_assert_msg(e <= TOL_F16ACC, "%s token %u: %.3e",
+			    k ? "sparse" : "dense", t, e);
+		}
+		free(one);
+		free(three);
+		free(ref);
+	}
+	eng_kv_close(base);
+	fx_close(&fx);
+}
+END_TEST
+
 /* The record of what the last token attended: sink, chosen blocks and
  * local run, weights summing to 1. */
 START_TEST(sparse_record)
@@ -2290,6 +2373,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, kv_ring_and_truncate);
 	tcase_add_test(tc, rope_offset_is_relative);
 	tcase_add_test(tc, sparse_all_blocks_equals_dense);
+	tcase_add_test(tc, llamacpp_mode_chunks_any_threads);
 	tcase_add_test(tc, sparse_record);
 	tcase_add_test(tc, summary_row_simd_equals_scalar);
 	tcase_add_test(tc, sparse_plan_picks_top_k);

@@ -644,21 +644,15 @@ START_TEST(sparse_reach_bound)
 }
 END_TEST
 
-/* Decodes tok[0..n) one by one with sparse settings sp (B = 4) and
- * returns every position's logits. */
-static float *decode_all(const struct fx_model *fx, const int32_t *tok,
-    uint32_t n, const eng_sparse_params *sp, eng_attn_mode mode)
+/* Every position's logits of tok[0..n) decoded one by one on f and kv,
+ * which it closes. */
+static float *decode_steps(eng_fwd *f, eng_kv *kv, const int32_t *tok,
+    uint32_t n)
 {
-	eng_fwd *f = fwd_open(fx->model, 8, mode);
-	eng_kv *kv;
-	const float *l;
 	float *out = malloc((size_t)n * N_VOCAB * sizeof(float));
+	const float *l;
 
 	ck_assert_ptr_nonnull(out);
-	eng_fwd_set_sparse(f, sp);
-	ck_assert_int_eq(eng_kv_mem_open(fx->model, 256, 8, ENG_TYPE_F16,
-	    &kv), 0);
-	ck_assert_int_eq(eng_kv_mem_summaries(kv, 4), 0);
 	for (uint32_t t = 0; t < n; t++) {
 		ck_assert_int_eq(eng_fwd_eval(f, kv, tok + t, 1, 0, &l, NULL),
 		    0);
@@ -667,6 +661,21 @@ static float *decode_all(const struct fx_model *fx, const int32_t *tok,
 	eng_kv_close(kv);
 	eng_fwd_close(f);
 	return out;
+}
+
+/* Decodes tok[0..n) one by one with sparse settings sp (B = 4) and
+ * returns every position's logits. */
+static float *decode_all(const struct fx_model *fx, const int32_t *tok,
+    uint32_t n, const eng_sparse_params *sp, eng_attn_mode mode)
+{
+	eng_fwd *f = fwd_open(fx->model, 8, mode);
+	eng_kv *kv;
+
+	eng_fwd_set_sparse(f, sp);
+	ck_assert_int_eq(eng_kv_mem_open(fx->model, 256, 8, ENG_TYPE_F16,
+	    &kv), 0);
+	ck_assert_int_eq(eng_kv_mem_summaries(kv, 4), 0);
+	return decode_steps(f, kv, tok, n);
 }
 
 /* Sparse attention that selects every candidate block equals dense
@@ -722,9 +731,7 @@ static float *decode_after(const struct fx_model *fx, const eng_kv *base,
 	eng_fwd_params p;
 	eng_fwd *f;
 	eng_kv *kv;
-	const float *l;
 	char err[256];
-	float *out = malloc((size_t)n * N_VOCAB * sizeof(float));
 
 	eng_fwd_params_init(&p);
 	p.n_threads = th;
@@ -733,14 +740,7 @@ static float *decode_after(const struct fx_model *fx, const eng_kv *base,
 	ck_assert_int_eq(eng_fwd_open(fx->model, &p, &f, err, sizeof err), 0);
 	eng_fwd_set_sparse(f, sp);
 	ck_assert_int_eq(eng_kv_mem_clone(base, &kv), 0);
-	for (uint32_t t = 0; t < n; t++) {
-		ck_assert_int_eq(eng_fwd_eval(f, kv, tok + t, 1, 0, &l, NULL),
-		    0);
-		memcpy(out + (size_t)t * N_VOCAB, l, N_VOCAB * sizeof(float));
-	}
-	eng_kv_close(kv);
-	eng_fwd_close(f);
-	return out;
+	return decode_steps(f, kv, tok, n);
 }
 
 /* A decode step over more than 1024 keys in llama.cpp's mode runs in

@@ -134,6 +134,13 @@ static void mad_f16_scalar(uint32_t n, eng_f16 *y, const eng_f16 *x, float a)
 		    eng_f16_to_f32(y[i])));
 }
 
+/* y = x rounded to f16 and back (llama.cpp's f16 queries). */
+static void round_f16_scalar(uint32_t n, float *y, const float *x)
+{
+	for (uint32_t i = 0; i < n; i++)
+		y[i] = eng_f16_to_f32(eng_f32_to_f16(x[i]));
+}
+
 /* The same for ng accumulators n apart, y_h += x * a[h]: elementwise, so
  * any vector width gives the same bits; x is read once for all heads. */
 static void mad_f16_group_scalar(uint32_t n, eng_f16 *y, const eng_f16 *x,
@@ -155,6 +162,16 @@ static void scale_f16_avx2(uint32_t n, eng_f16 *y, float a)
 		    _mm256_mul_ps(v, va), _MM_FROUND_TO_NEAREST_INT));
 	}
 	scale_f16_scalar(n - i, y + i, a);
+}
+
+__attribute__((target("avx2,f16c")))
+static void round_f16_f16c(uint32_t n, float *y, const float *x)
+{
+	uint32_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm256_cvtps_ph(
+		    _mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT)));
+	round_f16_scalar(n - i, y + i, x + i);
 }
 
 __attribute__((target("avx2,fma,f16c")))
@@ -441,9 +458,7 @@ static int f16acc_chunk(struct attn_job *j, struct attn_scratch *s,
 		off += len;
 		if (a >= b)
 			continue;
-		const float *qr = range_query(j, s, g, rg, r, q);
-		for (size_t i = 0; i < (size_t)group * hdk; i++)
-			qf[i] = eng_f16_to_f32(eng_f32_to_f16(qr[i]));
+		f->round_f16(group * hdk, qf, range_query(j, s, g, rg, r, q));
 		for (uint32_t pos = rg[r].pos0 + a; pos < rg[r].pos0 + b;
 		    pos += sp.n) {
 			if ((rc = j->kv->ops->view(j->kv, j->layer, g, pos,
@@ -1029,12 +1044,14 @@ void eng__attn_setup(eng_fwd *f)
 
 	f->vacc = vacc_scalar;
 	f->scale_f16 = scale_f16_scalar;
+	f->round_f16 = round_f16_scalar;
 	f->mad_f16_group = mad_f16_group_scalar;
 	f->kq_dot_group = kq_dot_group_scalar;
 #if FWD_X86
 	if (eng_simd_active() >= ENG_SIMD_AVX2) {
 		f->vacc = vacc_avx2;
 		f->scale_f16 = scale_f16_avx2;
+		f->round_f16 = round_f16_f16c;
 		f->mad_f16_group = mad_f16_group_avx2;
 		f->kq_dot_group = kq_dot_group_avx2;
 	}

@@ -112,6 +112,7 @@ struct eng_fwd {
 	void (*vacc)(uint32_t n, float *out, uint32_t ng, const float *p,
 	    size_t ps, const void *v, size_t vs, uint32_t nk, int is_f16);
 	void (*scale_f16)(uint32_t n, eng_f16 *y, float a);
+	void (*round_f16)(uint32_t n, float *y, const float *x);
 	/* y_h += x * a[h] for ng f16 rows of n, y_h = y + h * n */
 	void (*mad_f16_group)(uint32_t n, eng_f16 *y, const eng_f16 *x,
 	    const float *a, uint32_t ng);

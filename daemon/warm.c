@@ -7,8 +7,8 @@
  *  - One warm per start, on the thread pool, touching no engine state:
  *    ed_skv_open needs the model's shape only, and a cache closed unsaved
  *    leaves what it read to skv's slot.  A question that opens the
- *    session meanwhile reads for itself; the slot keeps whichever closes
- *    last, the same bits.
+ *    session before the warm has chosen it reads for itself; the slot
+ *    keeps whichever closes last, the same bits.
  *  - The loop does not end before queued work does, so the store and
  *    model outlive the warm.
  *  - "The session last asked" is the newest `ask` in the audit log whose

@@ -411,7 +411,7 @@ static void f16acc_row(const eng_fwd *f, uint32_t group, const eng_f16 *kr,
  * the chunks' results combined in order (ggml_flash_attn_ext_reduce_
  * partials).  The chunks are fixed, not one per thread, so a token's
  * result is the same whatever the threads and the step; a decode step,
- * one item per kv head, spreads its chunks over the pool (attn_split).
+ * one item per kv head, spreads its chunks over the pool (attn_split_*).
  * A token with at most FA_CHUNK keys is one chunk: llama.cpp's bits. */
 #define FA_CHUNK 1024u
 

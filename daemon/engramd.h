@@ -264,9 +264,11 @@ void ed_prefill_run(ed_prefill *p);
 /* An eng_fwd with the daemon's threads and sparse-attention settings. */
 int ed_fwd_open(const ed_settings *s, struct eng_fwd **out, char *err,
 		size_t errlen);
-/* Fits f's sparse settings to the session cache kv it will run on: a
- * question's scan stops where kv would decode more than its budget
- * (ed_skv_scan_max). */
+/* The sparse settings of a question on the session cache kv: its scan
+ * and shortlist stop where kv would decode more than its budget
+ * (ed_skv_scan_max).  ed_fwd_fit gives them to f. */
+void ed_sparse_fit(const ed_settings *s, const struct eng_kv *kv,
+		   eng_sparse_params *sp);
 void ed_fwd_fit(struct eng_fwd *f, const ed_settings *s,
 		const struct eng_kv *kv);
 /* Context positions [a, b) of session sid into out: pre[0..n_pre) (its
@@ -286,6 +288,8 @@ int ed_session_turn_end(const struct eng_model *m, int32_t **ids, size_t *n);
 struct ms_store;
 void ed_audit(struct ms_store *ms, const char *action, const char *session,
 	      json_t *settings);
+/* jobs.c: seconds on the monotonic clock, for durations. */
+double ed_now_s(void);
 /* warm.c: at start, on the thread pool, reads the session last asked
  * into skv's slot (warm_start); logs what it did. */
 void ed_warm_start(uv_loop_t *loop, const ed_settings *s);

@@ -238,7 +238,7 @@ static int sink_tokenize(void *arg, const char *text, size_t len, int32_t *ids,
 	return 0;
 }
 
-static double mono_s(void)
+double ed_now_s(void)
 {
 	struct timespec t;
 	clock_gettime(CLOCK_MONOTONIC, &t);
@@ -260,13 +260,13 @@ static int sink_flush(job *j)
 {
 	if (!j->npend)
 		return 0;
-	double t0 = mono_s();
+	double t0 = ed_now_s();
 	ms_store *ms = ed_store_lock();
 	int rc = ms ? ms_stream_append(ms, j->session_id, j->pend, j->npend) : MS_EIO;
 	if (rc < 0)
 		job_store_fail(j, "append to the stream", rc, ms);
 	ed_store_unlock();
-	j->store_s += mono_s() - t0;
+	j->store_s += ed_now_s() - t0;
 	if (rc < 0)
 		return -1;
 	j->tokens_written += j->npend;
@@ -479,7 +479,7 @@ static void job_commit(job *j)
 		j->failed_store = 1;
 		return;
 	}
-	double t0 = mono_s();
+	double t0 = ed_now_s();
 	ms_store *ms = ed_store_lock();
 	if (!ms)
 		job_store_fail(j, "closed", MS_EIO, NULL);
@@ -492,7 +492,7 @@ static void job_commit(job *j)
 	else if ((rc = ms_manifest_put(ms, j->session_id, buf, len)) < 0)
 		job_store_fail(j, "write the manifest", rc, ms);
 	ed_store_unlock();
-	j->store_s += mono_s() - t0;
+	j->store_s += ed_now_s() - t0;
 	free(buf);
 }
 

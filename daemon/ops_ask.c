@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "engine.h"
 #include "engramd.h"
@@ -26,13 +25,6 @@
 #define ASK_SOURCES 8
 /* Bytes of `answer_start` at most: the start of an answer, not a text. */
 #define ASK_START_MAX 4096
-
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 /* The template around a user turn and a model turn, split at their
  * contents: *pre before the user's, *mid between them (the close of the
@@ -247,7 +239,7 @@ static json_t *sources_json(struct ask *a)
  * ended the turn, or max_tokens 0: sources only). */
 static void ask_first(struct ask *a)
 {
-	a->ttft_ms = now_ms() - a->t0;
+	a->ttft_ms = ed_now_s() * 1e3 - a->t0;
 	a->blocks = sources_json(a);
 	a->ranked = eng_rank_name(eng_fwd_ranked(a->f));
 	if (a->sources)
@@ -444,7 +436,7 @@ static void ask_worker(ed_req *r)
 	const ed_settings *set = ed_req_settings(r);
 	const char *name = json_string_value(json_object_get(r->msg,
 	    "session"));
-	struct ask a = { .r = r, .t0 = now_ms() };
+	struct ask a = { .r = r, .t0 = ed_now_s() * 1e3 };
 	ed_gen_args ga;
 	uint64_t stream = 0, prefilled = 0;
 	int32_t *q = NULL;

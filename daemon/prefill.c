@@ -26,19 +26,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "engine.h"
 #include "engramd.h"
 #include "memstore.h"
 #include "skv.h"
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static int pack_fn(ms_store *ms, void *arg)
 {
@@ -99,15 +91,21 @@ int ed_fwd_open(const ed_settings *s, eng_fwd **out, char *err,
 	return eng_fwd_open(ed_model(), &fp, out, err, errlen);
 }
 
+void ed_sparse_fit(const ed_settings *s, const eng_kv *kv,
+    eng_sparse_params *sp)
+{
+	sparse_params(s, sp);
+	if (sp->scan_max > ed_skv_scan_max(kv))
+		sp->scan_max = ed_skv_scan_max(kv);
+	if (sp->shortlist > ed_skv_scan_max(kv))	/* the same bound */
+		sp->shortlist = ed_skv_scan_max(kv);
+}
+
 void ed_fwd_fit(eng_fwd *f, const ed_settings *s, const eng_kv *kv)
 {
 	eng_sparse_params sp;
 
-	sparse_params(s, &sp);
-	if (sp.scan_max > ed_skv_scan_max(kv))
-		sp.scan_max = ed_skv_scan_max(kv);
-	if (sp.shortlist > ed_skv_scan_max(kv))	/* the same bound */
-		sp.shortlist = ed_skv_scan_max(kv);
+	ed_sparse_fit(s, kv, &sp);
 	eng_fwd_set_sparse(f, &sp);
 }
 
@@ -216,7 +214,7 @@ void ed_prefill_run(ed_prefill *p)
 	uint64_t stream = 0, total, pos, start;
 	uint32_t nb, win;
 	char err[512] = "";
-	double t0 = now_s();
+	double t0 = ed_now_s();
 	int rc;
 
 	p->rc = 0;
@@ -309,16 +307,16 @@ void ed_prefill_run(ed_prefill *p)
 			drop_job_marks(p, start, nb);
 		pos = end;
 		atomic_store(&p->done, pos);
-		p->seconds = now_s() - t0;
+		p->seconds = ed_now_s() - t0;
 	}
-	p->seconds = now_s() - t0;
+	p->seconds = ed_now_s() - t0;
 	p->rc = rc == ENG_ECANCELED || atomic_load(&p->cancel) ? ENG_ECANCELED
 	    : 0;
 	pack_summaries(p->session_id);
 	goto out;
 fail:
 	p->rc = rc < 0 ? rc : -1;
-	p->seconds = now_s() - t0;
+	p->seconds = ed_now_s() - t0;
 out:
 	free(tok);
 	free(pre);

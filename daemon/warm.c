@@ -22,7 +22,6 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <uv.h>
 
 #include "engramd.h"
@@ -83,41 +82,30 @@ static int64_t last_asked(void)
 	return id;
 }
 
-/* Would a question on a session of n positions rank by codes? */
-static int wants_codes(const ed_settings *s, eng_kv *kv, uint64_t n)
-{
-	uint64_t scan = (uint64_t)s->sparse_scan_max;
-
-	if (scan > ed_skv_scan_max(kv))
-		scan = ed_skv_scan_max(kv);
-	return s->sparse_codes && s->sparse_shortlist && n > scan;
-}
-
 static void warm_work(uv_work_t *w)
 {
-	const ed_settings *s = W.set;
-	struct timespec t0, t1;
+	eng_sparse_params sp;
+	double t0 = ed_now_s();
 	eng_kv *kv = NULL;
 	int64_t id;
 
 	(void)w;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (!(id = last_asked()))
 		return;
 	warm_busy(id);
 	W.rc = ed_skv_open(id, ed_model(), 1, &kv, W.err, sizeof W.err);
 	if (!W.rc) {
 		W.n_tokens = eng_kv_length(kv);
-		if (W.n_tokens > (uint64_t)s->sparse_dense_max &&
-		    wants_codes(s, kv, W.n_tokens)) {
+		ed_sparse_fit(W.set, kv, &sp);	/* a question's, on kv */
+		if (W.n_tokens > sp.dense_max && W.n_tokens > sp.scan_max &&
+		    sp.codes && sp.shortlist) {
 			W.rc = ed_skv_warm_codes(kv);
 			W.codes = !W.rc;
 		}
 		eng_kv_close(kv);
 	}
 	warm_busy(0);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	W.ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+	W.ms = (ed_now_s() - t0) * 1e3;
 }
 
 static void warm_done(uv_work_t *w, int status)

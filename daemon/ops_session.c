@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "engine.h"
 #include "engramd.h"
@@ -178,6 +179,26 @@ fail:
 	return NULL;
 }
 
+/* 0 when at least one root can be reached; otherwise fails r with the
+ * first root's error and returns -1, so that a mistyped path neither
+ * creates a session nor empties one. */
+static int ingest_roots_exist(ed_req *r, char **roots, size_t n)
+{
+	struct stat st;
+	int e = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (stat(roots[i], &st) == 0)
+			return 0;
+		if (i == 0)
+			e = errno;
+	}
+	ed_req_fail(r, e == EACCES ? ED_ERR_PERMISSION_DENIED : ED_ERR_NOT_FOUND,
+		    "%s: %s%s", roots[0], strerror(e),
+		    n > 1 ? " (and no other path can be read)" : "");
+	return -1;
+}
+
 static void op_ingest(ed_req *r)
 {
 	const eng_model *m = ed_model();
@@ -191,7 +212,7 @@ static void op_ingest(ed_req *r)
 	if (!ed_model_need(r))
 		goto out;
 	if (!(name = arg_name(r, "session")) || (detach = ed_req_arg_bool(r, "detach", 0)) < 0 ||
-	    !(roots = ingest_paths(r, &n)))
+	    !(roots = ingest_paths(r, &n)) || ingest_roots_exist(r, roots, n) < 0)
 		goto out;
 
 	/* The session: found, or created with the model's geometry. */

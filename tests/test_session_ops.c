@@ -376,6 +376,17 @@ START_TEST(test_ingest_incremental)
 	ck_assert_int_eq(ctl(&out, NULL, "--json", "ingest", "--name", "t3", src, nope, NULL), 0);
 	ck_assert_msg(strstr(out, "ING_ENOENT") && strstr(out, "\"documents\":2"), "%s", out);
 	free(out);
+	/* No path that exists: an error, and no session made or emptied. */
+	expect_error(rq("{\"id\":1,\"op\":\"ingest\",\"session\":\"t4\",\"paths\":[\"%s\",\"%s/nope2\"]}",
+			nope, tree), "not_found");
+	expect_error(rq("{\"id\":1,\"op\":\"session_show\",\"session\":\"t4\"}"), "not_found");
+	char *err = NULL;
+	ck_assert_int_eq(ctl(&out, &err, "ingest", "--name", "t3", nope, NULL), 1);
+	ck_assert_msg(strstr(err, "not_found") && strstr(err, "No such file"), "%s", err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(session_tokens("t3", &docs) > 0, 1);
+	ck_assert_int_eq(docs, 2);
 	/* Readable output says the same. */
 	ck_assert_int_eq(ctl(&out, NULL, "ingest", "--name", "t3", src, NULL), 0);
 	ck_assert_msg(strstr(out, "done") && strstr(out, "0 new tokens"), "%s", out);

@@ -10,7 +10,11 @@
  *    (decoded blocks; kept until the decoded cache is trimmed at a
  *    commit).  Only the miss path writes them, under mu.
  *  - n_sum == n_pos / B after every commit: one summary per complete
- *    block, stored ones loaded at open.  c0 <= n_codes <= n_sum: blocks
+ *    block.  s0 <= n_blk: blocks [0, s0) have theirs in place in the
+ *    map of txn (ps: the session's summary pack, fixed at open; NULL
+ *    whenever txn is, found again on the next summary op), blocks
+ *    [s0, n_sum) in sb (row b - s0), copied from LMDB at open or made
+ *    at commit.  c0 <= n_codes <= n_sum: blocks
  *    [0, n_codes) have their key codes, blocks [0, c0) in place in the
  *    map of txn (pc: the session's summary pack; NULL whenever txn is),
  *    blocks [c0, n_codes) in cb (row b - c0), which is NULL until the
@@ -18,8 +22,8 @@
  *    summaries, and only a question past scan_max uses them); a session
  *    stored before codes has none until ms_summary_codes gives them and
  *    it is opened again.
- *  - kept (one slot, under kept.mu) holds what an overlay read of its
- *    stored blocks (summaries, ref, codes of blocks [0, n_blk)) for the
+ *  - kept (one slot, under kept.mu) holds what an overlay copied of its
+ *    stored blocks (summaries [s0, n_blk), codes [c0, n_blk)) for the
  *    next open of the same session with the same stored KV (n_tokens,
  *    mode and last block key equal; the key names every block before
  *    it): moved in by skv_close of a cache never saved, moved out by
@@ -63,16 +67,19 @@ struct skv {
 	uint64_t pos_base, stored;
 	uint16_t *pk, *pv;	/* [n_glob][n_kv][pcap][hd] f16 */
 	uint32_t pcap;
-	uint16_t *sb;		/* [n_glob][n_kv][scap][4*hd] f16 summary
-				 * rows (eng_kv_summary_row) */
-	float *sref;		/* [n_glob][n_kv][hd]: eng_kv_summary_ref */
+	uint16_t *sb;		/* [n_glob][n_kv][scap - s0][ENG_KV_SUM_ROW]
+				 * f16: the summary rows (eng_kv_summary_row)
+				 * of blocks s0.. */
+	const uint8_t *ps;	/* blocks [0, s0)'s, ps_stride bytes apart
+				 * (the pack's records' min/max/mean) */
+	size_t ps_stride;
 	uint8_t *cb;		/* [n_glob][n_kv][scap - c0][B][code row]:
 				 * the keys' codes (eng_kv_code_block) of
 				 * blocks c0..; NULL until codes_load */
 	const uint8_t *pc;	/* blocks [0, c0)'s, a block's every
 				 * layer and head apart (the pack's) */
 	int codes_rc;		/* codes_load's failure, kept */
-	uint32_t n_sum, scap, n_codes, c0;
+	uint32_t n_sum, scap, s0, n_codes, c0;
 
 	/* Stored blocks [0, base/B): resolved on first use. */
 	pthread_mutex_t mu;
@@ -91,21 +98,19 @@ struct skv {
 	int keep;
 };
 
-/* The summaries and copied codes of a session's stored blocks, between
- * one question and the next: a warm question at 1.2M tokens would read
- * 86 MB of summaries again (and copy the codes of blocks stored after
- * the session's pack; those in it are read in place).  Owned by the slot; a
- * second session's overlay takes the slot over. */
+/* The copied summaries and codes of a session's stored blocks (those
+ * stored after its pack: the pack's are read in place), between one
+ * question and the next.  Owned by the slot; a second session's overlay
+ * takes the slot over. */
 static struct {
 	pthread_mutex_t mu;
 	int64_t id;
 	uint64_t n_tokens;
 	ms_key head;
 	ms_mode mode;
-	uint16_t *sb;
-	float *sref;
+	uint16_t *sb;		/* blocks [s0, n_blk) */
 	uint8_t *cb;		/* blocks [c0, n_blk); NULL unless all */
-	uint32_t scap, n_blk, c0;
+	uint32_t scap, n_blk, s0, c0;
 } kept = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 /* ------------------------------------------------------------------ */
@@ -163,16 +168,16 @@ static int sum_reserve(struct skv *s, uint32_t need)
 		return 0;
 	while (cap < need)
 		cap *= 2;
-	if (!(nb = malloc(rows * cap * row * sizeof *nb)))
+	if (!(nb = malloc(rows * (cap - s->s0) * row * sizeof *nb)))
 		return ENG_ENOMEM;
 	nc = NULL;
 	if (s->cb && !(nc = malloc(rows * (cap - s->c0) * crow))) {
 		free(nb);
 		return ENG_ENOMEM;
 	}
-	for (size_t r = 0; r < rows && s->n_sum; r++) {
-		memcpy(nb + r * cap * row, s->sb + r * s->scap * row,
-		    (size_t)s->n_sum * row * sizeof *nb);
+	for (size_t r = 0; r < rows && s->n_sum > s->s0; r++) {
+		memcpy(nb + r * (cap - s->s0) * row, s->sb + r * (s->scap -
+		    s->s0) * row, (size_t)(s->n_sum - s->s0) * row * sizeof *nb);
 		if (nc && s->n_codes > s->c0)
 			memcpy(nc + r * (cap - s->c0) * crow, s->cb + r *
 			    (s->scap - s->c0) * crow, (size_t)(s->n_codes -
@@ -249,6 +254,7 @@ static void txn_end(struct skv *s)
 	ed_store_unlock();
 	s->txn = NULL;
 	s->pc = NULL;
+	s->ps = NULL;
 }
 
 /* Drops every decoded block (no view may be in flight). */
@@ -460,18 +466,53 @@ static void skv_prefetch(eng_kv *kv, uint32_t layer, uint32_t kvh,
 	pthread_mutex_unlock(&s->mu);
 }
 
+/* Points ps at the summaries of blocks [0, s0) in the session's pack,
+ * in the map of txn (begun if need be): after a save ended the
+ * transaction.  The pack may have been written again meanwhile (a
+ * prefill's end), with the same records first; one that no longer holds
+ * s0 of them means the stored session changed under the cache. */
+static int sums_map(struct skv *s)
+{
+	const uint8_t *p = NULL;
+	size_t st = 0;
+	uint64_t np = 0;
+	int rc;
+
+	pthread_mutex_lock(&s->mu);
+	if (!(rc = txn_begin(s)))
+		rc = ms_summary_pack_vectors(s->txn, s->id, s->n_glob, s->nkv,
+		    s->hd, &p, &st, &np);
+	pthread_mutex_unlock(&s->mu);
+	if (rc)
+		return ENG_EIO;
+	if (np < s->s0 || st != s->ps_stride || ((uintptr_t)p & 1)) {
+		ed_log(ED_LOG_ERROR, "session %lld: its summary pack changed "
+		    "under a question", (long long)s->id);
+		return ENG_EIO;
+	}
+	s->ps = p;
+	return 0;
+}
+
 static int skv_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
-    const uint16_t **rows, const float **ref, uint32_t *n_blocks)
+    eng_kv_sums *sums)
 {
 	struct skv *s = (struct skv *)kv;
+	size_t row = ENG_KV_SUM_ROW(s->hd);
+	int rc;
 
 	if (layer >= kv->n_layer || !s->is_glob[layer] || kvh >= s->nkv ||
-	    !rows || !ref || !n_blocks)
+	    !sums)
 		return ENG_EINVAL;
+	if (s->s0 && !s->ps && (rc = sums_map(s)))
+		return rc;
 	size_t r = (size_t)s->slot[layer] * s->nkv + kvh;
-	*rows = s->sb ? s->sb + r * s->scap * ENG_KV_SUM_ROW(s->hd) : NULL;
-	*ref = s->sref && s->n_sum ? s->sref + r * s->hd : NULL;
-	*n_blocks = s->n_sum;
+	*sums = (eng_kv_sums){
+		.lo = s->s0 ? (const uint16_t *)(const void *)(s->ps +
+		    r * row * 2) : NULL,
+		.lo_stride = s->ps_stride / 2, .n_lo = s->s0,
+		.hi = s->sb ? s->sb + r * (s->scap - s->s0) * row : NULL,
+		.hi_stride = row, .n = s->n_sum };
 	return 0;
 }
 
@@ -515,11 +556,11 @@ static uint8_t *code_blk(struct skv *s, uint32_t g, uint32_t h, uint32_t b)
 	    s->c0) * s->B * ENG_KV_CODE_ROW(s->hd);
 }
 
-/* The summary row of block b of (global slot g, head h). */
+/* The summary row of block b >= s0 of (global slot g, head h). */
 static uint16_t *sum_row(struct skv *s, uint32_t g, uint32_t h, uint32_t b)
 {
-	return s->sb + (((size_t)g * s->nkv + h) * s->scap + b) *
-	    ENG_KV_SUM_ROW(s->hd);
+	return s->sb + (((size_t)g * s->nkv + h) * (s->scap - s->s0) + b -
+	    s->s0) * ENG_KV_SUM_ROW(s->hd);
 }
 
 /* Block b's keys of (global slot g, head h) from pend, as f32. */
@@ -554,8 +595,7 @@ static int summarize(struct skv *s, uint64_t n_pos)
 				pend_keys(s, g, h, s->n_sum, kf);
 				/* The row memstore's record will give. */
 				eng_kv_summarize_block(sum_row(s, g, h,
-				    s->n_sum), s->sref + ((size_t)g * s->nkv +
-				    h) * s->hd, !s->n_sum, kf, s->B, s->hd);
+				    s->n_sum), kf, s->B, s->hd);
 				if (s->cb)
 					eng_kv_code_block(code_blk(s, g, h,
 					    s->n_sum), kf, s->B, s->hd);
@@ -656,26 +696,35 @@ static int codes_load(struct skv *s)
 	return rc;
 }
 
-int ed_skv_warm_codes(eng_kv *kv)
+/* Reads a page of every 4096 bytes of [p, p + n). */
+static void touch(const uint8_t *p, size_t n)
+{
+	volatile uint8_t sink = 0;
+
+	for (size_t o = 0; o < n; o += 4096)
+		sink ^= p[o];
+	(void)sink;
+}
+
+int ed_skv_warm(eng_kv *kv, int codes)
 {
 	struct skv *s = (struct skv *)kv;
 	eng_kv_codes c;
-	volatile uint8_t sink = 0;
 	int rc;
 
-	for (uint32_t l = 0; l < kv->n_layer; l++)
+	if (s->s0 && !s->ps && (rc = sums_map(s)))
+		return rc;
+	if (s->ps)
+		touch(s->ps, (size_t)s->s0 * s->ps_stride);
+	for (uint32_t l = 0; codes && l < kv->n_layer; l++)
 		if (s->is_glob[l]) {
 			if ((rc = skv_codes(kv, l, 0, &c)))
 				return rc;
 			break;
 		}
-	if (s->pc) {
-		size_t n = (size_t)s->c0 * s->n_glob * s->nkv * s->B *
-		    ENG_KV_CODE_ROW(s->hd);
-		for (size_t o = 0; o < n; o += 4096)
-			sink ^= s->pc[o];
-	}
-	(void)sink;
+	if (codes && s->pc)
+		touch(s->pc, (size_t)s->c0 * s->n_glob * s->nkv * s->B *
+		    ENG_KV_CODE_ROW(s->hd));
 	return 0;
 }
 
@@ -711,10 +760,8 @@ static int skv_commit(eng_kv *kv, uint32_t n_pos)
 static void kept_clear(void)
 {
 	free(kept.sb);
-	free(kept.sref);
 	free(kept.cb);
 	kept.sb = NULL;
-	kept.sref = NULL;
 	kept.cb = NULL;
 	kept.id = 0;
 }
@@ -730,21 +777,21 @@ static void kept_put(struct skv *s)
 	kept.head = s->open_head;
 	kept.mode = s->mode;
 	kept.sb = s->sb;
-	kept.sref = s->sref;
 	kept.scap = s->scap;
 	kept.n_blk = s->n_blk;
+	kept.s0 = s->s0;
 	if (s->cb && s->n_codes >= s->n_blk) {
 		kept.cb = s->cb;
 		kept.c0 = s->c0;
 		s->cb = NULL;
 	}
 	s->sb = NULL;
-	s->sref = NULL;
 	pthread_mutex_unlock(&kept.mu);
 }
 
 /* Takes the slot's summaries (and codes) when they are those of s's
- * session at si's length and last block; 1 if so. */
+ * session at si's length and last block, and s reads as many from the
+ * pack; 1 if so. */
 static int kept_take(struct skv *s, const ms_session_info *si)
 {
 	int hit;
@@ -752,13 +799,12 @@ static int kept_take(struct skv *s, const ms_session_info *si)
 	pthread_mutex_lock(&kept.mu);
 	hit = kept.sb && kept.id == s->id && kept.n_tokens == si->n_tokens &&
 	    !memcmp(kept.head.b, si->head.b, sizeof kept.head.b) &&
-	    kept.mode == s->mode && kept.n_blk == s->n_blk;
+	    kept.mode == s->mode && kept.n_blk == s->n_blk &&
+	    kept.s0 == s->s0;
 	if (hit) {
 		free(s->sb);
-		free(s->sref);
 		free(s->cb);
 		s->sb = kept.sb;
-		s->sref = kept.sref;
 		s->cb = kept.cb;
 		s->scap = kept.scap;
 		s->n_sum = s->n_codes = kept.n_blk;
@@ -767,7 +813,6 @@ static int kept_take(struct skv *s, const ms_session_info *si)
 		if (!s->cb)
 			s->n_codes = s->c0 = 0;
 		kept.sb = NULL;
-		kept.sref = NULL;
 		kept.cb = NULL;
 		kept.id = 0;
 	}
@@ -810,7 +855,6 @@ static void skv_close(eng_kv *kv)
 		kept_put(s);
 	free(s->sb);
 	free(s->cb);
-	free(s->sref);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 }
@@ -857,18 +901,12 @@ static int sum_load_fn(void *arg, const ms_summary *sm)
 		L->rc = MS_ECORRUPT;
 		return 1;
 	}
+	/* The record's min/max/mean are the engine's row (engine.h). */
 	for (uint32_t g = 0; g < s->n_glob; g++)
-		for (uint32_t h = 0; h < s->nkv; h++) {
-			float mn[ENG_KV_HD_MAX], mx[ENG_KV_HD_MAX];
-			float mean[ENG_KV_HD_MAX];
-			ms_summary_vectors(sm, g, h, mn, mx, mean);
-			float *ref = s->sref + ((size_t)g * s->nkv + h) *
-			    s->hd;
-			if (!s->n_sum)
-				eng_kv_summary_ref(ref, mean, s->hd);
-			eng_kv_summary_row(sum_row(s, g, h, s->n_sum), mn, mx,
-			    mean, ref, s->hd);
-		}
+		for (uint32_t h = 0; h < s->nkv; h++)
+			memcpy(sum_row(s, g, h, s->n_sum), sm->data +
+			    ((size_t)g * s->nkv + h) * ENG_KV_SUM_ROW(s->hd) *
+			    2, ENG_KV_SUM_ROW(s->hd) * 2);
 	s->n_sum++;
 	return 0;
 }
@@ -1002,9 +1040,6 @@ static int skv_init(struct skv *s, const eng_model *m, uint32_t n_batch)
 	}
 	if (s->n_loc && !(s->rings = calloc(s->n_loc, sizeof *s->rings)))
 		return MS_ENOMEM;
-	if (!(s->sref = calloc((size_t)s->n_glob * s->nkv * s->hd,
-	    sizeof *s->sref)))
-		return MS_ENOMEM;
 	for (uint32_t i = 0; i < s->n_loc; i++) {
 		struct skv_ring *r = &s->rings[i];
 		r->cap = s->window + n_batch;
@@ -1069,6 +1104,18 @@ int ed_skv_open(int64_t id, const eng_model *m, uint32_t n_batch,
 	s->pos_base = si.n_tokens / s->B * s->B;
 	s->n_blk = (uint32_t)(s->pos_base / s->B);
 	s->open_head = si.head;
+	{
+		/* The pack's summaries are read in place (sums_map). */
+		const uint8_t *p;
+		uint64_t np;
+		if ((rc = ms_summary_pack_vectors(txn, id, s->n_glob, s->nkv,
+		    s->hd, &p, &s->ps_stride, &np)))
+			goto fail;
+		s->s0 = (uint32_t)(np < s->n_blk ? np : s->n_blk);
+		if (((uintptr_t)p | s->ps_stride) & 1)
+			s->s0 = 0;	/* never so: rows of f16 */
+		s->n_sum = s->s0;
+	}
 	(void)kept_take(s, &si);	/* else the summaries are read below */
 	if ((rc = blk_reserve(s, s->n_blk + 1)) ||
 	    (rc = sum_reserve(s, s->n_blk + 1)))
@@ -1077,7 +1124,8 @@ int ed_skv_open(int64_t id, const eng_model *m, uint32_t n_batch,
 		goto fail;
 	if (s->n_sum != s->n_blk) {
 		struct sum_load L = { s, s->n_blk, 0 };
-		if ((rc = ms_summary_scan(txn, id, 0, 0, sum_load_fn, &L)) < 0 ||
+		if ((rc = ms_summary_scan(txn, id, s->s0, 0, sum_load_fn,
+		    &L)) < 0 ||
 		    (rc = L.rc))
 			goto fail;
 		if (s->n_sum != s->n_blk) {

@@ -61,11 +61,12 @@ int ed_skv_open(int64_t id, const eng_model *m, uint32_t n_batch,
 int ed_skv_save(eng_kv *kv, const int32_t *tokens, uint64_t first,
     int checkpoint, char *err, size_t errlen);
 
-/* Reads the keys' codes now, as a question's first codes op would
- * (those the pack holds in place, the rest copied), and faults in the
- * map's pages of those in place: a first question at 1.2M tokens spent
- * ~40 ms faulting them.  For warm.c, before anyone asks. */
-int ed_skv_warm_codes(eng_kv *kv);
+/* Faults in the map's pages of the summaries read in place and, with
+ * codes, reads the keys' codes now, as a question's first codes op would
+ * (those the pack holds in place, the rest copied), faulting in those in
+ * place: a first question at 1.2M tokens spent ~40 ms faulting the
+ * codes.  For warm.c, before anyone asks. */
+int ed_skv_warm(eng_kv *kv, int codes);
 
 /* Frees what the last unsaved cache left for the next open (its
  * session's summaries and codes): before the store closes. */

@@ -58,8 +58,9 @@ struct eng__plan {
 	size_t scores_cap, pick_cap;
 	uint32_t *list;		/* owned scratch: a question's shortlist */
 	size_t list_cap;
-	float *qbar;		/* owned scratch: (group, 2*head_dim), then
-				 * group floats q.ref */
+	float *qbar;		/* owned scratch: (group, 2*head_dim)
+				 * scoring rows, then (group, head_dim)
+				 * mean queries (sparse.c, mean_query) */
 	size_t qbar_cap;
 	/* The blocks the last step of several queries picked (a question,
 	 * a prefill chunk): single-token steps on the same cache attend

@@ -409,6 +409,25 @@ typedef struct eng_kv_span {
 	uint32_t n;		/* positions in this span, >= 1 */
 } eng_kv_span;
 
+/* A layer and kv head's block summaries (eng_kv_ops.summary), each
+ * block's row of ENG_KV_SUM_ROW(head_dim_k) f16: blocks [0, n_lo) at
+ * lo + b * lo_stride, blocks [n_lo, n) at hi + (b - n_lo) * hi_stride
+ * (strides in f16 elements; eng_kv_sums_at), as eng_kv_codes.  A store
+ * gives its stored blocks' rows in place, from its map. */
+typedef struct eng_kv_sums {
+	const uint16_t *lo, *hi;
+	size_t lo_stride, hi_stride;
+	uint32_t n_lo, n;
+} eng_kv_sums;
+
+/* The summary row of block b < s->n. */
+static inline const uint16_t *eng_kv_sums_at(const eng_kv_sums *s,
+    uint32_t b)
+{
+	return b < s->n_lo ? s->lo + (size_t)b * s->lo_stride :
+	    s->hi + (size_t)(b - s->n_lo) * s->hi_stride;
+}
+
 /* A layer and kv head's key codes (eng_kv_ops.codes), each block's
  * [block_tokens][ENG_KV_CODE_ROW(head_dim_k)] bytes: blocks [0, n_lo) at
  * lo + b * lo_stride, blocks [n_lo, n) at hi + (b - n_lo) * hi_stride
@@ -442,23 +461,15 @@ typedef struct eng_kv_ops {
 	/* Optional (NULL: the store keeps no summaries; attention is then
 	 * always dense).  Summaries of the keys of the complete blocks of
 	 * block_tokens positions of a layer and kv head (block b covers
-	 * positions b*block_tokens ..): *rows is
-	 * [*n_blocks][ENG_KV_SUM_ROW(head_dim_k)] f16 bits, per block four
-	 * per-channel vectors of its keys: the centre (max+min)/2, the
-	 * radius (max-min)/2, the mean, and a variance estimate
-	 * ((max-min)/4.8)^2, as eng_kv_summary_row makes them (sparse.c
-	 * scores a block with one dot product over two of them).  Centre and
-	 * mean are stored less a reference common to the layer and head (the
-	 * first block's mean, rounded to f16): keys share a large component,
-	 * and f16 rounding of it would drown the differences between blocks
-	 * that the scores rank on.  *ref is that reference (head_dim_k
-	 * floats; NULL while there is no block): a score adds q.ref back,
-	 * since the best of a group's query heads is taken and q.ref is
-	 * not the same for each.  *n_blocks is the committed complete
-	 * blocks; valid as span views are.  Read from the caller's thread
-	 * between write() and commit(). */
+	 * positions b*block_tokens ..), in *sums: per block three
+	 * per-channel vectors of its keys, the min rounded down to f16, the
+	 * max rounded up and the mean rounded to nearest (eng_kv_summary_row:
+	 * memstore's record, which a store can give in place).  sparse.c
+	 * takes centre, radius and variance from them in f32.  sums->n is
+	 * the committed complete blocks; valid as span views are.  Read
+	 * from the caller's thread between write() and commit(). */
 	int (*summary)(eng_kv *kv, uint32_t layer, uint32_t kvh,
-	    const uint16_t **rows, const float **ref, uint32_t *n_blocks);
+	    eng_kv_sums *sums);
 	/* Optional (NULL: none).  The 2-bit key codes of the same complete
 	 * blocks (eng_kv_code_block) in *codes (eng_kv_codes: two runs, so
 	 * that a store can give those of its stored blocks straight from
@@ -510,26 +521,21 @@ int eng_kv_mem_open(const eng_model *m, uint32_t n_ctx, uint32_t n_batch,
  * run on it.  Call before the first step. */
 int eng_kv_mem_summaries(eng_kv *kv, uint32_t block_tokens);
 /* f16 elements of a summary row for keys of hd channels. */
-#define ENG_KV_SUM_ROW(hd) (4 * (size_t)(hd))
+#define ENG_KV_SUM_ROW(hd) (3 * (size_t)(hd))
 /* One block's summary row (see eng_kv_ops.summary) from the per-channel
- * min, max and mean of its keys and the reference ref (hd floats, or NULL
- * for zeros): centres - ref, radii, means - ref, variance estimates, hd
- * f16 each.  The mean is the one memstore keeps (eng_kv_summarize_block), so
- * a summary made from a block's keys and one loaded from the store are
- * the same bits. */
+ * min, max and mean of its keys: the min rounded down to f16, the max
+ * rounded up (so that they still bound: the codes are made within them),
+ * the mean to nearest, hd f16 each, as memstore's summary record has
+ * them: a summary made from a block's keys and one read from the store
+ * are the same bits. */
 void eng_kv_summary_row(uint16_t *row, const float *kmin, const float *kmax,
-    const float *kmean, const float *ref, uint32_t hd);
-/* The reference of a layer and head: its first block's mean, rounded to
- * f16 (as memstore stores it). */
-void eng_kv_summary_ref(float *ref, const float *kmean0, uint32_t hd);
+    const float *kmean, uint32_t hd);
 /* The summary row of a block from its n key rows (f32, row i at
  * k + i*hd): min, max and the mean as memstore computes it (a double sum
- * in position order, then divided), so that the row equals the one made
- * from the store's record.  first: the layer and head's first block,
- * whose mean becomes ref (eng_kv_summary_ref) before the row is made.
- * hd <= ENG_KV_HD_MAX (the stores refuse wider heads). */
-void eng_kv_summarize_block(uint16_t *row, float *ref, int first,
-    const float *k, uint32_t n, uint32_t hd);
+ * in position order, then divided).  hd <= ENG_KV_HD_MAX (the stores
+ * refuse wider heads). */
+void eng_kv_summarize_block(uint16_t *row, const float *k, uint32_t n,
+    uint32_t hd);
 /* Bytes of one key's codes: two bit planes of hd bits, the high bits of
  * every channel's code, then the low bits (bit c%8 of byte c/8). */
 #define ENG_KV_CODE_ROW(hd) (2 * (((size_t)(hd) + 7) / 8))

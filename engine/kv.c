@@ -25,10 +25,9 @@ struct kv_layer {
 	uint32_t lo;		/* oldest position still held */
 	uint32_t window;	/* ring: positions a query sees, itself included */
 	/* Summaries (global layers, when asked): per kv head, blocks of
-	 * block_tokens positions, [n_head_kv][sum_cap][4*head_dim_k] f16
+	 * block_tokens positions, [n_head_kv][sum_cap][ENG_KV_SUM_ROW] f16
 	 * (eng_kv_summary_row). */
 	uint16_t *sb;
-	float *sref;		/* [n_head_kv][head_dim_k]: eng_kv_summary_ref */
 	/* Their keys' codes (eng_kv_code_block): [n_head_kv][sum_cap]
 	 * [block_tokens][ENG_KV_CODE_ROW(head_dim_k)]. */
 	uint8_t *cb;
@@ -77,8 +76,7 @@ static int mem_layer_reserve(struct kv_mem *m, struct kv_layer *l,
 	return 0;
 }
 
-/* Makes room for need block summaries in a global layer (and its
- * per-head references). */
+/* Makes room for need block summaries (and codes) in a global layer. */
 static int mem_sum_reserve(struct kv_mem *m, struct kv_layer *l,
     uint32_t need)
 {
@@ -89,9 +87,6 @@ static int mem_sum_reserve(struct kv_mem *m, struct kv_layer *l,
 	uint16_t *nb;
 	uint8_t *nc;
 
-	if (!l->sref && !(l->sref = malloc((size_t)b->n_head_kv *
-	    b->head_dim_k * sizeof *l->sref)))
-		return ENG_ENOMEM;
 	if (need <= l->sum_cap)
 		return 0;
 	while (cap < need)
@@ -157,8 +152,7 @@ static int mem_summarize(struct kv_mem *m, uint32_t n_pos)
 				}
 				eng_kv_summarize_block(l->sb + ((size_t)h *
 				    l->sum_cap + l->n_sum) *
-				    ENG_KV_SUM_ROW(hd), l->sref + (size_t)h *
-				    hd, !l->n_sum, kf, B, hd);
+				    ENG_KV_SUM_ROW(hd), kf, B, hd);
 				eng_kv_code_block(l->cb + ((size_t)h *
 				    l->sum_cap + l->n_sum) * B *
 				    ENG_KV_CODE_ROW(hd), kf, B, hd);
@@ -169,22 +163,21 @@ static int mem_summarize(struct kv_mem *m, uint32_t n_pos)
 }
 
 static int mem_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
-    const uint16_t **rows, const float **ref, uint32_t *n_blocks)
+    eng_kv_sums *sums)
 {
 	const struct kv_mem *m = (const struct kv_mem *)kv;
 	const struct kv_layer *l;
+	size_t row = ENG_KV_SUM_ROW(kv->head_dim_k);
 
 	if (!kv->block_tokens || layer >= kv->n_layer ||
-	    kvh >= kv->n_head_kv || !rows || !ref || !n_blocks)
+	    kvh >= kv->n_head_kv || !sums)
 		return ENG_EINVAL;
 	l = &m->layers[layer];
 	if (l->ring)
 		return ENG_EINVAL;
-	*rows = l->sb ? l->sb + (size_t)kvh * l->sum_cap *
-	    ENG_KV_SUM_ROW(kv->head_dim_k) : NULL;
-	*ref = l->sref && l->n_sum ? l->sref + (size_t)kvh *
-	    kv->head_dim_k : NULL;
-	*n_blocks = l->n_sum;
+	*sums = (eng_kv_sums){
+		.hi = l->sb ? l->sb + (size_t)kvh * l->sum_cap * row : NULL,
+		.hi_stride = row, .n = l->sb ? l->n_sum : 0 };
 	return 0;
 }
 
@@ -208,22 +201,30 @@ static int mem_codes(eng_kv *kv, uint32_t layer, uint32_t kvh,
 
 /* The f16 at or below f, and at or above it (memstore keeps a block's
  * channel bounds rounded outward, so that they still bound). */
-static float f16_down(float f)
+static eng_f16 f16_down_bits(float f)
 {
 	eng_f16 h = eng_f32_to_f16(f);
 	if (eng_f16_to_f32(h) <= f)
-		return eng_f16_to_f32(h);
-	h = h == 0 ? 0x8001u : (eng_f16)(h & 0x8000u ? h + 1 : h - 1);
-	return eng_f16_to_f32(h);
+		return h;
+	return h == 0 ? 0x8001u : (eng_f16)(h & 0x8000u ? h + 1 : h - 1);
+}
+
+static eng_f16 f16_up_bits(float f)
+{
+	eng_f16 h = eng_f32_to_f16(f);
+	if (eng_f16_to_f32(h) >= f)
+		return h;
+	return h == 0x8000u ? 1 : (eng_f16)(h & 0x8000u ? h - 1 : h + 1);
+}
+
+static float f16_down(float f)
+{
+	return eng_f16_to_f32(f16_down_bits(f));
 }
 
 static float f16_up(float f)
 {
-	eng_f16 h = eng_f32_to_f16(f);
-	if (eng_f16_to_f32(h) >= f)
-		return eng_f16_to_f32(h);
-	h = h == 0x8000u ? 1 : (eng_f16)(h & 0x8000u ? h - 1 : h + 1);
-	return eng_f16_to_f32(h);
+	return eng_f16_to_f32(f16_up_bits(f));
 }
 
 void eng_kv_code_block(uint8_t *codes, const float *k, uint32_t n,
@@ -253,8 +254,8 @@ void eng_kv_code_block(uint8_t *codes, const float *k, uint32_t n,
 	}
 }
 
-void eng_kv_summarize_block(uint16_t *row, float *ref, int first,
-    const float *k, uint32_t n, uint32_t hd)
+void eng_kv_summarize_block(uint16_t *row, const float *k, uint32_t n,
+    uint32_t hd)
 {
 	float mn[ENG_KV_HD_MAX], mx[ENG_KV_HD_MAX], mean[ENG_KV_HD_MAX];
 
@@ -269,64 +270,16 @@ void eng_kv_summarize_block(uint16_t *row, float *ref, int first,
 		}
 		mean[c] = n ? (float)(sum / n) : 0.0f;
 	}
-	if (first)
-		eng_kv_summary_ref(ref, mean, hd);
-	eng_kv_summary_row(row, mn, mx, mean, ref, hd);
+	eng_kv_summary_row(row, mn, mx, mean, hd);
 }
-
-void eng_kv_summary_ref(float *ref, const float *kmean0, uint32_t hd)
-{
-	for (uint32_t c = 0; c < hd; c++)
-		ref[c] = eng_f16_to_f32(eng_f32_to_f16(kmean0[c]));
-}
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-/* The same row 8 channels at a time, with the same operations in the same
- * order (no FMA in this target, so nothing is contracted) and F16C's
- * round-to-nearest-even: bit for bit the scalar row. */
-__attribute__((target("avx2,f16c")))
-static uint32_t summary_row_avx2(uint16_t *row, const float *kmin,
-    const float *kmax, const float *kmean, const float *ref, uint32_t hd)
-{
-	const int rn = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-	const __m256 half = _mm256_set1_ps(0.5f), k48 = _mm256_set1_ps(4.8f);
-	uint32_t c = 0;
-
-	for (; c + 8 <= hd; c += 8) {
-		__m256 mn = _mm256_loadu_ps(kmin + c), mx = _mm256_loadu_ps(kmax + c);
-		__m256 r0 = ref ? _mm256_loadu_ps(ref + c) : _mm256_setzero_ps();
-		__m256 sd = _mm256_div_ps(_mm256_sub_ps(mx, mn), k48);
-		_mm_storeu_si128((__m128i *)(void *)(row + c), _mm256_cvtps_ph(
-		    _mm256_sub_ps(_mm256_mul_ps(half, _mm256_add_ps(mx, mn)), r0), rn));
-		_mm_storeu_si128((__m128i *)(void *)(row + hd + c), _mm256_cvtps_ph(
-		    _mm256_mul_ps(half, _mm256_sub_ps(mx, mn)), rn));
-		_mm_storeu_si128((__m128i *)(void *)(row + 2 * hd + c), _mm256_cvtps_ph(
-		    _mm256_sub_ps(_mm256_loadu_ps(kmean + c), r0), rn));
-		_mm_storeu_si128((__m128i *)(void *)(row + 3 * hd + c), _mm256_cvtps_ph(
-		    _mm256_mul_ps(sd, sd), rn));
-	}
-	return c;
-}
-#endif
 
 void eng_kv_summary_row(uint16_t *row, const float *kmin, const float *kmax,
-    const float *kmean, const float *ref, uint32_t hd)
+    const float *kmean, uint32_t hd)
 {
-	uint32_t c = 0;
-
-#if defined(__x86_64__) && defined(__GNUC__)
-	if (eng_simd_active() >= ENG_SIMD_AVX2)
-		c = summary_row_avx2(row, kmin, kmax, kmean, ref, hd);
-#endif
-	/* The range of 64 normal samples is about 4.8 standard deviations
-	 * (Tippett's table: 4.65). */
-	for (; c < hd; c++) {
-		float sd = (kmax[c] - kmin[c]) / 4.8f, r0 = ref ? ref[c] : 0;
-		row[c] = eng_f32_to_f16(0.5f * (kmax[c] + kmin[c]) - r0);
-		row[hd + c] = eng_f32_to_f16(0.5f * (kmax[c] - kmin[c]));
-		row[2 * hd + c] = eng_f32_to_f16(kmean[c] - r0);
-		row[3 * hd + c] = eng_f32_to_f16(sd * sd);
+	for (uint32_t c = 0; c < hd; c++) {
+		row[c] = f16_down_bits(kmin[c]);
+		row[hd + c] = f16_up_bits(kmax[c]);
+		row[2 * hd + c] = eng_f32_to_f16(kmean[c]);
 	}
 }
 
@@ -431,7 +384,6 @@ static void mem_close(eng_kv *kv)
 			free(m->layers[il].k);
 			free(m->layers[il].v);
 			free(m->layers[il].sb);
-			free(m->layers[il].sref);
 			free(m->layers[il].cb);
 		}
 	free(m->layers);
@@ -515,17 +467,13 @@ int eng_kv_mem_clone(const eng_kv *src, eng_kv **out)
 		    ENG_KV_SUM_ROW(src->head_dim_k) * sizeof(uint16_t);
 		*d = *l;
 		d->k = d->v = NULL;
-		size_t rb = (size_t)src->n_head_kv * src->head_dim_k *
-		    sizeof(float);
 		size_t cb = (size_t)src->n_head_kv * l->sum_cap *
 		    src->block_tokens * ENG_KV_CODE_ROW(src->head_dim_k);
 		d->sb = NULL;
-		d->sref = NULL;
 		d->cb = NULL;
 		if ((l->k && !(d->k = malloc(kb))) ||
 		    (l->v && !(d->v = malloc(vb))) ||
 		    (l->sb && !(d->sb = malloc(sb))) ||
-		    (l->sref && !(d->sref = malloc(rb))) ||
 		    (l->cb && !(d->cb = malloc(cb)))) {
 			mem_close(&c->base);
 			return ENG_ENOMEM;
@@ -536,8 +484,6 @@ int eng_kv_mem_clone(const eng_kv *src, eng_kv **out)
 			memcpy(d->v, l->v, vb);
 		if (l->sb)
 			memcpy(d->sb, l->sb, sb);
-		if (l->sref)
-			memcpy(d->sref, l->sref, rb);
 		if (l->cb)
 			memcpy(d->cb, l->cb, cb);
 	}

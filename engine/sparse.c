@@ -137,28 +137,30 @@ static int first_far(uint32_t far_end, uint32_t first, uint32_t a,
 }
 
 /* A block's score for a query q (per head), from its summary row
- * [centre | radius | mean | var] (centre and mean less the reference ref):
+ * [min | max | mean] (f16, eng_kv_ops.summary):
  *  - mass (steps of at most ENG_SPARSE_FEW tokens: decode, and a
  *    question whose candidates are too many to scan):
  *    the log of its attention mass, estimated as if its keys were
- *    Gaussian with the summary's mean m and variance v; with s the scale
- *    the model applies to q.k,
+ *    Gaussian with the summary's mean m and variance v ~ ((max-min)/4.8)^2
+ *    (the range of 64 normal samples is about 4.8 standard deviations;
+ *    Tippett's table: 4.65); with s the scale the model applies to q.k,
  *      log sum_t exp(s q.k_t) ~ log B + s q.m + s^2 q^2.v / 2,
- *    divided by s (the ranking is the same): q.m + s q^2.v / 2.
+ *    divided by s (the ranking is the same): q.m + s q^2.v / 2, one dot
+ *    product of [m | v], made in f32 from the row, with [q | s q^2/2].
  *  - bound (longer steps: prefill chunks): Quest's
- *    sum_c max(q_c min_c, q_c max_c) = q.centre + |q|.radius, what any
- *    query near the chunk's mean could find there.
- * Either is one dot product of half the row with the head's [q | f(q)]
- * (pl->qbar), the engine's f16 kernel, up to ENG_NT_MAX heads per pass,
- * plus q.ref.  The highest of the group's heads wins: q.ref differs
- * between heads, so it must be added back before they are compared. */
+ *    sum_c max(q_c min_c, q_c max_c) = min.(q - |q|)/2 + max.(q + |q|)/2,
+ *    what any query near the chunk's mean could find there: one dot
+ *    product of the row's [min | max] with the head's
+ *    [(q - |q|)/2 | (q + |q|)/2], the engine's f16 kernel.
+ * pl->qbar holds each head's row (qbar_row), up to ENG_NT_MAX heads per
+ * pass; the highest of the group's heads wins.  The bounds are f16 as
+ * the store keeps them and the sums f32: no reference is taken out of
+ * the keys' large shared component (it is exact in f32). */
 struct score_job {
 	struct eng__plan *pl;
-	const uint16_t *rows;	/* the half of each row scored */
-	const float *qref;	/* per head: q.ref */
-	eng_vec_dot_fn dot;
+	const eng_kv_sums *sums;
+	eng_vec_dot_fn dot;	/* f16 (bound) or f32 (mass) */
 	uint32_t group, hd, first, n_cand;
-	const float *ref;	/* the summaries' reference (may be NULL) */
 	int mass;
 	float scale;
 	const struct eng__rope *rope;
@@ -166,65 +168,127 @@ struct score_job {
 	atomic_int rc;
 };
 
-/* The group's [q | f(q)] rows and q.ref (mean_query's) with q rotated
- * back by r's shift. */
+/* Head h's scoring row from its query q (hd floats) into o (2 hd). */
+static void qbar_row(float *o, const float *q, uint32_t hd, int mass,
+    float scale)
+{
+	for (uint32_t c = 0; c < hd; c++)
+		if (mass) {
+			o[c] = q[c];
+			o[hd + c] = 0.5f * scale * q[c] * q[c];
+		} else {
+			o[c] = 0.5f * (q[c] - fabsf(q[c]));
+			o[hd + c] = 0.5f * (q[c] + fabsf(q[c]));
+		}
+}
+
+/* n f16 to f32. */
+static void f16_row(const uint16_t *h, float *f, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		f[i] = eng_f16_to_f32(h[i]);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+__attribute__((target("avx2,f16c")))
+static void f16_row_f16c(const uint16_t *h, float *f, uint32_t n)
+{
+	uint32_t i = 0;
+
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(f + i, _mm256_cvtph_ps(_mm_loadu_si128(
+		    (const __m128i *)(const void *)(h + i))));
+	f16_row(h + i, f + i, n - i);
+}
+#endif
+
+typedef void (*f16_row_fn)(const uint16_t *, float *, uint32_t);
+
+static f16_row_fn f16_row_get(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (eng_simd_active() >= ENG_SIMD_AVX2)	/* which has F16C */
+		return f16_row_f16c;
+#endif
+	return f16_row;
+}
+
+/* The mass half of a row, [mean | var] in f32, into v (2 hd); f: 3 hd
+ * of scratch. */
+static void mass_vec(const uint16_t *r, uint32_t hd, f16_row_fn cvt,
+    float *f, float *v)
+{
+	cvt(r, f, 3 * hd);
+	for (uint32_t c = 0; c < hd; c++) {
+		float sd = (f[hd + c] - f[c]) / 4.8f;
+		v[c] = f[2 * hd + c];
+		v[hd + c] = sd * sd;
+	}
+}
+
+/* The group's scoring rows (pl->qbar's) with q rotated back by r's
+ * shift, into qb. */
 static void far_qbar(const struct score_job *j, const struct far_rot *r,
-    float *qb, float *qref)
+    float *qb)
 {
 	uint32_t hd = j->hd;
+	float *q = qb + (size_t)j->group * 2 * hd;
 
-	eng__rope_back(r->cs, j->pl->qbar, 2 * hd, qb, 2 * hd, j->group, hd,
-	    r->rope->n_rot, r->rope->neox);
-	for (uint32_t h = 0; h < j->group; h++) {
-		float *o = qb + (size_t)h * 2 * hd;
-		double qr = 0;
-		for (uint32_t c = 0; c < hd; c++) {
-			o[hd + c] = j->mass ? 0.5f * j->scale * o[c] * o[c] :
-			    fabsf(o[c]);
-			qr += j->ref ? (double)o[c] * j->ref[c] : 0.0;
-		}
-		qref[h] = (float)qr;
-	}
+	eng__rope_back(r->cs, j->pl->qbar + (size_t)j->group * 2 * hd, hd,
+	    q, hd, j->group, hd, r->rope->n_rot, r->rope->neox);
+	for (uint32_t h = 0; h < j->group; h++)
+		qbar_row(qb + (size_t)h * 2 * hd, q + (size_t)h * hd, hd,
+		    j->mass, j->scale);
 }
 
 static void score_task(void *arg, int ith, int nth)
 {
 	struct score_job *j = arg;
 	uint32_t per = (j->n_cand + nth - 1) / nth, row = 2 * j->hd;
-	size_t stride = ENG_KV_SUM_ROW(j->hd);
 	uint32_t a = per * ith, e = a + per < j->n_cand ? a + per : j->n_cand;
-	float s[ENG_NT_MAX], *qb;
+	float s[ENG_NT_MAX], *qb, *f = NULL;
 	struct far_rot fr = { 0 };
+	f16_row_fn cvt = f16_row_get();
 
-	if (a < e && first_far(j->far_end, j->first, a, j->B) &&
+	if (a >= e)
+		return;
+	if ((j->mass && !(f = malloc(5 * (size_t)j->hd * sizeof *f))) ||
+	    (first_far(j->far_end, j->first, a, j->B) &&
 	    far_open(&fr, j->rope, j->far_end, j->B,
-	    (size_t)j->group * (row + 1))) {
+	    (size_t)j->group * (row + j->hd)))) {
+		free(f);
 		atomic_store(&j->rc, ENG_ENOMEM);
 		return;
 	}
 	qb = fr.q;
 	for (uint32_t i = a; i < e; i++) {
-		const uint16_t *r = j->rows + (size_t)(j->first + i) * stride;
-		const float *q = j->pl->qbar, *qref = j->qref;
+		const uint16_t *r = eng_kv_sums_at(j->sums, j->first + i);
+		const void *w = r;
+		const float *q = j->pl->qbar;
 		float best = -INFINITY;
 		if (qb && far_shift(&fr, (j->first + i) * j->B)) {
-			far_qbar(j, &fr, qb, qb + (size_t)j->group * row);
+			far_qbar(j, &fr, qb);
 			q = qb;
-			qref = qb + (size_t)j->group * row;
+		}
+		if (j->mass) {
+			mass_vec(r, j->hd, cvt, f, f + 3 * j->hd);
+			w = f + 3 * j->hd;
 		}
 		for (uint32_t h = 0; h < j->group; h += ENG_NT_MAX) {
 			int nt = j->group - h < ENG_NT_MAX ?
 			    (int)(j->group - h) : ENG_NT_MAX;
-			j->dot(row, r, q + (size_t)h * row,
+			j->dot(row, w, q + (size_t)h * row,
 			    row * sizeof(float), s, 1, nt);
 			for (int t = 0; t < nt; t++)
-				if (s[t] + qref[h + t] > best)
-					best = s[t] + qref[h + t];
+				if (s[t] > best)
+					best = s[t];
 		}
 		/* A NaN never wins. */
 		j->pl->scores[i] = best == best ? best : -INFINITY;
 	}
 	far_close(&fr);
+	free(f);
 }
 
 /* A question's exact scores: each candidate block's best key, the
@@ -301,8 +365,9 @@ out:
 
 /* A question's estimated scores from its candidates' key codes
  * (eng_kv_code_block), for a shortlist: each block by its best key as the
- * codes give it, key t about ref + centre + radius (u_t/2 - 3/4), so
- *   q.k_t ~ q.ref + q.centre - 3/4 w.1 + w.u_t / 2,   w = q * radius,
+ * codes give it, key t about centre + radius (u_t/2 - 3/4) with centre
+ * (max + min)/2 and radius (max - min)/2 of its summary, so
+ *   q.k_t ~ q.centre - 3/4 w.1 + w.u_t / 2,   w = q * radius,
  * u_t the key's codes (0..3 per channel): no key read (at 1M the codes
  * are 230 MB against 3 GB of keys).  w.u_t is taken in integers: w
  * rounded to int8 per block and head (scale max|w|/127: it moves a
@@ -313,9 +378,8 @@ out:
  * does. */
 struct code_job {
 	struct eng__plan *pl;
-	const uint16_t *rows;	/* the summaries: centre, radius */
+	const eng_kv_sums *sums;	/* min, max */
 	const eng_kv_codes *codes;
-	const float *ref;	/* may be NULL (zeros) */
 	const float *q;		/* the last token's group rows, hd apart */
 	uint32_t group, hd, B, first, n_cand;
 	int avx512;		/* hd % 64 == 0 and ENG_SIMD_AVX512 (which
@@ -331,7 +395,7 @@ struct code_job {
 
 /* Per block and up to CODE_HEADS heads: w = q * radius rounded to int8
  * (wq, rows of CODE_PAD(hd), zero past hd and for absent heads), its
- * scale, and q.(ref + centre) - 3/4 w.1, in the same floats whatever the
+ * scale, and q.centre - 3/4 w.1, in the same floats whatever the
  * kernel (the sums' order aside). */
 struct code_heads {
 	int8_t *wq;
@@ -339,8 +403,7 @@ struct code_heads {
 };
 
 static void code_prep(struct code_heads *ch, const float *q, uint32_t nh,
-    const float *cen, const float *rad, const float *ref, uint32_t hd,
-    float *w)
+    const float *cen, const float *rad, uint32_t hd, float *w)
 {
 	size_t pad = CODE_PAD(hd);
 
@@ -352,7 +415,7 @@ static void code_prep(struct code_heads *ch, const float *q, uint32_t nh,
 			w[c] = qh[c] * rad[c];
 			mx = fabsf(w[c]) > mx ? fabsf(w[c]) : mx;
 			ws += w[c];
-			base += qh[c] * (cen[c] + (ref ? ref[c] : 0));
+			base += qh[c] * cen[c];
 		}
 		inv = mx > 0 ? 127.0f / mx : 0;
 		for (uint32_t c = 0; c < hd; c++)
@@ -426,25 +489,28 @@ static void code_max_avx512(const uint8_t *codes, uint32_t n, uint32_t hd,
 	_mm_storeu_si128((__m128i *)(void *)mx, best);
 }
 
-/* code_prep and the f16 rows to f32, 16 channels at a time: the same w,
- * scales and int8 rows (products, max and rounding to nearest even are
- * exact either way); base and w.1 are summed in another order.
+/* code_prep and the f16 bounds to centre and radius, 16 channels at a
+ * time: the same centres, radii, w, scales and int8 rows (the same
+ * operations on each channel; products, max and rounding to nearest even
+ * are exact either way); base and w.1 are summed in another order.
  * hd % 64 == 0. */
 __attribute__((target("avx512f,avx512bw,avx512dq")))
 static void code_prep_avx512(struct code_heads *ch, const float *q,
-    uint32_t nh, const uint16_t *row, float *cen, float *rad,
-    const float *ref, uint32_t hd, int convert)
+    uint32_t nh, const uint16_t *row, float *cen, float *rad, uint32_t hd,
+    int convert)
 {
-	const __m512 sign = _mm512_set1_ps(-0.0f);
+	const __m512 sign = _mm512_set1_ps(-0.0f), half = _mm512_set1_ps(0.5f);
 
 	if (convert)
 		for (uint32_t c = 0; c < hd; c += 16) {
-			_mm512_storeu_ps(cen + c, _mm512_cvtph_ps(
-			    _mm256_loadu_si256((const __m256i *)(const void *)
-			    (row + c))));
-			_mm512_storeu_ps(rad + c, _mm512_cvtph_ps(
-			    _mm256_loadu_si256((const __m256i *)(const void *)
-			    (row + hd + c))));
+			__m512 mn = _mm512_cvtph_ps(_mm256_loadu_si256(
+			    (const __m256i *)(const void *)(row + c)));
+			__m512 mx = _mm512_cvtph_ps(_mm256_loadu_si256(
+			    (const __m256i *)(const void *)(row + hd + c)));
+			_mm512_storeu_ps(cen + c, _mm512_mul_ps(half,
+			    _mm512_add_ps(mx, mn)));
+			_mm512_storeu_ps(rad + c, _mm512_mul_ps(half,
+			    _mm512_sub_ps(mx, mn)));
 		}
 	memset(ch->wq, 0, CODE_HEADS * (size_t)hd);
 	for (uint32_t h = 0; h < nh; h++) {
@@ -454,8 +520,6 @@ static void code_prep_avx512(struct code_heads *ch, const float *q,
 			__m512 qv = _mm512_loadu_ps(qh + c);
 			__m512 w = _mm512_mul_ps(qv, _mm512_loadu_ps(rad + c));
 			__m512 ce = _mm512_loadu_ps(cen + c);
-			if (ref)
-				ce = _mm512_add_ps(ce, _mm512_loadu_ps(ref + c));
 			mx = _mm512_max_ps(mx, _mm512_andnot_ps(sign, w));
 			ws = _mm512_add_ps(ws, w);
 			bs = _mm512_fmadd_ps(qv, ce, bs);
@@ -486,7 +550,7 @@ static void code_task(void *arg, int ith, int nth)
 	struct code_job *j = arg;
 	uint32_t per = (j->n_cand + nth - 1) / nth, hd = j->hd;
 	uint32_t a = per * ith, e = a + per < j->n_cand ? a + per : j->n_cand;
-	size_t stride = ENG_KV_SUM_ROW(hd), plane = (hd + 7) / 8;
+	size_t plane = (hd + 7) / 8;
 	size_t pad = CODE_PAD(hd), cblock = (size_t)j->B * 2 * plane;
 	struct far_rot fr = { 0 };
 	struct code_heads ch;
@@ -508,7 +572,7 @@ static void code_task(void *arg, int ith, int nth)
 	qr = fr.q;
 	for (uint32_t i = a; i < e; i++) {
 		uint32_t b = j->first + i;
-		const uint16_t *r = j->rows + (size_t)b * stride;
+		const uint16_t *r = eng_kv_sums_at(j->sums, b);
 		const uint8_t *cd = eng_kv_codes_at(j->codes, b);
 		const float *q = j->q;
 		float best = -INFINITY;
@@ -525,8 +589,10 @@ static void code_task(void *arg, int ith, int nth)
 		}
 		if (!j->avx512)
 			for (uint32_t c = 0; c < hd; c++) {
-				cen[c] = eng_f16_to_f32(r[c]);
-				rad[c] = eng_f16_to_f32(r[hd + c]);
+				float mn = eng_f16_to_f32(r[c]);
+				float mx = eng_f16_to_f32(r[hd + c]);
+				cen[c] = 0.5f * (mx + mn);
+				rad[c] = 0.5f * (mx - mn);
 			}
 		for (uint32_t h0 = 0; h0 < j->group; h0 += CODE_HEADS) {
 			uint32_t nh = j->group - h0 < CODE_HEADS ?
@@ -535,13 +601,13 @@ static void code_task(void *arg, int ith, int nth)
 #if defined(__x86_64__) && defined(__GNUC__)
 			if (j->avx512) {
 				code_prep_avx512(&ch, q + (size_t)h0 * hd, nh, r,
-				    cen, rad, j->ref, hd, h0 == 0);
+				    cen, rad, hd, h0 == 0);
 				code_max_avx512(cd, j->B, hd, plane, ch.wq, mx);
 			} else
 #endif
 			{
 				code_prep(&ch, q + (size_t)h0 * hd, nh, cen,
-				    rad, j->ref, hd, w);
+				    rad, hd, w);
 				code_max_ref(cd, j->B, hd, plane, ch.wq, mx);
 			}
 			for (uint32_t h = 0; h < nh; h++) {
@@ -556,33 +622,30 @@ static void code_task(void *arg, int ith, int nth)
 	free(cen);
 }
 
-/* pl->qbar: per head the step's mean query (InfLLM scores a chunk this
- * way), then |q| (bound) or s q^2 / 2 (mass); after the group's rows,
- * q.ref per head. */
+/* pl->qbar: per head the scoring row (qbar_row) of the step's mean
+ * query (InfLLM scores a chunk this way); after the group's rows, the
+ * mean queries themselves (hd apart), which a far block's rotation
+ * starts from. */
 static void mean_query(struct eng__plan *pl, const struct eng__query *qs,
-    const float *ref, int mass)
+    int mass)
 {
 	uint32_t hd = qs->hd, group = qs->group;
-	float *qref = pl->qbar + (size_t)group * 2 * hd;
+	float *qm = pl->qbar + (size_t)group * 2 * hd;
 
-	memset(pl->qbar, 0, (size_t)group * 2 * hd * sizeof(float));
+	memset(qm, 0, (size_t)group * hd * sizeof(float));
 	for (uint32_t t = 0; t < qs->n_tok; t++)
 		for (uint32_t h = 0; h < group; h++) {
 			const float *qr = qs->q + t * qs->row + (size_t)h * hd;
-			float *o = pl->qbar + (size_t)h * 2 * hd;
+			float *o = qm + (size_t)h * hd;
 			for (uint32_t c = 0; c < hd; c++)
 				o[c] += qr[c];
 		}
 	for (uint32_t h = 0; h < group; h++) {
-		float *o = pl->qbar + (size_t)h * 2 * hd;
-		double qr = 0;
-		for (uint32_t c = 0; c < hd; c++) {
+		float *o = qm + (size_t)h * hd;
+		for (uint32_t c = 0; c < hd; c++)
 			o[c] /= (float)qs->n_tok;
-			o[hd + c] = mass ? 0.5f * qs->scale * o[c] * o[c] :
-			    fabsf(o[c]);
-			qr += ref ? (double)o[c] * ref[c] : 0.0;
-		}
-		qref[h] = (float)qr;
+		qbar_row(pl->qbar + (size_t)h * 2 * hd, o, hd, mass,
+		    qs->scale);
 	}
 }
 
@@ -720,8 +783,8 @@ static int scan_shortlist(struct eng__plan *pl, const eng_sparse_params *sp,
  * pool. */
 static int rank(struct eng__plan *pl, const eng_sparse_params *sp,
     eng_kv *kv, uint32_t layer, uint32_t kvh, const struct eng__query *qs,
-    struct eng_pool *pool, const uint16_t *rows, const float *ref,
-    int lists, uint32_t lo, uint32_t n_cand, uint32_t last,
+    struct eng_pool *pool, const eng_kv_sums *sums, int lists, uint32_t lo,
+    uint32_t n_cand, uint32_t last,
     uint32_t far_end)
 {
 	uint32_t hd = qs->hd;
@@ -734,7 +797,7 @@ static int rank(struct eng__plan *pl, const eng_sparse_params *sp,
 	    (rc = kv->ops->codes(kv, layer, kvh, &codes)))
 		return rc;
 	if (codes.n && codes.n >= last) {
-		struct code_job cj = { pl, rows, &codes, ref, qs->q +
+		struct code_job cj = { pl, sums, &codes, qs->q +
 		    (size_t)(qs->n_tok - 1) * qs->row, qs->group, hd,
 		    kv->block_tokens, lo, n_cand, hd % 64 == 0 &&
 		    eng_simd_active() >= ENG_SIMD_AVX512, qs->rope, far_end,
@@ -746,13 +809,12 @@ static int rank(struct eng__plan *pl, const eng_sparse_params *sp,
 		pl->ranked = ENG_RANK_CODES;
 		return atomic_load(&cj.rc);
 	}
-	if (!(dot = eng_vec_dot_get(ENG_TYPE_F16, eng_simd_active())))
+	if (!(dot = eng_vec_dot_get(mass ? ENG_TYPE_F32 : ENG_TYPE_F16,
+	    eng_simd_active())))
 		return ENG_EUNSUP;
-	mean_query(pl, qs, ref, mass);
-	struct score_job sj = { pl, rows + (mass ? 2 * hd : 0),
-	    pl->qbar + (size_t)qs->group * 2 * hd, dot, qs->group, hd,
-	    lo, n_cand, ref, mass, qs->scale, qs->rope, far_end,
-	    kv->block_tokens, 0 };
+	mean_query(pl, qs, mass);
+	struct score_job sj = { pl, sums, dot, qs->group, hd, lo, n_cand,
+	    mass, qs->scale, qs->rope, far_end, kv->block_tokens, 0 };
 	if (pool && n_cand >= 1024)
 		eng_pool_run(pool, score_task, &sj);
 	else
@@ -773,13 +835,12 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
     eng_kv *kv, uint32_t layer, uint32_t kvh, const struct eng__query *qs,
     struct eng_pool *pool)
 {
-	uint32_t B = kv->block_tokens, nb, first, last, lo, n_cand, k, far_end;
+	uint32_t B = kv->block_tokens, first, last, lo, n_cand, k, far_end;
 	uint32_t n_tok = qs->n_tok, pos0 = qs->pos0, hd = qs->hd;
 	uint32_t local = n_tok > ENG_SPARSE_FEW && sp->prefill_local >
 	    sp->local ? sp->prefill_local : sp->local;
 	uint32_t want;
-	const uint16_t *rows;
-	const float *ref;
+	eng_kv_sums sums;
 	int mass = n_tok <= ENG_SPARSE_FEW, question = mass && n_tok > 1;
 	int scans, lists, rc;
 
@@ -817,14 +878,14 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 		}
 		return 0;	/* fewer candidates than picks: dense */
 	}
-	if ((rc = kv->ops->summary(kv, layer, kvh, &rows, &ref, &nb)))
+	if ((rc = kv->ops->summary(kv, layer, kvh, &sums)))
 		return rc;
-	if (nb < last || !rows)
+	if (sums.n < last)
 		return ENG_ERANGE;	/* the store lags the sequence */
 	n_cand = last - first;
 	k = want;
 	if ((rc = grow(&pl->qbar, &pl->qbar_cap, (size_t)qs->group *
-	    (2 * hd + 1), sizeof(float))) ||
+	    3 * hd, sizeof(float))) ||
 	    (rc = grow(&pl->scores, &pl->scores_cap, n_cand,
 	    sizeof(float))) ||
 	    (rc = grow(&pl->pick, &pl->pick_cap, (size_t)k +
@@ -859,7 +920,7 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 			return rc;
 		pl->ranked = ENG_RANK_KEYS;
 	} else {
-		if ((rc = rank(pl, sp, kv, layer, kvh, qs, pool, rows, ref,
+		if ((rc = rank(pl, sp, kv, layer, kvh, qs, pool, &sums,
 		    lists, lo, n_cand, last, far_end)))
 			return rc;
 		if (lists && (rc = scan_shortlist(pl, sp, kv, layer, kvh, qs,

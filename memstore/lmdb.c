@@ -1760,6 +1760,34 @@ int ms_summary_pack_codes(ms_txn *t, int64_t id, const uint8_t **codes,
 	return 0;
 }
 
+int ms_summary_pack_vectors(ms_txn *t, int64_t id, uint32_t n_layers,
+			    uint32_t n_kv_heads, uint32_t head_dim,
+			    const uint8_t **data, size_t *stride, uint64_t *n)
+{
+	if (!t || !data || !stride || !n)
+		return MS_EINVAL;
+	const uint8_t *recs = NULL;
+	uint64_t np;
+	size_t rec = 0, head = 0;
+	int rc = pack_find(t, id, &recs, &np, &rec, &head);
+	*data = NULL;
+	*stride = 0;
+	*n = 0;
+	if (rc || !np)
+		return rc;
+	struct ms__sum_hdr h;
+	memcpy(&h, recs, sizeof(h));
+	if (h.magic != MS__SUM_MAGIC || h.n_layers != n_layers ||
+	    h.n_kv_heads != n_kv_heads || h.head_dim != head_dim ||
+	    head < sizeof(h) + (size_t)n_layers * n_kv_heads * 3 * head_dim * 2)
+		return 0;
+	*data = recs + sizeof(h);
+	*stride = head;
+	*n = np;
+	ms__willneed(recs, np * head);
+	return 0;
+}
+
 /* ---- summary packs -------------------------------------------------- */
 
 /* Copies the session's summaries, in block order, into its pack: the

@@ -534,6 +534,15 @@ int ms_summary_scan(ms_txn *txn, int64_t id, uint64_t first, int codes,
  * first, so one with codes means all have them. */
 int ms_summary_pack_codes(ms_txn *txn, int64_t id, const uint8_t **codes,
 			  size_t *stride, uint64_t *n);
+/* The min/max/mean of the session's first *n summary records in place,
+ * from its pack: record i's (as ms_summary.data, for n_layers x
+ * n_kv_heads heads of head_dim) at *data + i * *stride, valid while txn
+ * is, asked of the disk at once (madvise): so that opening a long
+ * session copies none of them.  *n = 0 (and *data NULL) where the
+ * session has no pack or its records are of another geometry. */
+int ms_summary_pack_vectors(ms_txn *txn, int64_t id, uint32_t n_layers,
+			    uint32_t n_kv_heads, uint32_t head_dim,
+			    const uint8_t **data, size_t *stride, uint64_t *n);
 /* Writes the session's summary pack: a copy of its summaries, in block
  * order, as one record (their min/max/mean first, then their codes), so
  * that opening a long session reads them in one sequence rather than a

@@ -858,34 +858,37 @@ START_TEST(sparse_record)
 }
 END_TEST
 
-/* A store of synthetic summaries, for the plan alone.  Centres and means
- * are stored less a reference far from zero (as the stores keep them),
- * so a plan that compared the group's heads without adding q.ref back
- * would rank by one head. */
+/* A store of synthetic summaries, for the plan alone.  The keys share a
+ * per-channel offset far from zero (plan_ref), as real keys do, which
+ * differs in sign from channel to channel: it weighs on each head's score
+ * differently, so a plan that compared the group's heads wrongly would
+ * rank by one head. */
 #define PB 5000
 #define PHD 256
+#define PROW ENG_KV_SUM_ROW(PHD)
 static float plan_min[PB * PHD], plan_max[PB * PHD], plan_ref[PHD];
-static uint16_t plan_bounds[PB * 4 * PHD];
+static uint16_t plan_bounds[PB * PROW];
 static float plan_scale = 0.0625f;	/* 1/sqrt(PHD) */
 
 /* What fake_summary gives: plan_boxes' rows, or a test's own. */
 static const uint16_t *fake_rows = plan_bounds;
-static const float *fake_ref = plan_ref;
 static uint32_t fake_n = PB;
 
+/* In two runs, as a store gives them (its pack's rows in place, then
+ * its own), split in the middle. */
 static int fake_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
-    const uint16_t **rows, const float **ref, uint32_t *n)
+    eng_kv_sums *sums)
 {
 	(void)kv;
 	(void)layer;
 	(void)kvh;
-	*rows = fake_rows;
-	*ref = fake_ref;
-	*n = fake_n;
+	*sums = (eng_kv_sums){ .lo = fake_rows, .lo_stride = PROW,
+	    .n_lo = fake_n / 2, .hi = fake_rows + fake_n / 2 * PROW,
+	    .hi_stride = PROW, .n = fake_n };
 	return 0;
 }
 
-/* Random blocks around the reference: per-channel min, max and a mean
+/* Random blocks about the offset: per-channel min, max and a mean
  * between them, and their summary rows. */
 static void plan_boxes(void)
 {
@@ -904,9 +907,9 @@ static void plan_boxes(void)
 			float hi = plan_max[b * PHD + c];
 			mean[c] = lo + (hi - lo) * fx_frand(0, 1);
 		}
-		eng_kv_summary_row(plan_bounds + (size_t)b * 4 * PHD,
+		eng_kv_summary_row(plan_bounds + (size_t)b * PROW,
 		    plan_min + (size_t)b * PHD, plan_max + (size_t)b * PHD,
-		    mean, plan_ref, PHD);
+		    mean, PHD);
 	}
 }
 
@@ -919,24 +922,23 @@ static int plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	return eng__sparse_plan(pl, sp, kv, 0, 0, &qs, pool);
 }
 
-/* The block score in double from a summary row as stored (plus the
- * reference), best of 4 heads: mass, q.m + s sum q^2 v / 2 (f16 mean m,
- * variance v, s the plan's scale), or Quest's bound, sum_c max(q*lo,
- * q*hi) over the box of the f16 centre and radius. */
+/* The block score in double from a summary row as stored, best of 4
+ * heads: mass, q.m + s sum q^2 v / 2 (f16 mean m, variance v =
+ * ((max - min)/4.8)^2 of the f16 bounds, s the plan's scale), or
+ * Quest's bound, sum_c max(q*min, q*max) over the f16 bounds. */
 static double ref_score_as(const float *q, uint32_t b, int mass)
 {
-	const uint16_t *r = plan_bounds + (size_t)b * 4 * PHD;
+	const uint16_t *r = plan_bounds + (size_t)b * PROW;
 	double best = -1e300;
 	for (int h = 0; h < 4; h++) {
 		double s = 0;
 		for (int c = 0; c < PHD; c++) {
 			double x = q[h * PHD + c];
-			double ce = eng_f16_to_f32(r[c]) + plan_ref[c];
-			double ra = eng_f16_to_f32(r[PHD + c]);
-			double m = eng_f16_to_f32(r[2 * PHD + c]) +
-			    plan_ref[c];
-			double v = eng_f16_to_f32(r[3 * PHD + c]);
-			double lo = x * (ce - ra), hi = x * (ce + ra);
+			double mn = eng_f16_to_f32(r[c]);
+			double mx = eng_f16_to_f32(r[PHD + c]);
+			double m = eng_f16_to_f32(r[2 * PHD + c]);
+			double sd = (mx - mn) / 4.8, v = sd * sd;
+			double lo = x * mn, hi = x * mx;
 			s += mass ? x * m + plan_scale * x * x * v / 2.0 :
 			    lo > hi ? lo : hi;
 		}
@@ -959,13 +961,15 @@ static double ref_score(const float *q, uint32_t b)
  * ENG_SPARSE_FEW tokens (all the
  * same query here, so the mean is that query); the same with the pool as
  * without, in position order, packed in front of the local run. */
-/* eng_kv_summary_row's SIMD path gives the scalar row bit for bit, on
- * ordinary, tiny (f16 subnormal) and large values and a tail of 3. */
-START_TEST(summary_row_simd_equals_scalar)
+/* eng_kv_summary_row rounds the bounds outward to f16 (so that they
+ * still bound: the codes are made within them) and the mean to nearest,
+ * as memstore's record has them: on ordinary, tiny (f16 subnormal),
+ * large and negative values, each bound is the nearest f16 on its side. */
+START_TEST(summary_row_rounds_outward)
 {
 	enum { HD = 259 };
-	float mn[HD], mx[HD], mean[HD], ref[HD];
-	uint16_t a[4 * HD], b[4 * HD];
+	float mn[HD], mx[HD], mean[HD];
+	uint16_t r[3 * HD];
 
 	fx_rng = 5;
 	for (int i = 0; i < HD; i++) {
@@ -975,18 +979,33 @@ START_TEST(summary_row_simd_equals_scalar)
 		mn[i] = x - y;
 		mx[i] = x + y;
 		mean[i] = x + y * 0.25f;
-		ref[i] = ((float)fx_rnd() / 4294967296.0f - 0.5f) * sc;
 	}
-	for (int r = 0; r < 2; r++) {
-		const float *rf = r ? ref : NULL;
-		ck_assert_int_eq(eng_simd_force(ENG_SIMD_SCALAR), 0);
-		eng_kv_summary_row(a, mn, mx, mean, rf, HD);
-		ck_assert_int_eq(eng_simd_force(eng_simd_supported()), 0);
-		eng_kv_summary_row(b, mn, mx, mean, rf, HD);
-		for (int i = 0; i < 4 * HD; i++)
-			ck_assert_msg(a[i] == b[i], "row[%d]: scalar %04x simd %04x",
-			    i, a[i], b[i]);
+	mn[0] = mx[0] = mean[0] = 0.0f;		/* exact: stays */
+	mn[1] = -1.0f / 3;
+	mx[1] = 1.0f / 3;
+	eng_kv_summary_row(r, mn, mx, mean, HD);
+	for (int i = 0; i < HD; i++) {
+		float lo = eng_f16_to_f32(r[i]), hi = eng_f16_to_f32(r[HD + i]);
+		ck_assert_msg(lo <= mn[i] && hi >= mx[i], "channel %d: "
+		    "[%g, %g] does not bound [%g, %g]", i, lo, hi, mn[i],
+		    mx[i]);
+		/* the next f16 inward would not bound */
+		uint16_t in_lo = r[i] & 0x8000 ? r[i] - 1 : r[i] + 1;
+		uint16_t in_hi = r[HD + i] & 0x8000 ? r[HD + i] + 1 :
+		    r[HD + i] - 1;
+		if (lo < mn[i])
+			ck_assert_msg(eng_f16_to_f32(in_lo) > mn[i],
+			    "channel %d: min %g rounded too far, to %g", i,
+			    mn[i], lo);
+		if (hi > mx[i] && r[HD + i] != 0)
+			ck_assert_msg(eng_f16_to_f32(in_hi) < mx[i],
+			    "channel %d: max %g rounded too far, to %g", i,
+			    mx[i], hi);
+		ck_assert_uint_eq(r[2 * HD + i], eng_f32_to_f16(mean[i]));
 	}
+	ck_assert_uint_eq(r[0], 0);
+	ck_assert_float_lt(eng_f16_to_f32(r[1]), -1.0f / 3);
+	ck_assert_float_gt(eng_f16_to_f32(r[HD + 1]), 1.0f / 3);
 }
 END_TEST
 
@@ -1671,11 +1690,11 @@ START_TEST(kv_code_block)
 	    0);
 	ck_assert_int_eq(eng_kv_mem_clone(kv, &cl), 0);
 	for (uint32_t il = 0; il < kv->n_layer; il++) {
-		const uint16_t *rows;
-		const float *ref;
+		eng_kv_sums su;
 		uint32_t ns, hd = kv->head_dim_k;
-		if (kv->ops->summary(kv, il, 0, &rows, &ref, &ns))
+		if (kv->ops->summary(kv, il, 0, &su))
 			continue;	/* a window layer */
+		ns = su.n;
 		ck_assert_int_eq(kv->ops->codes(kv, il, 0, &cd), 0);
 		nb = cd.n;
 		ck_assert_uint_eq(cd.n_lo, 0);
@@ -1684,6 +1703,7 @@ START_TEST(kv_code_block)
 		for (uint32_t b = 0; b < nb; b++) {
 			float kf[4 * 64];
 			uint8_t want_c[4 * ENG_KV_CODE_ROW(64)];
+			uint16_t want_r[ENG_KV_SUM_ROW(64)];
 			eng_kv_span sp;
 			ck_assert_uint_le(hd, 64);
 			ck_assert_int_eq(kv->ops->view(kv, il, 0, b * B, B, &sp),
@@ -1697,6 +1717,9 @@ START_TEST(kv_code_block)
 			eng_kv_code_block(want_c, kf, B, hd);
 			ck_assert(memcmp(eng_kv_codes_at(&cd, b), want_c, B *
 			    ENG_KV_CODE_ROW(hd)) == 0);
+			eng_kv_summarize_block(want_r, kf, B, hd);
+			ck_assert(memcmp(eng_kv_sums_at(&su, b), want_r,
+			    ENG_KV_SUM_ROW(hd) * 2) == 0);
 		}
 		eng_kv_codes cc;
 		ck_assert_int_eq(cl->ops->codes(cl, il, 0, &cc), 0);
@@ -1708,11 +1731,10 @@ START_TEST(kv_code_block)
 	/* cut back: fewer blocks have codes */
 	ck_assert_int_eq(eng_kv_truncate(kv, 33), 0);
 	for (uint32_t il = 0; il < kv->n_layer; il++) {
-		const uint16_t *rows;
-		const float *ref;
-		uint32_t ns;
-		if (kv->ops->summary(kv, il, 0, &rows, &ref, &ns))
+		eng_kv_sums su;
+		if (kv->ops->summary(kv, il, 0, &su))
 			continue;
+		ck_assert_uint_eq(su.n, 8);
 		ck_assert_int_eq(kv->ops->codes(kv, il, 0, &cd), 0);
 		ck_assert_uint_eq(cd.n, 8);
 	}
@@ -1725,9 +1747,8 @@ START_TEST(kv_code_block)
 END_TEST
 
 /* Key codes for the plan: real summaries and codes of scan_keys (shifted
- * per channel, so the reference matters). */
-static uint16_t code_rows[SB * 4 * PHD];
-static float code_ref[PHD];
+ * per channel, far from zero, as real keys are). */
+static uint16_t code_rows[SB * PROW];
 static uint8_t code_bits[SB * 64 * ENG_KV_CODE_ROW(PHD)];
 static uint32_t code_blocks = SB;	/* what fake_codes reports */
 static int code_fail;			/* or this error */
@@ -1757,15 +1778,16 @@ static int fake_codes(eng_kv *kv, uint32_t layer, uint32_t kvh,
 
 /* est[b]: block b's best key as its codes give it: the best over the 4
  * heads of the last query and its 64 keys of
- * q.(ref + centre) - 3/4 w.1 + s wq.u / 2, with w = q * radius (f16
- * rows) rounded to int8 wq as the engine rounds it (scale s =
+ * q.centre - 3/4 w.1 + s wq.u / 2, with centre and radius (max +- min)/2
+ * of the f16 bounds and w = q * radius, in floats as the engine makes
+ * them, rounded to int8 wq as the engine rounds it (scale s =
  * max|w|/127), the rest in double. */
 static void code_estimates(const float *q, uint32_t nq, uint32_t last,
     double *est)
 {
 	const size_t row = ENG_KV_CODE_ROW(PHD), plane = row / 2;
 	for (uint32_t b = 1; b < last; b++) {
-		const uint16_t *r = code_rows + (size_t)b * 4 * PHD;
+		const uint16_t *r = code_rows + (size_t)b * PROW;
 		est[b] = -1e300;
 		for (int h = 0; h < 4; h++) {
 			const float *qh = q + (size_t)(nq - 1) * 4 * PHD +
@@ -1774,10 +1796,12 @@ static void code_estimates(const float *q, uint32_t nq, uint32_t last,
 			double base = 0;
 			int8_t wq[PHD];
 			for (int c = 0; c < PHD; c++) {
-				w[c] = qh[c] * eng_f16_to_f32(r[PHD + c]);
+				float lo = eng_f16_to_f32(r[c]);
+				float hi = eng_f16_to_f32(r[PHD + c]);
+				w[c] = qh[c] * (0.5f * (hi - lo));
 				mx = fabsf(w[c]) > mx ? fabsf(w[c]) : mx;
-				base += (double)qh[c] * (code_ref[c] +
-				    eng_f16_to_f32(r[c])) - 0.75 * w[c];
+				base += (double)qh[c] * (0.5f * (hi + lo)) -
+				    0.75 * w[c];
 			}
 			inv = mx > 0 ? 127.0f / mx : 0;
 			for (int c = 0; c < PHD; c++)
@@ -1821,7 +1845,6 @@ START_TEST(sparse_plan_codes)
 	float off[PHD];
 
 	fake_rows = code_rows;
-	fake_ref = code_ref;
 	fake_n = SB;
 	scan_keys_fill(23, 0);
 	for (uint32_t i = 0; i < nq * 4 * PHD; i++)
@@ -1834,9 +1857,8 @@ START_TEST(sparse_plan_codes)
 		scan_keys[((size_t)needle * 64 + 40) * PHD + c] = off[c] +
 		    0.3f * q[(size_t)(nq - 1) * 4 * PHD + PHD + c];
 	for (uint32_t b = 0; b < SB; b++) {
-		eng_kv_summarize_block(code_rows + (size_t)b * 4 * PHD,
-		    code_ref, b == 0, scan_keys + (size_t)b * 64 * PHD, 64,
-		    PHD);
+		eng_kv_summarize_block(code_rows + (size_t)b * PROW,
+		    scan_keys + (size_t)b * 64 * PHD, 64, PHD);
 		eng_kv_code_block(code_bits + (size_t)b * 64 *
 		    ENG_KV_CODE_ROW(PHD), scan_keys + (size_t)b * 64 * PHD,
 		    64, PHD);
@@ -1844,14 +1866,15 @@ START_TEST(sparse_plan_codes)
 	best_keys(q, nq, last, best);
 	code_estimates(q, nq, last, est);
 	for (uint32_t b = 1; b < last; b++) {
-		const uint16_t *r = code_rows + (size_t)b * 4 * PHD;
+		const uint16_t *r = code_rows + (size_t)b * PROW;
 		double tol = 0;
 		for (int h = 0; h < 4; h++) {
 			double t = 0, wm = 0;
 			for (int c = 0; c < PHD; c++) {
-				double ce = fabs(eng_f16_to_f32(r[c])) +
-				    fabs(code_ref[c]);
-				double ra = eng_f16_to_f32(r[PHD + c]);
+				double lo = eng_f16_to_f32(r[c]);
+				double hi = eng_f16_to_f32(r[PHD + c]);
+				double ce = fabs(0.5 * (hi + lo));
+				double ra = 0.5 * (hi - lo);
 				t += fabs(q[(size_t)(nq - 1) * 4 * PHD +
 				    h * PHD + c]) * (ra / 4 + 2e-3 * (ce +
 				    ra) + 1e-4);
@@ -1908,7 +1931,6 @@ START_TEST(sparse_plan_codes)
 	ck_assert_int_eq(plan(&pl, &sp, &kv, q, nq, pos0 - nq, NULL), ENG_EIO);
 	code_fail = 0;
 	fake_rows = plan_bounds;
-	fake_ref = plan_ref;
 	fake_n = PB;
 	eng__plan_free(&pl);
 	free(scan_keys);
@@ -1989,8 +2011,8 @@ static void far_case(uint32_t n, int rot, uint32_t expect_far)
 			if (key)
 				mn[c] = mx[c] = key[c];
 		}
-		eng_kv_summary_row(plan_bounds + (size_t)b * 4 * PHD, mn, mx,
-		    key ? key : mn, plan_ref, PHD);
+		eng_kv_summary_row(plan_bounds + (size_t)b * PROW, mn, mx,
+		    key ? key : mn, PHD);
 	}
 	struct eng__query qs = { q, 4 * PHD, 4, PHD, n, pos0, 1.0f / 16,
 	    rot ? &rope : NULL };
@@ -2375,7 +2397,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, sparse_all_blocks_equals_dense);
 	tcase_add_test(tc, llamacpp_mode_chunks_any_threads);
 	tcase_add_test(tc, sparse_record);
-	tcase_add_test(tc, summary_row_simd_equals_scalar);
+	tcase_add_test(tc, summary_row_rounds_outward);
 	tcase_add_test(tc, sparse_plan_picks_top_k);
 	tcase_add_test(tc, sparse_plan_prefill_top_k);
 	tcase_add_test(tc, sparse_plan_dense_question_stays_dense);

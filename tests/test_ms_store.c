@@ -449,10 +449,11 @@ static void scan_list(ms_store *ms, int64_t id, uint64_t first,
 	ms_read_end(t);
 }
 
-/* The pack's codes in place (ms_summary_pack_codes): n records' worth,
- * each the scan's codes of that block (sl, a scan of the session). */
+/* The pack's codes and min/max/mean in place (ms_summary_pack_codes,
+ * _vectors): n and nv records' worth, each the scan's of that block (sl,
+ * a scan of the session). */
 static void expect_pack_codes(ms_store *ms, int64_t id, uint64_t n,
-			      const struct sumlist *sl)
+			      uint64_t nv, const struct sumlist *sl)
 {
 	ms_txn *t;
 	const uint8_t *c = (const uint8_t *)"x";
@@ -473,6 +474,27 @@ static void expect_pack_codes(ms_store *ms, int64_t id, uint64_t n,
 			 MS_EINVAL);
 	ck_assert_int_eq(ms_summary_pack_codes(NULL, id, &c, &stride, &np),
 			 MS_EINVAL);
+	/* min/max/mean in place likewise (ms_summary_pack_vectors), for
+	 * the records' geometry only */
+	const uint8_t *d = (const uint8_t *)"x";
+	ck_assert_int_eq(ms_summary_pack_vectors(t, id, L, 1, D, &d, &stride,
+						 &np), 0);
+	ck_assert_uint_eq(np, nv);
+	ck_assert(nv ? d != NULL && stride >= sizeof(sl->data[0]) :
+		  d == NULL && stride == 0);
+	for (uint64_t i = 0; i < nv; i++)
+		ck_assert_msg(!memcmp(d + i * stride, sl->data[i],
+				      sizeof(sl->data[0])),
+			      "block %llu: min/max/mean differ",
+			      (unsigned long long)i);
+	ck_assert_int_eq(ms_summary_pack_vectors(t, id, L, 1, D + 8, &d,
+						 &stride, &np), 0);
+	ck_assert(np == 0 && d == NULL);
+	ck_assert_int_eq(ms_summary_pack_vectors(t, id, L + 1, 1, D, &d,
+						 &stride, &np), 0);
+	ck_assert(np == 0 && d == NULL);
+	ck_assert_int_eq(ms_summary_pack_vectors(t, id, L, 1, D, NULL,
+						 &stride, &np), MS_EINVAL);
 	ms_read_end(t);
 }
 
@@ -511,9 +533,9 @@ START_TEST(test_summary_pack)
 	ck_assert_int_ne(ms_session_block_willneed(t, id, 6), 0);
 	ck_assert_int_ne(ms_session_block_willneed(t, id + 1000, 0), 0);
 	ms_read_end(t);
-	expect_pack_codes(ms, id, 0, &want);		/* no pack yet */
+	expect_pack_codes(ms, id, 0, 0, &want);		/* no pack yet */
 	ck_assert_int_eq(ms_summary_pack(ms, id), 0);
-	expect_pack_codes(ms, id, 6, &want);
+	expect_pack_codes(ms, id, 6, 6, &want);
 	ck_assert_int_eq(ms_stats_get(ms, &st), 0);
 	ck_assert_uint_eq(st.packs, 1);
 	scan_list(ms, id, 0, &got);
@@ -539,7 +561,7 @@ START_TEST(test_summary_pack)
 	ck_assert_int_eq(ms_session_truncate(ms, id, 7 * B), 0);
 	ck_assert_int_eq(ms_stats_get(ms, &st), 0);
 	ck_assert_uint_eq(st.packs, 1);
-	expect_pack_codes(ms, id, 6, &want);
+	expect_pack_codes(ms, id, 6, 6, &want);
 	scan_list(ms, id, 0, &got);
 	ck_assert_uint_eq(got.n, 7);
 	expect_same(&want, &got, 7);
@@ -549,7 +571,7 @@ START_TEST(test_summary_pack)
 	ck_assert_int_eq(ms_session_truncate(ms, id, 3 * B), 0);
 	ck_assert_int_eq(ms_stats_get(ms, &st), 0);
 	ck_assert_uint_eq(st.packs, 0);
-	expect_pack_codes(ms, id, 0, &want);
+	expect_pack_codes(ms, id, 0, 0, &want);
 	scan_list(ms, id, 0, &got);
 	expect_same(&want, &got, 3);
 	ck_assert_int_eq(ms_summary_pack(ms, id), 0);
@@ -696,7 +718,7 @@ START_TEST(test_summary_codes_added)
 	expect_codes(ms, id, 2);
 	static struct sumlist sl;
 	scan_list(ms, id, 0, &sl);
-	expect_pack_codes(ms, id, 0, &sl);	/* a pack of records before codes */
+	expect_pack_codes(ms, id, 0, 4, &sl);	/* a pack of records before codes */
 	expect_check(ms);
 
 	ck_assert_int_eq(ms_summary_codes(ms, id, &n), 0);
@@ -705,7 +727,7 @@ START_TEST(test_summary_codes_added)
 	ck_assert_int_eq(ms_summary_pack(ms, id), 0);
 	expect_codes(ms, id, 6);
 	scan_list(ms, id, 0, &sl);
-	expect_pack_codes(ms, id, 5, &sl);	/* the half block not packed */
+	expect_pack_codes(ms, id, 5, 5, &sl);	/* the half block not packed */
 	/* the scan reads the pack: a byte of block 2's record changed
 	 * behind its back (mean and codes) is not seen */
 	static struct sumlist before, after;

@@ -169,33 +169,37 @@ static void prefill(eng_fwd *f, eng_kv *kv, uint32_t stop, int save)
 	}
 }
 
-/* Every global layer's key codes through the store's codes op: one per
- * summarized block, and the codes of the keys its views give
- * (eng_kv_code_block of them): made by skv for blocks it prefilled, by
- * memstore for blocks loaded at open, the same bits.  Returns the blocks
- * of the last global layer; *in_place (may be NULL) those read in place
- * from the map. */
-static uint32_t expect_codes_at(eng_kv *kv, uint32_t *in_place)
+/* Every global layer's key codes and summaries through the store's
+ * codes and summary ops: one per summarized block, and the codes and
+ * summary row of the keys its views give (eng_kv_code_block and
+ * eng_kv_summarize_block of them): made by skv for blocks it prefilled,
+ * by memstore for blocks loaded at open, the same bits.  Returns the
+ * blocks of the last global layer; *in_place and *rows_in_place (may be
+ * NULL) the codes and the summary rows read in place from the map. */
+static uint32_t expect_codes_at(eng_kv *kv, uint32_t *in_place,
+    uint32_t *rows_in_place)
 {
 	uint32_t hd = kv->head_dim_k, B = kv->block_tokens, seen = 0, nb = 0;
 	size_t row = ENG_KV_CODE_ROW(hd);
 	float *kf = malloc((size_t)B * hd * sizeof *kf);
 	uint8_t *want = malloc(B * row);
+	uint16_t *want_r = malloc(ENG_KV_SUM_ROW(hd) * 2);
 
 	ck_assert_ptr_nonnull(kv->ops->codes);
 	for (uint32_t il = 0; il < kv->n_layer; il++) {
-		const uint16_t *rows;
-		const float *ref;
+		eng_kv_sums su;
 		eng_kv_codes cd;
-		uint32_t ns;
-		if (kv->ops->summary(kv, il, 0, &rows, &ref, &ns))
+		if (kv->ops->summary(kv, il, 0, &su))
 			continue;	/* a window layer */
 		ck_assert_int_eq(kv->ops->codes(kv, il, 0, &cd), 0);
 		nb = cd.n;
-		ck_assert_uint_eq(nb, ns);
+		ck_assert_uint_eq(nb, su.n);
 		ck_assert_uint_le(cd.n_lo, nb);
+		ck_assert_uint_le(su.n_lo, nb);
 		if (in_place)
 			*in_place = cd.n_lo;
+		if (rows_in_place)
+			*rows_in_place = su.n_lo;
 		for (uint32_t b = 0; b < nb; b++) {
 			for (uint32_t t = 0; t < B;) {
 				eng_kv_span sp;
@@ -212,6 +216,10 @@ static uint32_t expect_codes_at(eng_kv *kv, uint32_t *in_place)
 			ck_assert_msg(memcmp(eng_kv_codes_at(&cd, b), want,
 			    B * row) == 0, "layer %u block %u: codes differ",
 			    il, b);
+			eng_kv_summarize_block(want_r, kf, B, hd);
+			ck_assert_msg(memcmp(eng_kv_sums_at(&su, b), want_r,
+			    ENG_KV_SUM_ROW(hd) * 2) == 0, "layer %u block %u: "
+			    "summaries differ", il, b);
 		}
 		seen++;
 	}
@@ -220,12 +228,13 @@ static uint32_t expect_codes_at(eng_kv *kv, uint32_t *in_place)
 	    0 }), 0);
 	free(kf);
 	free(want);
+	free(want_r);
 	return nb;
 }
 
 static uint32_t expect_codes(eng_kv *kv)
 {
-	return expect_codes_at(kv, NULL);
+	return expect_codes_at(kv, NULL, NULL);
 }
 
 /* Logits of the question's last token (copied). */
@@ -638,25 +647,21 @@ START_TEST(q8_restart_same)
 }
 END_TEST
 
-/* Every global layer's summary rows and ref (kv's summary op), one
- * after another, in a malloc'd buffer of *len bytes. */
+/* Every global layer's summary rows (kv's summary op), one after
+ * another, in a malloc'd buffer of *len bytes. */
 static uint8_t *summaries_copy(eng_kv *kv, size_t *len)
 {
-	uint32_t hd = kv->head_dim_k;
+	size_t row = ENG_KV_SUM_ROW(kv->head_dim_k) * 2;
 	uint8_t *buf = NULL;
 
 	*len = 0;
 	for (uint32_t il = 0; il < kv->n_layer; il++) {
-		const uint16_t *rows;
-		const float *ref;
-		uint32_t nb;
-		if (kv->ops->summary(kv, il, 0, &rows, &ref, &nb))
+		eng_kv_sums su;
+		if (kv->ops->summary(kv, il, 0, &su))
 			continue;
-		size_t r = (size_t)nb * ENG_KV_SUM_ROW(hd) * 2, f = hd * 4;
-		buf = realloc(buf, *len + r + f);
-		memcpy(buf + *len, rows, r);
-		memcpy(buf + *len + r, ref, f);
-		*len += r + f;
+		buf = realloc(buf, *len + su.n * row);
+		for (uint32_t b = 0; b < su.n; b++, *len += row)
+			memcpy(buf + *len, eng_kv_sums_at(&su, b), row);
 	}
 	ck_assert_uint_gt(*len, 0);
 	return buf;
@@ -725,47 +730,54 @@ START_TEST(kept_until_changed)
 END_TEST
 
 /* With a summary pack (written when a prefill ends) the stored blocks'
- * codes are read in place, the pend blocks' made: the same bits either
- * way; in place again for an open that takes the kept slot, and after a
- * save ended the read transaction.  Without a pack they are copied. */
+ * codes and summary rows are read in place, the pend blocks' made: the
+ * same bits either way; in place again for an open that takes the kept
+ * slot, and after a save ended the read transaction.  Without a pack
+ * they are copied. */
 START_TEST(codes_in_place)
 {
 	char *dir = store_dir();
 	int64_t id = session_new(dir, MS_MODE_F16);
 	eng_fwd *f = fwd_new(0);
 	eng_kv *kv = skv_open(id, f);
-	uint32_t lo = 99, nblk = N_CTX / 64;
+	uint32_t lo = 99, ro = 99, nblk = N_CTX / 64;
 
 	prefill(f, kv, N_CTX, 1);
 	eng_kv_close(kv);
 	kv = skv_open(id, f);
-	ck_assert_uint_eq(expect_codes_at(kv, &lo), nblk);
+	ck_assert_uint_eq(expect_codes_at(kv, &lo, &ro), nblk);
 	ck_assert_uint_eq(lo, 0);		/* no pack: copied */
+	ck_assert_uint_eq(ro, 0);
 	eng_kv_close(kv);
 	ed_skv_forget();
 	ck_assert_int_eq(ms_summary_pack(g_ms, id), 0);
 	kv = skv_open(id, f);
-	ck_assert_uint_eq(expect_codes_at(kv, &lo), nblk);
+	ck_assert_uint_eq(expect_codes_at(kv, &lo, &ro), nblk);
 	ck_assert_uint_eq(lo, nblk);
+	ck_assert_uint_eq(ro, nblk);
 	/* a block more in pend: its codes made, the stored ones in place */
 	ck_assert_int_eq(eng_fwd_eval(f, kv, toks, 64, 0, NULL, NULL), 0);
-	ck_assert_uint_eq(expect_codes_at(kv, &lo), nblk + 1);
+	ck_assert_uint_eq(expect_codes_at(kv, &lo, &ro), nblk + 1);
 	ck_assert_uint_eq(lo, nblk);
+	ck_assert_uint_eq(ro, nblk);
 	eng_kv_close(kv);			/* unsaved: kept */
 	kv = skv_open(id, f);
-	ck_assert_uint_eq(expect_codes_at(kv, &lo), nblk);
+	ck_assert_uint_eq(expect_codes_at(kv, &lo, &ro), nblk);
 	ck_assert_uint_eq(lo, nblk);
+	ck_assert_uint_eq(ro, nblk);
 	/* saved (as --keep saves a turn): the transaction ends, the codes
 	 * are found in place again */
 	prefill(f, kv, N_CTX + 128, 1);
-	ck_assert_uint_eq(expect_codes_at(kv, &lo), nblk + 2);
+	ck_assert_uint_eq(expect_codes_at(kv, &lo, &ro), nblk + 2);
 	ck_assert_uint_eq(lo, nblk);
+	ck_assert_uint_eq(ro, nblk);
 	eng_kv_close(kv);
 	/* the pack again, of the longer session */
 	ck_assert_int_eq(ms_summary_pack(g_ms, id), 0);
 	kv = skv_open(id, f);
-	ck_assert_uint_eq(expect_codes_at(kv, &lo), nblk + 2);
+	ck_assert_uint_eq(expect_codes_at(kv, &lo, &ro), nblk + 2);
 	ck_assert_uint_eq(lo, nblk + 2);
+	ck_assert_uint_eq(ro, nblk + 2);
 	eng_kv_close(kv);
 	eng_fwd_close(f);
 	store_close();

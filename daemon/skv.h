@@ -9,12 +9,12 @@
  *   window layers   the last window + n_batch positions, in rings; saved
  *                   as the session's tail so that a resume is exact.
  * base is a multiple of the session's block size B.  Summaries (per
- * channel centre, radius, mean and variance of every complete block's keys,
- * f16, as eng_kv_ops.summary gives them) are kept in memory for the
- * engine's sparse attention: made from LMDB's min/max/mean at open,
- * computed for new blocks at commit (the same bits: the mean is taken
- * as memstore takes it); the keys' codes likewise, read from LMDB when
- * first asked for.
+ * channel min, max and mean of every complete block's keys, f16, as
+ * eng_kv_ops.summary gives them) are read in place from the session's
+ * summary pack in LMDB, copied at open for blocks stored after it, and
+ * computed for new blocks at commit (the same bits: engine and memstore
+ * round them alike); the keys' codes likewise, read when first asked
+ * for.
  *
  * Nothing reaches LMDB until ed_skv_save(): a cache opened for a question
  * is an overlay over the stored session that is simply closed afterwards.

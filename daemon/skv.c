@@ -495,7 +495,7 @@ static int sums_map(struct skv *s)
 }
 
 static int skv_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
-    eng_kv_sums *sums)
+    eng_kv_runs *sums)
 {
 	struct skv *s = (struct skv *)kv;
 	size_t row = ENG_KV_SUM_ROW(s->hd);
@@ -507,12 +507,12 @@ static int skv_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
 	if (s->s0 && !s->ps && (rc = sums_map(s)))
 		return rc;
 	size_t r = (size_t)s->slot[layer] * s->nkv + kvh;
-	*sums = (eng_kv_sums){
-		.lo = s->s0 ? (const uint16_t *)(const void *)(s->ps +
-		    r * row * 2) : NULL,
-		.lo_stride = s->ps_stride / 2, .n_lo = s->s0,
-		.hi = s->sb ? s->sb + r * (s->scap - s->s0) * row : NULL,
-		.hi_stride = row, .n = s->n_sum };
+	*sums = (eng_kv_runs){
+		.lo = s->s0 ? s->ps + r * row * 2 : NULL,
+		.lo_stride = s->ps_stride, .n_lo = s->s0,
+		.hi = s->sb ? (const uint8_t *)(s->sb + r * (s->scap - s->s0) *
+		    row) : NULL,
+		.hi_stride = row * 2, .n = s->n_sum };
 	return 0;
 }
 
@@ -520,7 +520,7 @@ static int codes_load(struct skv *s);
 static int codes_map(struct skv *s, uint32_t *n);
 
 static int skv_codes(eng_kv *kv, uint32_t layer, uint32_t kvh,
-    eng_kv_codes *codes)
+    eng_kv_runs *codes)
 {
 	struct skv *s = (struct skv *)kv;
 	size_t cblock = (size_t)s->B * ENG_KV_CODE_ROW(s->hd);
@@ -541,7 +541,7 @@ static int skv_codes(eng_kv *kv, uint32_t layer, uint32_t kvh,
 	if (!s->cb && (rc = codes_load(s)))
 		return rc;
 	size_t r = (size_t)s->slot[layer] * s->nkv + kvh;
-	*codes = (eng_kv_codes){
+	*codes = (eng_kv_runs){
 		.lo = s->c0 ? s->pc + r * cblock : NULL,
 		.lo_stride = (size_t)s->n_glob * s->nkv * cblock, .n_lo = s->c0,
 		.hi = s->cb ? s->cb + r * (s->scap - s->c0) * cblock : NULL,
@@ -709,7 +709,7 @@ static void touch(const uint8_t *p, size_t n)
 int ed_skv_warm(eng_kv *kv, int codes)
 {
 	struct skv *s = (struct skv *)kv;
-	eng_kv_codes c;
+	eng_kv_runs c;
 	int rc;
 
 	if (s->s0 && !s->ps && (rc = sums_map(s)))

@@ -409,42 +409,31 @@ typedef struct eng_kv_span {
 	uint32_t n;		/* positions in this span, >= 1 */
 } eng_kv_span;
 
-/* A layer and kv head's block summaries (eng_kv_ops.summary), each
- * block's row of ENG_KV_SUM_ROW(head_dim_k) f16: blocks [0, n_lo) at
- * lo + b * lo_stride, blocks [n_lo, n) at hi + (b - n_lo) * hi_stride
- * (strides in f16 elements; eng_kv_sums_at), as eng_kv_codes.  A store
- * gives its stored blocks' rows in place, from its map. */
-typedef struct eng_kv_sums {
-	const uint16_t *lo, *hi;
-	size_t lo_stride, hi_stride;
-	uint32_t n_lo, n;
-} eng_kv_sums;
-
-/* The summary row of block b < s->n. */
-static inline const uint16_t *eng_kv_sums_at(const eng_kv_sums *s,
-    uint32_t b)
-{
-	return b < s->n_lo ? s->lo + (size_t)b * s->lo_stride :
-	    s->hi + (size_t)(b - s->n_lo) * s->hi_stride;
-}
-
-/* A layer and kv head's key codes (eng_kv_ops.codes), each block's
- * [block_tokens][ENG_KV_CODE_ROW(head_dim_k)] bytes: blocks [0, n_lo) at
- * lo + b * lo_stride, blocks [n_lo, n) at hi + (b - n_lo) * hi_stride
- * (eng_kv_codes_at).  An in-memory cache has one run (n_lo 0); a store
- * may give its stored blocks' codes in place. */
-typedef struct eng_kv_codes {
+/* A layer and kv head's per-block records in two runs (the summary rows
+ * of eng_kv_ops.summary, the key codes of eng_kv_ops.codes): blocks
+ * [0, n_lo) at lo + b * lo_stride, blocks [n_lo, n) at
+ * hi + (b - n_lo) * hi_stride, strides in bytes.  Two runs so that a
+ * store can give its stored blocks' records in place, from its map, and
+ * its own for the blocks after them; an in-memory cache has one run
+ * (n_lo 0). */
+typedef struct eng_kv_runs {
 	const uint8_t *lo, *hi;
 	size_t lo_stride, hi_stride;
 	uint32_t n_lo, n;
-} eng_kv_codes;
+} eng_kv_runs;
 
-/* The codes of block b < c->n. */
-static inline const uint8_t *eng_kv_codes_at(const eng_kv_codes *c,
-    uint32_t b)
+/* The record of block b < r->n. */
+static inline const uint8_t *eng_kv_run_at(const eng_kv_runs *r, uint32_t b)
 {
-	return b < c->n_lo ? c->lo + (size_t)b * c->lo_stride :
-	    c->hi + (size_t)(b - c->n_lo) * c->hi_stride;
+	return b < r->n_lo ? r->lo + (size_t)b * r->lo_stride :
+	    r->hi + (size_t)(b - r->n_lo) * r->hi_stride;
+}
+
+/* Block b's summary row: ENG_KV_SUM_ROW(head_dim_k) f16, 2-byte aligned
+ * (the summary op's promise). */
+static inline const uint16_t *eng_kv_sum_at(const eng_kv_runs *r, uint32_t b)
+{
+	return (const uint16_t *)(const void *)eng_kv_run_at(r, b);
 }
 
 typedef struct eng_kv_ops {
@@ -461,23 +450,24 @@ typedef struct eng_kv_ops {
 	/* Optional (NULL: the store keeps no summaries; attention is then
 	 * always dense).  Summaries of the keys of the complete blocks of
 	 * block_tokens positions of a layer and kv head (block b covers
-	 * positions b*block_tokens ..), in *sums: per block three
-	 * per-channel vectors of its keys, the min rounded down to f16, the
-	 * max rounded up and the mean rounded to nearest (eng_kv_summary_row:
-	 * memstore's record, which a store can give in place).  sparse.c
-	 * takes centre, radius and variance from them in f32.  sums->n is
-	 * the committed complete blocks; valid as span views are.  Read
-	 * from the caller's thread between write() and commit(). */
+	 * positions b*block_tokens ..), in *sums (eng_kv_sum_at): per block
+	 * a row of three per-channel vectors of its keys, the min rounded
+	 * down to f16, the max rounded up and the mean rounded to nearest
+	 * (eng_kv_summary_row: memstore's record, which a store can give in
+	 * place).  sparse.c takes centre, radius and variance from them in
+	 * f32.  sums->n is the committed complete blocks; valid as span
+	 * views are.  Read from the caller's thread between write() and
+	 * commit(). */
 	int (*summary)(eng_kv *kv, uint32_t layer, uint32_t kvh,
-	    eng_kv_sums *sums);
+	    eng_kv_runs *sums);
 	/* Optional (NULL: none).  The 2-bit key codes of the same complete
-	 * blocks (eng_kv_code_block) in *codes (eng_kv_codes: two runs, so
-	 * that a store can give those of its stored blocks straight from
-	 * its map); codes->n the blocks that have them, counted from block
+	 * blocks (eng_kv_code_block), [block_tokens][ENG_KV_CODE_ROW
+	 * (head_dim_k)] bytes a block, in *codes (eng_kv_run_at);
+	 * codes->n the blocks that have them, counted from block
 	 * 0 (fewer than the summaries' where a store written before codes
 	 * lacks them).  Valid and read as summary's rows are. */
 	int (*codes)(eng_kv *kv, uint32_t layer, uint32_t kvh,
-	    eng_kv_codes *codes);
+	    eng_kv_runs *codes);
 	/* Sets the sequence length to n_pos: after a step (n_pos grows), or
 	 * to drop positions n_pos.. (ENG_ERANGE if the store can no longer
 	 * serve a sequence of that length, e.g. a ring that was overwritten).

@@ -163,7 +163,7 @@ static int mem_summarize(struct kv_mem *m, uint32_t n_pos)
 }
 
 static int mem_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
-    eng_kv_sums *sums)
+    eng_kv_runs *sums)
 {
 	const struct kv_mem *m = (const struct kv_mem *)kv;
 	const struct kv_layer *l;
@@ -175,14 +175,15 @@ static int mem_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
 	l = &m->layers[layer];
 	if (l->ring)
 		return ENG_EINVAL;
-	*sums = (eng_kv_sums){
-		.hi = l->sb ? l->sb + (size_t)kvh * l->sum_cap * row : NULL,
-		.hi_stride = row, .n = l->sb ? l->n_sum : 0 };
+	*sums = (eng_kv_runs){
+		.hi = l->sb ? (const uint8_t *)(l->sb + (size_t)kvh *
+		    l->sum_cap * row) : NULL,
+		.hi_stride = row * 2, .n = l->sb ? l->n_sum : 0 };
 	return 0;
 }
 
 static int mem_codes(eng_kv *kv, uint32_t layer, uint32_t kvh,
-    eng_kv_codes *codes)
+    eng_kv_runs *codes)
 {
 	const struct kv_mem *m = (const struct kv_mem *)kv;
 	const struct kv_layer *l;
@@ -193,7 +194,7 @@ static int mem_codes(eng_kv *kv, uint32_t layer, uint32_t kvh,
 		return ENG_EINVAL;
 	l = &m->layers[layer];
 	cblock = (size_t)kv->block_tokens * ENG_KV_CODE_ROW(kv->head_dim_k);
-	*codes = (eng_kv_codes){
+	*codes = (eng_kv_runs){
 		.hi = l->cb ? l->cb + (size_t)kvh * l->sum_cap * cblock : NULL,
 		.hi_stride = cblock, .n = l->cb ? l->n_sum : 0 };
 	return 0;

@@ -158,7 +158,7 @@ static int first_far(uint32_t far_end, uint32_t first, uint32_t a,
  * the keys' large shared component (it is exact in f32). */
 struct score_job {
 	struct eng__plan *pl;
-	const eng_kv_sums *sums;
+	const eng_kv_runs *sums;
 	eng_vec_dot_fn dot;	/* f16 (bound) or f32 (mass) */
 	uint32_t group, hd, first, n_cand;
 	int mass;
@@ -263,7 +263,7 @@ static void score_task(void *arg, int ith, int nth)
 	}
 	qb = fr.q;
 	for (uint32_t i = a; i < e; i++) {
-		const uint16_t *r = eng_kv_sums_at(j->sums, j->first + i);
+		const uint16_t *r = eng_kv_sum_at(j->sums, j->first + i);
 		const void *w = r;
 		const float *q = j->pl->qbar;
 		float best = -INFINITY;
@@ -378,8 +378,8 @@ out:
  * does. */
 struct code_job {
 	struct eng__plan *pl;
-	const eng_kv_sums *sums;	/* min, max */
-	const eng_kv_codes *codes;
+	const eng_kv_runs *sums;	/* min, max */
+	const eng_kv_runs *codes;
 	const float *q;		/* the last token's group rows, hd apart */
 	uint32_t group, hd, B, first, n_cand;
 	int avx512;		/* hd % 64 == 0 and ENG_SIMD_AVX512 (which
@@ -572,12 +572,12 @@ static void code_task(void *arg, int ith, int nth)
 	qr = fr.q;
 	for (uint32_t i = a; i < e; i++) {
 		uint32_t b = j->first + i;
-		const uint16_t *r = eng_kv_sums_at(j->sums, b);
-		const uint8_t *cd = eng_kv_codes_at(j->codes, b);
+		const uint16_t *r = eng_kv_sum_at(j->sums, b);
+		const uint8_t *cd = eng_kv_run_at(j->codes, b);
 		const float *q = j->q;
 		float best = -INFINITY;
 		if (i + CODE_AHEAD < e) {
-			const uint8_t *nx = eng_kv_codes_at(j->codes, b +
+			const uint8_t *nx = eng_kv_run_at(j->codes, b +
 			    CODE_AHEAD);
 			for (size_t o = 0; o < cblock; o += 64)
 				__builtin_prefetch(nx + o);
@@ -783,13 +783,13 @@ static int scan_shortlist(struct eng__plan *pl, const eng_sparse_params *sp,
  * pool. */
 static int rank(struct eng__plan *pl, const eng_sparse_params *sp,
     eng_kv *kv, uint32_t layer, uint32_t kvh, const struct eng__query *qs,
-    struct eng_pool *pool, const eng_kv_sums *sums, int lists, uint32_t lo,
+    struct eng_pool *pool, const eng_kv_runs *sums, int lists, uint32_t lo,
     uint32_t n_cand, uint32_t last,
     uint32_t far_end)
 {
 	uint32_t hd = qs->hd;
 	int mass = qs->n_tok <= ENG_SPARSE_FEW, rc;
-	eng_kv_codes codes = { 0 };
+	eng_kv_runs codes = { 0 };
 	eng_vec_dot_fn dot;
 
 	pl->ranked = ENG_RANK_SUMMARIES;
@@ -840,7 +840,7 @@ int eng__sparse_plan(struct eng__plan *pl, const eng_sparse_params *sp,
 	uint32_t local = n_tok > ENG_SPARSE_FEW && sp->prefill_local >
 	    sp->local ? sp->prefill_local : sp->local;
 	uint32_t want;
-	eng_kv_sums sums;
+	eng_kv_runs sums;
 	int mass = n_tok <= ENG_SPARSE_FEW, question = mass && n_tok > 1;
 	int scans, lists, rc;
 

@@ -877,14 +877,15 @@ static uint32_t fake_n = PB;
 /* In two runs, as a store gives them (its pack's rows in place, then
  * its own), split in the middle. */
 static int fake_summary(eng_kv *kv, uint32_t layer, uint32_t kvh,
-    eng_kv_sums *sums)
+    eng_kv_runs *sums)
 {
 	(void)kv;
 	(void)layer;
 	(void)kvh;
-	*sums = (eng_kv_sums){ .lo = fake_rows, .lo_stride = PROW,
-	    .n_lo = fake_n / 2, .hi = fake_rows + fake_n / 2 * PROW,
-	    .hi_stride = PROW, .n = fake_n };
+	*sums = (eng_kv_runs){ .lo = (const uint8_t *)fake_rows,
+	    .lo_stride = PROW * 2, .n_lo = fake_n / 2,
+	    .hi = (const uint8_t *)(fake_rows + fake_n / 2 * PROW),
+	    .hi_stride = PROW * 2, .n = fake_n };
 	return 0;
 }
 
@@ -1676,7 +1677,7 @@ START_TEST(kv_code_block)
 	struct fx_model fx;
 	int32_t tok[40];
 	eng_kv *kv, *cl;
-	eng_kv_codes cd;
+	eng_kv_runs cd;
 	uint32_t nb, B = 4;
 	const float *l;
 
@@ -1690,7 +1691,7 @@ START_TEST(kv_code_block)
 	    0);
 	ck_assert_int_eq(eng_kv_mem_clone(kv, &cl), 0);
 	for (uint32_t il = 0; il < kv->n_layer; il++) {
-		eng_kv_sums su;
+		eng_kv_runs su;
 		uint32_t ns, hd = kv->head_dim_k;
 		if (kv->ops->summary(kv, il, 0, &su))
 			continue;	/* a window layer */
@@ -1715,13 +1716,13 @@ START_TEST(kv_code_block)
 					    eng_f16 *)((const char *)sp.k + t *
 					    sp.k_stride))[c]);
 			eng_kv_code_block(want_c, kf, B, hd);
-			ck_assert(memcmp(eng_kv_codes_at(&cd, b), want_c, B *
+			ck_assert(memcmp(eng_kv_run_at(&cd, b), want_c, B *
 			    ENG_KV_CODE_ROW(hd)) == 0);
 			eng_kv_summarize_block(want_r, kf, B, hd);
-			ck_assert(memcmp(eng_kv_sums_at(&su, b), want_r,
+			ck_assert(memcmp(eng_kv_sum_at(&su, b), want_r,
 			    ENG_KV_SUM_ROW(hd) * 2) == 0);
 		}
-		eng_kv_codes cc;
+		eng_kv_runs cc;
 		ck_assert_int_eq(cl->ops->codes(cl, il, 0, &cc), 0);
 		ck_assert_uint_eq(cc.n, nb);
 		ck_assert_ptr_ne(cc.hi, cd.hi);
@@ -1731,7 +1732,7 @@ START_TEST(kv_code_block)
 	/* cut back: fewer blocks have codes */
 	ck_assert_int_eq(eng_kv_truncate(kv, 33), 0);
 	for (uint32_t il = 0; il < kv->n_layer; il++) {
-		eng_kv_sums su;
+		eng_kv_runs su;
 		if (kv->ops->summary(kv, il, 0, &su))
 			continue;
 		ck_assert_uint_eq(su.n, 8);
@@ -1760,7 +1761,7 @@ static int code_fail;			/* or this error */
 static uint8_t code_lo[SB * CODE_BLK];
 
 static int fake_codes(eng_kv *kv, uint32_t layer, uint32_t kvh,
-    eng_kv_codes *codes)
+    eng_kv_runs *codes)
 {
 	(void)kv;
 	(void)layer;
@@ -1769,7 +1770,7 @@ static int fake_codes(eng_kv *kv, uint32_t layer, uint32_t kvh,
 	for (uint32_t b = 0; b < SB / 2; b++)
 		memcpy(code_lo + 2 * b * CODE_BLK, code_bits + b * CODE_BLK,
 		    CODE_BLK);
-	*codes = (eng_kv_codes){ .lo = code_lo, .lo_stride = 2 * CODE_BLK,
+	*codes = (eng_kv_runs){ .lo = code_lo, .lo_stride = 2 * CODE_BLK,
 	    .n_lo = code_blocks < SB / 2 ? code_blocks : SB / 2,
 	    .hi = code_bits + SB / 2 * CODE_BLK,
 	    .hi_stride = CODE_BLK, .n = code_blocks };

@@ -1733,30 +1733,51 @@ out:
 	return rc;
 }
 
+/* A pack as its readers see it: n records of rec bytes at recs, heads
+ * first (head bytes each), and the first record's header. */
+struct pack_view {
+	const uint8_t *recs;
+	uint64_t n;
+	size_t rec, head;
+	struct ms__sum_hdr h;
+};
+
+/* Finds the session's pack for one of the in-place readers below, after
+ * clearing their outputs (nothing in place until they fill them).
+ * pv->n 0: no pack. */
+static int pack_reader(ms_txn *t, int64_t id, const uint8_t **out,
+		       size_t *stride, uint64_t *n, struct pack_view *pv)
+{
+	if (!t || !out || !stride || !n)
+		return MS_EINVAL;
+	*out = NULL;
+	*stride = 0;
+	*n = 0;
+	memset(pv, 0, sizeof(*pv));
+	int rc = pack_find(t, id, &pv->recs, &pv->n, &pv->rec, &pv->head);
+	if (rc || !pv->n) {
+		pv->n = 0;
+		return rc;
+	}
+	memcpy(&pv->h, pv->recs, sizeof(pv->h));
+	return 0;
+}
+
 int ms_summary_pack_codes(ms_txn *t, int64_t id, const uint8_t **codes,
 			  size_t *stride, uint64_t *n)
 {
-	if (!t || !codes || !stride || !n)
-		return MS_EINVAL;
-	const uint8_t *recs = NULL;
-	uint64_t np;
-	size_t rec = 0, head = 0;
-	int rc = pack_find(t, id, &recs, &np, &rec, &head);
-	*codes = NULL;
-	*stride = 0;
-	*n = 0;
-	if (rc || !np || rec == head)
-		return rc;	/* no pack, or records before codes */
-	struct ms__sum_hdr h;
-	memcpy(&h, recs, sizeof(h));
-	if (h.magic != MS__SUM_MAGIC || h.version != MS__SUM_CODES)
-		return 0;
-	*codes = recs + np * head;
-	*stride = rec - head;
-	*n = np;
+	struct pack_view pv;
+	int rc = pack_reader(t, id, codes, stride, n, &pv);
+	/* none, records before codes, or another version */
+	if (rc || !pv.n || pv.rec == pv.head ||
+	    pv.h.magic != MS__SUM_MAGIC || pv.h.version != MS__SUM_CODES)
+		return rc;
+	*codes = pv.recs + pv.n * pv.head;
+	*stride = pv.rec - pv.head;
+	*n = pv.n;
 	/* read in strides, a layer at a time, by faults of a page each
 	 * (MDB_NORDAHEAD): ask for the whole run at once */
-	ms__willneed(*codes, np * *stride);
+	ms__willneed(*codes, pv.n * *stride);
 	return 0;
 }
 
@@ -1764,27 +1785,17 @@ int ms_summary_pack_vectors(ms_txn *t, int64_t id, uint32_t n_layers,
 			    uint32_t n_kv_heads, uint32_t head_dim,
 			    const uint8_t **data, size_t *stride, uint64_t *n)
 {
-	if (!t || !data || !stride || !n)
-		return MS_EINVAL;
-	const uint8_t *recs = NULL;
-	uint64_t np;
-	size_t rec = 0, head = 0;
-	int rc = pack_find(t, id, &recs, &np, &rec, &head);
-	*data = NULL;
-	*stride = 0;
-	*n = 0;
-	if (rc || !np)
+	struct pack_view pv;
+	int rc = pack_reader(t, id, data, stride, n, &pv);
+	if (rc || !pv.n || pv.h.magic != MS__SUM_MAGIC ||
+	    pv.h.n_layers != n_layers || pv.h.n_kv_heads != n_kv_heads ||
+	    pv.h.head_dim != head_dim || pv.head < sizeof(pv.h) +
+	    (size_t)n_layers * n_kv_heads * 3 * head_dim * 2)
 		return rc;
-	struct ms__sum_hdr h;
-	memcpy(&h, recs, sizeof(h));
-	if (h.magic != MS__SUM_MAGIC || h.n_layers != n_layers ||
-	    h.n_kv_heads != n_kv_heads || h.head_dim != head_dim ||
-	    head < sizeof(h) + (size_t)n_layers * n_kv_heads * 3 * head_dim * 2)
-		return 0;
-	*data = recs + sizeof(h);
-	*stride = head;
-	*n = np;
-	ms__willneed(recs, np * head);
+	*data = pv.recs + sizeof(pv.h);
+	*stride = pv.head;
+	*n = pv.n;
+	ms__willneed(pv.recs, pv.n * pv.head);
 	return 0;
 }
 

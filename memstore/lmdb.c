@@ -1755,10 +1755,8 @@ static int pack_reader(ms_txn *t, int64_t id, const uint8_t **out,
 	*n = 0;
 	memset(pv, 0, sizeof(*pv));
 	int rc = pack_find(t, id, &pv->recs, &pv->n, &pv->rec, &pv->head);
-	if (rc || !pv->n) {
-		pv->n = 0;
+	if (rc || !pv->n)
 		return rc;
-	}
 	memcpy(&pv->h, pv->recs, sizeof(pv->h));
 	return 0;
 }

@@ -187,8 +187,7 @@ static uint32_t expect_codes_at(eng_kv *kv, uint32_t *in_place,
 
 	ck_assert_ptr_nonnull(kv->ops->codes);
 	for (uint32_t il = 0; il < kv->n_layer; il++) {
-		eng_kv_runs su;
-		eng_kv_runs cd;
+		eng_kv_runs su, cd;
 		if (kv->ops->summary(kv, il, 0, &su))
 			continue;	/* a window layer */
 		ck_assert_int_eq(kv->ops->codes(kv, il, 0, &cd), 0);

@@ -44,6 +44,7 @@ typedef struct ed_settings {
 	int max_inflight;	/* requests in flight per connection */
 	int workers;		/* thread-pool size */
 	int threads;		/* engine compute threads */
+	int pack;		/* ENG_PACK_* packed at start (eng_model_pack) */
 	double shutdown_timeout;/* seconds to wait for work at shutdown */
 	/* Sessions: block-sparse attention (eng_sparse_params) and the
 	 * encoding of new sessions' KV blocks (ms_mode). */

@@ -54,6 +54,7 @@ void ed_settings_init(ed_settings *s)
 	 * 3.9% on top of the blocks at this spacing. */
 	s->prefill_checkpoint = 65536;
 	s->warm_start = 1;
+	s->pack = 1;		/* ENG_PACK_HEAD: decode ~1.2x faster */
 }
 
 void ed_settings_free(ed_settings *s)
@@ -160,6 +161,8 @@ int ed_settings_set(ed_settings *s, const char *key, const char *v,
 		NUM(workers, 1, 128, 0);
 	if (!strcmp(key, "threads"))
 		NUM(threads, 0, 1024, 0);
+	if (!strcmp(key, "pack"))
+		NUM(pack, 0, 3, 0);
 	if (!strcmp(key, "shutdown_timeout"))
 		NUM(shutdown_timeout, 0, 3600, 0);
 	if (!strcmp(key, "sparse_top_k"))

@@ -21,6 +21,12 @@ void eng__assert_fail(const char *expr, const char *file, int line)
 int eng__err(char *err, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* The pack eng_model_pack made of the tensor whose data is at data, or
+ * NULL (model.c). */
+struct eng_qpack;
+const struct eng_qpack *eng__model_pack_of(const eng_model *m,
+    const void *data);
+
 /* 64-bit XXH3 of a byte string (for hash tables). */
 uint64_t eng__hash64(const void *p, size_t n);
 

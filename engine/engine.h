@@ -195,6 +195,11 @@ const eng_gguf_tensor *eng_gguf_tensor_at(const eng_gguf *g, size_t idx);
 /* By name; NULL if absent. */
 const eng_gguf_tensor *eng_gguf_tensor_find(const eng_gguf *g,
     const char *name);
+/* Tells the kernel that [p, p + n) of a mapped file's tensor data will not
+ * be read again soon: its whole pages leave the process's resident set
+ * (the next read faults them in again from the page cache).  Nothing for
+ * a GGUF opened in memory, or outside the file. */
+void eng_gguf_release(const eng_gguf *g, const void *p, size_t n);
 
 /* ------------------------------------------------------------------------
  * Tokenizers (eng_vocab)
@@ -370,6 +375,30 @@ int eng_hparams_layer_global(const eng_hparams *hp, uint32_t il);
 uint32_t eng_hparams_n_global(const eng_hparams *hp);
 const eng_model_info *eng_model_info_get(const eng_model *m);
 const eng_gguf *eng_model_gguf(const eng_model *m);
+
+/* What eng_model_pack packs. */
+#define ENG_PACK_HEAD   1u	/* the output head (output.weight, or the
+				 * token embeddings it is tied to) */
+#define ENG_PACK_LAYERS 2u	/* every 2-D weight of the blocks */
+
+/* Packs the model's matrices named by what (ENG_PACK_*) whole in the
+ * layout of the interleaved integer kernels (kernels.h, eng_qpack_make),
+ * memory the model owns, so that decode reads them at memory speed:
+ * the output head of the default model, 168M weights read at every
+ * token, is then read in ~2/3 of the time.  Matrices of types or on CPUs
+ * without such kernels (below AVX-512 VNNI) are left as they are.  The
+ * packed matrices' pages of the mapped file are then released
+ * (eng_gguf_release): the head tied to the embeddings is read a row per
+ * token after that.  *bytes (may be NULL) gets the memory the packs
+ * hold, 0 if nothing was packed.
+ *
+ * Call it before any eng_fwd is opened on m (an eng_fwd reads the packs
+ * it finds when it opens), from one thread; after it the model is
+ * read-only again.  n_threads share the work (0: one per CPU).  A second call
+ * packs only what the first did not.  Errors: ENG_EINVAL, ENG_ENOMEM
+ * (what was packed before stays). */
+int eng_model_pack(eng_model *m, unsigned what, int n_threads,
+    size_t *bytes);
 const eng_vocab *eng_model_vocab(const eng_model *m);
 
 /* ------------------------------------------------------------------------

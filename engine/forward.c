@@ -569,6 +569,7 @@ static int get_mat(eng_fwd *f, const char *name, uint64_t cols,
 	out->n_cols = (int64_t)cols;
 	out->row_stride = rb;
 	out->data = t->data;
+	out->pack = eng__model_pack_of(f->model, t->data);
 	return 0;
 }
 

@@ -699,6 +699,23 @@ void eng_gguf_close(eng_gguf *g)
 	free(g);
 }
 
+void eng_gguf_release(const eng_gguf *g, const void *p, size_t n)
+{
+	uintptr_t lo = (uintptr_t)p, hi, base, pg;
+	long ps = sysconf(_SC_PAGESIZE);
+
+	if (!g || !g->mapped || !p || ps <= 0)
+		return;
+	base = (uintptr_t)g->base;
+	if (lo < base || n > g->size || lo - base > g->size - n)
+		return;
+	pg = (uintptr_t)ps;
+	hi = (lo + n) & ~(pg - 1);	/* whole pages inside the range */
+	lo = (lo + pg - 1) & ~(pg - 1);
+	if (hi > lo)
+		(void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 /* ------------------------------------------------------------------------
  * Lookups
  * ------------------------------------------------------------------------ */

@@ -372,9 +372,14 @@ void *eng__pool_scratch(eng_pool *pool, size_t bytes);
  * Matrix products.
  * ------------------------------------------------------------------------ */
 
+/* A weight matrix packed whole, once, in the interleaved layout of its
+ * eng_gemm (see eng_qpack_make). */
+typedef struct eng_qpack eng_qpack;
+
 /* A weight matrix: n_rows rows of n_cols elements of type type; row r
  * starts at (char *)data + r * row_stride.  data is borrowed (typically
- * from the mapped model file) and must outlive every call using it. */
+ * from the mapped model file) and must outlive every call using it; so
+ * must pack, where set. */
 typedef struct eng_qmat {
 	eng_type type;
 	int64_t n_rows;
@@ -384,6 +389,8 @@ typedef struct eng_qmat {
 				 * for the other types (GGUF's 32-byte
 				 * alignment gives this) */
 	const void *data;
+	const eng_qpack *pack;	/* NULL, or this matrix packed: products
+				 * then read the pack (at AVX-512) */
 } eng_qmat;
 
 /* out[t * n_rows + r] = sum_c W[r][c] * x[t * n_cols + c]
@@ -403,6 +410,29 @@ typedef struct eng_qmat {
  * overlap; pool may be NULL (one thread). */
 int eng_matmul(float *out, const eng_qmat *w, const float *x,
 	       int64_t n_tokens, eng_pool *pool);
+
+/* Packs all of w's rows, ENG_GEMM_ROWS at a time, in the layout its
+ * eng_gemm's kernels read, into memory *out owns (eng_qpack_bytes of it).
+ *
+ * Why: a product with few tokens reads each weight once, so packing a
+ * panel per call (eng_matmul's prefill path) would cost as much as the
+ * product; the row kernels instead pay, per 32-element block of each row,
+ * a sign fix-up, a conversion and a scale, and reach about half the
+ * machine's memory bandwidth on a decode step.  Packed once, a decode
+ * step runs the interleaved kernels at memory speed.  The integer sums
+ * are the row kernels'; only the order of float additions differs.
+ *
+ * The pack keeps no reference to w.  A product through a qmat whose pack
+ * is set reads the pack while the active SIMD level is AVX-512, and the
+ * matrix itself otherwise (eng_simd_force in tests).  pool (may be NULL)
+ * shares the packing among its threads.
+ *
+ * Errors: ENG_EUNSUP (no interleaved kernels for w's type, or the active
+ * level is below AVX-512), ENG_EINVAL and ENG_ERANGE as eng_matmul's,
+ * ENG_ENOMEM. */
+int eng_qpack_make(const eng_qmat *w, eng_pool *pool, eng_qpack **out);
+void eng_qpack_free(eng_qpack *p);
+size_t eng_qpack_bytes(const eng_qpack *p);
 
 /* Like eng_matmul but always with the scalar reference kernels, one
  * thread, one token at a time: the yardstick of tests and benchmarks. */

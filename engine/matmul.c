@@ -20,7 +20,10 @@
  * GEMM_MIN_TOKENS tokens on takes that path instead: each thread packs its
  * panel's rows in groups of 8 (kernels.h) and runs every token group
  * against each packed group; activations are quantized as usual, then
- * copied into the gemm's companion layout.
+ * copied into the gemm's companion layout.  A matrix packed whole ahead
+ * of time (eng_qpack) takes that path for any number of tokens, its
+ * panels read in place; with one token group the panels are sized for
+ * balance only, as the row path's are.
  */
 #include "config.h"
 #include <stdatomic.h>
@@ -37,8 +40,21 @@
  * costs about what one token's products do). */
 #define GEMM_MIN_TOKENS 16
 
+/* A whole matrix in its gemm's layout: group i (rows 8i..8i+7, past
+ * n_rows zeros) at data + i * gpack. */
+struct eng_qpack {
+	const eng_gemm *g;
+	eng_type type;
+	int64_t n_rows;
+	int64_t n_cols;
+	size_t gpack;		/* bytes of a packed group */
+	int64_t n_groups;
+	void *data;		/* owned, n_groups * gpack bytes */
+};
+
 struct mm_task {
 	const eng_qmat *w;
+	const eng_qpack *pk;	/* non-NULL: panels read from it, not packed */
 	eng_vec_dot_fn dot;
 	eng_tile_fn tile;	/* NULL: rows one by one */
 	eng_repack_fn repack;	/* non-NULL: panels unpacked to q8_0 first */
@@ -93,16 +109,19 @@ static void gemm_task(void *arg, int ith, int nth)
 	struct mm_task *k = arg;
 	const eng_qmat *w = k->w;
 	const eng_gemm *g = k->gemm;
-	char *buf = (char *)k->rbuf + (size_t)ith * k->rbuf_bytes;
+	char *buf = k->pk ? NULL : (char *)k->rbuf + (size_t)ith * k->rbuf_bytes;
 	int64_t r0, r1;
 	(void)nth;
 	while (next_chunk(k, &r0, &r1)) {
-		for (int64_t r = r0; r < r1; r += ENG_GEMM_ROWS) {
-			int nr = r1 - r < ENG_GEMM_ROWS ? (int)(r1 - r) : ENG_GEMM_ROWS;
-			g->pack((const char *)w->data + (size_t)r * w->row_stride,
-				w->row_stride, nr, w->n_cols,
-				buf + (size_t)(r - r0) / ENG_GEMM_ROWS * k->gpack);
-		}
+		if (k->pk)
+			buf = (char *)k->pk->data + (size_t)(r0 / ENG_GEMM_ROWS) * k->gpack;
+		else
+			for (int64_t r = r0; r < r1; r += ENG_GEMM_ROWS) {
+				int nr = r1 - r < ENG_GEMM_ROWS ? (int)(r1 - r) : ENG_GEMM_ROWS;
+				g->pack((const char *)w->data + (size_t)r * w->row_stride,
+					w->row_stride, nr, w->n_cols,
+					buf + (size_t)(r - r0) / ENG_GEMM_ROWS * k->gpack);
+			}
 		for (int64_t t0 = 0; t0 < k->n_tokens; t0 += ENG_GEMM_NT) {
 			int nt = k->n_tokens - t0 < ENG_GEMM_NT ? (int)(k->n_tokens - t0)
 							       : ENG_GEMM_NT;
@@ -185,15 +204,16 @@ static int check_args(const float *out, const eng_qmat *w, const float *x,
 	return 0;
 }
 
-/* The interleaved path (checked arguments).  Scratch: the companion rows,
- * then per thread one quantized row and one packed panel. */
+/* The interleaved path (checked arguments), on panels packed here or
+ * read from pk.  Scratch: the companion rows, then per thread one
+ * quantized row and (without pk) one packed panel. */
 static int gemm_matmul(float *out, const eng_qmat *w, const float *x,
 		       int64_t n_tokens, eng_pool *pool, const eng_gemm *g,
-		       size_t act_stride)
+		       size_t act_stride, const eng_qpack *pk)
 {
 	int nth = eng_pool_threads(pool);
 	struct mm_task k = {
-		.w = w, .gemm = g, .x = x, .out = out, .n_tokens = n_tokens,
+		.w = w, .pk = pk, .gemm = g, .x = x, .out = out, .n_tokens = n_tokens,
 		.dt = eng_type_traits_get(w->type)->dot_type,
 		.act_stride = (act_stride + 63) & ~(size_t)63,
 		.gact_stride = (eng_gemm_act_bytes(g, w->n_cols) + 63) & ~(size_t)63,
@@ -205,11 +225,13 @@ static int gemm_matmul(float *out, const eng_qmat *w, const float *x,
 	int64_t fair = (groups + nth - 1) / nth;
 	if (panel > fair)
 		panel = fair;
+	if (pk && n_tokens <= ENG_GEMM_NT)	/* each weight read once */
+		panel = (groups + nth * CHUNKS_PER_THREAD - 1) / (nth * CHUNKS_PER_THREAD);
 	if (panel < 1)
 		panel = 1;
 	k.chunk_rows = panel * ENG_GEMM_ROWS;
 	k.n_chunks = (w->n_rows + k.chunk_rows - 1) / k.chunk_rows;
-	k.rbuf_bytes = ((size_t)panel * k.gpack + 63) & ~(size_t)63;
+	k.rbuf_bytes = pk ? 0 : ((size_t)panel * k.gpack + 63) & ~(size_t)63;
 	if ((uint64_t)n_tokens > SIZE_MAX / 2 / k.gact_stride ||
 	    k.rbuf_bytes + k.act_stride > SIZE_MAX / 4 / (size_t)nth)
 		return ENG_ERANGE;
@@ -238,9 +260,15 @@ int eng_matmul(float *out, const eng_qmat *w, const float *x,
 	if (rc)
 		return rc;
 	eng_simd lv = eng_simd_active();
+	const eng_qpack *pk = w->pack && lv >= ENG_SIMD_AVX512 ? w->pack : NULL;
+	if (pk && (pk->type != w->type || pk->n_rows != w->n_rows ||
+		   pk->n_cols != w->n_cols))
+		return ENG_EINVAL;
+	if (pk)
+		return gemm_matmul(out, w, x, n_tokens, pool, pk->g, act_stride, pk);
 	const eng_gemm *g = n_tokens >= GEMM_MIN_TOKENS ? eng_gemm_get(w->type, lv) : NULL;
 	if (g)
-		return gemm_matmul(out, w, x, n_tokens, pool, g, act_stride);
+		return gemm_matmul(out, w, x, n_tokens, pool, g, act_stride, NULL);
 	eng_type dt = eng_type_traits_get(w->type)->dot_type;
 	eng_type kt = w->type;	/* the type the kernels see */
 	int nth = eng_pool_threads(pool);
@@ -300,6 +328,98 @@ int eng_matmul(float *out, const eng_qmat *w, const float *x,
 		dot_task(&k, 0, 1);
 	free(tmp);
 	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Packing a whole matrix ahead of time
+ * ------------------------------------------------------------------------ */
+
+struct pack_task {
+	const eng_qmat *w;
+	eng_qpack *p;
+	_Atomic int64_t next;	/* next run of PACK_RUN groups */
+};
+
+#define PACK_RUN 64
+
+static void pack_task(void *arg, int ith, int nth)
+{
+	struct pack_task *k = arg;
+	const eng_qmat *w = k->w;
+	eng_qpack *p = k->p;
+	int64_t c;
+	(void)ith;
+	(void)nth;
+	while ((c = atomic_fetch_add_explicit(&k->next, 1, memory_order_relaxed)) *
+	       PACK_RUN < p->n_groups) {
+		int64_t i1 = (c + 1) * PACK_RUN < p->n_groups ? (c + 1) * PACK_RUN : p->n_groups;
+		for (int64_t i = c * PACK_RUN; i < i1; i++) {
+			int64_t r = i * ENG_GEMM_ROWS;
+			int nr = w->n_rows - r < ENG_GEMM_ROWS ? (int)(w->n_rows - r)
+							      : ENG_GEMM_ROWS;
+			p->g->pack((const char *)w->data + (size_t)r * w->row_stride,
+				   w->row_stride, nr, w->n_cols,
+				   (char *)p->data + (size_t)i * p->gpack);
+		}
+	}
+}
+
+int eng_qpack_make(const eng_qmat *w, eng_pool *pool, eng_qpack **out)
+{
+	const eng_type_traits *dtr;
+	size_t act_stride;
+	float probe = 0.0f;
+	if (!out)
+		return ENG_EINVAL;
+	*out = NULL;
+	/* the arguments eng_matmul would check (out and x are dummies) */
+	int rc = check_args(&probe, w, &probe, 1, &dtr, &act_stride);
+	if (rc)
+		return rc;
+	if (eng_simd_active() < ENG_SIMD_AVX512)
+		return ENG_EUNSUP;
+	const eng_gemm *g = eng_gemm_get(w->type, eng_simd_active());
+	if (!g || w->n_cols % g->bl)
+		return ENG_EUNSUP;
+	eng_qpack *p = calloc(1, sizeof *p);
+	if (!p)
+		return ENG_ENOMEM;
+	p->g = g;
+	p->type = w->type;
+	p->n_rows = w->n_rows;
+	p->n_cols = w->n_cols;
+	p->gpack = eng_gemm_pack_bytes(g, w->n_cols);
+	p->n_groups = (w->n_rows + ENG_GEMM_ROWS - 1) / ENG_GEMM_ROWS;
+	if ((uint64_t)p->n_groups > SIZE_MAX / 2 / p->gpack) {
+		free(p);
+		return ENG_ERANGE;
+	}
+	size_t bytes = ((size_t)p->n_groups * p->gpack + 63) & ~(size_t)63;
+	if (!(p->data = aligned_alloc(64, bytes))) {
+		free(p);
+		return ENG_ENOMEM;
+	}
+	struct pack_task k = { .w = w, .p = p };
+	atomic_init(&k.next, 0);
+	if (pool)
+		eng_pool_run(pool, pack_task, &k);
+	else
+		pack_task(&k, 0, 1);
+	*out = p;
+	return 0;
+}
+
+void eng_qpack_free(eng_qpack *p)
+{
+	if (!p)
+		return;
+	free(p->data);
+	free(p);
+}
+
+size_t eng_qpack_bytes(const eng_qpack *p)
+{
+	return p ? (size_t)p->n_groups * p->gpack : 0;
 }
 
 int eng_matmul_ref(float *out, const eng_qmat *w, const float *x,

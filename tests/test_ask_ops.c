@@ -565,6 +565,37 @@ static int log_has(const char *s)
 	return 0;
 }
 
+/* The model's matrices as the file holds them (pack=0), the output head
+ * packed (pack=1, the default) and every matrix packed (pack=3): the
+ * same greedy answer, the log saying what was packed (nothing where the
+ * CPU lacks AVX-512 VNNI).  Packing changes only the order of float
+ * additions (logits move by ~1e-5 relative): only a step whose top two
+ * logits were that close could part, and this question, on this corpus,
+ * has none (test_forward_golden checks the logits against llama.cpp). */
+START_TEST(test_ask_packed)
+{
+	const char *none[] = { "pack=0", NULL }, *all[] = { "pack=3", NULL };
+	const char *q = "What does the first function return?";
+	start_with(none);
+	tree = corpus();
+	ingest("p");
+	json_decref(prefill("p"));
+	char *t0 = ask("p", q, NULL, NULL);
+	ck_assert_int_gt(strlen(t0), 0);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(th_signal_wait(&D, SIGTERM), 0);
+		D.pid = 0;
+		start_with(i ? all : NULL);
+		ck_assert_msg(log_has(i ? "(pack=3)" : "(pack=1)") ||
+			      log_has("model: nothing packed"), "no pack in %s", D.log);
+		char *t = ask("p", q, NULL, NULL);
+		ck_assert_msg(!strcmp(t0, t), "pack=0 <%s> pack=%d <%s>", t0, i ? 3 : 1, t);
+		free(t);
+	}
+	free(t0);
+}
+END_TEST
+
 /* Key codes through engramd: a question with more candidates than
  * sparse_scan_max and a shortlist ranks them by the codes prefill stored
  * (`ranked` "codes" in its sources and result), also after a restart,
@@ -790,6 +821,7 @@ int main(void)
 	tcase_add_test(tc, test_prefill_ask_restart);
 	tcase_add_test(tc, test_ask_bad_input);
 	tcase_add_test(tc, test_ask_ranked_codes);
+	tcase_add_test(tc, test_ask_packed);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -40,14 +40,43 @@
 static eng_model *M;
 static eng_fwd *F;
 
-static void open_model(void)
+/* The model packed as eng_model_pack packs what (0: nothing). */
+static void open_model_packing(unsigned what)
 {
 	const char *path = getenv("ENGRAM_TEST_MODEL");
 	char err[256];
+	size_t bytes = 0;
 	ck_assert_msg(path && access(path, R_OK) == 0,
 		      "ENGRAM_TEST_MODEL must name the default model's GGUF (scripts/test sets it)");
 	ck_assert_int_eq(eng_model_open(path, &M, err, sizeof(err)), 0);
+	if (what) {
+		ck_assert_int_eq(eng_model_pack(M, what, 2, &bytes), 0);
+		/* the head alone: 262144 x 640 q8_0 in 8-row groups of 20
+		 * blocks, 8 f32 scales and 256 quants each */
+		if (eng_simd_active() >= ENG_SIMD_AVX512)
+			ck_assert_uint_ge(bytes, (size_t)262144 / 8 * 20 * 288);
+		else
+			ck_assert_uint_eq(bytes, 0);
+	}
 	ck_assert_int_eq(eng_fwd_open(M, NULL, &F, err, sizeof(err)), 0);
+}
+
+/* As engramd runs it: the output head packed (where AVX-512 is). */
+static void open_model(void)
+{
+	open_model_packing(ENG_PACK_HEAD);
+}
+
+/* Nothing packed: the row kernels read the file's matrices. */
+static void open_model_unpacked(void)
+{
+	open_model_packing(0);
+}
+
+/* Every matrix packed. */
+static void open_model_all_packed(void)
+{
+	open_model_packing(ENG_PACK_HEAD | ENG_PACK_LAYERS);
 }
 
 static void close_model(void)
@@ -224,6 +253,22 @@ START_TEST(test_short_prompts_avx2)
 }
 END_TEST
 
+/* Unpacked, and all packed: the prompts' rows and the first greedy steps
+ * (only the order of float additions differs from the head alone). */
+START_TEST(test_short_prompts_unpacked)
+{
+	fprintf(stderr, "unpacked: ");
+	check_prompt(short_files[_i], 8);
+}
+END_TEST
+
+START_TEST(test_short_prompts_all_packed)
+{
+	fprintf(stderr, "all packed: ");
+	check_prompt(short_files[_i], 8);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("forward_golden");
@@ -238,6 +283,16 @@ int main(void)
 	tcase_set_timeout(tc2, 900);
 	tcase_add_loop_test(tc2, test_short_prompts_avx2, 0, N_SHORT);
 	suite_add_tcase(s, tc2);
+	TCase *tc3 = tcase_create("forward_golden_unpacked");
+	tcase_add_unchecked_fixture(tc3, open_model_unpacked, close_model);
+	tcase_set_timeout(tc3, 900);
+	tcase_add_loop_test(tc3, test_short_prompts_unpacked, 0, N_SHORT);
+	suite_add_tcase(s, tc3);
+	TCase *tc4 = tcase_create("forward_golden_all_packed");
+	tcase_add_unchecked_fixture(tc4, open_model_all_packed, close_model);
+	tcase_set_timeout(tc4, 900);
+	tcase_add_loop_test(tc4, test_short_prompts_all_packed, 0, N_SHORT);
+	suite_add_tcase(s, tc4);
 	SRunner *sr = srunner_create(s);
 	srunner_set_fork_status(sr, CK_NOFORK);	/* one model load for all */
 	srunner_run_all(sr, CK_NORMAL);

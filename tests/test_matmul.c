@@ -349,11 +349,97 @@ START_TEST(test_matmul_model_shapes)
 }
 END_TEST
 
+/* A matrix packed whole (eng_qpack_make): every type with interleaved
+ * kernels, odd row counts (a partial last group), padded rows, tokens
+ * 1..19, 1..3 threads, against the reference; below AVX-512 the same
+ * qmat reads its rows instead.  Without AVX-512, packing is refused. */
+static const eng_type packed_types[] = { ENG_TYPE_Q8_0, ENG_TYPE_Q5_0,
+	ENG_TYPE_Q4_0, ENG_TYPE_Q4_K, ENG_TYPE_Q5_K, ENG_TYPE_Q6_K };
+
+START_TEST(test_matmul_packed)
+{
+	eng_type t = packed_types[_i];
+	const eng_type_traits *tr = eng_type_traits_get(t);
+	struct mm_case c;
+	eng_qpack *pk = NULL;
+	eng_pool *pools[3];
+	tu_seed(11000 + _i);
+	mm_case_make(&c, t, 45, tr->blck == 256 ? 512 : 160, 6, 19);
+	if (eng_simd_supported() < ENG_SIMD_AVX512) {
+		ck_assert_int_eq(eng_qpack_make(&c.w, NULL, &pk), ENG_EUNSUP);
+		ck_assert_ptr_null(pk);
+		mm_case_free(&c);
+		return;
+	}
+	for (int th = 1; th <= 3; th++)
+		ck_assert_int_eq(eng_pool_open(&pools[th - 1], th), 0);
+	ck_assert_int_eq(eng_simd_force(ENG_SIMD_AVX512), 0);
+	ck_assert_int_eq(eng_qpack_make(&c.w, pools[2], &pk), 0);
+	ck_assert_uint_eq(eng_qpack_bytes(pk), 6 * eng_gemm_pack_bytes(
+		eng_gemm_get(t, ENG_SIMD_AVX512), c.w.n_cols));	/* 45 rows: 6 groups */
+	/* packed by one thread: the same bytes */
+	eng_qpack *pk1;
+	ck_assert_int_eq(eng_qpack_make(&c.w, NULL, &pk1), 0);
+	c.w.pack = pk;
+	float *a = malloc(19 * 45 * 4), *b = malloc(19 * 45 * 4);
+	ck_assert_int_eq(eng_matmul(a, &c.w, c.x, 19, NULL), 0);
+	c.w.pack = pk1;
+	ck_assert_int_eq(eng_matmul(b, &c.w, c.x, 19, NULL), 0);
+	ck_assert_mem_eq(a, b, 19 * 45 * 4);
+	eng_qpack_free(pk1);
+	c.w.pack = pk;
+	for (int64_t nt = 1; nt <= 19; nt += nt < 4 ? 1 : 5)
+		check_matmul(&c, nt, pools[nt % 3]);
+	check_matmul(&c, 1, NULL);
+	/* the rows themselves where the level is lower */
+	ck_assert_int_eq(eng_simd_force(ENG_SIMD_AVX2), 0);
+	check_matmul(&c, 1, pools[1]);
+	check_matmul(&c, 19, pools[1]);
+	ck_assert_int_eq(eng_simd_force(ENG_SIMD_AVX512), 0);
+	/* a pack of another matrix is refused */
+	struct mm_case o;
+	eng_qpack *po;
+	mm_case_make(&o, t, 44, c.w.n_cols, 0, 1);
+	ck_assert_int_eq(eng_qpack_make(&o.w, NULL, &po), 0);
+	c.w.pack = po;
+	ck_assert_int_eq(eng_matmul(a, &c.w, c.x, 1, NULL), ENG_EINVAL);
+	eng_qpack_free(po);
+	mm_case_free(&o);
+	free(a);
+	free(b);
+	for (int th = 1; th <= 3; th++)
+		eng_pool_close(pools[th - 1]);
+	eng_qpack_free(pk);
+	mm_case_free(&c);
+}
+END_TEST
+
+START_TEST(test_qpack_bad_args)
+{
+	static uint8_t wbuf[4096];
+	eng_qmat w = { ENG_TYPE_Q8_0, 2, 64, 68, wbuf, NULL };
+	eng_qpack *p = (eng_qpack *)wbuf;
+	ck_assert_int_eq(eng_qpack_make(NULL, NULL, &p), ENG_EINVAL);
+	ck_assert_ptr_null(p);
+	ck_assert_int_eq(eng_qpack_make(&w, NULL, NULL), ENG_EINVAL);
+	eng_qmat b = w;
+	b.n_cols = 48;
+	ck_assert_int_eq(eng_qpack_make(&b, NULL, &p), ENG_EINVAL);
+	b = w;
+	b.type = ENG_TYPE_F16;	/* no interleaved kernels */
+	b.row_stride = 128;
+	ck_assert_int_eq(eng_qpack_make(&b, NULL, &p), ENG_EUNSUP);
+	ck_assert_ptr_null(p);
+	eng_qpack_free(NULL);
+	ck_assert_uint_eq(eng_qpack_bytes(NULL), 0);
+}
+END_TEST
+
 START_TEST(test_matmul_bad_args)
 {
 	static uint8_t wbuf[4096];
 	float x[512] = { 0 }, out[64];
-	eng_qmat w = { ENG_TYPE_Q8_0, 2, 64, 68, wbuf };
+	eng_qmat w = { ENG_TYPE_Q8_0, 2, 64, 68, wbuf, NULL };
 	ck_assert_int_eq(eng_matmul(out, &w, x, 1, NULL), 0);
 	ck_assert_int_eq(eng_matmul(NULL, &w, x, 1, NULL), ENG_EINVAL);
 	ck_assert_int_eq(eng_matmul(out, NULL, x, 1, NULL), ENG_EINVAL);
@@ -473,6 +559,9 @@ static Suite *matmul_suite(void)
 	tcase_add_loop_test(tc, test_matmul_tokens, 0, 6);
 	tcase_add_test(tc, test_matmul_model_shapes);
 	tcase_add_test(tc, test_matmul_bad_args);
+	tcase_add_loop_test(tc, test_matmul_packed, 0,
+			    (int)(sizeof packed_types / sizeof packed_types[0]));
+	tcase_add_test(tc, test_qpack_bad_args);
 	tcase_add_test(tc, test_simd_env_cap);
 	tcase_add_test(tc, test_pool_runs_each_thread_once);
 	tcase_add_test(tc, test_pool_wakes_sleepers);

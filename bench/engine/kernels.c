@@ -332,7 +332,7 @@ int main(int argc, char **argv)
 			void *wd = make_weights((eng_type)t, sh->out, sh->in, &stride);
 			if (!wd)
 				continue;
-			eng_qmat w = { (eng_type)t, sh->out, sh->in, stride, wd };
+			eng_qmat w = { (eng_type)t, sh->out, sh->in, stride, wd, NULL };
 			for (const char *p = tokens; p && *p;) {
 				int64_t nt = atoll(p);
 				p = strchr(p, ',');

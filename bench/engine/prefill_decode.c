@@ -7,7 +7,10 @@
  * deviation are printed.  See bench/engine/prefill_decode.md.
  *
  *   prefill_decode [-m MODEL] [-t THREADS] [-p 512,4096] [-n 128] [-r 3]
+ *                  [-P WHAT]
  *
+ * WHAT is what eng_model_pack packs first, as engramd's pack setting: 0
+ * nothing, 1 the output head (engramd's default), 3 the layers too.
  * MODEL defaults to $ENGRAM_TEST_MODEL.
  */
 #include "config.h"
@@ -99,22 +102,24 @@ int main(int argc, char **argv)
 {
 	const char *path = getenv("ENGRAM_TEST_MODEL");
 	char plist[256] = "512,4096", err[256];
-	int threads = 2, reps = 3, opt, rc;
+	int threads = 2, reps = 3, pack = 1, opt, rc;
+	size_t packed = 0;
 	uint32_t n_gen = 128;
 	eng_fwd_params fp;
 	eng_model *m;
 	eng_fwd *f;
 
-	while ((opt = getopt(argc, argv, "m:t:p:n:r:")) != -1) {
+	while ((opt = getopt(argc, argv, "m:t:p:n:r:P:")) != -1) {
 		switch (opt) {
 		case 'm': path = optarg; break;
 		case 't': threads = atoi(optarg); break;
 		case 'p': snprintf(plist, sizeof plist, "%s", optarg); break;
 		case 'n': n_gen = (uint32_t)atoi(optarg); break;
 		case 'r': reps = atoi(optarg); break;
+		case 'P': pack = atoi(optarg); break;
 		default:
 			fprintf(stderr, "usage: %s [-m model] [-t threads] "
-			    "[-p 512,4096] [-n 128] [-r 3]\n", argv[0]);
+			    "[-p 512,4096] [-n 128] [-r 3] [-P 0|1|3]\n", argv[0]);
 			return 2;
 		}
 	}
@@ -126,14 +131,20 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: %s\n", path, err);
 		return 1;
 	}
+	if (pack && (rc = eng_model_pack(m, (unsigned)pack, threads,
+	    &packed))) {
+		fprintf(stderr, "pack: %s\n", eng_strerror(rc));
+		return 1;
+	}
 	eng_fwd_params_init(&fp);
 	fp.n_threads = threads;
 	if ((rc = eng_fwd_open(m, &fp, &f, err, sizeof err))) {
 		fprintf(stderr, "%s: %s\n", path, err);
 		return 1;
 	}
-	printf("model %s, threads %d, n_batch %u, simd %s, kv f16\n\n", path,
-	    threads, eng_fwd_n_batch(f), eng_simd_name(eng_simd_active()));
+	printf("model %s, threads %d, n_batch %u, simd %s, kv f16, packed %zu "
+	    "bytes\n\n", path, threads, eng_fwd_n_batch(f),
+	    eng_simd_name(eng_simd_active()), packed);
 	printf("| test | t/s |\n|---|---|\n");
 	for (char *s = strtok(plist, ","); s; s = strtok(NULL, ","))
 		if ((rc = bench(m, f, (uint32_t)atoi(s), 0, reps)))

@@ -12,7 +12,7 @@
  *         [--threads T] [--top-k K] [--question-top-k K]
  *         [--prefill-top-k K] [--sink S] [--local W] [--prefill-local P]
  *         [--dense-max M] [--scan-max P] [--reach R|--true-positions]
- *         [--dense]
+ *         [--dense] [--pack WHAT]
  *
  * Keys are drawn per block around a random centre (blocks differ, tokens
  * within a block are alike, as real text's are more than noise is), so
@@ -99,7 +99,7 @@ static void fill(eng_kv *kv, const eng_hparams *hp, uint32_t n)
 int main(int argc, char **argv)
 {
 	const char *model = NULL, *lengths = "8192,32768,131072,1048576";
-	uint32_t steps = 32, threads = 2;
+	uint32_t steps = 32, threads = 2, pack = 1;
 	eng_sparse_params sp;
 	char err[256];
 	int rc;
@@ -128,13 +128,15 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--reach")) sp.reach = num(a, v, BIG), i++;
 		else if (!strcmp(a, "--true-positions")) sp.reach = UINT32_MAX;
 		else if (!strcmp(a, "--dense")) sp.top_k = 0;
+		else if (!strcmp(a, "--pack")) pack = num(a, v, 3), i++;
 		else {
 			fprintf(stderr, "usage: decode_cost --model GGUF "
 			    "[--lengths N,N,...] [--steps N] [--threads T] "
 			    "[--top-k K] [--question-top-k K] "
 			    "[--prefill-top-k K] [--sink S] [--local W] "
 			    "[--prefill-local P] [--dense-max M] [--scan-max P] "
-			    "[--reach R|--true-positions] [--dense]\n");
+			    "[--reach R|--true-positions] [--dense] "
+			    "[--pack WHAT]\n");
 			return 2;
 		}
 	}
@@ -144,6 +146,9 @@ int main(int argc, char **argv)
 	eng_model *m;
 	if ((rc = eng_model_open(model, &m, err, sizeof err)))
 		die(err, rc);
+	/* as engramd's pack setting (default 1: the output head) */
+	if ((rc = eng_model_pack(m, pack, (int)threads, NULL)))
+		die("packing the model", rc);
 	const eng_hparams *hp = eng_model_hparams(m);
 	eng_fwd_params p;
 	eng_fwd_params_init(&p);

@@ -798,6 +798,9 @@ int main(int argc, char **argv)
 	int rc;
 	if ((rc = eng_model_open(model, &m, err, sizeof err)))
 		die(err, rc);
+	/* the output head packed, as engramd's default pack=1 */
+	if ((rc = eng_model_pack(m, ENG_PACK_HEAD, (int)threads, NULL)))
+		die("packing the model", rc);
 	const eng_vocab *v = eng_model_vocab(m);
 
 	/* The framing of a session (ops_ask.c); --intro: the passkey test's

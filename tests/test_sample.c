@@ -242,10 +242,69 @@ START_TEST(bad_params)
 }
 END_TEST
 
+/* Top-k over a vocabulary large enough that the one-pass selection cuts
+ * its kept candidates many times: logits on ten levels (ties everywhere,
+ * the k-th best among many equal ones), some -inf, rising and falling
+ * runs.  The tokens drawn at a high temperature are exactly the k best
+ * by (logit, then lower id): every draw among them, every one of them
+ * drawn. */
+#define BIG_NV 20000
+START_TEST(top_k_large_vocab)
+{
+	static const int ks[] = { 1, 3, 40, 300, 600 };
+	static float l[BIG_NV];
+	static int rank_of[BIG_NV], seen[BIG_NV];
+	int k = ks[_i];
+	uint64_t x = 88172645463325252ull;
+	eng_sampler_params p;
+	eng_sampler *s;
+
+	for (int i = 0; i < BIG_NV; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		l[i] = i % 997 == 0 ? -INFINITY : (float)(x % 10);
+		if (i > 15000)
+			l[i] = (float)((i / 7) % 11) - 1;	/* runs */
+	}
+	/* the k best: level by level from the top, lower ids first */
+	int n_best = 0;
+	for (int i = 0; i < BIG_NV; i++)
+		rank_of[i] = -1;
+	for (int lv = 10; lv >= -1 && n_best < k; lv--)
+		for (int i = 0; i < BIG_NV && n_best < k; i++)
+			if (l[i] == (float)lv)
+				rank_of[i] = n_best++;
+	ck_assert_int_eq(n_best, k);
+	eng_sampler_params_init(&p);
+	p.temperature = 1e6f;	/* all kept about equally likely */
+	p.top_k = k;
+	p.top_p = 1.0f;
+	p.min_p = 0.0f;
+	p.seed = 11;
+	ck_assert_int_eq(eng_sampler_open(&p, BIG_NV, &s), 0);
+	memset(seen, 0, sizeof seen);
+	int draws = k * 20 < 400 ? 400 : k * 20;
+	for (int d = 0; d < draws; d++) {
+		int32_t id;
+		ck_assert_int_eq(eng_sampler_sample(s, l, &id), 0);
+		ck_assert_msg(id >= 0 && id < BIG_NV && rank_of[id] >= 0,
+			      "k=%d: drew %d (logit %g), not among the %d best", k,
+			      id, id >= 0 && id < BIG_NV ? l[id] : 0, k);
+		seen[id]++;
+	}
+	for (int i = 0; i < BIG_NV; i++)
+		if (rank_of[i] >= 0)
+			ck_assert_msg(seen[i] > 0, "k=%d: %d (rank %d) never drawn",
+				      k, i, rank_of[i]);
+	eng_sampler_close(s);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("sample");
 	TCase *tc = tcase_create("sampler");
+
+	tcase_set_timeout(tc, 120);
 
 	tcase_add_test(tc, greedy_argmax_and_ties);
 	tcase_add_test(tc, top_k_one_is_greedy);
@@ -255,6 +314,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, seed_reproducible);
 	tcase_add_test(tc, repeat_penalty_window);
 	tcase_add_test(tc, bad_params);
+	tcase_add_loop_test(tc, top_k_large_vocab, 0, 5);
 	suite_add_tcase(s, tc);
 	return s;
 }

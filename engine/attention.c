@@ -217,6 +217,101 @@ static void mad_f16_group_avx512(uint32_t n, eng_f16 *y, const eng_f16 *x,
 }
 #endif
 
+#if FWD_X86
+/* mad_f16_group over nr value rows x[r] in turn, each after its own
+ * rescale y_h = f16(y_h * ms[r * ng + h]) where that is not 1 (scale_f16:
+ * a new running maximum): the roundings of the row-by-row calls in the
+ * same order, bit for bit, but each 16 elements of 4 heads' accumulators
+ * stay in registers over the rows instead of going through memory, a
+ * load-convert-store chain, at every row. */
+static inline __attribute__((always_inline, target("avx512f,f16c,fma")))
+__m512 f16_round512(__m512 v)
+{
+	return _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT |
+	    _MM_FROUND_NO_EXC));
+}
+
+#define MAD_UNROLL _Pragma("GCC unroll 16")
+/* Elements [i, i + 16 * NC) of the 4 heads over the nr rows: 4 * NC
+ * accumulators in registers, independent chains enough to hide the
+ * latency of the rounding (convert there and back) at each row. */
+static inline __attribute__((always_inline, target("avx512f,f16c,fma")))
+void mad_f16_rows4(uint32_t n, eng_f16 *y, const eng_f16 *const *x,
+    uint32_t nr, const float *ms, const float *a, uint32_t i, const int NC)
+{
+	__m512 acc[4][4];
+
+	MAD_UNROLL
+	for (int h = 0; h < 4; h++)
+		MAD_UNROLL
+		for (int c = 0; c < NC; c++)
+			acc[h][c] = _mm512_cvtph_ps(_mm256_loadu_si256(
+			    (const __m256i *)(y + (size_t)h * n + i + 16 * c)));
+	for (uint32_t r = 0; r < nr; r++) {
+		__m512 vx[4];
+		MAD_UNROLL
+		for (int c = 0; c < NC; c++)
+			vx[c] = _mm512_cvtph_ps(_mm256_loadu_si256(
+			    (const __m256i *)(x[r] + i + 16 * c)));
+		MAD_UNROLL
+		for (int h = 0; h < 4; h++) {
+			float m = ms[r * 4 + h];
+			__m512 w = _mm512_set1_ps(a[r * 4 + h]);
+			if (m != 1.0f)
+				MAD_UNROLL
+				for (int c = 0; c < NC; c++)
+					acc[h][c] = f16_round512(_mm512_mul_ps(
+					    acc[h][c], _mm512_set1_ps(m)));
+			MAD_UNROLL
+			for (int c = 0; c < NC; c++)
+				acc[h][c] = f16_round512(_mm512_fmadd_ps(vx[c], w,
+				    acc[h][c]));
+		}
+	}
+	MAD_UNROLL
+	for (int h = 0; h < 4; h++)
+		MAD_UNROLL
+		for (int c = 0; c < NC; c++)
+			_mm256_storeu_si256((__m256i *)(y + (size_t)h * n + i +
+			    16 * c), _mm512_cvtps_ph(acc[h][c],
+			    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+/* For the group of 4 (Gemma 3, Llama 3); other groups go row by row. */
+__attribute__((target("avx512f,f16c,fma")))
+static void mad_f16_rows_avx512(uint32_t n, eng_f16 *y,
+    const eng_f16 *const *x, uint32_t nr, const float *ms, const float *a,
+    uint32_t ng)
+{
+	uint32_t i = 0;
+
+	if (ng != 4) {
+		for (uint32_t r = 0; r < nr; r++) {
+			for (uint32_t h = 0; h < ng; h++)
+				if (ms[(size_t)r * ng + h] != 1.0f)
+					scale_f16_avx2(n, y + (size_t)h * n,
+					    ms[(size_t)r * ng + h]);
+			mad_f16_group_avx512(n, y, x[r], a + (size_t)r * ng, ng);
+		}
+		return;
+	}
+	for (; i + 64 <= n; i += 64)
+		mad_f16_rows4(n, y, x, nr, ms, a, i, 4);
+	for (; i + 16 <= n; i += 16)
+		mad_f16_rows4(n, y, x, nr, ms, a, i, 1);
+	if (i == n)
+		return;
+	for (uint32_t r = 0; r < nr; r++)
+		for (uint32_t h = 0; h < 4; h++) {
+			if (ms[r * 4 + h] != 1.0f)
+				scale_f16_scalar(n - i, y + (size_t)h * n + i,
+				    ms[r * 4 + h]);
+			mad_f16_scalar(n - i, y + (size_t)h * n + i, x[r] + i,
+			    a[r * 4 + h]);
+		}
+}
+#endif
+
 /* q . k of an f16 key row and the group's query rows (f32 holding f16
  * values: llama.cpp rounds Q to f16; the widening is exact), summed in the
  * order of ggml_vec_dot_f16 on the same SIMD level (llama.cpp is built for
@@ -269,7 +364,10 @@ static void kq_dot_group_avx2(uint32_t n, const eng_f16 *k, const float *q,
 }
 
 /* nh (at most 4) heads from q: inlined with nh constant, the 16
- * accumulators stay in registers. */
+ * accumulators stay in registers (the loops over them unrolled: at -O2
+ * GCC kept the head loop rolled and the accumulators on the stack, a
+ * load and a store around every FMA). */
+#define KQ_UNROLL _Pragma("GCC unroll 16")
 static inline __attribute__((always_inline, target("avx512f,f16c,fma")))
 void kq_dot_heads_avx512(uint32_t n, const eng_f16 *k, const float *q,
     uint32_t nh, float *out)
@@ -277,17 +375,22 @@ void kq_dot_heads_avx512(uint32_t n, const eng_f16 *k, const float *q,
 	__m512 acc[4][4];
 	uint32_t np = n & ~63u, i;
 
+	KQ_UNROLL
 	for (uint32_t h = 0; h < 4; h++)
+		KQ_UNROLL
 		for (int j = 0; j < 4; j++)
 			acc[h][j] = _mm512_setzero_ps();
 	for (i = 0; i < np; i += 64)
+		KQ_UNROLL
 		for (int j = 0; j < 4; j++) {
 			__m512 a = _mm512_cvtph_ps(_mm256_loadu_si256(
 			    (const __m256i *)(k + i + 16 * j)));
+			KQ_UNROLL
 			for (uint32_t h = 0; h < nh; h++)
 				acc[h][j] = _mm512_fmadd_ps(a, _mm512_loadu_ps(
 				    q + (size_t)h * n + i + 16 * j), acc[h][j]);
 		}
+	KQ_UNROLL
 	for (uint32_t h = 0; h < nh; h++) {
 		const float *qh = q + (size_t)h * n;
 		__m512 a0 = _mm512_add_ps(acc[h][0], acc[h][2]);
@@ -400,6 +503,43 @@ static void f16acc_row(const eng_fwd *f, uint32_t group, const eng_f16 *kr,
 	f->mad_f16_group(hdv, acc, vr, sc, group);
 }
 
+/* f16acc_row for rows i0..i0+nr-1 of span sp (nr <= F16_ROWS, group <=
+ * F16_GROUP): the scores of all, then each row's softmax step in order,
+ * then the values through mad_f16_rows. */
+#define F16_ROWS 8u
+#define F16_GROUP 8u
+static void f16acc_rows(const eng_fwd *f, uint32_t group,
+    const eng_kv_span *sp, uint32_t i0, uint32_t nr, const float *qf,
+    eng_f16 *acc, float *M, float *S)
+{
+	uint32_t hdk = f->hp.head_dim_k, hdv = f->hp.head_dim_v;
+	float sc[F16_ROWS * F16_GROUP], ms[F16_ROWS * F16_GROUP];
+	const eng_f16 *vr[F16_ROWS];
+
+	for (uint32_t r = 0; r < nr; r++) {
+		f->kq_dot_group(hdk, (const eng_f16 *)(const void *)((const char *)
+		    sp->k + (size_t)(i0 + r) * sp->k_stride), qf, group,
+		    sc + r * group);
+		vr[r] = (const eng_f16 *)(const void *)((const char *)sp->v +
+		    (size_t)(i0 + r) * sp->v_stride);
+	}
+	for (uint32_t r = 0; r < nr; r++)
+		for (uint32_t h = 0; h < group; h++) {
+			float x = sc[r * group + h] * f->attn_scale, m = 1.0f;
+			float v = 1.0f;
+			if (x > M[h]) {
+				m = expf(M[h] - x);
+				M[h] = x;
+			} else {
+				v = expf(x - M[h]);
+			}
+			S[h] = S[h] * m + v;
+			ms[r * group + h] = m;
+			sc[r * group + h] = v;
+		}
+	f->mad_f16_rows(hdv, acc, vr, nr, ms, sc, group);
+}
+
 /* llama.cpp's CPU flash attention for steps of fewer than 64 queries
  * (ggml_compute_forward_flash_attn_ext_f16_one_chunk): Q rounded to f16,
  * one pass over the keys with an online softmax, values accumulated in an
@@ -464,6 +604,13 @@ static int f16acc_chunk(struct attn_job *j, struct attn_scratch *s,
 			if ((rc = j->kv->ops->view(j->kv, j->layer, g, pos,
 			    rg[r].pos0 + b - pos, &sp)))
 				return rc;
+			if (f->mad_f16_rows && group <= F16_GROUP) {
+				for (uint32_t i = 0; i < sp.n; i += F16_ROWS)
+					f16acc_rows(f, group, &sp, i, sp.n - i <
+					    F16_ROWS ? sp.n - i : F16_ROWS, qf,
+					    acc, M, S);
+				continue;
+			}
 			for (uint32_t i = 0; i < sp.n; i++)
 				f16acc_row(f, group, (const eng_f16 *)
 				    ((const char *)sp.k + i * sp.k_stride),
@@ -1047,6 +1194,7 @@ void eng__attn_setup(eng_fwd *f)
 	f->round_f16 = round_f16_scalar;
 	f->mad_f16_group = mad_f16_group_scalar;
 	f->kq_dot_group = kq_dot_group_scalar;
+	f->mad_f16_rows = NULL;
 #if FWD_X86
 	if (eng_simd_active() >= ENG_SIMD_AVX2) {
 		f->vacc = vacc_avx2;
@@ -1056,6 +1204,7 @@ void eng__attn_setup(eng_fwd *f)
 		f->kq_dot_group = kq_dot_group_avx2;
 	}
 	if (eng_simd_active() >= ENG_SIMD_AVX512) {
+		f->mad_f16_rows = mad_f16_rows_avx512;
 		f->mad_f16_group = mad_f16_group_avx512;
 		f->kq_dot_group = kq_dot_group_avx512;
 	}

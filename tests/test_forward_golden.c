@@ -269,6 +269,18 @@ START_TEST(test_short_prompts_all_packed)
 }
 END_TEST
 
+/* A case of the suite: fixture open/close, then the loop test over
+ * [0, n). */
+static void add_case(Suite *s, const char *name, void (*open)(void),
+		     void (*close)(void), const TTest *t, int n)
+{
+	TCase *tc = tcase_create(name);
+	tcase_add_unchecked_fixture(tc, open, close);
+	tcase_set_timeout(tc, 900);
+	tcase_add_loop_test(tc, t, 0, n);
+	suite_add_tcase(s, tc);
+}
+
 int main(void)
 {
 	Suite *s = suite_create("forward_golden");
@@ -278,21 +290,12 @@ int main(void)
 	tcase_add_loop_test(tc, test_short_prompts, 0, N_SHORT);
 	tcase_add_loop_test(tc, test_long_prompts, 0, (int)(sizeof(long_files) / sizeof(long_files[0])));
 	suite_add_tcase(s, tc);
-	TCase *tc2 = tcase_create("forward_golden_avx2");
-	tcase_add_unchecked_fixture(tc2, open_model_avx2, close_model_avx2);
-	tcase_set_timeout(tc2, 900);
-	tcase_add_loop_test(tc2, test_short_prompts_avx2, 0, N_SHORT);
-	suite_add_tcase(s, tc2);
-	TCase *tc3 = tcase_create("forward_golden_unpacked");
-	tcase_add_unchecked_fixture(tc3, open_model_unpacked, close_model);
-	tcase_set_timeout(tc3, 900);
-	tcase_add_loop_test(tc3, test_short_prompts_unpacked, 0, N_SHORT);
-	suite_add_tcase(s, tc3);
-	TCase *tc4 = tcase_create("forward_golden_all_packed");
-	tcase_add_unchecked_fixture(tc4, open_model_all_packed, close_model);
-	tcase_set_timeout(tc4, 900);
-	tcase_add_loop_test(tc4, test_short_prompts_all_packed, 0, N_SHORT);
-	suite_add_tcase(s, tc4);
+	add_case(s, "forward_golden_avx2", open_model_avx2, close_model_avx2,
+		 test_short_prompts_avx2, N_SHORT);
+	add_case(s, "forward_golden_unpacked", open_model_unpacked, close_model,
+		 test_short_prompts_unpacked, N_SHORT);
+	add_case(s, "forward_golden_all_packed", open_model_all_packed,
+		 close_model, test_short_prompts_all_packed, N_SHORT);
 	SRunner *sr = srunner_create(s);
 	srunner_set_fork_status(sr, CK_NOFORK);	/* one model load for all */
 	srunner_run_all(sr, CK_NORMAL);

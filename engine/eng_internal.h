@@ -21,9 +21,19 @@ void eng__assert_fail(const char *expr, const char *file, int line)
 int eng__err(char *err, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* The pack eng_model_pack made of the tensor whose data is at data, or
- * NULL (model.c). */
+/* The matrices eng_model_pack (pack.c) packed, which the model owns: n
+ * entries v, each found by the tensor's data pointer; free releases it
+ * all (set by pack.c, called by eng_model_close).  model.c touches no
+ * kernel: the GGUF fuzz target builds without them. */
 struct eng_qpack;
+struct eng__packs {
+	size_t n;
+	struct { const void *data; struct eng_qpack *pack; } *v;
+	void (*free)(struct eng__packs *p);
+};
+/* Where the model keeps its table (NULL until something is packed). */
+struct eng__packs **eng__model_packs(eng_model *m);
+/* The pack of the tensor whose data is at data, or NULL (model.c). */
 const struct eng_qpack *eng__model_pack_of(const eng_model *m,
     const void *data);
 

@@ -379,7 +379,9 @@ const eng_gguf *eng_model_gguf(const eng_model *m);
 /* What eng_model_pack packs. */
 #define ENG_PACK_HEAD   1u	/* the output head (output.weight, or the
 				 * token embeddings it is tied to) */
-#define ENG_PACK_LAYERS 2u	/* every 2-D weight of the blocks */
+#define ENG_PACK_LAYERS 2u	/* the blocks' matrices whose pack is about
+				 * their own size (q8_0; q5_0, kept at 5
+				 * bits); not those it would widen */
 
 /* Packs the model's matrices named by what (ENG_PACK_*) whole in the
  * layout of the interleaved integer kernels (kernels.h, eng_qpack_make),

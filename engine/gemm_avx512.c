@@ -19,6 +19,13 @@
  *    blocks).  "Min" formats (q4_K, q5_K) store q' = q and subtract
  *    m * (d_a * sum(a)) in float, as the row kernels do.
  *  - Rows past nr of a partial group are packed as zeros and never stored.
+ *  - A q5_0 matrix packed whole ahead of time (eng_gemm_get_whole) keeps
+ *    its 5 bits: per scale block, s[8], then four 32-byte vectors whose
+ *    low nibbles are chunks 0-3 of the 8 rows and high nibbles chunks 4-7
+ *    (chunk k: quants 4k..4k+3 of each row, as the vectors above), then
+ *    eight 32-bit masks of the quants' fifth bits in the same order; the
+ *    quants are q5 (0..31), taken with -16 * sum(a) (corr / 8): the int32
+ *    sums are again the row kernels'.
  */
 #include "config.h"
 #include <stdint.h>
@@ -32,6 +39,8 @@
 #include <immintrin.h>
 
 #define G_AI static inline __attribute__((always_inline))
+/* Bytes of one scale block of a group in the 5-bit q5_0 layout. */
+#define G_Q5N_BYTES (ENG_GEMM_ROWS * 4 + 128 + 32)
 #define G_UNROLL _Pragma("GCC unroll 16")
 #define GR ENG_GEMM_ROWS
 
@@ -192,6 +201,57 @@ G_AI void g_pack(const void *w, size_t ws, int nr, int64_t n, void *dst,
 	}
 }
 
+/* q5_0 kept at 5 bits (see the header): the widened group, then each
+ * q' = q5 + 112 back to q5, split into nibbles and fifth bits. */
+static void g_pack_q5_0n(const void *w, size_t ws, int nr, int64_t n,
+			 void *dst)
+{
+	uint8_t wide[GR * 4 + GR * 32];	/* one block of the widened layout */
+	uint8_t *o = dst;
+	for (int64_t c = 0; c < n / 32; c++) {
+		g_pack((const uint8_t *)w + (size_t)c * sizeof(eng_block_q5_0), ws,
+		       nr, 32, wide, ENG_TYPE_Q5_0, 0);
+		__m256i u[8];
+		for (int k = 0; k < 8; k++)
+			u[k] = _mm256_sub_epi8(_mm256_loadu_si256((const __m256i *)(const void *)
+				(wide + GR * 4 + 32 * k)), _mm256_set1_epi8(112));
+		memcpy(o, wide, GR * 4);	/* the scales */
+		const __m256i lo4 = _mm256_set1_epi8(15);
+		for (int j = 0; j < 4; j++)
+			_mm256_storeu_si256((__m256i *)(void *)(o + GR * 4 + 32 * j),
+				_mm256_or_si256(_mm256_and_si256(u[j], lo4),
+						_mm256_slli_epi16(_mm256_and_si256(u[j + 4], lo4), 4)));
+		for (int k = 0; k < 8; k++) {
+			uint32_t m = (uint32_t)_mm256_movemask_epi8(_mm256_slli_epi16(u[k], 3));
+			memcpy(o + GR * 4 + 128 + 4 * k, &m, 4);
+		}
+		o += G_Q5N_BYTES;
+	}
+}
+
+/* One group of the 5-bit layout back to g_q5_0's: q' = q5 + 112. */
+static void g_widen_q5n(const void *src, void *dst, int64_t n)
+{
+	const uint8_t *p = src;
+	uint8_t *o = dst;
+	const __m256i lo4 = _mm256_set1_epi8(15), b4 = _mm256_set1_epi8(16);
+	for (int64_t c = 0; c < n / 32; c++, p += G_Q5N_BYTES, o += GR * 4 + GR * 32) {
+		memcpy(o, p, GR * 4);
+		for (int k = 0; k < 8; k++) {
+			__m256i v = _mm256_loadu_si256((const __m256i *)(const void *)
+				(p + GR * 4 + 32 * (k % 4)));
+			if (k >= 4)
+				v = _mm256_srli_epi16(v, 4);
+			uint32_t m;
+			memcpy(&m, p + GR * 4 + 128 + 4 * k, 4);
+			v = _mm256_or_si256(_mm256_and_si256(v, lo4),
+					    _mm256_maskz_mov_epi8((__mmask32)m, b4));
+			_mm256_storeu_si256((__m256i *)(void *)(o + GR * 4 + 32 * k),
+					    _mm256_add_epi8(v, _mm256_set1_epi8(112)));
+		}
+	}
+}
+
 #define G_PACK(name, type, kind)						\
 	static void g_pack_##name(const void *w, size_t ws, int nr,		\
 				  int64_t n, void *dst)			\
@@ -266,10 +326,12 @@ static void g_act_q8_K_off16(const void *src, void *dst, int64_t n)
  * ------------------------------------------------------------------------ */
 
 G_AI void g_run(int64_t n, const void *pw, const void *act, size_t as,
-		       float *out, size_t ss, int nr, int NT, int BL, int MINF)
+		       float *out, size_t ss, int nr, int NT, int BL, int MINF,
+		       int Q5N)
 {
 	const size_t hdr = (size_t)(MINF ? 2 : 1) * GR * 4;
-	const size_t bbytes = hdr + (size_t)GR * BL;
+	const size_t bbytes = Q5N ? G_Q5N_BYTES : hdr + (size_t)GR * BL;
+	const __m256i lo4 = _mm256_set1_epi8(15), b4 = _mm256_set1_epi8(16);
 	const int64_t nb = n / BL;
 	__m256 acc[ENG_GEMM_NT];
 	G_UNROLL
@@ -281,16 +343,33 @@ G_AI void g_run(int64_t n, const void *pw, const void *act, size_t as,
 		__m256 mv = MINF ? _mm256_loadu_ps((const float *)(const void *)(p + GR * 4))
 				 : _mm256_setzero_ps();
 		__m256i wv[8];
-		G_UNROLL
-		for (int k = 0; k < BL / 4; k++)
-			wv[k] = _mm256_loadu_si256((const __m256i *)(const void *)(p + hdr + 32 * k));
+		if (Q5N) {	/* the 5-bit layout: nibbles, then fifth bits */
+			G_UNROLL
+			for (int j = 0; j < 4; j++) {
+				__m256i v = _mm256_loadu_si256((const __m256i *)(const void *)
+					(p + hdr + 32 * j));
+				wv[j] = _mm256_and_si256(v, lo4);
+				wv[j + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
+			}
+			G_UNROLL
+			for (int k = 0; k < 8; k++) {
+				uint32_t m;
+				memcpy(&m, p + hdr + 128 + 4 * k, 4);
+				wv[k] = _mm256_or_si256(wv[k], _mm256_maskz_mov_epi8((__mmask32)m, b4));
+			}
+		} else {
+			G_UNROLL
+			for (int k = 0; k < BL / 4; k++)
+				wv[k] = _mm256_loadu_si256((const __m256i *)(const void *)(p + hdr + 32 * k));
+		}
 		__m256i acc_i[ENG_GEMM_NT];
 		G_UNROLL
 		for (int t = 0; t < NT; t++) {
 			const int8_t *at = (const int8_t *)act + (size_t)t * as;
 			const g_side *sd = (const g_side *)(const void *)(at + n) + b;
+			/* 5-bit quants are q5 = q + 16: -16 * sum(a) = corr / 8 */
 			acc_i[t] = MINF ? _mm256_setzero_si256()
-					: _mm256_set1_epi32(sd->c.corr);
+					: _mm256_set1_epi32(Q5N ? sd->c.corr / 8 : sd->c.corr);
 		}
 		/* tokens innermost: NT independent chains of VPDPBUSD */
 		G_UNROLL
@@ -318,31 +397,34 @@ G_AI void g_run(int64_t n, const void *pw, const void *act, size_t as,
 		_mm256_mask_storeu_ps(out + (size_t)t * ss, mask, acc[t]);
 }
 
-#define G_RUN(name, BL, MINF)							\
+#define G_RUN(name, BL, MINF, Q5N)						\
 	static void g_run_##name(int64_t n, const void *pw, const void *act,	\
 				 size_t as, float *s, size_t ss, int nr, int nt)	\
 	{									\
 		switch (nt) {							\
-		case 1: g_run(n, pw, act, as, s, ss, nr, 1, BL, MINF); break;	\
-		case 2: g_run(n, pw, act, as, s, ss, nr, 2, BL, MINF); break;	\
-		case 3: g_run(n, pw, act, as, s, ss, nr, 3, BL, MINF); break;	\
-		case 4: g_run(n, pw, act, as, s, ss, nr, 4, BL, MINF); break;	\
-		case 5: g_run(n, pw, act, as, s, ss, nr, 5, BL, MINF); break;	\
-		case 6: g_run(n, pw, act, as, s, ss, nr, 6, BL, MINF); break;	\
-		case 7: g_run(n, pw, act, as, s, ss, nr, 7, BL, MINF); break;	\
-		default: g_run(n, pw, act, as, s, ss, nr, 8, BL, MINF); break;	\
+		case 1: g_run(n, pw, act, as, s, ss, nr, 1, BL, MINF, Q5N); break; \
+		case 2: g_run(n, pw, act, as, s, ss, nr, 2, BL, MINF, Q5N); break; \
+		case 3: g_run(n, pw, act, as, s, ss, nr, 3, BL, MINF, Q5N); break; \
+		case 4: g_run(n, pw, act, as, s, ss, nr, 4, BL, MINF, Q5N); break; \
+		case 5: g_run(n, pw, act, as, s, ss, nr, 5, BL, MINF, Q5N); break; \
+		case 6: g_run(n, pw, act, as, s, ss, nr, 6, BL, MINF, Q5N); break; \
+		case 7: g_run(n, pw, act, as, s, ss, nr, 7, BL, MINF, Q5N); break; \
+		default: g_run(n, pw, act, as, s, ss, nr, 8, BL, MINF, Q5N); break; \
 		}								\
 	}
-G_RUN(off32, 32, 0)
-G_RUN(off16, 16, 0)
-G_RUN(min32, 32, 1)
+G_RUN(off32, 32, 0, 0)
+G_RUN(off16, 16, 0, 0)
+G_RUN(min32, 32, 1, 0)
+G_RUN(q5n, 32, 0, 1)
 
-static const eng_gemm g_q8_0 = { 32, 0, g_pack_q8_0, g_act_q8_0, g_run_off32 };
-static const eng_gemm g_q5_0 = { 32, 0, g_pack_q5_0, g_act_q8_0, g_run_off32 };
-static const eng_gemm g_q4_0 = { 32, 0, g_pack_q4_0, g_act_q8_0, g_run_off32 };
-static const eng_gemm g_q4_K = { 32, 1, g_pack_q4_K, g_act_q8_K_min, g_run_min32 };
-static const eng_gemm g_q5_K = { 32, 1, g_pack_q5_K, g_act_q8_K_min, g_run_min32 };
-static const eng_gemm g_q6_K = { 16, 0, g_pack_q6_K, g_act_q8_K_off16, g_run_off16 };
+static const eng_gemm g_q8_0 = { 32, 0, g_pack_q8_0, g_act_q8_0, g_run_off32, 0, NULL, NULL };
+static const eng_gemm g_q5_0 = { 32, 0, g_pack_q5_0, g_act_q8_0, g_run_off32, 0, NULL, NULL };
+static const eng_gemm g_q5_0n = { 32, 0, g_pack_q5_0n, g_act_q8_0, g_run_q5n, G_Q5N_BYTES,
+				  g_widen_q5n, &g_q5_0 };
+static const eng_gemm g_q4_0 = { 32, 0, g_pack_q4_0, g_act_q8_0, g_run_off32, 0, NULL, NULL };
+static const eng_gemm g_q4_K = { 32, 1, g_pack_q4_K, g_act_q8_K_min, g_run_min32, 0, NULL, NULL };
+static const eng_gemm g_q5_K = { 32, 1, g_pack_q5_K, g_act_q8_K_min, g_run_min32, 0, NULL, NULL };
+static const eng_gemm g_q6_K = { 16, 0, g_pack_q6_K, g_act_q8_K_off16, g_run_off16, 0, NULL, NULL };
 
 _Static_assert(sizeof(g_side) == ENG_GEMM_SIDE_BYTES, "side entry");
 
@@ -373,7 +455,18 @@ const eng_gemm *eng_gemm_get(eng_type t, eng_simd level)
 size_t eng_gemm_pack_bytes(const eng_gemm *g, int64_t n)
 {
 	size_t hdr = (size_t)(g->min ? 2 : 1) * ENG_GEMM_ROWS * 4;
+	if (g->block_bytes)
+		return (size_t)(n / g->bl) * g->block_bytes;
 	return (size_t)(n / g->bl) * (hdr + (size_t)ENG_GEMM_ROWS * g->bl);
+}
+
+const eng_gemm *eng_gemm_get_whole(eng_type t, eng_simd level)
+{
+#ifdef ENG_HAVE_X86
+	if (t == ENG_TYPE_Q5_0 && level >= ENG_SIMD_AVX512)
+		return &g_q5_0n;
+#endif
+	return eng_gemm_get(t, level);
 }
 
 size_t eng_gemm_act_bytes(const eng_gemm *g, int64_t n)

@@ -295,11 +295,24 @@ typedef struct eng_gemm {
 	 * 1..ENG_GEMM_NT; token t's companion row at act + t * as. */
 	void (*run)(int64_t n, const void *pw, const void *act, size_t as,
 		    float *s, size_t ss, int nr, int nt);
+	size_t block_bytes;	/* bytes of a scale block of a group where the
+				 * layout is not the one above; 0: it is */
+	/* Such a layout's group (n elements) rewritten in the one above, for
+	 * the kernels of wide: a product of many tokens widens each panel
+	 * once rather than unpack it for every group of tokens.  NULL for
+	 * the layout above. */
+	void (*widen)(const void *src, void *dst, int64_t n);
+	const struct eng_gemm *wide;
 } eng_gemm;
 /* The interleaved kernels of weight type t at a level; NULL below
  * AVX-512 and for types without them (callers use the tiles or rows). */
 const eng_gemm *eng_gemm_get(eng_type t, eng_simd level);
 size_t eng_gemm_pack_bytes(const eng_gemm *g, int64_t n);
+/* The kernels of a matrix packed whole (eng_qpack): eng_gemm_get's,
+ * except that q5_0 keeps its 5 bits (gemm_avx512.c): a panel packed per
+ * call is cheapest unpacked to bytes, a whole matrix read at every decode
+ * step is cheapest read at its own size. */
+const eng_gemm *eng_gemm_get_whole(eng_type t, eng_simd level);
 size_t eng_gemm_act_bytes(const eng_gemm *g, int64_t n);
 
 /* Tiled attention's kernels (attn_avx512.c): forward.c runs several

@@ -10,6 +10,7 @@ ENGINE_KERNEL_SOURCES += \
 	%reldir%/gemm_avx512.c \
 	%reldir%/attn_avx512.c \
 	%reldir%/matmul.c \
+	%reldir%/pack.c \
 	%reldir%/threadpool.c
 
 # Micro-benchmark of the kernels (not run by make check; see

@@ -55,6 +55,7 @@ struct eng_qpack {
 struct mm_task {
 	const eng_qmat *w;
 	const eng_qpack *pk;	/* non-NULL: panels read from it, not packed */
+	int widen;		/* 1: pk's panels widened (pk->g->widen) first */
 	eng_vec_dot_fn dot;
 	eng_tile_fn tile;	/* NULL: rows one by one */
 	eng_repack_fn repack;	/* non-NULL: panels unpacked to q8_0 first */
@@ -109,12 +110,18 @@ static void gemm_task(void *arg, int ith, int nth)
 	struct mm_task *k = arg;
 	const eng_qmat *w = k->w;
 	const eng_gemm *g = k->gemm;
-	char *buf = k->pk ? NULL : (char *)k->rbuf + (size_t)ith * k->rbuf_bytes;
+	char *rbuf = (char *)k->rbuf + (size_t)ith * k->rbuf_bytes, *buf = rbuf;
+	const eng_qpack *pk = k->pk;
 	int64_t r0, r1;
 	(void)nth;
 	while (next_chunk(k, &r0, &r1)) {
-		if (k->pk)
-			buf = (char *)k->pk->data + (size_t)(r0 / ENG_GEMM_ROWS) * k->gpack;
+		if (pk && !k->widen)
+			buf = (char *)pk->data + (size_t)(r0 / ENG_GEMM_ROWS) * pk->gpack;
+		else if (pk)
+			for (int64_t r = r0; r < r1; r += ENG_GEMM_ROWS)
+				pk->g->widen((const char *)pk->data + (size_t)(r / ENG_GEMM_ROWS) *
+					     pk->gpack, buf + (size_t)(r - r0) / ENG_GEMM_ROWS * k->gpack,
+					     w->n_cols);
 		else
 			for (int64_t r = r0; r < r1; r += ENG_GEMM_ROWS) {
 				int nr = r1 - r < ENG_GEMM_ROWS ? (int)(r1 - r) : ENG_GEMM_ROWS;
@@ -206,14 +213,19 @@ static int check_args(const float *out, const eng_qmat *w, const float *x,
 
 /* The interleaved path (checked arguments), on panels packed here or
  * read from pk.  Scratch: the companion rows, then per thread one
- * quantized row and (without pk) one packed panel. */
+ * quantized row and (without pk, or widening it) one packed panel. */
 static int gemm_matmul(float *out, const eng_qmat *w, const float *x,
 		       int64_t n_tokens, eng_pool *pool, const eng_gemm *g,
 		       size_t act_stride, const eng_qpack *pk)
 {
 	int nth = eng_pool_threads(pool);
+	/* a pack in a layout of its own widened per panel for many tokens */
+	int widen = pk && pk->g->widen && n_tokens > ENG_GEMM_NT;
+	if (widen)
+		g = pk->g->wide;
 	struct mm_task k = {
-		.w = w, .pk = pk, .gemm = g, .x = x, .out = out, .n_tokens = n_tokens,
+		.w = w, .pk = pk, .widen = widen, .gemm = g, .x = x, .out = out,
+		.n_tokens = n_tokens,
 		.dt = eng_type_traits_get(w->type)->dot_type,
 		.act_stride = (act_stride + 63) & ~(size_t)63,
 		.gact_stride = (eng_gemm_act_bytes(g, w->n_cols) + 63) & ~(size_t)63,
@@ -231,7 +243,7 @@ static int gemm_matmul(float *out, const eng_qmat *w, const float *x,
 		panel = 1;
 	k.chunk_rows = panel * ENG_GEMM_ROWS;
 	k.n_chunks = (w->n_rows + k.chunk_rows - 1) / k.chunk_rows;
-	k.rbuf_bytes = pk ? 0 : ((size_t)panel * k.gpack + 63) & ~(size_t)63;
+	k.rbuf_bytes = pk && !widen ? 0 : ((size_t)panel * k.gpack + 63) & ~(size_t)63;
 	if ((uint64_t)n_tokens > SIZE_MAX / 2 / k.gact_stride ||
 	    k.rbuf_bytes + k.act_stride > SIZE_MAX / 4 / (size_t)nth)
 		return ENG_ERANGE;
@@ -378,7 +390,7 @@ int eng_qpack_make(const eng_qmat *w, eng_pool *pool, eng_qpack **out)
 		return rc;
 	if (eng_simd_active() < ENG_SIMD_AVX512)
 		return ENG_EUNSUP;
-	const eng_gemm *g = eng_gemm_get(w->type, eng_simd_active());
+	const eng_gemm *g = eng_gemm_get_whole(w->type, eng_simd_active());
 	if (!g || w->n_cols % g->bl)
 		return ENG_EUNSUP;
 	eng_qpack *p = calloc(1, sizeof *p);

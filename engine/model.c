@@ -13,13 +13,6 @@
 #include <xxhash.h>
 
 #include "eng_internal.h"
-#include "kernels.h"
-
-/* A tensor packed by eng_model_pack: found by its data pointer. */
-struct model_pack {
-	const void *data;	/* the tensor's data in the gguf */
-	eng_qpack  *pack;	/* owned */
-};
 
 struct eng_model {
 	eng_gguf      *gguf;	/* owned */
@@ -28,9 +21,8 @@ struct eng_model {
 	eng_model_info info;
 	char           arch[32];	/* general.architecture */
 	char          *name;	/* general.name, owned */
-	struct model_pack *packs;	/* owned, n_packs; written only by
-					 * eng_model_pack */
-	size_t         n_packs;
+	struct eng__packs *packs;	/* owned (freed by packs->free); NULL
+					 * until eng_model_pack packs one */
 };
 
 static const struct {
@@ -321,106 +313,30 @@ int eng_model_open(const char *path, eng_model **out, char *err,
 }
 
 /* ------------------------------------------------------------------------
- * Packed matrices
+ * Packed matrices: pack.c makes them (eng_model_pack); the model keeps
+ * the table and hands it to its free function at close.
  * ------------------------------------------------------------------------ */
 
-const eng_qpack *eng__model_pack_of(const eng_model *m, const void *data)
+struct eng__packs **eng__model_packs(eng_model *m)
 {
-	for (size_t i = 0; m && i < m->n_packs; i++)
-		if (m->packs[i].data == data)
-			return m->packs[i].pack;
+	return &m->packs;
+}
+
+const struct eng_qpack *eng__model_pack_of(const eng_model *m,
+    const void *data)
+{
+	for (size_t i = 0; m && m->packs && i < m->packs->n; i++)
+		if (m->packs->v[i].data == data)
+			return m->packs->v[i].pack;
 	return NULL;
-}
-
-/* The 2-D tensor t as a matrix, if the kernels take its type. */
-static int tensor_mat(const eng_gguf_tensor *t, eng_qmat *w)
-{
-	size_t rb;
-
-	memset(w, 0, sizeof *w);
-	if (t->n_dims != 2 || t->ne[0] > INT64_MAX || t->ne[1] > INT64_MAX ||
-	    eng_row_bytes(t->type, (int64_t)t->ne[0], &rb) ||
-	    t->ne[1] > t->n_bytes / (rb ? rb : 1))
-		return 0;
-	w->type = t->type;
-	w->n_cols = (int64_t)t->ne[0];
-	w->n_rows = (int64_t)t->ne[1];
-	w->row_stride = rb;
-	w->data = t->data;
-	return 1;
-}
-
-/* Packs t (if its type and the CPU allow) and releases its pages. */
-static int pack_tensor(eng_model *m, const eng_gguf_tensor *t,
-    eng_pool *pool, size_t *bytes)
-{
-	struct model_pack *np;
-	eng_qpack *p;
-	eng_qmat w;
-	int rc;
-
-	if (!tensor_mat(t, &w) || eng__model_pack_of(m, t->data))
-		return 0;
-	rc = eng_qpack_make(&w, pool, &p);
-	if (rc == ENG_EUNSUP || rc == ENG_EINVAL)
-		return 0;	/* left as it is */
-	if (rc)
-		return rc;
-	if (!(np = realloc(m->packs, (m->n_packs + 1) * sizeof *np))) {
-		eng_qpack_free(p);
-		return ENG_ENOMEM;
-	}
-	m->packs = np;
-	m->packs[m->n_packs].data = t->data;
-	m->packs[m->n_packs++].pack = p;
-	*bytes += eng_qpack_bytes(p);
-	eng_gguf_release(m->gguf, t->data, (size_t)w.n_rows * w.row_stride);
-	return 0;
-}
-
-int eng_model_pack(eng_model *m, unsigned what, int n_threads,
-    size_t *bytes)
-{
-	const eng_gguf_tensor *t;
-	eng_pool *pool = NULL;
-	size_t got = 0;
-	int rc = 0;
-
-	if (bytes)
-		*bytes = 0;
-	if (!m || n_threads < 0 || (what & ~(ENG_PACK_HEAD | ENG_PACK_LAYERS)))
-		return ENG_EINVAL;
-	if (eng_simd_active() < ENG_SIMD_AVX512)
-		return 0;	/* no interleaved kernels here */
-	if (n_threads != 1 && (rc = eng_pool_open(&pool, n_threads)))
-		return rc;
-	if (what & ENG_PACK_HEAD) {
-		t = eng_gguf_tensor_find(m->gguf, "output.weight");
-		if (!t)
-			t = eng_gguf_tensor_find(m->gguf, "token_embd.weight");
-		if (t)
-			rc = pack_tensor(m, t, pool, &got);
-	}
-	for (size_t i = 0; !rc && (what & ENG_PACK_LAYERS) &&
-	    i < eng_gguf_tensor_count(m->gguf); i++) {
-		t = eng_gguf_tensor_at(m->gguf, i);
-		if (!strncmp(t->name, "blk.", 4))
-			rc = pack_tensor(m, t, pool, &got);
-	}
-	eng_pool_close(pool);
-	(void)got;
-	for (size_t i = 0; bytes && i < m->n_packs; i++)
-		*bytes += eng_qpack_bytes(m->packs[i].pack);
-	return rc;
 }
 
 void eng_model_close(eng_model *m)
 {
 	if (!m)
 		return;
-	for (size_t i = 0; i < m->n_packs; i++)
-		eng_qpack_free(m->packs[i].pack);
-	free(m->packs);
+	if (m->packs)
+		m->packs->free(m->packs);
 	eng_vocab_close(m->vocab);
 	eng_gguf_close(m->gguf);
 	free(m->name);

@@ -219,7 +219,7 @@ static void mad_f16_group_avx512(uint32_t n, eng_f16 *y, const eng_f16 *x,
 
 #if FWD_X86
 /* mad_f16_group over nr value rows x[r] in turn, each after its own
- * rescale y_h = f16(y_h * ms[r * ng + h]) where that is not 1 (scale_f16:
+ * rescale y_h = f16(y_h * ms[r * 4 + h]) where that is not 1 (scale_f16:
  * a new running maximum): the roundings of the row-by-row calls in the
  * same order, bit for bit, but each 16 elements of 4 heads' accumulators
  * stay in registers over the rows instead of going through memory, a
@@ -277,24 +277,14 @@ void mad_f16_rows4(uint32_t n, eng_f16 *y, const eng_f16 *const *x,
 			    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 
-/* For the group of 4 (Gemma 3, Llama 3); other groups go row by row. */
+/* The group of 4 (Gemma 3, Llama 3); f16acc_chunk takes other groups
+ * row by row. */
 __attribute__((target("avx512f,f16c,fma")))
 static void mad_f16_rows_avx512(uint32_t n, eng_f16 *y,
-    const eng_f16 *const *x, uint32_t nr, const float *ms, const float *a,
-    uint32_t ng)
+    const eng_f16 *const *x, uint32_t nr, const float *ms, const float *a)
 {
 	uint32_t i = 0;
 
-	if (ng != 4) {
-		for (uint32_t r = 0; r < nr; r++) {
-			for (uint32_t h = 0; h < ng; h++)
-				if (ms[(size_t)r * ng + h] != 1.0f)
-					scale_f16_avx2(n, y + (size_t)h * n,
-					    ms[(size_t)r * ng + h]);
-			mad_f16_group_avx512(n, y, x[r], a + (size_t)r * ng, ng);
-		}
-		return;
-	}
 	for (; i + 64 <= n; i += 64)
 		mad_f16_rows4(n, y, x, nr, ms, a, i, 4);
 	for (; i + 16 <= n; i += 16)
@@ -503,11 +493,11 @@ static void f16acc_row(const eng_fwd *f, uint32_t group, const eng_f16 *kr,
 	f->mad_f16_group(hdv, acc, vr, sc, group);
 }
 
-/* f16acc_row for rows i0..i0+nr-1 of span sp (nr <= F16_ROWS, group <=
- * F16_GROUP): the scores of all, then each row's softmax step in order,
- * then the values through mad_f16_rows. */
+/* f16acc_row for rows i0..i0+nr-1 of span sp (nr <= F16_ROWS, a group
+ * of F16_GROUP heads): the scores of all, then each row's softmax step in
+ * order, then the values through mad_f16_rows. */
 #define F16_ROWS 8u
-#define F16_GROUP 8u
+#define F16_GROUP 4u
 static void f16acc_rows(const eng_fwd *f, uint32_t group,
     const eng_kv_span *sp, uint32_t i0, uint32_t nr, const float *qf,
     eng_f16 *acc, float *M, float *S)
@@ -537,7 +527,7 @@ static void f16acc_rows(const eng_fwd *f, uint32_t group,
 			ms[r * group + h] = m;
 			sc[r * group + h] = v;
 		}
-	f->mad_f16_rows(hdv, acc, vr, nr, ms, sc, group);
+	f->mad_f16_rows(hdv, acc, vr, nr, ms, sc);
 }
 
 /* llama.cpp's CPU flash attention for steps of fewer than 64 queries
@@ -604,7 +594,7 @@ static int f16acc_chunk(struct attn_job *j, struct attn_scratch *s,
 			if ((rc = j->kv->ops->view(j->kv, j->layer, g, pos,
 			    rg[r].pos0 + b - pos, &sp)))
 				return rc;
-			if (f->mad_f16_rows && group <= F16_GROUP) {
+			if (f->mad_f16_rows && group == F16_GROUP) {
 				for (uint32_t i = 0; i < sp.n; i += F16_ROWS)
 					f16acc_rows(f, group, &sp, i, sp.n - i <
 					    F16_ROWS ? sp.n - i : F16_ROWS, qf,

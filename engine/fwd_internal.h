@@ -116,10 +116,11 @@ struct eng_fwd {
 	/* y_h += x * a[h] for ng f16 rows of n, y_h = y + h * n */
 	void (*mad_f16_group)(uint32_t n, eng_f16 *y, const eng_f16 *x,
 	    const float *a, uint32_t ng);
-	/* The two above for nr rows in turn, row r's rescales ms[r * ng + h]
-	 * (1: none) and weights a[r * ng + h]; NULL: row by row. */
+	/* The two above for a group of 4 heads over nr rows in turn, row r's
+	 * rescales ms[r * 4 + h] (1: none) and weights a[r * 4 + h]; NULL:
+	 * row by row. */
 	void (*mad_f16_rows)(uint32_t n, eng_f16 *y, const eng_f16 *const *x,
-	    uint32_t nr, const float *ms, const float *a, uint32_t ng);
+	    uint32_t nr, const float *ms, const float *a);
 	eng_attn_mode attn_mode;
 	/* out[h] = k . q_h for ng f32 query rows of n, q_h = q + h * n */
 	void (*kq_dot_group)(uint32_t n, const eng_f16 *k, const float *q,

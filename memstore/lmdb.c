@@ -5,10 +5,12 @@
 #include "config.h"
 #include <errno.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 #include "ms_internal.h"
 
@@ -183,6 +185,37 @@ void ms__env_close(ms_store *ms)
 	if (ms->env)
 		mdb_env_close(ms->env);
 	ms->env = NULL;
+}
+
+int ms_trim(ms_store *ms)
+{
+	if (!ms || !ms->env)
+		return MS_EINVAL;
+	/* LMDB does not say where it mapped the file (mdb_env_info's
+	 * me_mapaddr is only the MDB_FIXEDMAP address): the map is what
+	 * /proc/self/maps lists for the data file's device and inode
+	 * (elsewhere there is nothing to do). */
+	mdb_filehandle_t fd;
+	struct stat st;
+	char line[4400];
+	int rc = 0;
+	if (mdb_env_get_fd(ms->env, &fd) || fstat(fd, &st))
+		return ms__fail(ms, MS_EIO, "trim: the data file: %s",
+				strerror(errno));
+	FILE *f = fopen("/proc/self/maps", "r");
+	if (!f)
+		return 0;
+	while (!rc && fgets(line, sizeof(line), f)) {
+		unsigned long a, b, maj, min, ino;
+		if (sscanf(line, "%lx-%lx %*s %*x %lx:%lx %lu", &a, &b, &maj,
+			   &min, &ino) == 5 && ino == (unsigned long)st.st_ino &&
+		    maj == major(st.st_dev) && min == minor(st.st_dev) &&
+		    madvise((void *)a, b - a, MADV_DONTNEED))
+			rc = ms__fail(ms, MS_EIO, "trim: madvise: %s",
+				      strerror(errno));
+	}
+	fclose(f);
+	return rc;
 }
 
 /* Doubles the map, up to the disk budget. */

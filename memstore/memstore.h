@@ -618,6 +618,18 @@ int ms_gc(ms_store *ms, uint64_t *freed);
  * reopen).  No ms_txn may be open (MS_EBUSY). */
 int ms_compact(ms_store *ms);
 
+/* Drops this process's mappings of the map's pages (MADV_DONTNEED) and
+ * nothing else: the page cache keeps them, and a view read afterwards
+ * faults its pages back in with the same bytes, so views of open read
+ * transactions stay valid.  Every page a process reads through the map
+ * stays in its RSS until then: a 1M-token prefill, whose sparse attention
+ * reads most blocks at some point, ended with 3.8 GB of them.  Unmapped,
+ * they are also the first the kernel reclaims.  Linux only (the map is
+ * found in /proc/self/maps); elsewhere it does nothing.  Call it on the
+ * store's thread (a map grown meanwhile would move under it).  Errors:
+ * MS_EINVAL, MS_EIO. */
+int ms_trim(ms_store *ms);
+
 /* ------------------------------------------------------------------ */
 /* Catalog: documents, spans, jobs, audit                              */
 

@@ -1,7 +1,8 @@
 /* test_ms_store.c - memstore blocks in LMDB: append/read/decode, prefix
  * sharing and refcounts, delete, pop, tails, summaries, prefix match,
  * stats, check, gc, compaction, map growth and the disk budget, corrupt
- * blocks, and recovery from each crash state of the write order. */
+ * blocks, recovery from each crash state of the write order, and trimming
+ * the map's pages. */
 #include "config.h"
 #include <check.h>
 #include <math.h>
@@ -1090,6 +1091,61 @@ END_TEST
 
 /* A read transaction is a snapshot: writes after it began are invisible
  * to it, and its zero-copy views stay valid and unchanged meanwhile. */
+/* This process's resident pages of mapped files (/proc/self/status), in
+ * kB; -1 where there is no such line. */
+static long rss_file_kb(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long kb = -1;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "RssFile: %ld", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kb;
+}
+
+/* ms_trim gives back the pages reads mapped in, and a view taken before
+ * it reads the same bytes after it. */
+START_TEST(test_trim)
+{
+	ms_store *ms = open_store(NULL);
+	ms_geom g = geom(MS_MODE_F16);
+	int64_t id;
+	ck_assert_int_eq(ms_trim(NULL), MS_EINVAL);
+	ck_assert_int_eq(ms_session_create(ms, "big", FP, &g, &id), 0);
+	for (int i = 0; i < 64; i++)	/* 64 x 192 KB of f16 K and V */
+		ck_assert_int_eq(append(ms, id, 7, i, B, NULL), 0);
+	ms_stats st;
+	ck_assert_int_eq(ms_stats_get(ms, &st), 0);
+	ck_assert_uint_gt(st.block_bytes, 8u << 20);
+
+	ms_txn *t;
+	ms_block b;
+	static float k0[B * D], v0[B * D], k1[B * D], v1[B * D];
+	ck_assert_int_eq(ms_read_begin(ms, &t), 0);
+	ck_assert_int_eq(ms_session_block(t, id, 5, &b), 0);
+	ck_assert_int_eq(ms_block_decode(&b, 1, 0, k0, v0), 0);
+	expect_check(ms);	/* reads every block through the map */
+	long before = rss_file_kb();
+	ck_assert_int_eq(ms_trim(ms), 0);
+	long after = rss_file_kb();
+	if (before >= 0)	/* Linux: the blocks' pages left the RSS */
+		ck_assert_msg(before - after >= (long)(st.block_bytes / 2048),
+			      "RssFile %ld kB -> %ld kB, blocks %llu bytes",
+			      before, after, (unsigned long long)st.block_bytes);
+	ck_assert_int_eq(ms_block_decode(&b, 1, 0, k1, v1), 0);
+	ck_assert_mem_eq(k0, k1, sizeof(k0));
+	ck_assert_mem_eq(v0, v1, sizeof(v0));
+	ms_read_end(t);
+	/* and the store goes on as before */
+	ck_assert_int_eq(append(ms, id, 7, 64, B, NULL), 0);
+	expect_check(ms);
+	ms_close(ms);
+}
+END_TEST
+
 START_TEST(test_snapshot_isolation)
 {
 	ms_store *ms = open_store(NULL);
@@ -1150,6 +1206,7 @@ int main(void)
 	tcase_add_test(tc, test_format_version);
 	tcase_add_test(tc, test_catalog_write_fault);
 	tcase_add_test(tc, test_snapshot_isolation);
+	tcase_add_test(tc, test_trim);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

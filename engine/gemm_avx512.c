@@ -229,26 +229,37 @@ static void g_pack_q5_0n(const void *w, size_t ws, int nr, int64_t n,
 	}
 }
 
+/* The 8 vectors of q5 (0..31) of one scale block of the 5-bit layout,
+ * its quants at q (after the scales). */
+G_AI void g_q5n_quants(const uint8_t *q, __m256i wv[8])
+{
+	const __m256i lo4 = _mm256_set1_epi8(15), b4 = _mm256_set1_epi8(16);
+	G_UNROLL
+	for (int j = 0; j < 4; j++) {
+		__m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(q + 32 * j));
+		wv[j] = _mm256_and_si256(v, lo4);
+		wv[j + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
+	}
+	G_UNROLL
+	for (int k = 0; k < 8; k++) {
+		uint32_t m;
+		memcpy(&m, q + 128 + 4 * k, 4);
+		wv[k] = _mm256_or_si256(wv[k], _mm256_maskz_mov_epi8((__mmask32)m, b4));
+	}
+}
+
 /* One group of the 5-bit layout back to g_q5_0's: q' = q5 + 112. */
 static void g_widen_q5n(const void *src, void *dst, int64_t n)
 {
 	const uint8_t *p = src;
 	uint8_t *o = dst;
-	const __m256i lo4 = _mm256_set1_epi8(15), b4 = _mm256_set1_epi8(16);
 	for (int64_t c = 0; c < n / 32; c++, p += G_Q5N_BYTES, o += GR * 4 + GR * 32) {
+		__m256i wv[8];
 		memcpy(o, p, GR * 4);
-		for (int k = 0; k < 8; k++) {
-			__m256i v = _mm256_loadu_si256((const __m256i *)(const void *)
-				(p + GR * 4 + 32 * (k % 4)));
-			if (k >= 4)
-				v = _mm256_srli_epi16(v, 4);
-			uint32_t m;
-			memcpy(&m, p + GR * 4 + 128 + 4 * k, 4);
-			v = _mm256_or_si256(_mm256_and_si256(v, lo4),
-					    _mm256_maskz_mov_epi8((__mmask32)m, b4));
+		g_q5n_quants(p + GR * 4, wv);
+		for (int k = 0; k < 8; k++)
 			_mm256_storeu_si256((__m256i *)(void *)(o + GR * 4 + 32 * k),
-					    _mm256_add_epi8(v, _mm256_set1_epi8(112)));
-		}
+					    _mm256_add_epi8(wv[k], _mm256_set1_epi8(112)));
 	}
 }
 
@@ -331,7 +342,6 @@ G_AI void g_run(int64_t n, const void *pw, const void *act, size_t as,
 {
 	const size_t hdr = (size_t)(MINF ? 2 : 1) * GR * 4;
 	const size_t bbytes = Q5N ? G_Q5N_BYTES : hdr + (size_t)GR * BL;
-	const __m256i lo4 = _mm256_set1_epi8(15), b4 = _mm256_set1_epi8(16);
 	const int64_t nb = n / BL;
 	__m256 acc[ENG_GEMM_NT];
 	G_UNROLL
@@ -344,19 +354,7 @@ G_AI void g_run(int64_t n, const void *pw, const void *act, size_t as,
 				 : _mm256_setzero_ps();
 		__m256i wv[8];
 		if (Q5N) {	/* the 5-bit layout: nibbles, then fifth bits */
-			G_UNROLL
-			for (int j = 0; j < 4; j++) {
-				__m256i v = _mm256_loadu_si256((const __m256i *)(const void *)
-					(p + hdr + 32 * j));
-				wv[j] = _mm256_and_si256(v, lo4);
-				wv[j + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
-			}
-			G_UNROLL
-			for (int k = 0; k < 8; k++) {
-				uint32_t m;
-				memcpy(&m, p + hdr + 128 + 4 * k, 4);
-				wv[k] = _mm256_or_si256(wv[k], _mm256_maskz_mov_epi8((__mmask32)m, b4));
-			}
+			g_q5n_quants(p + hdr, wv);
 		} else {
 			G_UNROLL
 			for (int k = 0; k < BL / 4; k++)

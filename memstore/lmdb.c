@@ -218,6 +218,25 @@ int ms_trim(ms_store *ms)
 	return rc;
 }
 
+/* Records a scan of the map reads between two trims.  A record's first
+ * touch maps more than its page: with the file in the page cache (a store
+ * written moments ago) the kernel's fault-around maps the 64 KB around
+ * each fault, so one pass over a 1M-token session's 18K summary headers
+ * put 1.2 GB in engramd's RSS.  256 records: at most 16 MB between trims,
+ * a few hundred trims (a /proc/self/maps read and an madvise each) at 1M. */
+#define MS__SCAN_TRIM 256
+
+/* The i-th record of a scan: every MS__SCAN_TRIM, the map's pages out of
+ * RSS (ms_trim; best effort, a scan does not fail for its RSS).  Safe
+ * inside a write: the map is read-only and shared, a page read again
+ * faults the same bytes back, and the map does not move within a
+ * transaction. */
+static void scan_trim(ms_store *ms, uint64_t i)
+{
+	if (i % MS__SCAN_TRIM == MS__SCAN_TRIM - 1)
+		(void)ms_trim(ms);
+}
+
 /* Doubles the map, up to the disk budget. */
 static int env_grow(ms_store *ms)
 {
@@ -1048,6 +1067,7 @@ static int fork_w(ms_store *ms, MDB_txn *txn, void *arg)
 		v.mv_data = a->cb.buf;
 		if ((rc = mdb_put(txn, ms->db_sums, &kt, &v, 0)))
 			return ms__lmdb(ms, rc, "fork: put summary");
+		scan_trim(ms, i);
 	}
 	uint8_t kf[8], kt[8];
 	ms__sid(kf, a->from);
@@ -1301,6 +1321,7 @@ static int adopt_w(ms_store *ms, MDB_txn *txn, void *arg)
 			return ms__lmdb(ms, rc, "adopt: put chain");
 		if ((rc = adopt_summary(ms, txn, a, &g, ch.source, i)))
 			return rc;
+		scan_trim(ms, i);
 	}
 	/* The checkpoint becomes the tail: looked up again, since the puts
 	 * above may have moved what the first lookup pointed at. */
@@ -1860,7 +1881,7 @@ static int pack_w(ms_store *ms, MDB_txn *txn, void *arg)
 			break;
 		ph.rec = v.mv_size;
 		ph.head = h;
-		ph.n++;
+		scan_trim(ms, ph.n++);
 		last = v;
 		rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
 	}
@@ -1905,6 +1926,7 @@ static int pack_w(ms_store *ms, MDB_txn *txn, void *arg)
 		memcpy(o + i * ph.head, v.mv_data, ph.head);
 		memcpy(o + ph.n * ph.head + i * tail,
 		       (const uint8_t *)v.mv_data + ph.head, tail);
+		scan_trim(ms, i);
 		if (i + 1 < ph.n)
 			rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
 	}
@@ -1942,6 +1964,7 @@ static int codes_w(ms_store *ms, MDB_txn *txn, void *arg)
 	for (; made < MS__CODES_BATCH; i++) {
 		struct ms__sidx sk;
 		struct ms__sum_hdr sh;
+		scan_trim(ms, i);
 		ms__sidx(&sk, a->id, i);
 		MDB_val k = { 16, sk.b }, v;
 		if ((rc = mdb_get(txn, ms->db_sums, &k, &v)) == MDB_NOTFOUND) {

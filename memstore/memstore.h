@@ -626,8 +626,11 @@ int ms_compact(ms_store *ms);
  * reads most blocks at some point, ended with 3.8 GB of them.  Unmapped,
  * they are also the first the kernel reclaims.  Linux only (the map is
  * found in /proc/self/maps); elsewhere it does nothing.  Call it on the
- * store's thread (a map grown meanwhile would move under it).  Errors:
- * MS_EINVAL, MS_EIO. */
+ * store's thread (a map grown meanwhile would move under it).  The passes
+ * over every summary of a session (ms_summary_codes, ms_summary_pack,
+ * ms_session_fork, ms_session_adopt) call it every 256 records: each
+ * record's first read maps the 64 KB around it where the file is in the
+ * page cache (the kernel's fault-around).  Errors: MS_EINVAL, MS_EIO. */
 int ms_trim(ms_store *ms);
 
 /* ------------------------------------------------------------------ */

@@ -63,6 +63,7 @@ typedef struct ed_settings {
 	int kv_mode;		/* 0 f16, 1 q8, 2 q4 (ms_mode) */
 	int prefill_checkpoint;	/* tokens between checkpoints; 0: none */
 	int warm_start;		/* 1: read the last asked session at start */
+	int idle_trim;		/* seconds idle before ed_store_trim; 0: never */
 } ed_settings;
 
 void ed_settings_init(ed_settings *s);
@@ -218,6 +219,9 @@ int ed_store_yield(double max_s);
 #define ED_STORE_BUSY_S 120
 int ed_store_write(int (*fn)(struct ms_store *, void *), void *arg,
     char *err, size_t errlen);
+/* ms_trim under the lock: engramd's mappings of the store's pages go
+ * (the page cache keeps them); a failure is logged. */
+void ed_store_trim(void);
 
 /* Further op tables, each ending with a NULL name: sessions, ingest jobs
  * and the store (ops_session.c); generation (ops_generate.c); questions
@@ -236,6 +240,9 @@ int ed_engine_acquire(ed_req *r);
  * -1 if *cancel becomes nonzero first. */
 int ed_engine_acquire_bg(const atomic_int *cancel);
 void ed_engine_release(void);
+/* 1 if the engine is neither held nor waited for; *since gets when it was
+ * last let go (ed_now_s; 0 if never) and *releases how many times. */
+int ed_engine_idle(double *since, uint64_t *releases);
 typedef struct ed_gen_args {
 	eng_sampler_params sp;
 	eng_gen_params gp;
@@ -297,6 +304,10 @@ void ed_warm_start(uv_loop_t *loop, const ed_settings *s);
 /* Returns once the warm is not reading session id (at once if it is
  * not): a question on it then finds in the slot what the warm read. */
 void ed_warm_wait(int64_t id);
+/* idle.c: once the engine has been idle for idle_trim seconds after any
+ * use, gives back the store's pages (ed_store_trim, on the thread pool),
+ * once per idle stretch; logs what went.  Nothing if idle_trim is 0. */
+void ed_idle_start(uv_loop_t *loop, const ed_settings *s);
 
 /* Counters that `status` reports. */
 typedef struct ed_stats {

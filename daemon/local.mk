@@ -19,6 +19,7 @@ engramd_SOURCES = \
 	%reldir%/store.c \
 	%reldir%/jobs.c \
 	%reldir%/warm.c \
+	%reldir%/idle.c \
 	%reldir%/main.c
 engramd_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) $(JANSSON_CFLAGS) $(XXHASH_CFLAGS) \
 	$(LMDB_CFLAGS) $(SQLITE_CFLAGS)

@@ -355,6 +355,7 @@ int main(int argc, char **argv)
 	       PACKAGE_VERSION, (long)getpid(), s.data_dir,
 	       s.config_path ? ", config " : "", s.config_path ? s.config_path : "");
 	ed_warm_start(loop, &s);
+	ed_idle_start(loop, &s);
 	report_ready(0);
 
 	uv_run(loop, UV_RUN_DEFAULT);

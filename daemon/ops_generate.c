@@ -23,7 +23,9 @@ static struct {
 	pthread_cond_t cv;
 	int busy;		/* a generation is computing */
 	unsigned waiting;	/* requests queued behind it */
-} Q = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
+	uint64_t releases;	/* times let go */
+	double released;	/* when last (ed_now_s); 0: never */
+} Q = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0 };
 
 /* Waits on Q.cv (Q.mu held) for at most 100 ms, so that cancel flags are
  * looked at ten times a second. */
@@ -82,8 +84,20 @@ void ed_engine_release(void)
 {
 	pthread_mutex_lock(&Q.mu);
 	Q.busy = 0;
+	Q.releases++;
+	Q.released = ed_now_s();
 	pthread_cond_broadcast(&Q.cv);
 	pthread_mutex_unlock(&Q.mu);
+}
+
+int ed_engine_idle(double *since, uint64_t *releases)
+{
+	pthread_mutex_lock(&Q.mu);
+	int idle = !Q.busy && !Q.waiting;
+	*since = Q.released;
+	*releases = Q.releases;
+	pthread_mutex_unlock(&Q.mu);
+	return idle;
 }
 
 /* Reads a number argument in [lo, hi]; absent gives def.  -1 after failing

@@ -72,16 +72,6 @@ static void pack_summaries(int64_t id)
  * second or so). */
 #define TRIM_EVERY_S 4.0
 
-static void trim_store(void)
-{
-	ms_store *ms = ed_store_lock();
-	int rc = ms ? ms_trim(ms) : MS_EIO;
-	if (rc)
-		ed_log(ED_LOG_WARN, "store: trim: %s", ms ? ms_errmsg(ms) :
-		    ms_strerror(rc));
-	ed_store_unlock();
-}
-
 static void sparse_params(const ed_settings *s, eng_sparse_params *sp)
 {
 	sp->top_k = (uint32_t)s->sparse_top_k;
@@ -327,7 +317,7 @@ void ed_prefill_run(ed_prefill *p)
 		atomic_store(&p->done, pos);
 		p->seconds = ed_now_s() - t0;
 		if (ed_now_s() - trimmed >= TRIM_EVERY_S) {
-			trim_store();
+			ed_store_trim();
 			trimmed = ed_now_s();
 		}
 	}
@@ -344,5 +334,5 @@ out:
 	free(pre);
 	eng_kv_close(kv);
 	eng_fwd_close(f);
-	trim_store();	/* the job's pages, once its views are closed */
+	ed_store_trim();	/* the job's pages, once its views are closed */
 }

@@ -54,6 +54,7 @@ void ed_settings_init(ed_settings *s)
 	 * 3.9% on top of the blocks at this spacing. */
 	s->prefill_checkpoint = 65536;
 	s->warm_start = 1;
+	s->idle_trim = 30;
 	s->pack = 1;		/* ENG_PACK_HEAD: decode ~1.2x faster */
 }
 
@@ -193,6 +194,8 @@ int ed_settings_set(ed_settings *s, const char *key, const char *v,
 		NUM(prefill_checkpoint, 0, 1 << 30, 0);
 	if (!strcmp(key, "warm_start"))
 		NUM(warm_start, 0, 1, 0);
+	if (!strcmp(key, "idle_trim"))
+		NUM(idle_trim, 0, 86400, 0);
 	if (!strcmp(key, "kv_mode")) {
 		static const char *const modes[] = { "f16", "q8", "q4" };
 		for (int i = 0; i < 3; i++)

@@ -134,6 +134,16 @@ void ed_store_unlock(void)
 	pthread_mutex_unlock(&S.mu);
 }
 
+void ed_store_trim(void)
+{
+	ms_store *ms = ed_store_lock();
+	int rc = ms ? ms_trim(ms) : MS_EIO;
+	if (rc)
+		ed_log(ED_LOG_WARN, "store: trim: %s", ms ? ms_errmsg(ms) :
+		    ms_strerror(rc));
+	ed_store_unlock();
+}
+
 int ed_store_write(int (*fn)(struct ms_store *, void *), void *arg,
     char *err, size_t errlen)
 {

@@ -565,6 +565,81 @@ static int log_has(const char *s)
 	return 0;
 }
 
+/* KiB of engramd's mapping of the store's data file in its RSS (the Rss
+ * of that mapping in /proc/PID/smaps; 0 where not mapped). */
+static long store_rss_kb(void)
+{
+	char path[64], line[1024];
+	unsigned long a, b;
+	long kb = 0, v;
+	int in = 0;
+	snprintf(path, sizeof(path), "/proc/%ld/smaps", (long)D.pid);
+	FILE *f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx ", &a, &b) == 2)
+			in = strstr(line, "/store/kv/data.mdb") != NULL;
+		else if (in && sscanf(line, "Rss: %ld kB", &v) == 1)
+			kb += v;
+	}
+	fclose(f);
+	return kb;
+}
+
+/* Lines of engramd's log that hold s. */
+static int log_count(const char *s)
+{
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd), "grep -cF \"%s\" '%s'", s, D.log);
+	FILE *p = popen(cmd, "r");
+	int n = -1;
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_eq(fscanf(p, "%d", &n), 1);
+	pclose(p);
+	return n;
+}
+
+/* The log's count of s once it is more than n (polled up to 20 s). */
+static int log_count_past(const char *s, int n)
+{
+	int c = log_count(s);
+	for (int i = 0; i < 200 && c <= n; i++) {
+		usleep(100000);
+		c = log_count(s);
+	}
+	return c;
+}
+
+/* idle_trim: a question leaves pages of the store mapped; idle_trim
+ * seconds after it, with nothing asked, none are (the log says so, once
+ * per idle stretch: the prefill's, then the question's), and the next
+ * question answers the same. */
+START_TEST(test_idle_trim)
+{
+	const char *three[] = { "idle_trim=3", NULL };
+	const char *q = "What does the first function return?";
+	const char *said = "of the store's pages given back";
+	start_with(three);
+	tree = corpus();
+	ingest("i");
+	json_decref(prefill("i"));
+	ck_assert_int_eq(log_count_past(said, 0), 1);	/* the prefill's */
+	char *t0 = ask("i", q, NULL, NULL);
+	long asked = store_rss_kb();
+	ck_assert_int_eq(log_count_past(said, 1), 2);
+	long idle = store_rss_kb();
+	ck_assert_msg(asked > 0 && idle == 0, "store pages: %ld KiB after "
+		      "the question, %ld KiB idle", asked, idle);
+	sleep(7);	/* two idle_trims more, nothing asked: no third */
+	ck_assert_int_eq(log_count(said), 2);
+	char *t1 = ask("i", q, NULL, NULL);
+	ck_assert_str_eq(t0, t1);
+	ck_assert_int_eq(log_count_past(said, 2), 3);
+	free(t0);
+	free(t1);
+}
+END_TEST
+
 /* The model's matrices as the file holds them (pack=0) and the output
  * head packed (pack=1, the default): the same greedy answer, the log
  * saying what was packed (nothing where the CPU lacks AVX-512 VNNI).
@@ -829,6 +904,7 @@ int main(void)
 	tcase_add_test(tc, test_ask_bad_input);
 	tcase_add_test(tc, test_ask_ranked_codes);
 	tcase_add_test(tc, test_ask_packed);
+	tcase_add_test(tc, test_idle_trim);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -609,6 +609,8 @@ START_TEST(test_config_file)
 		"--set sparse_codes=2", "--set sparse_codes=-1", "--set sparse_codes=on",
 		"--set warm_start=2", "--set warm_start=yes",
 		"--set pack=4", "--set pack=-1", "--set pack=head",
+		"--set idle_trim=-1", "--set idle_trim=86401",
+		"--set idle_trim=soon",
 		/* a negative size (-1K shifted a negative number), an empty
 		 * path (an empty socket bound a name no client could find) */
 		"--set max_output=-1K", "--set max_line=-1M", "--set log_file=",

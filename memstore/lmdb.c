@@ -456,7 +456,7 @@ static int range_drop(ms_store *ms, MDB_txn *txn, MDB_dbi dbi, int64_t id,
 			return ms__lmdb(ms, rc, "delete summary pack");
 		}
 	}
-	for (;;) {
+	for (uint64_t n = 0;; scan_trim(ms, n++)) {
 		/* Re-seek after each delete: simplest cursor rule to trust. */
 		MDB_val k = { 16, sk.b }, v;
 		rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);

@@ -627,8 +627,9 @@ int ms_compact(ms_store *ms);
  * they are also the first the kernel reclaims.  Linux only (the map is
  * found in /proc/self/maps); elsewhere it does nothing.  Call it on the
  * store's thread (a map grown meanwhile would move under it).  The passes
- * over every summary of a session (ms_summary_codes, ms_summary_pack,
- * ms_session_fork, ms_session_adopt) call it every 256 records: each
+ * over every record of a session (ms_summary_codes, ms_summary_pack,
+ * ms_session_fork, ms_session_adopt, the deletes of ms_session_delete
+ * and ms_session_truncate) call it every 256 records: each
  * record's first read maps the 64 KB around it where the file is in the
  * page cache (the kernel's fault-around).  Errors: MS_EINVAL, MS_EIO. */
 int ms_trim(ms_store *ms);

@@ -1199,6 +1199,16 @@ START_TEST(test_scan_trim)
 	}
 	ms_read_end(t);
 	expect_check(ms);
+
+	/* deleting it touches every record's first page too */
+	ck_assert_int_eq(ms_trim(ms), 0);
+	base = rss_file_kb();
+	ck_assert_int_eq(ms_session_delete(ms, "long"), 0);
+	long gone = rss_file_kb();
+	if (base >= 0)
+		ck_assert_msg(gone - base < 16384, "RssFile %ld kB, after the "
+			      "delete %ld", base, gone);
+	expect_check(ms);
 	ms_close(ms);
 }
 END_TEST

@@ -240,9 +240,8 @@ int ed_engine_acquire(ed_req *r);
  * -1 if *cancel becomes nonzero first. */
 int ed_engine_acquire_bg(const atomic_int *cancel);
 void ed_engine_release(void);
-/* 1 if the engine is neither held nor waited for; *since gets when it was
- * last let go (ed_now_s; 0 if never) and *releases how many times. */
-int ed_engine_idle(double *since, uint64_t *releases);
+/* 1 while the engine is held or waited for. */
+int ed_engine_busy(void);
 typedef struct ed_gen_args {
 	eng_sampler_params sp;
 	eng_gen_params gp;
@@ -304,10 +303,14 @@ void ed_warm_start(uv_loop_t *loop, const ed_settings *s);
 /* Returns once the warm is not reading session id (at once if it is
  * not): a question on it then finds in the slot what the warm read. */
 void ed_warm_wait(int64_t id);
-/* idle.c: once the engine has been idle for idle_trim seconds after any
- * use, gives back the store's pages (ed_store_trim, on the thread pool),
- * once per idle stretch; logs what went.  Nothing if idle_trim is 0. */
+/* idle.c: idle_trim seconds after the last work that read or wrote much
+ * of the store, with the engine free, gives back the store's pages
+ * (ed_store_trim) and the heap's free pages (malloc_trim), on the thread
+ * pool, once per idle stretch; logs what went.  Nothing if idle_trim is
+ * 0.  ed_idle_touch (any thread): such work has just ended (the engine
+ * let go, a fork, a delete, a gc). */
 void ed_idle_start(uv_loop_t *loop, const ed_settings *s);
+void ed_idle_touch(void);
 
 /* Counters that `status` reports. */
 typedef struct ed_stats {

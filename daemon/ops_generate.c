@@ -23,9 +23,7 @@ static struct {
 	pthread_cond_t cv;
 	int busy;		/* a generation is computing */
 	unsigned waiting;	/* requests queued behind it */
-	uint64_t releases;	/* times let go */
-	double released;	/* when last (ed_now_s); 0: never */
-} Q = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0 };
+} Q = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
 
 /* Waits on Q.cv (Q.mu held) for at most 100 ms, so that cancel flags are
  * looked at ten times a second. */
@@ -84,20 +82,17 @@ void ed_engine_release(void)
 {
 	pthread_mutex_lock(&Q.mu);
 	Q.busy = 0;
-	Q.releases++;
-	Q.released = ed_now_s();
 	pthread_cond_broadcast(&Q.cv);
 	pthread_mutex_unlock(&Q.mu);
+	ed_idle_touch();
 }
 
-int ed_engine_idle(double *since, uint64_t *releases)
+int ed_engine_busy(void)
 {
 	pthread_mutex_lock(&Q.mu);
-	int idle = !Q.busy && !Q.waiting;
-	*since = Q.released;
-	*releases = Q.releases;
+	int busy = Q.busy || Q.waiting;
 	pthread_mutex_unlock(&Q.mu);
-	return idle;
+	return busy;
 }
 
 /* Reads a number argument in [lo, hi]; absent gives def.  -1 after failing

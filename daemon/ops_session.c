@@ -456,6 +456,7 @@ static void rm_worker(ed_req *r)
 		r->result = json_pack("{s:s,s:b}", "session", name, "removed", 1);
 	}
 	ed_store_unlock();
+	ed_idle_touch();
 }
 
 static void op_session_rm(ed_req *r)
@@ -513,6 +514,7 @@ static void fork_worker(ed_req *r)
 				      "stream_tokens", (json_int_t)stream);
 	}
 	ed_store_unlock();
+	ed_idle_touch();	/* its write's pages, freed to the heap */
 }
 
 /* A fork shares the source's blocks; a job writing the source meanwhile
@@ -681,6 +683,7 @@ static void gc_worker(ed_req *r)
 				      (json_int_t)st.bytes_on_disk);
 	}
 	ed_store_unlock();
+	ed_idle_touch();
 }
 
 /* Store ops on a worker, after the one-time job recovery (loop thread). */

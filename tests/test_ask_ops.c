@@ -613,12 +613,12 @@ static int log_count_past(const char *s, int n)
 /* idle_trim: a question leaves pages of the store mapped; idle_trim
  * seconds after it, with nothing asked, none are (the log says so, once
  * per idle stretch: the prefill's, then the question's), and the next
- * question answers the same. */
+ * question answers the same; a fork is work too. */
 START_TEST(test_idle_trim)
 {
 	const char *three[] = { "idle_trim=3", NULL };
 	const char *q = "What does the first function return?";
-	const char *said = "of the store's pages given back";
+	const char *said = "idle for 3 s: gave back";
 	start_with(three);
 	tree = corpus();
 	ingest("i");
@@ -635,6 +635,8 @@ START_TEST(test_idle_trim)
 	char *t1 = ask("i", q, NULL, NULL);
 	ck_assert_str_eq(t0, t1);
 	ck_assert_int_eq(log_count_past(said, 2), 3);
+	ck_assert_int_eq(ctl(NULL, NULL, "session", "fork", "i", "j", NULL), 0);
+	ck_assert_int_eq(log_count_past(said, 3), 4);
 	free(t0);
 	free(t1);
 }

@@ -19,8 +19,8 @@
  *    idle_trim seconds old and the engine is neither held nor waited
  *    for: once per idle stretch, nothing before the first work (the
  *    warm's pages stay for the first question).
- *  - I is the loop thread's but kb and ms, which the work writes and its
- *    done callback reads after it (uv's order).  At most one trim is
+ *  - I is the loop thread's but map_kb, heap_kb and ms, which the work
+ *    writes and its done callback reads after it (uv's order).  At most one trim is
  *    queued (I.busy).  The timer is unreferenced: it keeps no loop alive,
  *    and the loop does not end before queued work does.
  */

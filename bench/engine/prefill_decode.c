@@ -2,12 +2,14 @@
  * way llama-bench measures it so the two can be put side by side:
  *   ppN: N random tokens into an empty cache in steps of n_batch (512),
  *        tokens per second of the whole call;
- *   tgN: N tokens decoded one at a time from an empty cache.
+ *   tgN: N tokens decoded one at a time from an empty cache;
+ *   with -d D, both after D random tokens already in the cache (untimed),
+ *        as llama-bench's -d.
  * Each test runs -r times after one warm-up run; mean and standard
  * deviation are printed.  See bench/engine/prefill_decode.md.
  *
  *   prefill_decode [-m MODEL] [-t THREADS] [-p 512,4096] [-n 128] [-r 3]
- *                  [-P WHAT]
+ *                  [-P WHAT] [-d DEPTH]
  *
  * WHAT is what eng_model_pack packs first, as engramd's pack setting: 0
  * nothing, 1 the output head (engramd's default), 3 the layers too.
@@ -42,12 +44,15 @@ static int32_t rand_token(uint32_t n_vocab)
 	return (int32_t)(rng % n_vocab);
 }
 
-/* One run: seconds for pp (n_prompt > 0) or tg (n_gen > 0). */
+static uint32_t depth;	/* -d: tokens in the cache before each test */
+
+/* One run: seconds for pp (n_prompt > 0) or tg (n_gen > 0), after depth
+ * tokens evaluated untimed. */
 static int run_once(const eng_model *m, eng_fwd *f, uint32_t n_prompt,
     uint32_t n_gen, double *secs)
 {
 	uint32_t nv = eng_fwd_n_vocab(f), n = n_prompt ? n_prompt : n_gen;
-	int32_t *tok = malloc(n * sizeof *tok);
+	int32_t *tok = malloc(((size_t)depth + n) * sizeof *tok);
 	const float *lg;
 	eng_kv *kv;
 	double t0;
@@ -55,19 +60,24 @@ static int run_once(const eng_model *m, eng_fwd *f, uint32_t n_prompt,
 
 	if (!tok)
 		return ENG_ENOMEM;
-	for (uint32_t i = 0; i < n; i++)
+	for (uint32_t i = 0; i < depth + n; i++)
 		tok[i] = rand_token(nv);
-	if ((rc = eng_kv_mem_open(m, n + 1, eng_fwd_n_batch(f), ENG_TYPE_F16,
-	    &kv))) {
+	if ((rc = eng_kv_mem_open(m, depth + n + 1, eng_fwd_n_batch(f),
+	    ENG_TYPE_F16, &kv))) {
 		free(tok);
 		return rc;
 	}
+	if (depth)
+		rc = eng_fwd_eval(f, kv, tok, depth, 0, &lg, NULL);
 	t0 = now_s();
-	if (n_prompt)
-		rc = eng_fwd_eval(f, kv, tok, n_prompt, 0, &lg, NULL);
+	if (rc)
+		;
+	else if (n_prompt)
+		rc = eng_fwd_eval(f, kv, tok + depth, n_prompt, 0, &lg, NULL);
 	else
 		for (uint32_t i = 0; i < n_gen && !rc; i++)
-			rc = eng_fwd_eval(f, kv, tok + i, 1, 0, &lg, NULL);
+			rc = eng_fwd_eval(f, kv, tok + depth + i, 1, 0, &lg,
+			    NULL);
 	*secs = now_s() - t0;
 	eng_kv_close(kv);
 	free(tok);
@@ -92,8 +102,12 @@ static int bench(const eng_model *m, eng_fwd *f, uint32_t n_prompt,
 	double mean = sum / reps;
 	double sd = reps > 1 ? sqrt(fmax(0, (sum2 - reps * mean * mean) /
 	    (reps - 1))) : 0;
-	printf("| %s%u | %8.2f ± %6.2f |\n", n_prompt ? "pp" : "tg", n, mean,
-	    sd);
+	if (depth)
+		printf("| %s%u @ d%u | %8.2f ± %6.2f |\n", n_prompt ? "pp" :
+		    "tg", n, depth, mean, sd);
+	else
+		printf("| %s%u | %8.2f ± %6.2f |\n", n_prompt ? "pp" : "tg",
+		    n, mean, sd);
 	fflush(stdout);
 	return 0;
 }
@@ -109,7 +123,7 @@ int main(int argc, char **argv)
 	eng_model *m;
 	eng_fwd *f;
 
-	while ((opt = getopt(argc, argv, "m:t:p:n:r:P:")) != -1) {
+	while ((opt = getopt(argc, argv, "m:t:p:n:r:P:d:")) != -1) {
 		switch (opt) {
 		case 'm': path = optarg; break;
 		case 't': threads = atoi(optarg); break;
@@ -117,9 +131,23 @@ int main(int argc, char **argv)
 		case 'n': n_gen = (uint32_t)atoi(optarg); break;
 		case 'r': reps = atoi(optarg); break;
 		case 'P': pack = atoi(optarg); break;
+		case 'd': {
+			char *end;
+			unsigned long d = strtoul(optarg, &end, 10);
+			if (*optarg < '0' || *optarg > '9' || *end ||
+			    d > 1u << 24) {
+				fprintf(stderr, "-d: expected a number of "
+				    "tokens up to %u, got '%s'\n", 1u << 24,
+				    optarg);
+				return 2;
+			}
+			depth = (uint32_t)d;
+			break;
+		}
 		default:
 			fprintf(stderr, "usage: %s [-m model] [-t threads] "
-			    "[-p 512,4096] [-n 128] [-r 3] [-P 0|1|3]\n", argv[0]);
+			    "[-p 512,4096] [-n 128] [-r 3] [-P 0|1|3] "
+			    "[-d depth]\n", argv[0]);
 			return 2;
 		}
 	}

@@ -6,6 +6,7 @@ libmemstore_a_SOURCES = \
 	%reldir%/errors.c \
 	%reldir%/codec.c \
 	%reldir%/lmdb.c \
+	%reldir%/summary.c \
 	%reldir%/catalog.c \
 	%reldir%/stream.c \
 	%reldir%/store.c

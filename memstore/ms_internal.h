@@ -196,6 +196,20 @@ int ms__session_drop_w(ms_store *ms, int64_t id);
  * summaries and tail.  *n_tokens and head receive to's, for the catalog. */
 int ms__session_fork_w(ms_store *ms, int64_t from, int64_t to,
 		       uint64_t *n_tokens, uint8_t head[16]);
+/* The i-th record of a pass over every record of a session: every 256,
+ * the map's pages out of the RSS (ms_trim, best effort).  Safe inside a
+ * write transaction. */
+void ms__scan_trim(ms_store *ms, uint64_t i);
+
+/* summary.c */
+/* Block index i's summary, with codes, made again from the block named
+ * key and put at dst in db_sums; *kf (*kf_cap floats) is the caller's
+ * scratch for the keys (realloc'ed here, freed by the caller). */
+int ms__summary_remake(ms_store *ms, MDB_txn *txn, const ms_key *key,
+		       const ms_geom *g, MDB_val *dst, float **kf,
+		       size_t *kf_cap, uint64_t i, const char *what);
+/* MS_EVERSION for a summary record of a version after this build's. */
+int ms__sum_newer(ms_store *ms, uint32_t version);
 
 /* catalog.c */
 int ms__cat_open(ms_store *ms);

@@ -221,9 +221,12 @@ int ms_trim(ms_store *ms)
 /* Records a scan of the map reads between two trims.  A record's first
  * touch maps more than its page: with the file in the page cache (a store
  * written moments ago) the kernel's fault-around maps the 64 KB around
- * each fault, so one pass over a 1M-token session's 18K summary headers
- * put 1.2 GB in engramd's RSS.  256 records: at most 16 MB between trims,
- * a few hundred trims (a /proc/self/maps read and an madvise each) at 1M. */
+ * each fault, and a large folio whole (Linux 6.18: up to 2 MB; the cache
+ * holds a file read sequentially, or written in large pieces, in such
+ * folios), so one pass over a 1M-token session's 18K summary headers put
+ * 1.2 GB in engramd's RSS.  256 records: 16 MB between trims at 64 KB a
+ * record, the records' span of the file at most; a few hundred trims (a
+ * /proc/self/maps read and an madvise each) at 1M. */
 #define MS__SCAN_TRIM 256
 
 /* The i-th record of a scan: every MS__SCAN_TRIM, the map's pages out of

@@ -631,7 +631,9 @@ int ms_compact(ms_store *ms);
  * ms_session_fork, ms_session_adopt, the deletes of ms_session_delete
  * and ms_session_truncate) call it every 256 records: each
  * record's first read maps the 64 KB around it where the file is in the
- * page cache (the kernel's fault-around).  Errors: MS_EINVAL, MS_EIO. */
+ * page cache (the kernel's fault-around), or the whole folio where the
+ * cache holds it in large ones (Linux 6.18 maps them whole: up to 2 MB
+ * per touch on ext4).  Errors: MS_EINVAL, MS_EIO. */
 int ms_trim(ms_store *ms);
 
 /* ------------------------------------------------------------------ */

@@ -1149,7 +1149,7 @@ END_TEST
 /* The passes over a session's summaries at a prefill's end (codes, pack)
  * give back what they map as they go: with the file in the page cache,
  * each record's first touch maps the 64 KB around it (the kernel's
- * fault-around), 1.2 GB over a 1M-token session's 18K summaries before
+ * fault-around; a large folio whole, up to 2 MB, on Linux 6.18), 1.2 GB over a 1M-token session's 18K summaries before
  * they trimmed.  N records map N x 64 KB untrimmed (37 MB here); at most
  * 256 records' worth stays mapped.  The pack copies the same bytes. */
 START_TEST(test_scan_trim)

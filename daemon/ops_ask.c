@@ -601,9 +601,12 @@ static void op_ask(ed_req *r)
 		ed_req_fail(r, v ? ED_ERR_INVALID_ARGUMENT : ED_ERR_MISSING_FIELD,
 		    v ? "'session': bad session name" : "missing field 'session'");
 		ed_req_finish(r);
-	} else if (!r->input || r->input_len == 0) {
+	} else if (!r->input) {
 		ed_req_fail(r, ED_ERR_MISSING_FIELD, "missing field 'text' (or "
 		    "'data'): the question");
+		ed_req_finish(r);
+	} else if (r->input_len == 0) {
+		ed_req_fail(r, ED_ERR_INVALID_ARGUMENT, "the question is empty");
 		ed_req_finish(r);
 	} else {
 		/* keep writes the session: not while a job writes it (the job

@@ -770,7 +770,10 @@ START_TEST(test_ask_bad_input)
 	expect_error(rq("{\"id\":1,\"op\":\"ask\",\"session\":\"nope\",\"text\":\"hi\"}"), "not_found");
 	expect_error(rq("{\"id\":1,\"op\":\"ask\",\"text\":\"hi\"}"), "missing_field");
 	expect_error(rq("{\"id\":1,\"op\":\"ask\",\"session\":\"n\"}"), "missing_field");
-	expect_error(rq("{\"id\":1,\"op\":\"ask\",\"session\":\"n\",\"text\":\"\"}"), "missing_field");
+	ev = rq("{\"id\":1,\"op\":\"ask\",\"session\":\"n\",\"text\":\"\"}");
+	msg = json_string_value(json_object_get(json_object_get(ev, "error"), "message"));
+	ck_assert_msg(msg && strstr(msg, "empty"), "%s", json_dumps(ev, JSON_COMPACT));
+	expect_error(ev, "invalid_argument");
 	expect_error(rq("{\"id\":1,\"op\":\"ask\",\"session\":\".x\",\"text\":\"hi\"}"),
 		     "invalid_argument");
 	expect_error(rq("{\"id\":1,\"op\":\"ask\",\"session\":7,\"text\":\"hi\"}"), "invalid_argument");

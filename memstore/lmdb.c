@@ -146,6 +146,32 @@ fail:
 	return ms__lmdb(ms, rc, "open databases");
 }
 
+/* A data file shorter than the pages its meta page counts (a copy cut
+ * short, a restore from a partial backup) is refused here: LMDB reads it
+ * through the map, and the first read past the file's end would kill
+ * the process with SIGBUS rather than return an error.  LMDB read the
+ * meta pages with read(2), so they are checked already. */
+static int env_check_size(ms_store *ms, const char *dir,
+			  const MDB_envinfo *info)
+{
+	mdb_filehandle_t fd;
+	MDB_stat es;
+	struct stat st;
+	if (mdb_env_get_fd(ms->env, &fd) || fstat(fd, &st) ||
+	    mdb_env_stat(ms->env, &es))
+		return ms__fail(ms, MS_EIO, "%s/data.mdb: %s", dir,
+				strerror(errno));
+	unsigned long long need = ((unsigned long long)info->me_last_pgno + 1) *
+				  es.ms_psize;
+	if ((unsigned long long)st.st_size < need)
+		return ms__fail(ms, MS_ECORRUPT, "%s/data.mdb is %lld bytes, "
+				"shorter than the %llu its pages take: the file "
+				"was cut short (restore it from a copy, or move "
+				"the store away to start afresh)", dir,
+				(long long)st.st_size, need);
+	return 0;
+}
+
 int ms__env_open(ms_store *ms)
 {
 	char path[4200];
@@ -171,7 +197,8 @@ int ms__env_open(ms_store *ms)
 	MDB_envinfo info;
 	mdb_env_info(ms->env, &info);
 	ms->map_size = info.me_mapsize;
-	if ((rc = env_init_dbs(ms)))
+	if ((rc = env_check_size(ms, path, &info)) ||
+	    (rc = env_init_dbs(ms)))
 		goto fail;
 	return 0;
 fail:

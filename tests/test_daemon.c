@@ -473,6 +473,42 @@ START_TEST(test_second_daemon_refused)
 }
 END_TEST
 
+/* A store damaged on disk is refused at start with why, exit 1, never a
+ * crash: LMDB's file cut short (it used to die of SIGBUS reading past
+ * its end through the map), the catalog overwritten. */
+START_TEST(test_damaged_store)
+{
+	th_start(&D, NULL);
+	ck_assert_int_eq(th_signal_wait(&D, SIGTERM), 0);
+	char cmd[4096];
+	snprintf(cmd, sizeof(cmd), "cp '%s/store/kv/data.mdb' '%s/whole' && "
+		 "head -c 8192 '%s/whole' > '%s/store/kv/data.mdb'",
+		 D.data, D.dir, D.dir, D.data);
+	ck_assert_int_eq(system(cmd), 0);
+	snprintf(cmd, sizeof(cmd), "'%s' -f --config /dev/null --model none -s '%s' -d '%s' 2>'%s/err'",
+		 getenv("ENGRAMD"), D.sock, D.data, D.dir);
+	int st = system(cmd);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1, "cut short: status %d", st);
+	snprintf(cmd, sizeof(cmd), "grep -q 'data.mdb is 8192 bytes, shorter than' '%s/err'", D.dir);
+	ck_assert_msg(system(cmd) == 0, "no clear message about the cut file");
+	/* put back whole, it starts */
+	snprintf(cmd, sizeof(cmd), "cp '%s/whole' '%s/store/kv/data.mdb'", D.dir, D.data);
+	ck_assert_int_eq(system(cmd), 0);
+	th_start(&D, NULL);
+	ck_assert_int_eq(th_signal_wait(&D, SIGTERM), 0);
+	snprintf(cmd, sizeof(cmd), "head -c 100000 /dev/urandom > '%s/store/catalog.db' && "
+		 "rm -f '%s/store/catalog.db-wal' '%s/store/catalog.db-shm'",
+		 D.data, D.data, D.data);
+	ck_assert_int_eq(system(cmd), 0);
+	snprintf(cmd, sizeof(cmd), "'%s' -f --config /dev/null --model none -s '%s' -d '%s' 2>'%s/err'",
+		 getenv("ENGRAMD"), D.sock, D.data, D.dir);
+	st = system(cmd);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1, "catalog: status %d", st);
+	snprintf(cmd, sizeof(cmd), "grep -q 'cannot open the store.*not a database' '%s/err'", D.dir);
+	ck_assert_msg(system(cmd) == 0, "no clear message about the catalog");
+}
+END_TEST
+
 START_TEST(test_socket_permissions)
 {
 	th_start(&D, NULL);
@@ -728,6 +764,7 @@ int main(void)
 	tcase_add_test(proto, test_client_never_reads);
 	tcase_add_test(proto, test_disconnect_mid_request);
 	tcase_add_test(proc, test_second_daemon_refused);
+	tcase_add_test(proc, test_damaged_store);
 	tcase_add_test(proc, test_socket_permissions);
 	tcase_add_test(proc, test_sigterm_in_flight);
 	tcase_add_test(proc, test_config_file);

@@ -562,8 +562,28 @@ struct piece {
 	ms_key key;
 };
 
+/* Writes the block's record under its key (new, or over a damaged one). */
+static int block_put(ms_store *ms, MDB_txn *txn, const ms_geom *g,
+		     const uint8_t fp[16], const struct piece *pc)
+{
+	MDB_val k = { 16, (void *)pc->key.b }, v;
+	v.mv_size = ms_block_record_size(g, pc->n);
+	int rc = mdb_put(txn, ms->db_blocks, &k, &v, MDB_RESERVE);
+	if (rc)
+		return ms__lmdb(ms, rc, "put block");
+	/* Encoded straight into the map: no intermediate copy. */
+	rc = ms__block_encode_strided(v.mv_data, g, fp, pc->parent, pc->pos,
+				      pc->tokens, pc->n, pc->k, pc->v,
+				      pc->stride);
+	return rc ? ms__fail(ms, rc, "encode block: %s", ms_strerror(rc)) : 0;
+}
+
 /* Adds a reference to an existing block after checking its shape, or
- * writes the block. */
+ * writes the block.  An existing record that fails verification (a bit
+ * flipped on disk, a page overwritten) is written again from the one
+ * just computed, the same bytes as a sound one under that key: so
+ * prefilling a damaged session again (prefill --no-reuse) repairs the
+ * blocks it shares with others too; the checksum costs ~20 us a block. */
 static int block_ref_or_put(ms_store *ms, MDB_txn *txn, const ms_geom *g,
 			    const uint8_t fp[16], const struct piece *pc)
 {
@@ -576,14 +596,17 @@ static int block_ref_or_put(ms_store *ms, MDB_txn *txn, const ms_geom *g,
 			return rc == MDB_NOTFOUND ?
 			       ms__fail(ms, MS_ECORRUPT, "prefix entry without block") :
 			       ms__lmdb(ms, rc, "read block");
-		struct ms__block_hdr bh;
-		if (v.mv_size < sizeof(bh))
-			return ms__fail(ms, MS_ECORRUPT, "short block");
-		memcpy(&bh, v.mv_data, sizeof(bh));
-		if (bh.n_layers != g->n_layers || bh.n_kv_heads != g->n_kv_heads ||
-		    bh.head_dim != g->head_dim || bh.n_tokens != pc->n)
+		ms_block ob;
+		if (ms__block_parse(v.mv_data, v.mv_size, &pc->key, &ob)) {
+			if ((rc = block_put(ms, txn, g, fp, pc)))
+				return rc;
+		} else if (ob.geom.n_layers != g->n_layers ||
+			   ob.geom.n_kv_heads != g->n_kv_heads ||
+			   ob.geom.head_dim != g->head_dim ||
+			   ob.n_tokens != pc->n) {
 			return ms__fail(ms, MS_EMISMATCH, "a block with this key "
 					"has another geometry");
+		}
 		p.refcount++;
 		v.mv_size = sizeof(p);
 		v.mv_data = &p;
@@ -592,16 +615,8 @@ static int block_ref_or_put(ms_store *ms, MDB_txn *txn, const ms_geom *g,
 	}
 	if (rc != MS_ENOTFOUND)
 		return rc;
-	v.mv_size = ms_block_record_size(g, pc->n);
-	rc = mdb_put(txn, ms->db_blocks, &k, &v, MDB_RESERVE);
-	if (rc)
-		return ms__lmdb(ms, rc, "put block");
-	/* Encoded straight into the map: no intermediate copy. */
-	rc = ms__block_encode_strided(v.mv_data, g, fp, pc->parent, pc->pos,
-				      pc->tokens, pc->n, pc->k, pc->v,
-				      pc->stride);
-	if (rc)
-		return ms__fail(ms, rc, "encode block: %s", ms_strerror(rc));
+	if ((rc = block_put(ms, txn, g, fp, pc)))
+		return rc;
 	memset(&p, 0, sizeof(p));
 	p.refcount = 1;
 	p.n_tokens = (uint16_t)pc->n;

@@ -121,8 +121,10 @@ static int db_each(ms_store *ms, MDB_txn *txn, MDB_dbi dbi, each_fn fn,
 	if (rc)
 		return ms__lmdb(ms, rc, "cursor");
 	MDB_val k, v;
+	uint64_t i = 0;
+	/* trimmed as it goes: a deep check reads every block */
 	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT), ms__scan_trim(ms, i++)) {
 		int r = fn(ms, txn, &k, &v, arg);
 		if (r) {
 			mdb_cursor_close(c);

@@ -1096,6 +1096,61 @@ START_TEST(test_truncated_file)
 }
 END_TEST
 
+/* A block damaged on disk (a byte of its record flipped) is found by the
+ * deep check, refused when read, and written again when a session
+ * computes the same block: the other session sharing it reads it sound. */
+START_TEST(test_damaged_block_rewritten)
+{
+	ms_store *ms = open_store(NULL);
+	ms_geom g = geom(MS_MODE_Q8);
+	int64_t s, t, u;
+	ms_key keys[3];
+	ck_assert_int_eq(ms_session_create(ms, "s", FP, &g, &s), 0);
+	ck_assert_int_eq(ms_session_create(ms, "t", FP, &g, &t), 0);
+	ck_assert_int_eq(ms_session_create(ms, "u", FP, &g, &u), 0);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(append(ms, s, 14, i, B, &keys[i]), 0);
+		ck_assert_int_eq(append(ms, t, 14, i, B, NULL), 0);
+	}
+	expect_check(ms);
+	/* flip a byte of block 1's values */
+	MDB_txn *txn;
+	MDB_val k = { 16, keys[1].b }, v;
+	ck_assert_int_eq(mdb_txn_begin(ms->env, NULL, 0, &txn), 0);
+	ck_assert_int_eq(mdb_get(txn, ms->db_blocks, &k, &v), 0);
+	static uint8_t rec[1 << 20];
+	ck_assert_uint_le(v.mv_size, sizeof(rec));
+	memcpy(rec, v.mv_data, v.mv_size);
+	rec[v.mv_size - 3] ^= 0x40;
+	v.mv_data = rec;
+	ck_assert_int_eq(mdb_put(txn, ms->db_blocks, &k, &v, 0), 0);
+	ck_assert_int_eq(mdb_txn_commit(txn), 0);
+	uint64_t problems = 0;
+	ck_assert_int_eq(ms_check(ms, 1, &problems), MS_ECHECK);
+	ck_assert_uint_eq(problems, 1);
+	ck_assert_int_eq(ms_check(ms, 0, &problems), 0);	/* shape only */
+	ms_txn *rt;
+	ms_block b;
+	ck_assert_int_eq(ms_read_begin(ms, &rt), 0);
+	ck_assert_int_eq(ms_session_block(rt, t, 1, &b), MS_ECORRUPT);
+	ms_read_end(rt);
+	/* u computes the same blocks: block 1 is written again */
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(append(ms, u, 14, i, B, NULL), 0);
+	expect_check(ms);
+	ck_assert_int_eq(ms_read_begin(ms, &rt), 0);
+	ck_assert_int_eq(ms_session_block(rt, t, 1, &b), 0);
+	ck_assert_int_eq(ms_session_block(rt, s, 1, &b), 0);
+	ck_assert_mem_eq(b.key.b, keys[1].b, 16);
+	ms_read_end(rt);
+	ms_stats st;
+	ck_assert_int_eq(ms_stats_get(ms, &st), 0);
+	ck_assert_uint_eq(st.blocks, 3);
+	ck_assert_uint_eq(st.block_refs, 9);
+	ms_close(ms);
+}
+END_TEST
+
 /* Fault injection on the catalog: with SQLite refusing writes, creating a
  * session fails cleanly, and appends still commit (the catalog count is
  * advisory) and are reconciled at the next open. */
@@ -1311,6 +1366,7 @@ int main(void)
 	tcase_add_test(tc, test_gc_orphans);
 	tcase_add_test(tc, test_format_version);
 	tcase_add_test(tc, test_truncated_file);
+	tcase_add_test(tc, test_damaged_block_rewritten);
 	tcase_add_test(tc, test_catalog_write_fault);
 	tcase_add_test(tc, test_snapshot_isolation);
 	tcase_add_test(tc, test_trim);

@@ -561,9 +561,44 @@ static int cmd_source(ectl_ctx *x, int argc, char **argv)
 
 /* ---------------------------------------------------------------- store */
 
+/* store check [--deep]: problems found exit 1, as an error would. */
+static int cmd_store_check(ectl_ctx *x, int argc, char **argv)
+{
+	json_t *done = NULL;
+	int deep = 0;
+	if (argc == 3 && !strcmp(argv[2], "--deep"))
+		deep = 1;
+	else if (argc != 2) {
+		fprintf(stderr, "engramctl store check: the only option is --deep\n");
+		return ECTL_EXIT_USAGE;
+	}
+	int rc = ectl_request(x, json_pack("{s:s,s:b}", "op", "store_check",
+					   "deep", deep), &done);
+	if (rc == 0) {
+		long long n = ectl_jint(done, "problems");
+		if (!x->json && n == 0)
+			printf("store check%s: no problems (%lld sessions, %lld "
+			       "blocks, %.1f s)\n", deep ? " --deep" : "",
+			       ectl_jint(done, "sessions"), ectl_jint(done, "blocks"),
+			       json_number_value(json_object_get(done, "seconds")));
+		if (n) {
+			if (!x->json)
+				fprintf(stderr, "engramctl: store check%s: %lld "
+					"problem%s; the first: %s\n", deep ?
+					" --deep" : "", n, n == 1 ? "" : "s",
+					ectl_jstr(done, "first"));
+			rc = ECTL_EXIT_ERROR;
+		}
+	}
+	json_decref(done);
+	return rc;
+}
+
 static int cmd_store(ectl_ctx *x, int argc, char **argv)
 {
 	json_t *done = NULL;
+	if (argc >= 2 && !strcmp(argv[1], "check"))
+		return cmd_store_check(x, argc, argv);
 	int rc = ectl_no_args(argc, argv, "store");
 	if (rc)
 		return rc;
@@ -653,9 +688,14 @@ const ectl_command ectl_cmds_session[] = {
 	  "Prints the file, lines and page that token POS of SESSION's stream came\n"
 	  "from, and the span of tokens around it.\n"
 	  "  --text   also print the span's text, detokenized", cmd_source },
-	{ "store", "", "show store statistics",
+	{ "store", "[check [--deep]]", "show store statistics, or check the store",
 	  "Shows sessions, stream tokens, KV blocks (unique and shared), bytes per\n"
-	  "token and bytes on disk.", cmd_store },
+	  "token and bytes on disk.\n"
+	  "  check          check that blocks, reference counts, chains, summaries,\n"
+	  "                 checkpoints, heads and the catalog agree; exit 1 and the\n"
+	  "                 first problem if they do not\n"
+	  "  check --deep   also verify every block's checksum (reads the whole\n"
+	  "                 store; questions wait meanwhile)", cmd_store },
 	{ "gc", "[--compact]", "free unreferenced blocks",
 	  "Frees what no session reaches; --compact also rewrites the LMDB file.",
 	  cmd_gc },

@@ -511,8 +511,11 @@ static void ask_worker(ed_req *r)
 		goto release;
 	}
 	if (rc < 0) {
-		ed_req_fail(r, ED_ERR_INTERNAL, "generation failed: %s",
-		    eng_strerror(rc));
+		if (ed_skv_failure(kv, err, sizeof(err)))
+			ed_req_fail(r, ED_ERR_INTERNAL, "%s", err);
+		else
+			ed_req_fail(r, ED_ERR_INTERNAL, "generation failed: %s",
+			    eng_strerror(rc));
 		goto release;
 	}
 	if (!a.n_tok)

@@ -1,6 +1,6 @@
 /* ops_session.c - the protocol's ops for sessions, ingest jobs and the
  * store: ingest, jobs, job, cancel, sessions, session_show, session_rm,
- * session_rename, source, store, gc.  Contract: docs/PROTOCOL.md.
+ * session_rename, source, store, gc, store_check.  Contract: docs/PROTOCOL.md.
  *
  * Ops about jobs run on the loop thread (the job table is the loop's,
  * jobs.c); ops that read or write the store more than a row or two run on
@@ -686,6 +686,34 @@ static void gc_worker(ed_req *r)
 	ed_idle_touch();
 }
 
+/* fsck of the store (ms_check): problems are a result, not an error; the
+ * first is named.  Holds the store lock throughout, so questions wait: a
+ * deep check reads every block (bench/RESULTS.md: seconds per GB). */
+static void check_worker(ed_req *r)
+{
+	int deep = ed_req_arg_bool(r, "deep", 0);
+	uint64_t problems = 0;
+	ms_stats st = { 0 };
+	if (deep < 0)
+		return;
+	double t0 = ed_now_s();
+	ms_store *ms = ed_store_lock();
+	int rc = ms ? ms_check(ms, deep, &problems) : MS_EIO;
+	if (rc < 0 && rc != MS_ECHECK) {
+		fail_ms(r, rc, ms, "check");
+	} else {
+		ms_stats_get(ms, &st);
+		r->result = json_pack("{s:b,s:I,s:s?,s:I,s:I,s:f}", "deep", deep,
+				      "problems", (json_int_t)problems, "first",
+				      rc == MS_ECHECK ? ms_errmsg(ms) : NULL,
+				      "blocks", (json_int_t)st.blocks,
+				      "sessions", (json_int_t)st.sessions,
+				      "seconds", ed_now_s() - t0);
+	}
+	ed_store_unlock();
+	ed_idle_touch();
+}
+
 /* Store ops on a worker, after the one-time job recovery (loop thread). */
 #define LOOP_THEN(name, fn)				\
 	static void name(ed_req *r)			\
@@ -712,5 +740,6 @@ const ed_op ed_ops_session[] = {
 	{ "source", op_source, NULL },
 	{ "store", op_store, NULL },
 	{ "gc", NULL, gc_worker },
+	{ "store_check", NULL, check_worker },
 	{ NULL, NULL, NULL },
 };

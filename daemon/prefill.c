@@ -298,9 +298,11 @@ void ed_prefill_run(ed_prefill *p)
 		if (rc == ENG_ECANCELED)
 			break;
 		if (rc < 0) {
+			if (!ed_skv_failure(kv, err, sizeof(err)))
+				snprintf(err, sizeof(err), "%s",
+				    eng_strerror(rc));
 			snprintf(p->error, sizeof(p->error), "forward pass at "
-			    "%llu: %s", (unsigned long long)pos,
-			    eng_strerror(rc));
+			    "%llu: %s", (unsigned long long)pos, err);
 			goto fail;
 		}
 		uint64_t ck = (uint64_t)p->set->prefill_checkpoint;

@@ -90,6 +90,7 @@ struct skv {
 	uint16_t **dec;		/* [blk_cap] decoded blocks (owned) */
 	size_t dec_bytes;
 	int miss_rc;		/* first failure of the miss path */
+	uint32_t miss_blk;	/* and the block it failed on */
 
 	/* The session's last block at open; keep: this cache may give its
 	 * stored blocks' summaries to the next open (never saved, so stored
@@ -340,6 +341,7 @@ static int blk_resolve(struct skv *s, uint32_t b)
 	goto out;
 fail:
 	s->miss_rc = rc;
+	s->miss_blk = b;
 	ed_log(ED_LOG_ERROR, "session %lld: block %u unreadable: %s",
 	    (long long)s->id, b, ms_strerror(rc));
 out:
@@ -961,6 +963,13 @@ static int reload_partial(struct skv *s, char *err, size_t errlen)
 
 /* Loads the window layers' tail (positions [pos, pos+n)) into the rings
  * and the partial last block into pend. */
+/* What a user can do about a damaged session (ms_block_parse refused a
+ * record): find the rest, and make it again; a block shared with other
+ * sessions is written again when computed (block_ref_or_put). */
+#define SKV_REPAIR "`engramctl store check --deep` checks the whole " \
+	"store; `engramctl session rm`, ingest and `prefill --no-reuse` " \
+	"make it again"
+
 static int load_tail(struct skv *s, ms_txn *txn, uint64_t n_tokens,
     char *err, size_t errlen)
 {
@@ -969,7 +978,14 @@ static int load_tail(struct skv *s, ms_txn *txn, uint64_t n_tokens,
 	int rc;
 
 	if (s->n_loc) {
-		if ((rc = ms_tail_get(txn, s->id, &tb))) {
+		if ((rc = ms_tail_get(txn, s->id, &tb)) == MS_ECORRUPT) {
+			snprintf(err, errlen, "the stored session is damaged: "
+			    "its window tail (the window layers' last "
+			    "positions) cannot be read (%s); " SKV_REPAIR,
+			    ms_strerror(rc));
+			return rc;
+		}
+		if (rc) {
 			snprintf(err, errlen, "the session's KV (%llu tokens) "
 			    "has no window tail: %s", (unsigned long long)
 			    n_tokens, ms_strerror(rc));
@@ -1329,4 +1345,18 @@ out:
 	free(tk);
 	free(tv);
 	return rc;
+}
+
+int ed_skv_failure(const eng_kv *kv, char *buf, size_t n)
+{
+	const struct skv *s = (const struct skv *)kv;
+
+	if (!s || !s->miss_rc)
+		return 0;
+	snprintf(buf, n, "the stored session is damaged: its block %u (tokens "
+	    "%llu to %llu) cannot be read (%s); " SKV_REPAIR, s->miss_blk,
+	    (unsigned long long)s->miss_blk * s->B,
+	    (unsigned long long)(s->miss_blk + 1) * s->B - 1,
+	    ms_strerror(s->miss_rc));
+	return s->miss_rc;
 }

@@ -68,6 +68,12 @@ int ed_skv_save(eng_kv *kv, const int32_t *tokens, uint64_t first,
  * codes.  For warm.c, before anyone asks. */
 int ed_skv_warm(eng_kv *kv, int codes);
 
+/* Where a read of a stored block failed (its checksum, a record cut
+ * short): the first such failure of kv, said for the user in buf (n
+ * bytes), and its memstore code; 0 (buf untouched) if none.  The engine
+ * sees only ENG_EIO. */
+int ed_skv_failure(const eng_kv *kv, char *buf, size_t n);
+
 /* Frees what the last unsaved cache left for the next open (its
  * session's summaries and codes): before the store closes. */
 void ed_skv_forget(void);

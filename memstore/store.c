@@ -438,9 +438,12 @@ static int check_refs(ms_store *ms, MDB_txn *txn, struct check *c)
 	if (rc)
 		return ms__lmdb(ms, rc, "cursor");
 	size_t i = 0;
+	uint64_t seen = 0;
 	MDB_val k, v;
+	/* trimmed as it goes: deep, this reads every block */
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT),
+	     ms__scan_trim(ms, seen++)) {
 		struct ms__pfx p;
 		if (k.mv_size != 16 || v.mv_size != sizeof(p)) {
 			problem(ms, c, "bad prefix record", 0, 0);

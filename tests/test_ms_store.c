@@ -68,6 +68,18 @@ static int append(ms_store *ms, int64_t id, uint32_t doc, uint64_t idx,
 	return ms_session_append(ms, id, tok, n, k, v, key);
 }
 
+/* A new session name of mode m holding blocks 0..n-1 of document doc. */
+static int64_t session_of(ms_store *ms, const char *name, ms_mode m,
+			  uint32_t doc, int n)
+{
+	ms_geom g = geom(m);
+	int64_t id;
+	ck_assert_int_eq(ms_session_create(ms, name, FP, &g, &id), 0);
+	for (int i = 0; i < n; i++)
+		ck_assert_int_eq(append(ms, id, doc, (uint64_t)i, B, NULL), 0);
+	return id;
+}
+
 static void expect_check(ms_store *ms)
 {
 	uint64_t problems = 99;
@@ -1014,11 +1026,7 @@ END_TEST
 START_TEST(test_gc_orphans)
 {
 	ms_store *ms = open_store(NULL);
-	ms_geom g = geom(MS_MODE_Q4);
-	int64_t a;
-	ck_assert_int_eq(ms_session_create(ms, "a", FP, &g, &a), 0);
-	for (int i = 0; i < 3; i++)
-		ck_assert_int_eq(append(ms, a, 1, i, B, NULL), 0);
+	int64_t a = session_of(ms, "a", MS_MODE_Q4, 1, 3);
 	/* Drop the head behind the store's back: chain, summaries and blocks
 	 * become unreachable. */
 	MDB_txn *txn;
@@ -1064,11 +1072,7 @@ END_TEST
 START_TEST(test_truncated_file)
 {
 	ms_store *ms = open_store(NULL);
-	ms_geom g = geom(MS_MODE_Q8);
-	int64_t id;
-	ck_assert_int_eq(ms_session_create(ms, "s", FP, &g, &id), 0);
-	for (int i = 0; i < 40; i++)
-		ck_assert_int_eq(append(ms, id, 13, i, B, NULL), 0);
+	session_of(ms, "s", MS_MODE_Q8, 13, 40);
 	ms_close(ms);
 	char path[512], save[512], err[256];
 	snprintf(path, sizeof(path), "%s/kv/data.mdb", dir);

@@ -961,8 +961,6 @@ static int reload_partial(struct skv *s, char *err, size_t errlen)
 	return rc;
 }
 
-/* Loads the window layers' tail (positions [pos, pos+n)) into the rings
- * and the partial last block into pend. */
 /* What a user can do about a damaged session (ms_block_parse refused a
  * record): find the rest, and make it again; a block shared with other
  * sessions is written again when computed (block_ref_or_put). */
@@ -970,6 +968,8 @@ static int reload_partial(struct skv *s, char *err, size_t errlen)
 	"store; `engramctl session rm`, ingest and `prefill --no-reuse` " \
 	"make it again"
 
+/* Loads the window layers' tail (positions [pos, pos+n)) into the rings
+ * and the partial last block into pend. */
 static int load_tail(struct skv *s, ms_txn *txn, uint64_t n_tokens,
     char *err, size_t errlen)
 {

@@ -296,7 +296,8 @@ int ms_session_delete(ms_store *ms, const char *name);
  * must be full (B tokens), else MS_ESTATE (pop it and append a longer one).
  * The block position is the session's n_tokens.  If a block with the same
  * key exists it is shared (refcount + 1) and k/v are only used for the
- * summary.  key_out (may be NULL) receives the block key.  When this
+ * summary, unless its record fails verification (damaged on disk): then
+ * k/v write it again, for every session sharing it.  key_out (may be NULL) receives the block key.  When this
  * returns 0 the block and the new head are durable. */
 int ms_session_append(ms_store *ms, int64_t id, const uint32_t *tokens,
 		      uint32_t n_tokens, const float *k, const float *v,

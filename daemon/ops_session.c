@@ -702,10 +702,13 @@ static void check_worker(ed_req *r)
 	if (rc < 0 && rc != MS_ECHECK) {
 		fail_ms(r, rc, ms, "check");
 	} else {
+		char first[512] = "";
+		if (rc == MS_ECHECK)	/* before another call can set it */
+			snprintf(first, sizeof(first), "%s", ms_errmsg(ms));
 		ms_stats_get(ms, &st);
 		r->result = json_pack("{s:b,s:I,s:s?,s:I,s:I,s:f}", "deep", deep,
 				      "problems", (json_int_t)problems, "first",
-				      rc == MS_ECHECK ? ms_errmsg(ms) : NULL,
+				      *first ? first : NULL,
 				      "blocks", (json_int_t)st.blocks,
 				      "sessions", (json_int_t)st.sessions,
 				      "seconds", ed_now_s() - t0);

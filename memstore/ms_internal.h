@@ -196,9 +196,9 @@ int ms__session_drop_w(ms_store *ms, int64_t id);
  * summaries and tail.  *n_tokens and head receive to's, for the catalog. */
 int ms__session_fork_w(ms_store *ms, int64_t from, int64_t to,
 		       uint64_t *n_tokens, uint8_t head[16]);
-/* The i-th record of a pass over every record of a session: every 256,
- * the map's pages out of the RSS (ms_trim, best effort).  Safe inside a
- * write transaction. */
+/* The i-th record of a pass over many records (a session's, or a whole
+ * database's for stats, check and gc): every 256, the map's pages out of
+ * the RSS (ms_trim, best effort).  Safe inside a write transaction. */
 void ms__scan_trim(ms_store *ms, uint64_t i);
 
 /* summary.c */

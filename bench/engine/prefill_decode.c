@@ -70,11 +70,9 @@ static int run_once(const eng_model *m, eng_fwd *f, uint32_t n_prompt,
 	if (depth)
 		rc = eng_fwd_eval(f, kv, tok, depth, 0, &lg, NULL);
 	t0 = now_s();
-	if (rc)
-		;
-	else if (n_prompt)
+	if (!rc && n_prompt)
 		rc = eng_fwd_eval(f, kv, tok + depth, n_prompt, 0, &lg, NULL);
-	else
+	else if (!rc)
 		for (uint32_t i = 0; i < n_gen && !rc; i++)
 			rc = eng_fwd_eval(f, kv, tok + depth + i, 1, 0, &lg,
 			    NULL);
